@@ -1,0 +1,68 @@
+"""Training: one generic trainer, full and truncated BPTT, clipping, checkpoints, resume."""
+
+from rnnkit.training.batch import EpochBatches, SequenceBatch
+from rnnkit.training.bptt import CarryingModel, TrainableModel, detach_state, run_bptt
+from rnnkit.training.callbacks import (
+    Callback,
+    EarlyStopping,
+    MetricsLogger,
+    ProgressBar,
+    TensorBoardLogger,
+    read_metrics,
+)
+from rnnkit.training.checkpoint import (
+    CheckpointManager,
+    load_model,
+    load_trainer_state,
+    load_vocab,
+    save_checkpoint,
+)
+from rnnkit.training.clipping import ClipStats, clip_gradients, global_grad_norm
+from rnnkit.training.config import (
+    CheckpointConfig,
+    EarlyStoppingConfig,
+    LogConfig,
+    OptimConfig,
+    ScheduleConfig,
+    TrainerConfig,
+)
+from rnnkit.training.distributed import DistContext, init_distributed, seed_everything
+from rnnkit.training.optim import LRSchedule, build_optimizer
+from rnnkit.training.trainer import BatchInfo, NonFiniteLossError, Trainer
+
+__all__ = [
+    "BatchInfo",
+    "Callback",
+    "CarryingModel",
+    "CheckpointConfig",
+    "CheckpointManager",
+    "ClipStats",
+    "DistContext",
+    "EarlyStopping",
+    "EarlyStoppingConfig",
+    "EpochBatches",
+    "LRSchedule",
+    "LogConfig",
+    "MetricsLogger",
+    "NonFiniteLossError",
+    "OptimConfig",
+    "ProgressBar",
+    "ScheduleConfig",
+    "SequenceBatch",
+    "TensorBoardLogger",
+    "TrainableModel",
+    "Trainer",
+    "TrainerConfig",
+    "build_optimizer",
+    "clip_gradients",
+    "detach_state",
+    "global_grad_norm",
+    "init_distributed",
+    "load_model",
+    "load_trainer_state",
+    "load_vocab",
+    "read_metrics",
+    "run_bptt",
+    "save_checkpoint",
+    "seed_everything",
+]

@@ -1,0 +1,108 @@
+"""Backpropagation through time, in full or truncated to chunks of k steps.
+
+Full BPTT runs the whole batch forward, then backward through every step. Truncated BPTT
+(``k > 0``) cuts the batch into chunks of k steps (:meth:`SequenceBatch.time_chunks`) and for
+each chunk ``c``:
+
+    loss_c, h_c = model.carry_loss(chunk_c, h_{c-1})   # forward k steps from the carried state
+    update(loss_c)                                      # backward through these k steps, step
+    h_c = detach(h_c)                                   # the next chunk starts from its value
+
+so gradients flow back at most k steps while the forward pass still sees the whole sequence.
+When ``k >= T`` there is one chunk and truncated BPTT is full BPTT. A model taking part in
+truncated BPTT provides ``carry_loss(batch, state) -> (loss, metrics, state)``; sequences whose
+``lengths`` is 0 in a chunk (they ended earlier) must leave their carried state unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from rnnkit.training.batch import SequenceBatch
+
+State = Any  # a tensor, or a tuple of tensors (LSTM's (h, c)), or None before the first chunk
+
+
+@runtime_checkable
+class TrainableModel(Protocol):
+    """What the trainer needs from a model: a loss with metrics, and predictions."""
+
+    def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def predict(self, batch: SequenceBatch) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class CarryingModel(Protocol):
+    """A model whose loss can start from, and return, a recurrent state (truncated BPTT)."""
+
+    def carry_loss(
+        self, batch: SequenceBatch, state: State
+    ) -> tuple[torch.Tensor, dict[str, float], State]: ...
+
+
+def detach_state(state: State) -> State:
+    """The same state cut from the autograd graph (tensors, tuples and lists of tensors)."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return type(state)(detach_state(s) for s in state)
+
+
+@dataclass
+class ChunkResult:
+    loss: float  # mean loss over the chunk's targets
+    n_targets: int  # targets in the chunk on this process
+    metrics: dict[str, float] = field(default_factory=dict)  # the model's metrics
+
+
+def run_bptt(
+    model: Any,
+    batch: SequenceBatch,
+    tbptt: int,
+    update: Callable[[torch.Tensor, int], None],
+) -> list[ChunkResult]:
+    """Run one batch forward and call ``update(loss, n_targets)`` once per chunk.
+
+    Args:
+        model: a :class:`TrainableModel`; also a :class:`CarryingModel` when ``tbptt > 0``.
+        batch: the sequences, (B, T, ...).
+        tbptt: chunk length k; 0 means full BPTT (one chunk, ``model.loss``).
+        update: called with the chunk's loss (still in the graph) and its number of targets;
+            it does the backward pass and the optimizer step.
+
+    Returns:
+        One :class:`ChunkResult` per chunk, in time order.
+    """
+    if tbptt == 0:
+        loss, metrics = model.loss(batch)
+        update(loss, batch.n_targets)
+        return [ChunkResult(float(loss.detach()), batch.n_targets, dict(metrics))]
+    if not isinstance(model, CarryingModel):
+        raise TypeError(f"tbptt={tbptt} needs a model with carry_loss(batch, state)")
+    results = []
+    state: State = None
+    for chunk in batch.time_chunks(tbptt):
+        loss, metrics, state = model.carry_loss(chunk, state)
+        update(loss, chunk.n_targets)
+        state = detach_state(state)
+        results.append(ChunkResult(float(loss.detach()), chunk.n_targets, dict(metrics)))
+    return results
+
+
+def merge_results(results: list[ChunkResult]) -> ChunkResult:
+    """Target-weighted mean of chunk losses and metrics (chunks without targets weigh 0)."""
+    n = sum(r.n_targets for r in results)
+    if n == 0:
+        return ChunkResult(0.0, 0, {})
+    loss = sum(r.loss * r.n_targets for r in results) / n
+    keys = {k for r in results if r.n_targets for k in r.metrics}
+    metrics = {
+        k: sum(r.metrics.get(k, 0.0) * r.n_targets for r in results) / n for k in sorted(keys)
+    }
+    return ChunkResult(loss, n, metrics)

@@ -1,0 +1,240 @@
+"""Trainer events and the plug-ins that listen to them: schedule, logs, progress, early stopping.
+
+The trainer calls every callback's hooks in order::
+
+    on_train_start(trainer)                 before the first batch (also after a resume)
+    on_epoch_start(trainer, epoch)          before an epoch's first batch
+    on_batch_start(trainer, batch_index)    before a batch's forward pass
+    on_batch_end(trainer, batch_index, info)  after the batch's optimizer step(s)
+    on_evaluation(trainer, metrics)         after validation at the end of an epoch
+    on_epoch_end(trainer, epoch, metrics)   with the epoch's train and validation metrics
+    on_checkpoint(trainer, path)            after a checkpoint is written
+    on_train_end(trainer)                   once, also when the run stops early
+
+A callback with state (early stopping's patience counter) returns it from ``state_dict`` as
+JSON-friendly data; the trainer saves it in each checkpoint under the callback's ``name``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rnnkit.training.trainer import BatchInfo, Trainer
+
+
+class Callback:
+    """Base class: every hook does nothing; override the ones you need."""
+
+    name = "callback"
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None: ...
+
+    def on_batch_start(self, trainer: Trainer, batch_index: int) -> None: ...
+
+    def on_batch_end(self, trainer: Trainer, batch_index: int, info: BatchInfo) -> None: ...
+
+    def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class ScheduleCallback(Callback):
+    """Sets the learning rate before each batch and feeds validation to "plateau"."""
+
+    name = "schedule"
+
+    def on_batch_start(self, trainer: Trainer, batch_index: int) -> None:
+        trainer.lr = trainer.schedule.apply(trainer.optimizer, trainer.step, trainer.epoch)
+
+    def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        value = metrics.get(trainer.config.monitor)
+        if value is not None:
+            trainer.schedule.observe(value)
+
+
+class EarlyStopping(Callback):
+    """Stops training after ``patience`` evaluations without improvement of ``monitor``."""
+
+    name = "early_stopping"
+
+    def __init__(self, monitor: str, mode: str, patience: int, min_delta: float = 0.0) -> None:
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
+        self.best: float | None = None
+        self.bad = 0
+
+    def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if self.monitor not in metrics:
+            raise KeyError(f"early stopping monitors {self.monitor!r}; metrics: {sorted(metrics)}")
+        value = metrics[self.monitor]
+        sign = 1.0 if self.mode == "min" else -1.0
+        if self.best is None or sign * (self.best - value) > self.min_delta:
+            self.best, self.bad = value, 0
+        else:
+            self.bad += 1
+            if self.bad >= self.patience:
+                trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad = state["best"], int(state["bad"])
+
+
+class MetricsLogger(Callback):
+    """One row per epoch in ``RUN_DIR/metrics.csv`` or ``metrics.jsonl``.
+
+    On a resume, rows of epochs at or after the resumed epoch (written after the checkpoint by
+    the killed process) are dropped, so the file matches an uninterrupted run.
+    """
+
+    name = "metrics_logger"
+
+    def __init__(self, run_dir: str | Path, fmt: str = "csv") -> None:
+        if fmt not in ("csv", "jsonl"):
+            raise ValueError(f"fmt must be 'csv' or 'jsonl', got {fmt!r}")
+        self.path = Path(run_dir) / f"metrics.{fmt}"
+        self.fmt = fmt
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        rows = [r for r in read_metrics(self.path) if int(r["epoch"]) < trainer.epoch]
+        self.path.unlink(missing_ok=True)
+        for row in rows:
+            self._append(row)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        self._append({"epoch": epoch, "step": trainer.step, **metrics})
+
+    def _append(self, row: dict[str, Any]) -> None:
+        if self.fmt == "jsonl":
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            return
+        new = not self.path.exists()
+        fields = list(row) if new else _csv_header(self.path)
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def _csv_header(path: Path) -> list[str]:
+    with open(path, newline="") as f:
+        return next(csv.reader(f))
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a metrics.csv or metrics.jsonl file as dicts of numbers (empty when absent)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+class TensorBoardLogger(Callback):
+    """Step and epoch scalars as TensorBoard event files in ``RUN_DIR/tensorboard``."""
+
+    name = "tensorboard"
+
+    def __init__(self, run_dir: str | Path, every_steps: int = 10) -> None:
+        self.dir = Path(run_dir) / "tensorboard"
+        self.every = max(1, every_steps)
+        self.writer: Any = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(self.dir), purge_step=trainer.step or None)
+
+    def on_batch_end(self, trainer: Trainer, batch_index: int, info: BatchInfo) -> None:
+        if trainer.step % self.every == 0 and math.isfinite(info.loss):
+            self.writer.add_scalar("train/loss", info.loss, trainer.step)
+            self.writer.add_scalar("train/grad_norm", info.grad_norm, trainer.step)
+            self.writer.add_scalar("train/lr", trainer.lr, trainer.step)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.writer.add_scalar(f"epoch/{key}", value, trainer.step)
+        self.writer.flush()
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class ProgressBar(Callback):
+    """A per-epoch progress bar (tqdm or rich) showing loss, sequences per second and ETA."""
+
+    name = "progress"
+
+    def __init__(self, kind: str = "tqdm") -> None:
+        if kind not in ("tqdm", "rich"):
+            raise ValueError(f"kind must be 'tqdm' or 'rich', got {kind!r}")
+        self.kind = kind
+        self.bar: Any = None
+        self.task: Any = None
+        self.seen = 0
+        self.t0 = 0.0
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        total, done = len(trainer.train_batches), trainer.batch_in_epoch
+        self.seen, self.t0 = 0, time.perf_counter()
+        desc = f"epoch {epoch + 1}/{trainer.config.epochs}"
+        if self.kind == "tqdm":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc=desc, file=sys.stderr, leave=False)
+        else:
+            from rich.progress import Progress, TimeRemainingColumn
+
+            self.bar = Progress(*Progress.get_default_columns()[:-1], TimeRemainingColumn(),
+                                "{task.fields[info]}", transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(desc, total=total, completed=done, info="")
+
+    def on_batch_end(self, trainer: Trainer, batch_index: int, info: BatchInfo) -> None:
+        self.seen += info.sequences
+        rate = self.seen / max(time.perf_counter() - self.t0, 1e-9)
+        text = f"loss={info.loss:.4g} {rate:.0f} seq/s"
+        if self.kind == "tqdm":
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.update(1)
+        else:
+            self.bar.update(self.task, advance=1, info=text)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        self._close()
+        shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        print(f"epoch {epoch + 1}: {shown}", file=sys.stderr)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close() if self.kind == "tqdm" else self.bar.stop()
+            self.bar = None

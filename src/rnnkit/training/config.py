@@ -1,0 +1,105 @@
+"""The trainer's configuration: frozen dataclasses, one per concern, validated at construction.
+
+In a TOML file they sit under ``[trainer]``, ``[trainer.optim]``, ``[trainer.schedule]``,
+``[trainer.checkpoint]``, ``[trainer.log]`` and ``[trainer.early_stopping]``; every field can be
+overridden with ``--set trainer.optim.name=sgd``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+def _check(cond: bool, name: str, value: object, want: str) -> None:
+    if not cond:
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["sgd", "rmsprop", "adam", "adamw"] = "adam"  # optimizer
+    momentum: float = 0.9  # SGD and RMSprop momentum
+    weight_decay: float = 0.0  # L2 penalty (decoupled for AdamW)
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam/AdamW moment decay rates
+    eps: float = 1e-8  # Adam/AdamW/RMSprop denominator epsilon
+    alpha: float = 0.99  # RMSprop squared-gradient decay
+
+    def __post_init__(self) -> None:
+        _check(self.momentum >= 0, "momentum", self.momentum, ">= 0")
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        _check(all(0 <= b < 1 for b in self.betas), "betas", self.betas, "in [0, 1)")
+        _check(self.eps > 0, "eps", self.eps, "> 0")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: Literal["constant", "step", "cosine", "plateau"] = "constant"  # decay rule
+    warmup_steps: int = 0  # linear warm-up from lr/warmup_steps to lr over these steps
+    step_size: int = 10  # "step": epochs between decays
+    gamma: float = 0.5  # "step": decay factor per step_size epochs
+    min_lr: float = 0.0  # "cosine" floor and "plateau" floor
+    factor: float = 0.5  # "plateau": lr multiplier when the monitored metric stalls
+    patience: int = 2  # "plateau": epochs without improvement before decaying
+
+    def __post_init__(self) -> None:
+        _check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, ">= 0")
+        _check(self.step_size > 0, "step_size", self.step_size, "> 0")
+        _check(0 < self.gamma <= 1, "gamma", self.gamma, "in (0, 1]")
+        _check(0 < self.factor <= 1, "factor", self.factor, "in (0, 1]")
+        _check(self.patience >= 0, "patience", self.patience, ">= 0")
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every_steps: int = 0  # also checkpoint every this many optimizer steps (0: epoch ends only)
+    keep_last: int = 2  # number of most recent checkpoints kept (the best is always kept)
+
+    def __post_init__(self) -> None:
+        _check(self.every_steps >= 0, "every_steps", self.every_steps, ">= 0")
+        _check(self.keep_last >= 1, "keep_last", self.keep_last, ">= 1")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: Literal["csv", "jsonl"] = "csv"  # per-epoch metrics file: metrics.csv/.jsonl
+    tensorboard: bool = True  # write TensorBoard event files under RUN_DIR/tensorboard
+    progress: Literal["auto", "rich", "tqdm", "none"] = "auto"  # progress bar ("auto": tty)
+    every_steps: int = 10  # TensorBoard step-scalar interval
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    patience: int = 0  # epochs without improvement before stopping (0: never stop early)
+    min_delta: float = 0.0  # improvement smaller than this does not count
+
+    def __post_init__(self) -> None:
+        _check(self.patience >= 0, "patience", self.patience, ">= 0")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    epochs: int = 10  # passes over the training data
+    batch_size: int = 32  # sequences per optimizer step (global, over all processes)
+    lr: float = 1e-3  # peak learning rate
+    tbptt: int = 0  # truncated BPTT chunk length in steps (0: full BPTT)
+    clip_norm: float = 0.0  # clip the global gradient L2 norm to this (0: off)
+    clip_value: float = 0.0  # clamp each gradient entry to [-v, v] (0: off)
+    max_steps: int = 0  # stop after this many optimizer steps (0: no limit)
+    monitor: str = "val_loss"  # metric for best checkpoint, plateau and early stopping
+    mode: Literal["min", "max"] = "min"  # whether the monitored metric should go down or up
+    deterministic: bool = True  # torch.use_deterministic_algorithms for exact resume
+    optim: OptimConfig = field(default_factory=OptimConfig)  # optimizer
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # learning-rate schedule
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)  # checkpointing
+    log: LogConfig = field(default_factory=LogConfig)  # logs and progress bars
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs", self.epochs, ">= 1")
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
+        _check(self.lr > 0, "lr", self.lr, "> 0")
+        _check(self.tbptt >= 0, "tbptt", self.tbptt, ">= 0")
+        _check(self.clip_norm >= 0, "clip_norm", self.clip_norm, ">= 0")
+        _check(self.clip_value >= 0, "clip_value", self.clip_value, ">= 0")
+        _check(self.max_steps >= 0, "max_steps", self.max_steps, ">= 0")

@@ -1,0 +1,306 @@
+"""One trainer for every model: the loop, BPTT, clipping, checkpoints and resume.
+
+The model provides ``loss(batch) -> (loss, metrics)`` and ``predict(batch)`` (and, for
+truncated BPTT, ``carry_loss(batch, state) -> (loss, metrics, state)``); it knows nothing of the
+loop. The trainer owns the loop and calls back through events (:mod:`rnnkit.training.callbacks`)
+for the schedule, logs, progress bars and early stopping.
+
+One optimizer step per chunk (one per batch under full BPTT):
+
+    g = dL_chunk/dθ                      backward through the chunk's steps
+    g = mean over processes of g         data parallel (weighted, see distributed.py)
+    g = clip(g)                          global norm, then value
+    θ = optimizer(θ, g)
+
+A checkpoint written after batch b of epoch e records (e, b + 1), the step, the optimizer,
+schedule and callback states and every RNG state; :meth:`Trainer.resume` restores them and
+:meth:`Trainer.fit` continues with batch b + 1 of the same deterministic epoch order, so an
+interrupted and resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnkit.training.batch import EpochBatches
+from rnnkit.training.bptt import CarryingModel, ChunkResult, merge_results, run_bptt
+from rnnkit.training.callbacks import (
+    Callback,
+    EarlyStopping,
+    MetricsLogger,
+    ProgressBar,
+    ScheduleCallback,
+    TensorBoardLogger,
+)
+from rnnkit.training.checkpoint import CheckpointManager, load_trainer_state
+from rnnkit.training.clipping import ClipStats, clip_gradients
+from rnnkit.training.config import TrainerConfig
+from rnnkit.training.distributed import DistContext
+from rnnkit.training.optim import LRSchedule, build_optimizer
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss (or gradient norm) became NaN or infinite; names the step and the batch."""
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    loss: float  # mean loss of the batch on this process
+    sequences: int  # sequences in the global batch
+    grad_norm: float  # pre-clipping global gradient norm of the batch's last step
+
+
+class Trainer:
+    """Train ``model`` on ``train_batches``; validate on ``val_batches`` after every epoch.
+
+    Args:
+        model: provides ``loss``, ``predict`` (and ``carry_loss`` when ``config.tbptt > 0``),
+            and ``get_config`` for checkpoints.
+        config: the trainer's configuration.
+        train_batches: training data in a deterministic per-epoch order; each batch is the
+            global batch, split over processes by rows.
+        val_batches: validation data, or None.
+        run_dir: where checkpoints and logs go (rank 0 only); None writes nothing.
+        callbacks: extra callbacks, called after the built-in ones.
+        dist_ctx: the process group; one process by default.
+        vocab: JSON-friendly vocabulary saved with each checkpoint.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: TrainerConfig,
+        train_batches: EpochBatches,
+        val_batches: EpochBatches | None = None,
+        run_dir: str | Path | None = None,
+        callbacks: Sequence[Callback] = (),
+        dist_ctx: DistContext | None = None,
+        vocab: Any = None,
+    ) -> None:
+        for method in ("loss", "predict"):
+            if not callable(getattr(model, method, None)):
+                raise TypeError(f"model {type(model).__name__} has no {method}(batch) method")
+        if config.tbptt and not isinstance(model, CarryingModel):
+            raise ValueError(f"tbptt={config.tbptt} needs a model with carry_loss(batch, state)")
+        self.model, self.config, self.vocab = model, config, vocab
+        self.train_batches, self.val_batches = train_batches, val_batches
+        self.dist = dist_ctx or DistContext()
+        self.dist.broadcast_parameters(model)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.optimizer = build_optimizer(model.parameters(), config.optim, config.lr)
+        chunks = math.ceil(train_batches.data.steps / config.tbptt) if config.tbptt else 1
+        self.schedule = LRSchedule(
+            config.schedule, config.lr, config.epochs * len(train_batches) * chunks, config.mode
+        )
+        self.lr = config.lr
+        self.step = 0  # optimizer steps taken
+        self.epoch = 0  # current epoch (0-based)
+        self.batch_in_epoch = 0  # batches of the current epoch already done
+        self.should_stop = False
+        self.history: list[dict[str, float]] = []  # per-epoch metrics
+        self.clip = ClipStats()
+        self._batch_index = 0  # index in its epoch of the batch being trained
+        self._last_norm = 0.0  # pre-clipping gradient norm of the last step
+        self._sums: dict[str, float] = {}  # target-weighted sums of this epoch's train metrics
+        self.checkpoints: CheckpointManager | None = None
+        if self.run_dir is not None and self.dist.is_writer:
+            self.checkpoints = CheckpointManager(
+                self.run_dir / "checkpoints", config.checkpoint.keep_last, config.mode
+            )
+        self.callbacks = self._default_callbacks() + list(callbacks)
+
+    def _default_callbacks(self) -> list[Callback]:
+        cfg = self.config
+        cbs: list[Callback] = [ScheduleCallback()]
+        if cfg.early_stopping.patience:
+            es = cfg.early_stopping
+            cbs.append(EarlyStopping(cfg.monitor, cfg.mode, es.patience, es.min_delta))
+        if not self.dist.is_writer:
+            return cbs
+        if self.run_dir is not None:
+            cbs.append(MetricsLogger(self.run_dir, cfg.log.format))
+            if cfg.log.tensorboard:
+                cbs.append(TensorBoardLogger(self.run_dir, cfg.log.every_steps))
+        progress = cfg.log.progress
+        if progress == "auto":
+            import sys
+
+            progress = "tqdm" if sys.stderr.isatty() else "none"
+        if progress != "none":
+            cbs.append(ProgressBar(progress))
+        return cbs
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(self, *args)
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    def fit(self) -> list[dict[str, float]]:
+        """Train until ``epochs`` or ``max_steps`` or early stopping; return per-epoch metrics."""
+        if self.config.deterministic:
+            torch.use_deterministic_algorithms(True)
+        self.model.train()
+        self._emit("on_train_start")
+        try:
+            while self.epoch < self.config.epochs and not self.should_stop:
+                self._run_epoch()
+        finally:
+            self._emit("on_train_end")
+        return self.history
+
+    def _run_epoch(self) -> None:
+        if self.batch_in_epoch == 0:
+            self._sums = {}
+            self.clip = ClipStats()
+        self._emit("on_epoch_start", self.epoch)
+        every = self.config.checkpoint.every_steps
+        for batch in self.train_batches.epoch(self.epoch, start=self.batch_in_epoch):
+            index = self.batch_in_epoch
+            self._emit("on_batch_start", index)
+            local = batch.shard(self.dist.rank, self.dist.world)
+            self._batch_index, last_step = index, self.step
+            merged = merge_results(run_bptt(self.model, local, self.config.tbptt, self._update))
+            self._accumulate(merged)
+            self.batch_in_epoch += 1
+            info = BatchInfo(merged.loss, batch.size, self._last_norm)
+            self._emit("on_batch_end", index, info)
+            if every and self.step // every > last_step // every:
+                self.save_checkpoint()
+            if self.config.max_steps and self.step >= self.config.max_steps:
+                self.should_stop = True
+                break
+        metrics = self._epoch_metrics()
+        if self.val_batches is not None:
+            val = self.evaluate(self.val_batches)
+            metrics.update(val)
+            self._emit("on_evaluation", metrics)
+        self.history.append(metrics)
+        self._emit("on_epoch_end", self.epoch, metrics)
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.save_checkpoint(metric=metrics.get(self.config.monitor))
+
+    def _update(self, loss: torch.Tensor, n_local: int) -> None:
+        """Backward, average over processes, clip and step for one chunk."""
+        value = float(loss.detach())
+        finite = math.isfinite(value)
+        n_total, n_bad = self.dist.sum([float(n_local), 0.0 if finite else 1.0])
+        if n_bad:
+            self._fail(f"loss is {value if not finite else 'non-finite on another process'}")
+        self._last_norm = 0.0
+        if n_total == 0:  # no targets in this chunk anywhere: nothing to learn from
+            return
+        self.optimizer.zero_grad(set_to_none=False)
+        (loss * (n_local * self.dist.world / n_total)).backward()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.dist.average_gradients(params)
+        norm, fired = clip_gradients(params, self.config.clip_norm, self.config.clip_value)
+        if not math.isfinite(norm):
+            self._fail(f"gradient norm is {norm}")
+        self.clip.record(norm, fired)
+        self._last_norm = norm
+        self.optimizer.step()
+        self.step += 1
+
+    def _fail(self, what: str) -> None:
+        last = self.checkpoints.latest() if self.checkpoints else None
+        kept = f"; last good checkpoint: {last}" if last else ""
+        raise NonFiniteLossError(
+            f"{what} at step {self.step} (epoch {self.epoch + 1}, batch {self._batch_index})"
+            f"{kept}"
+        )
+
+    def _accumulate(self, r: ChunkResult) -> None:
+        s = self._sums
+        s["n"] = s.get("n", 0.0) + r.n_targets
+        s["loss"] = s.get("loss", 0.0) + r.loss * r.n_targets
+        for k, v in r.metrics.items():
+            s[k] = s.get(k, 0.0) + v * r.n_targets
+
+    def _epoch_metrics(self) -> dict[str, float]:
+        keys = sorted(self._sums)
+        totals = dict(zip(keys, self.dist.sum([self._sums[k] for k in keys]), strict=True))
+        n = totals.pop("n", 0.0) or 1.0
+        out = {f"train_{k}": v / n for k, v in totals.items()}
+        out["grad_norm_mean"] = self.clip.mean_norm
+        out["grad_norm_max"] = self.clip.norm_max
+        out["clip_rate"] = self.clip.fire_rate
+        out["lr"] = self.lr
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, batches: EpochBatches, prefix: str = "val_") -> dict[str, float]:
+        """Target-weighted mean loss and metrics over ``batches`` (no gradient, eval mode)."""
+        was_training = self.model.training
+        self.model.eval()
+        sums: dict[str, float] = {"n": 0.0, "loss": 0.0}
+        for batch in batches.epoch(0):
+            local = batch.shard(self.dist.rank, self.dist.world)
+            loss, metrics = self.model.loss(local)
+            n = local.n_targets
+            sums["n"] += n
+            sums["loss"] += float(loss) * n
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * n
+        self.model.train(was_training)
+        keys = sorted(sums)
+        totals = dict(zip(keys, self.dist.sum([sums[k] for k in keys]), strict=True))
+        n = totals.pop("n") or 1.0
+        return {f"{prefix}{k}": v / n for k, v in totals.items()}
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The trainer's JSON-friendly state (the optimizer is saved separately, as tensors)."""
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "lr": self.lr,
+            "should_stop": self.should_stop,
+            "history": self.history,
+            "sums": self._sums,
+            "clip": self.clip.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "callbacks": {
+                cb.name: cb.state_dict() for cb in self.callbacks if cb.state_dict() is not None
+            },
+        }
+
+    def save_checkpoint(self, metric: float | None = None) -> Path | None:
+        """Write a checkpoint of the current position (rank 0 with a run_dir only)."""
+        if self.checkpoints is None:
+            return None
+        path = self.checkpoints.save(
+            self.step, self.model, self.optimizer, self.state_dict(), metric, self.vocab
+        )
+        self._emit("on_checkpoint", path)
+        return path
+
+    def resume(self, path: str | Path) -> None:
+        """Restore the model, optimizer, schedule, position and RNG states of checkpoint."""
+        from safetensors.torch import load as st_load
+
+        path = Path(path)
+        weights = st_load((path / "model.safetensors").read_bytes())
+        self.model.load_state_dict(weights)
+        state = load_trainer_state(path, self.optimizer)
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self.lr, self.should_stop = float(state["lr"]), bool(state["should_stop"])
+        self.history = list(state["history"])
+        self._sums = {k: float(v) for k, v in state["sums"].items()}
+        self.clip.load_state_dict(state["clip"])
+        self.schedule.load_state_dict(state["schedule"])
+        saved = state["callbacks"]
+        for cb in self.callbacks:
+            if cb.name in saved:
+                cb.load_state_dict(saved[cb.name])
