@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from rnnkit.commands import train as train_commands
+
 app = typer.Typer(help="rnnkit: recurrent neural networks toolkit.", no_args_is_help=True)
 
 
@@ -13,6 +15,9 @@ def version() -> None:
     from rnnkit import __version__
 
     typer.echo(__version__)
+
+
+train_commands.register(app)
 
 
 def main() -> None:

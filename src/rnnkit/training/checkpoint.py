@@ -76,7 +76,10 @@ def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
                 tensors[f"state.{pid}.{key}"] = value.detach().clone().contiguous()
             else:
                 scalars.setdefault(str(pid), {})[key] = value
-    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in sd["param_groups"]]
+    groups = [
+        {k: list(v) if isinstance(v, tuple) else v for k, v in g.items()}
+        for g in sd["param_groups"]
+    ]
     return tensors, {"scalars": scalars, "param_groups": groups}
 
 

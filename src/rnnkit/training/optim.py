@@ -99,7 +99,8 @@ class LRSchedule:
         """Feed the monitored metric after an evaluation ("plateau" decays on stalls)."""
         if self.cfg.name != "plateau":
             return
-        better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+        sign = 1.0 if self.mode == "min" else -1.0
+        better = self.best is None or sign * (self.best - value) > 0
         if better:
             self.best, self.bad_evals = value, 0
             return

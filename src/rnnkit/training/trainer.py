@@ -21,7 +21,6 @@ interrupted and resumed run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path

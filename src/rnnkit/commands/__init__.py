@@ -1,0 +1,1 @@
+"""Typer command groups of the `rnnkit` CLI, each a thin wrapper over library functions."""

@@ -1,0 +1,93 @@
+"""`rnnkit train | resume | evaluate | diagnose`: thin wrappers over :mod:`rnnkit.tasks.run`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from rnnkit.config import ConfigError
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def train(
+    task: str = typer.Argument(..., help="registered task name, e.g. adding or copy"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML configuration file"),
+    overrides: list[str] = typer.Option([], "--set", help="override a key: trainer.lr=0.001"),
+    out: Path = typer.Option(..., "--out", "-o", help="run directory to create"),
+    seed: int | None = typer.Option(None, "--seed", help="seed (overrides the file's seed)"),
+) -> None:
+    """Train TASK into a new run directory."""
+    from rnnkit.tasks import run
+    from rnnkit.training.trainer import NonFiniteLossError
+
+    items = [*overrides, *([f"seed={seed}"] if seed is not None else [])]
+    try:
+        cfg = run.load_run_config(task, config, items)
+        summary = run.train(cfg, out)
+    except KeyError as e:
+        _fail(str(e.args[0]))
+    except (ConfigError, FileExistsError) as e:
+        _fail(str(e))
+    except NonFiniteLossError as e:
+        _fail(str(e))
+    _report(summary)
+
+
+def resume(run_dir: Path = typer.Argument(..., help="run directory to continue")) -> None:
+    """Continue a run from its latest checkpoint."""
+    from rnnkit.tasks import run
+    from rnnkit.training.trainer import NonFiniteLossError
+
+    try:
+        summary = run.resume(run_dir)
+    except (FileNotFoundError, NonFiniteLossError) as e:
+        _fail(str(e))
+    _report(summary)
+
+
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="run directory"),
+    split: str = typer.Option("test", help="train, val or test"),
+    which: str = typer.Option("best", help="best or latest checkpoint"),
+) -> None:
+    """Evaluate a run's checkpoint on a split; prints JSON metrics."""
+    from rnnkit.tasks import run
+
+    try:
+        metrics = run.evaluate(run_dir, split, which)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(json.dumps(metrics, indent=1))
+
+
+def diagnose(
+    run_dir: Path = typer.Argument(..., help="run directory"),
+    out: Path | None = typer.Option(None, "--out", help="folder for PNGs (RUN_DIR/diagnostics)"),
+) -> None:
+    """Plot gradient norms per time step, gates, hidden states and training curves."""
+    from rnnkit.tasks import run
+
+    try:
+        paths = run.diagnose(run_dir, out)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    for p in paths:
+        typer.echo(str(p))
+
+
+def _report(summary: dict) -> None:
+    last = summary["history"][-1] if summary["history"] else {}
+    shown = " ".join(f"{k}={v:.4g}" for k, v in last.items())
+    typer.echo(f"done: {summary['epochs']} epochs, {summary['step']} steps. {shown}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training commands to ``app``."""
+    for fn in (train, resume, evaluate, diagnose):
+        app.command()(fn)

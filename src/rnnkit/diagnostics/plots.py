@@ -1,0 +1,95 @@
+"""PNG plots of the diagnostics (matplotlib, Agg backend: no display needed).
+
+Every function takes the data, writes one PNG at ``path`` and returns the path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+
+from rnnkit.diagnostics.gates import GateStats, hidden_matrix
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_gradient_norms(
+    norms: Mapping[str, torch.Tensor], path: str | Path, title: str = "||dL/dh_t||"
+) -> Path:
+    """One log-scale curve of ||dL/dh_t|| against t per label."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for label, values in norms.items():
+        v = torch.as_tensor(values).double().clamp_min(1e-30)
+        ax.semilogy(range(1, len(v) + 1), v.numpy(), label=label)
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("mean ||dL/dh_t||")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_gates(stats: Mapping[str, GateStats], path: str | Path) -> Path:
+    """Mean activation (top) and saturated fraction (bottom) of each gate over time."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 5.0), sharex=True)
+    for name, s in stats.items():
+        t = range(1, len(s.mean) + 1)
+        top.plot(t, s.mean.numpy(), label=name)
+        bottom.plot(t, s.saturation.numpy(), label=name)
+    top.set_ylabel("mean activation")
+    bottom.set_ylabel("saturated fraction")
+    bottom.set_xlabel("time step t")
+    top.legend(fontsize=8)
+    top.set_title("gate activations")
+    return _save(fig, path)
+
+
+def plot_hidden(trace, path: str | Path, layer: int = -1, row: int = 0) -> Path:
+    """Heat map of one sequence's hidden units (rows) over time (columns)."""
+    h = hidden_matrix(trace, layer, row)  # (T, H)
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    im = ax.imshow(h.T.numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1,
+                   interpolation="nearest")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("hidden unit")
+    ax.set_title("hidden state h_t")
+    fig.colorbar(im, ax=ax)
+    return _save(fig, path)
+
+
+def plot_training_curves(rows: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+    """Per-epoch losses (log scale), mean gradient norm and clip-fire rate."""
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    for key in ("train_loss", "val_loss"):
+        if all(key in r for r in rows):
+            ax1.semilogy(epochs, [r[key] for r in rows], marker="o", label=key)
+    ax1.set_xlabel("epoch")
+    ax1.set_title("loss")
+    ax1.legend(fontsize=8)
+    if all("grad_norm_mean" in r for r in rows):
+        ax2.semilogy(epochs, [max(r["grad_norm_mean"], 1e-30) for r in rows], marker="o",
+                     label="mean grad norm")
+    ax2.set_xlabel("epoch")
+    if all("clip_rate" in r for r in rows):
+        twin = ax2.twinx()
+        twin.plot(epochs, [r["clip_rate"] for r in rows], color="tab:red", marker="x",
+                  label="clip rate")
+        twin.set_ylim(-0.05, 1.05)
+        twin.set_ylabel("clip-fire rate")
+    ax2.set_title("gradients")
+    ax2.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)
