@@ -92,6 +92,7 @@ class RecurrentModel(nn.Module):
         alive = batch.lengths > 0  # (B,)
         out, new = self.rnn(self._inputs(batch), state, lengths=batch.lengths.clamp(min=1))
         if state is not None and not bool(alive.all()):
+            out = out * alive.view(-1, 1, 1)  # (B, T, H): ended sequences output zeros
             keep = alive.view(1, -1, 1)  # (1, B, 1) over (L*D, B, H)
             if isinstance(new, tuple):
                 new = tuple(torch.where(keep, n, o) for n, o in zip(new, state, strict=True))

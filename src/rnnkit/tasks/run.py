@@ -31,6 +31,7 @@ from rnnkit.config import apply_overrides, from_dict, load_toml, to_dict
 from rnnkit.tasks.models import RecurrentModel, RecurrentModelConfig
 from rnnkit.tasks.registry import TaskData, get_task
 from rnnkit.training.batch import EpochBatches, SequenceBatch
+from rnnkit.training.callbacks import Callback
 from rnnkit.training.checkpoint import CheckpointManager, load_model, write_atomic
 from rnnkit.training.config import TrainerConfig
 from rnnkit.training.distributed import init_distributed, seed_everything
@@ -109,7 +110,9 @@ def build_model(cfg: RunConfig, data: TaskData) -> RecurrentModel:
     return RecurrentModel(RecurrentModelConfig(**fields))
 
 
-def _setup(cfg: RunConfig, run_dir: Path | None) -> tuple[Trainer, TaskData]:
+def _setup(
+    cfg: RunConfig, run_dir: Path | None, callbacks: Sequence[Callback] = ()
+) -> tuple[Trainer, TaskData]:
     dist_ctx = init_distributed()
     seed_everything(cfg.seed)
     data = get_task(cfg.task).build(cfg.task_config, cfg.seed)
@@ -117,7 +120,7 @@ def _setup(cfg: RunConfig, run_dir: Path | None) -> tuple[Trainer, TaskData]:
     t = cfg.trainer
     train = EpochBatches(data.train, t.batch_size, shuffle=True, seed=cfg.seed)
     val = EpochBatches(data.val, t.batch_size, shuffle=False, drop_last=False)
-    trainer = Trainer(model, t, train, val, run_dir=run_dir, dist_ctx=dist_ctx)
+    trainer = Trainer(model, t, train, val, run_dir, callbacks, dist_ctx)
     return trainer, data
 
 
@@ -128,12 +131,14 @@ def _finish(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
+def train(
+    cfg: RunConfig, run_dir: str | Path, callbacks: Sequence[Callback] = ()
+) -> dict[str, Any]:
     """Train a fresh run into ``run_dir`` (which must not hold a run already)."""
     run_dir = Path(run_dir)
     if (run_dir / "config.json").exists():
         raise FileExistsError(f"{run_dir} already holds a run; use `rnnkit resume {run_dir}`")
-    trainer, _ = _setup(cfg, run_dir)
+    trainer, _ = _setup(cfg, run_dir, callbacks)
     if trainer.dist.is_writer:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(run_dir / "config.json", json.dumps(cfg.to_json(), indent=1).encode())
@@ -141,11 +146,11 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     return _finish(trainer, run_dir)
 
 
-def resume(run_dir: str | Path) -> dict[str, Any]:
+def resume(run_dir: str | Path, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Continue the run in ``run_dir`` from its latest checkpoint (or from scratch)."""
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
-    trainer, _ = _setup(cfg, run_dir)
+    trainer, _ = _setup(cfg, run_dir, callbacks)
     latest = CheckpointManager(run_dir / "checkpoints").latest()
     if latest is not None:
         trainer.resume(latest)

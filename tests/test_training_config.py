@@ -1,0 +1,72 @@
+"""Run configuration: TOML schema, --set overrides, errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from rnnkit.config import ConfigError, apply_overrides, from_dict, parse_value
+from rnnkit.tasks.registry import AddingConfig, CopyConfig
+from rnnkit.tasks.run import load_run_config
+from rnnkit.training.config import OptimConfig, TrainerConfig
+
+
+def test_toml_and_overrides_build_typed_config(tmp_path):
+    f = tmp_path / "run.toml"
+    f.write_text(
+        "seed = 3\n[task]\nseq_len = 30\n[model]\ncell = 'gru'\n"
+        "[trainer]\nepochs = 4\nlr = 0.01\n[trainer.optim]\nname = 'sgd'\n"
+    )
+    cfg = load_run_config("adding", f, ["trainer.lr=0.001", "trainer.optim.betas=[0.8, 0.9]"])
+    assert cfg.seed == 3 and cfg.task_config == AddingConfig(seq_len=30)
+    assert cfg.model.cell == "gru"
+    assert cfg.trainer.epochs == 4 and cfg.trainer.lr == 0.001
+    assert cfg.trainer.optim == OptimConfig(name="sgd", betas=(0.8, 0.9))
+    copy = load_run_config("copy", None, ["task.delay=7"])
+    assert copy.task_config == CopyConfig(delay=7)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("trainer.lrr=0.1", "trainer.lrr: unknown key"),
+        ("trainer.lr=fast", "trainer.lr: expected float"),
+        ("trainer.epochs=1.5", "trainer.epochs: expected int"),
+        ("trainer.optim.name=lbfgs", "trainer.optim.name: expected one of"),
+        ("trainer.optim.momentum=-1", "trainer.optim.momentum must be >= 0"),
+        ("trainer.log.tensorboard=1", "trainer.log.tensorboard: expected true or false"),
+        ("task.seq_len=1", "task.seq_len must be >= 2"),
+        ("task.nope=1", "task.nope: unknown key"),
+        ("model.cell=lstmm", "model.cell: expected one of"),
+        ("colour=1", "colour: unknown key"),
+        ("trainer.lr.x=1", "trainer.lr: expected float, got {'x': 1}"),
+        ("trainer.lr", "expected KEY=VALUE"),
+    ],
+)
+def test_bad_keys_and_values_name_the_key(override, key):
+    with pytest.raises(ConfigError) as e:
+        load_run_config("adding", None, [override])
+    assert key in str(e.value)
+
+
+def test_toml_syntax_error_names_file(tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text("[trainer\n")
+    with pytest.raises(ConfigError, match="bad.toml"):
+        load_run_config("adding", f)
+
+
+def test_unknown_task_is_an_error():
+    with pytest.raises(KeyError, match="unknown task 'nope'"):
+        load_run_config("nope")
+
+
+def test_parse_value_and_nested_overrides():
+    assert parse_value("true") is True and parse_value("3") == 3
+    assert parse_value("adam") == "adam" and parse_value('"x y"') == "x y"
+    assert apply_overrides({"a": {"b": 1}}, ["a.c=2", "d.e=[1, 2]"]) == {
+        "a": {"b": 1, "c": 2},
+        "d": {"e": [1, 2]},
+    }
+    with pytest.raises(ConfigError, match="a.b.c: 'b' is a value"):
+        apply_overrides({"a": {"b": 1}}, ["a.b.c=2"])
+    assert from_dict(TrainerConfig, {"lr": 1}).lr == 1.0  # ints are accepted as floats
