@@ -147,6 +147,7 @@ class Trainer:
         if self.config.deterministic:
             torch.use_deterministic_algorithms(True)
         self.model.train()
+        self.should_stop = self.should_stop or self._stopped_by_max_steps()
         self._emit("on_train_start")
         try:
             while self.epoch < self.config.epochs and not self.should_stop:
@@ -171,11 +172,13 @@ class Trainer:
             self.batch_in_epoch += 1
             info = BatchInfo(merged.loss, batch.size, self._last_norm)
             self._emit("on_batch_end", index, info)
-            if every and self.step // every > last_step // every:
-                self.save_checkpoint()
             if self.config.max_steps and self.step >= self.config.max_steps:
                 self.should_stop = True
-                break
+                if self.batch_in_epoch < len(self.train_batches):  # stopped mid-epoch
+                    self.save_checkpoint()
+                    return
+            if every and self.step // every > last_step // every:
+                self.save_checkpoint()
         metrics = self._epoch_metrics()
         if self.val_batches is not None:
             val = self.evaluate(self.val_batches)
@@ -264,7 +267,7 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "lr": self.lr,
-            "should_stop": self.should_stop,
+            "should_stop": self.should_stop and not self._stopped_by_max_steps(),
             "history": self.history,
             "sums": self._sums,
             "clip": self.clip.state_dict(),
@@ -273,6 +276,9 @@ class Trainer:
                 cb.name: cb.state_dict() for cb in self.callbacks if cb.state_dict() is not None
             },
         }
+
+    def _stopped_by_max_steps(self) -> bool:
+        return bool(self.config.max_steps) and self.step >= self.config.max_steps
 
     def save_checkpoint(self, metric: float | None = None) -> Path | None:
         """Write a checkpoint of the current position (rank 0 with a run_dir only)."""

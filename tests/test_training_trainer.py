@@ -1,0 +1,168 @@
+"""The trainer loop: learning, schedules, early stopping, NaN stop, logs, exact resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from _training_helpers import small_trainer, weights
+
+from rnnkit.training import (
+    Callback,
+    EarlyStoppingConfig,
+    LogConfig,
+    NonFiniteLossError,
+    ScheduleConfig,
+    read_metrics,
+)
+from rnnkit.training.optim import LRSchedule
+
+
+def test_loss_goes_down_and_epoch_metrics_are_reported(tmp_path):
+    trainer = small_trainer(tmp_path, epochs=4, lr=0.01, clip_norm=0.05,
+                            log=LogConfig(progress="none", format="jsonl"))
+    history = trainer.fit()
+    assert len(history) == 4
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert history[0]["clip_rate"] == 1.0  # threshold far below the gradient norms
+    assert history[0]["grad_norm_mean"] > 0.05
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
+    assert rows[-1]["val_loss"] == pytest.approx(history[-1]["val_loss"])
+
+
+def test_tensorboard_and_csv_logs_written(tmp_path):
+    trainer = small_trainer(tmp_path, epochs=1, log=LogConfig(progress="tqdm", every_steps=1))
+    trainer.fit()
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert len(rows) == 1 and rows[0]["step"] == 8
+
+
+def test_events_fire_in_order():
+    events = []
+
+    class Recorder(Callback):
+        def on_train_start(self, t):
+            events.append("train_start")
+
+        def on_epoch_start(self, t, e):
+            events.append(f"epoch_start{e}")
+
+        def on_batch_end(self, t, i, info):
+            events.append("batch")
+
+        def on_evaluation(self, t, m):
+            events.append("eval")
+
+        def on_epoch_end(self, t, e, m):
+            events.append(f"epoch_end{e}")
+
+        def on_train_end(self, t):
+            events.append("train_end")
+
+    trainer = small_trainer(None, epochs=1, n=32)
+    trainer.callbacks.append(Recorder())
+    trainer.fit()
+    assert events == ["train_start", "epoch_start0", "batch", "batch", "eval", "epoch_end0",
+                      "train_end"]
+
+
+def test_nan_loss_stops_with_step_and_batch_and_keeps_last_checkpoint(tmp_path):
+    trainer = small_trainer(tmp_path, epochs=3, n=64)
+
+    class Poison(Callback):
+        def on_batch_start(self, t, index):
+            if t.epoch == 1 and index == 2:
+                with torch.no_grad():
+                    t.model.head.bias.fill_(math.nan)
+
+    trainer.callbacks.append(Poison())
+    with pytest.raises(NonFiniteLossError) as e:
+        trainer.fit()
+    msg = str(e.value)
+    assert "loss is nan at step 6 (epoch 2, batch 2)" in msg
+    assert "step-00000004" in msg  # the end-of-epoch-1 checkpoint, still there
+    kept = trainer.checkpoints.latest()
+    assert kept.name == "step-00000004" and (kept / "model.safetensors").exists()
+    from rnnkit.training import load_model
+
+    assert all(torch.isfinite(v).all() for v in load_model(kept).state_dict().values())
+
+
+def test_early_stopping_stops_when_metric_stalls():
+    trainer = small_trainer(None, epochs=20, lr=1e-9,
+                            early_stopping=EarlyStoppingConfig(patience=2, min_delta=1e-3))
+    history = trainer.fit()
+    assert len(history) == 3  # best at epoch 1, two epochs without improvement
+
+
+def test_max_steps_stops_mid_epoch():
+    trainer = small_trainer(None, epochs=5, max_steps=3)
+    trainer.fit()
+    assert trainer.step == 3
+
+
+def _lrs(cfg, steps=10, epochs=None):
+    sched = LRSchedule(cfg, base_lr=1.0, total_steps=steps, mode="min")
+    return [sched.lr_at(s, epochs[s] if epochs else 0) for s in range(steps)]
+
+
+def test_schedules():
+    assert _lrs(ScheduleConfig(warmup_steps=4))[:5] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    cos = _lrs(ScheduleConfig(name="cosine", min_lr=0.1))
+    assert cos[0] == 1.0 and cos[5] == pytest.approx(0.55) and cos == sorted(cos, reverse=True)
+    step = _lrs(ScheduleConfig(name="step", step_size=2, gamma=0.5), 6, [0, 0, 1, 2, 3, 4])
+    assert step == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25]
+    sched = LRSchedule(ScheduleConfig(name="plateau", patience=1, factor=0.1, min_lr=0.005),
+                       base_lr=1.0, total_steps=10, mode="min")
+    for value in (1.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1):
+        sched.observe(value)
+    assert sched.lr_at(0, 0) == pytest.approx(0.005)  # 1 -> 0.1 -> 0.01 -> floor 0.005
+
+
+def test_tbptt_trainer_steps_once_per_chunk_with_targets():
+    trainer = small_trainer(None, epochs=1, n=32, tbptt=3)
+    trainer.fit()
+    assert trainer.step == 2  # adding targets sit at the last step: one chunk per batch
+
+
+def test_tbptt_needs_carry_loss():
+    from rnnkit.training import EpochBatches, Trainer, TrainerConfig
+    from rnnkit.tasks.synthetic import adding_problem
+
+    class NoCarry(torch.nn.Module):
+        def loss(self, batch):
+            return torch.zeros(()), {}
+
+        def predict(self, batch):
+            return torch.zeros(())
+
+    with pytest.raises(ValueError, match="tbptt=4 needs a model with carry_loss"):
+        Trainer(NoCarry(), TrainerConfig(tbptt=4), EpochBatches(adding_problem(8, 4, 0), 4))
+
+
+@pytest.mark.parametrize("tbptt", [0, 4])
+def test_resume_mid_epoch_in_process_gives_identical_weights(tmp_path, tbptt):
+    kw = dict(epochs=2, n=64, tbptt=tbptt, lr=0.01)
+    from rnnkit.training import CheckpointConfig
+
+    full = small_trainer(tmp_path / "a", checkpoint=CheckpointConfig(every_steps=3), **kw)
+    full.fit()
+    ckpt = tmp_path / "a" / "checkpoints"
+    # step 3 is mid-epoch 1 (4 batches per epoch); keep_last=2 dropped it, so rerun to it
+    part = small_trainer(tmp_path / "b", checkpoint=CheckpointConfig(every_steps=3),
+                         max_steps=3, **kw)
+    part.fit()
+    resumed = small_trainer(tmp_path / "b", checkpoint=CheckpointConfig(every_steps=3), **kw)
+    mid = resumed.checkpoints.root / "step-00000003"
+    assert mid.exists()
+    resumed.resume(mid)
+    assert (resumed.epoch, resumed.batch_in_epoch) == (0, 3)
+    resumed.fit()
+    assert resumed.step == full.step
+    a, b = weights(full.model), weights(resumed.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.history == full.history
+    assert ckpt.exists()
