@@ -125,7 +125,13 @@ def _setup(
 
 
 def _finish(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
-    summary = {"step": trainer.step, "epochs": trainer.epoch, "history": trainer.history}
+    summary = {
+        "step": trainer.step,
+        "epochs": trainer.epoch,
+        "world_size": trainer.dist.world,
+        "rank0_sequences": trainer.local_sequences,
+        "history": trainer.history,
+    }
     if trainer.dist.is_writer:
         write_atomic(run_dir / "summary.json", json.dumps(summary, indent=1).encode())
     return summary

@@ -117,10 +117,15 @@ class MetricsLogger(Callback):
         self.fmt = fmt
 
     def on_train_start(self, trainer: Trainer) -> None:
-        rows = [r for r in read_metrics(self.path) if int(r["epoch"]) < trainer.epoch]
-        self.path.unlink(missing_ok=True)
-        for row in rows:
-            self._append(row)
+        if not self.path.exists():
+            return
+        lines = self.path.read_text().splitlines(keepends=True)
+        if self.fmt == "csv":
+            header, rows = lines[:1], lines[1:]
+            kept = header + [r for r in rows if int(r.split(",", 1)[0]) < trainer.epoch]
+        else:
+            kept = [r for r in lines if r.strip() and json.loads(r)["epoch"] < trainer.epoch]
+        self.path.write_text("".join(kept))
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         self._append({"epoch": epoch, "step": trainer.step, **metrics})

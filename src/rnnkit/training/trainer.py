@@ -105,6 +105,7 @@ class Trainer:
         self.should_stop = False
         self.history: list[dict[str, float]] = []  # per-epoch metrics
         self.clip = ClipStats()
+        self.local_sequences = 0  # training sequences this process has run (this session)
         self._batch_index = 0  # index in its epoch of the batch being trained
         self._last_norm = 0.0  # pre-clipping gradient norm of the last step
         self._sums: dict[str, float] = {}  # target-weighted sums of this epoch's train metrics
@@ -166,6 +167,7 @@ class Trainer:
             index = self.batch_in_epoch
             self._emit("on_batch_start", index)
             local = batch.shard(self.dist.rank, self.dist.world)
+            self.local_sequences += local.size
             self._batch_index, last_step = index, self.step
             merged = merge_results(run_bptt(self.model, local, self.config.tbptt, self._update))
             self._accumulate(merged)
