@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import torch
-from _training_helpers import subprocess_env
 from safetensors.torch import load_file
+
+from _training_helpers import subprocess_env
 
 SETTINGS = [
     "task.seq_len=10", "task.n_train=128", "task.n_val=40", "task.n_test=32",

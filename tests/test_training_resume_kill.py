@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import torch
-from _training_helpers import subprocess_env
 from safetensors.torch import load_file
+
+from _training_helpers import subprocess_env
 
 HERE = Path(__file__).parent
 SETTINGS = [

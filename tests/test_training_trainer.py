@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from _training_helpers import small_trainer, weights
 
+from _training_helpers import small_trainer, weights
 from rnnkit.training import (
     Callback,
     EarlyStoppingConfig,
@@ -129,8 +129,8 @@ def test_tbptt_trainer_steps_once_per_chunk_with_targets():
 
 
 def test_tbptt_needs_carry_loss():
-    from rnnkit.training import EpochBatches, Trainer, TrainerConfig
     from rnnkit.tasks.synthetic import adding_problem
+    from rnnkit.training import EpochBatches, Trainer, TrainerConfig
 
     class NoCarry(torch.nn.Module):
         def loss(self, batch):

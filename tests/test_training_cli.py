@@ -1,0 +1,65 @@
+"""The train/resume/evaluate/diagnose commands through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from rnnkit.cli import app
+
+SMALL = [
+    "--set", "task.seq_len=8", "--set", "task.n_train=64", "--set", "task.n_val=32",
+    "--set", "task.n_test=32", "--set", "model.hidden_size=8", "--set", "trainer.epochs=1",
+    "--set", "trainer.batch_size=16", "--set", "trainer.log.progress=\"none\"",
+]
+
+
+def test_train_evaluate_resume_diagnose(tmp_path):
+    runner = CliRunner()
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("[model]\ncell = 'rnn'\n[trainer]\nlr = 0.01\n[trainer.log]\nformat = 'jsonl'\n")
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "adding", "--config", str(cfg), *SMALL, "--seed", "4",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "done: 1 epochs, 4 steps" in r.output
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["seed"] == 4 and saved["model"]["cell"] == "rnn"
+    assert saved["trainer"]["lr"] == 0.01
+    r = runner.invoke(app, ["evaluate", str(out)])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.output)
+    assert metrics["baseline_loss"] == 1 / 6 and metrics["loss"] > 0
+    r = runner.invoke(app, ["resume", str(out)])  # already finished: nothing more to do
+    assert r.exit_code == 0 and "done: 1 epochs, 4 steps" in r.output
+    r = runner.invoke(app, ["diagnose", str(out)])
+    assert r.exit_code == 0, r.output
+    pngs = r.output.split()
+    assert [p.rsplit("/", 1)[1] for p in pngs] == [
+        "grad_norms.png", "gates.png", "hidden.png", "curves.png"
+    ]
+    for p in pngs:
+        assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    r = runner.invoke(app, ["train", "adding", *SMALL, "--out", str(out)])
+    assert r.exit_code == 1 and "already holds a run" in r.output
+
+
+def test_copy_task_trains_with_accuracy(tmp_path):
+    r = CliRunner().invoke(app, [
+        "train", "copy", "--set", "task.delay=5", "--set", "task.copy_len=3", *SMALL[4:],
+        "--set", "task.n_train=64", "--set", "task.n_val=32", "--set", "task.n_test=32",
+        "--set", "trainer.tbptt=4", "--out", str(tmp_path / "copy"),
+    ])
+    assert r.exit_code == 0, r.output
+    assert "val_accuracy=" in r.output
+
+
+def test_config_errors_exit_1_naming_the_key(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "adding", "--set", "trainer.lrr=1", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "trainer.lrr: unknown key" in r.output
+    r = runner.invoke(app, ["train", "nope", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "unknown task 'nope'" in r.output
+    r = runner.invoke(app, ["resume", str(tmp_path / "missing")])
+    assert r.exit_code == 1 and "not a run directory" in r.output
