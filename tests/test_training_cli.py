@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -40,7 +41,7 @@ def test_train_evaluate_resume_diagnose(tmp_path):
         "grad_norms.png", "gates.png", "hidden.png", "curves.png"
     ]
     for p in pngs:
-        assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = runner.invoke(app, ["train", "adding", *SMALL, "--out", str(out)])
     assert r.exit_code == 1 and "already holds a run" in r.output
 
