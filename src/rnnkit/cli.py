@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from rnnkit.commands import layers
+
 app = typer.Typer(help="rnnkit: recurrent neural networks toolkit.", no_args_is_help=True)
+app.command()(layers.parity)
+app.add_typer(layers.bench_app, name="bench")
 
 
 @app.command()
@@ -13,6 +17,26 @@ def version() -> None:
     from rnnkit import __version__
 
     typer.echo(__version__)
+
+
+@app.command()
+def demo() -> None:
+    """The main job: the layer parity report, then a short layer benchmark."""
+    layers.parity(
+        kind=["rnn_tanh", "rnn_relu", "lstm", "gru"],
+        backend=["loop", "torch"],
+        dtype=["float32", "float64"],
+        show_all=False,
+    )
+    layers.bench_layers(
+        kind=["lstm", "gru", "rnn"],
+        quick=True,
+        rounds=3,
+        warmup=1,
+        threads=0,
+        json_path=None,
+        markdown=None,
+    )
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Typer command groups; each module wraps importable library functions."""
