@@ -100,6 +100,9 @@ class GatedCell(CellBase):
 
     #: gate names in the order they are stacked in ``weight_ih`` / ``weight_hh``.
     gate_names: tuple[str, ...] = ()
+    #: whether ``project_input`` adds ``b_hh`` too (true unless b_hh sits inside a gate,
+    #: as in the GRU's ``r * (W_hn h + b_hn)``).
+    fold_hidden_bias: bool = True
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, num_gates: int = 1):
         super().__init__(input_size, hidden_size)
@@ -122,8 +125,13 @@ class GatedCell(CellBase):
             nn.init.uniform_(p, -bound, bound)
 
     def project_input(self, x: Tensor) -> Tensor:
-        """``W_ih x + b_ih`` for inputs of any leading shape: (..., I) -> (..., G*H)."""
-        return nn.functional.linear(x, self.weight_ih, self.bias_ih)
+        """The input part of the pre-activations for inputs of any leading shape,
+        (..., I) -> (..., G*H): ``W_ih x + b_ih``, plus ``b_hh`` where the cell folds it in
+        (:attr:`fold_hidden_bias`) so that each step adds one bias fewer."""
+        bias = self.bias_ih
+        if self.fold_hidden_bias and bias is not None:
+            bias = bias + self.bias_hh
+        return nn.functional.linear(x, self.weight_ih, bias)
 
     @abc.abstractmethod
     def step_with_gates(
@@ -146,9 +154,9 @@ class GatedCell(CellBase):
         """The gate activations of one step, by name, each (B, H): for diagnostics."""
         return self.step_with_gates(self.project_input(x), state)[2]
 
-    def _hh(self, h: Tensor) -> Tensor:
-        """``W_hh h + b_hh``: (B, H) -> (B, G*H)."""
-        return nn.functional.linear(h, self.weight_hh, self.bias_hh)
+    def _preactivation(self, xp: Tensor, h: Tensor) -> Tensor:
+        """``xp + W_hh h`` in one fused product (xp already holds both biases): (B, G*H)."""
+        return torch.addmm(xp, h, self.weight_hh.t())
 
     def concatenated_weight(self) -> Tensor:
         """The seeds' ``W`` acting on ``[h_{t-1}, x_t]``: (G*H, H + I)."""
@@ -181,7 +189,7 @@ class ElmanCell(GatedCell):
         super().__init__(input_size, hidden_size, bias, num_gates=1)
 
     def step_with_gates(self, xp, state, keep_gates=True):
-        pre = xp + self._hh(state)  # (B, H): W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
+        pre = self._preactivation(xp, state)  # (B, H): W_ih x_t + W_hh h_{t-1} + b_ih + b_hh
         h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
         return h, h, ({"h": h} if keep_gates else {})
 
@@ -215,13 +223,11 @@ class LSTMCell(GatedCell):
 
     def step_with_gates(self, xp, state, keep_gates=True):
         h, c = state
-        a = xp + self._hh(h)  # (B, 4H) pre-activations of all four gates
-        ai, af, ag, ao = a.chunk(4, dim=1)
-        i = torch.sigmoid(ai)  # input gate
-        f = torch.sigmoid(af)  # forget gate
-        g = torch.tanh(ag)  # modulation (candidate cell)
-        o = torch.sigmoid(ao)  # output gate
-        c = f * c + i * g  # c_t = f * c_{t-1} + i * g
+        a = self._preactivation(xp, h)  # (B, 4H) pre-activations of all four gates
+        # one sigmoid over all four blocks (the g block is unused) costs less than three
+        i, f, _, o = torch.sigmoid(a).chunk(4, dim=1)  # input, forget, output gates
+        g = torch.tanh(a.chunk(4, dim=1)[2])  # modulation (candidate cell)
+        c = torch.addcmul(f * c, i, g)  # c_t = f * c_{t-1} + i * g
         h = o * torch.tanh(c)  # h_t = o * tanh(c_t)
         return h, (h, c), ({"i": i, "f": f, "g": g, "o": o} if keep_gates else {})
 
@@ -240,18 +246,19 @@ class GRUCell(GatedCell):
     """
 
     gate_names = ("r", "z", "n")
+    fold_hidden_bias = False
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
         super().__init__(input_size, hidden_size, bias, num_gates=3)
 
     def step_with_gates(self, xp, state, keep_gates=True):
-        h = state
-        xr, xz, xn = xp.chunk(3, dim=1)  # input parts, each (B, H)
-        hr, hz, hn = self._hh(h).chunk(3, dim=1)  # recurrent parts, each (B, H)
-        r = torch.sigmoid(xr + hr)  # reset gate
-        z = torch.sigmoid(xz + hz)  # update gate
-        n = torch.tanh(xn + r * hn)  # candidate
-        h = n + z * (h - n)  # h_t = (1 - z) * n + z * h_{t-1}
+        h, H = state, self.hidden_size
+        x_rz, x_n = xp.split([2 * H, H], dim=1)  # W_ih x_t + b_ih: (B, 2H), (B, H)
+        hh = nn.functional.linear(h, self.weight_hh, self.bias_hh)  # W_hh h + b_hh: (B, 3H)
+        h_rz, h_n = hh.split([2 * H, H], dim=1)
+        r, z = torch.sigmoid(x_rz + h_rz).chunk(2, dim=1)  # reset and update gates
+        n = torch.tanh(torch.addcmul(x_n, r, h_n))  # candidate: tanh(x_n + r * h_n)
+        h = torch.lerp(n, h, z)  # h_t = (1 - z) * n + z * h_{t-1} = n + z * (h_{t-1} - n)
         return h, h, ({"r": r, "z": z, "n": n} if keep_gates else {})
 
 

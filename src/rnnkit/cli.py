@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from rnnkit.commands import layers
 from rnnkit.commands import train as train_commands
 
 app = typer.Typer(help="rnnkit: recurrent neural networks toolkit.", no_args_is_help=True)
+app.command()(layers.parity)
+app.add_typer(layers.bench_app, name="bench")
 
 
 @app.command()
@@ -18,6 +21,26 @@ def version() -> None:
 
 
 train_commands.register(app)
+
+
+@app.command()
+def demo() -> None:
+    """The main job: the layer parity report, then a short layer benchmark."""
+    layers.parity(
+        kind=["rnn_tanh", "rnn_relu", "lstm", "gru"],
+        backend=["loop", "torch"],
+        dtype=["float32", "float64"],
+        show_all=False,
+    )
+    layers.bench_layers(
+        kind=["lstm", "gru", "rnn"],
+        quick=True,
+        rounds=3,
+        warmup=1,
+        threads=0,
+        json_path=None,
+        markdown=None,
+    )
 
 
 def main() -> None:

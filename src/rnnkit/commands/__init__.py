@@ -1,1 +1,1 @@
-"""Typer command groups of the `rnnkit` CLI, each a thin wrapper over library functions."""
+"""Typer command groups; each module wraps importable library functions."""
