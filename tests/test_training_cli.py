@@ -7,6 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+import _training_helpers  # noqa: F401  (one torch thread)
 from rnnkit.cli import app
 
 SMALL = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import _training_helpers  # noqa: F401  (one torch thread)
 from rnnkit.config import ConfigError, apply_overrides, from_dict, parse_value
 from rnnkit.tasks.registry import AddingConfig, CopyConfig
 from rnnkit.tasks.run import load_run_config

@@ -174,11 +174,11 @@ class Trainer:
             self.batch_in_epoch += 1
             info = BatchInfo(merged.loss, batch.size, self._last_norm)
             self._emit("on_batch_end", index, info)
-            if self.config.max_steps and self.step >= self.config.max_steps:
+            if self._stopped_by_max_steps():
                 self.should_stop = True
-                if self.batch_in_epoch < len(self.train_batches):  # stopped mid-epoch
-                    self.save_checkpoint()
-                    return
+            if self.should_stop and self.batch_in_epoch < len(self.train_batches):
+                self.save_checkpoint()  # stopped mid-epoch: resumable from here
+                return
             if every and self.step // every > last_step // every:
                 self.save_checkpoint()
         metrics = self._epoch_metrics()
