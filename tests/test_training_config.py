@@ -71,3 +71,13 @@ def test_parse_value_and_nested_overrides():
     with pytest.raises(ConfigError, match=r"a\.b\.c: .b. is a value"):
         apply_overrides({"a": {"b": 1}}, ["a.b.c=2"])
     assert from_dict(TrainerConfig, {"lr": 1}).lr == 1.0  # ints are accepted as floats
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    adding = load_run_config("adding", root / "adding.toml")
+    assert adding.model.cell == "lstm" and adding.trainer.schedule.name == "cosine"
+    copy = load_run_config("copy", root / "copy.toml", ["trainer.tbptt=20"])
+    assert copy.trainer.monitor == "val_accuracy" and copy.trainer.tbptt == 20
