@@ -104,3 +104,10 @@ def test_epoch_batches_deterministic_order_and_resume_offset():
     assert all(torch.equal(a, b) for a, b in zip(first[2:], tail, strict=True))
     other = [b.inputs for b in batches.epoch(2)]
     assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_shards_cover_the_batch_unevenly():
+    batch = _ragged_batch()
+    parts = [batch.shard(r, 3) for r in range(3)]
+    assert [p.size for p in parts] == [2, 1, 1]
+    torch.testing.assert_close(torch.cat([p.inputs for p in parts]), batch.inputs)

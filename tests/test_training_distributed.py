@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 from _training_helpers import subprocess_env
 
 SETTINGS = [
-    "task.seq_len=10", "task.n_train=128", "task.n_val=40", "task.n_test=32",
-    "model.cell=gru", "model.hidden_size=8", "trainer.epochs=2", "trainer.batch_size=32",
+    "task.seq_len=10", "task.n_train=124", "task.n_val=41", "task.n_test=32",
+    "model.cell=gru", "model.hidden_size=8", "trainer.epochs=2", "trainer.batch_size=31",
     "trainer.lr=0.01", "trainer.clip_norm=0.5", "trainer.log.tensorboard=false",
     "trainer.log.progress=\"none\"",
 ]
@@ -44,7 +44,8 @@ def test_two_process_gloo_equals_single_process(tmp_path):
     s1 = json.loads((one / "summary.json").read_text())
     s2 = json.loads((two / "summary.json").read_text())
     assert (s1["world_size"], s2["world_size"]) == (1, 2)
-    assert s2["rank0_sequences"] * 2 == s1["rank0_sequences"] == 2 * 128  # half each
+    # 4 batches of 31 rows per epoch, split 16 + 15: uneven shares, weighted exactly
+    assert (s1["rank0_sequences"], s2["rank0_sequences"]) == (2 * 4 * 31, 2 * 4 * 16)
     assert s1["step"] == s2["step"] == 8
     rows_one = (one / "metrics.csv").read_text().splitlines()
     rows_two = (two / "metrics.csv").read_text().splitlines()

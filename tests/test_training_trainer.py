@@ -62,7 +62,7 @@ def test_events_fire_in_order():
         def on_train_end(self, t):
             events.append("train_end")
 
-    trainer = small_trainer(None, epochs=1, n=32)
+    trainer = small_trainer(None, epochs=1, n=32, log=LogConfig(progress="rich"))
     trainer.callbacks.append(Recorder())
     trainer.fit()
     assert events == ["train_start", "epoch_start0", "batch", "batch", "eval", "epoch_end0",

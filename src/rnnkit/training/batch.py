@@ -63,11 +63,17 @@ class SequenceBatch:
         )
 
     def shard(self, rank: int, world: int) -> SequenceBatch:
-        """Rank ``rank``'s contiguous share of the rows when split over ``world`` processes."""
-        if self.size % world:
-            raise ValueError(f"batch of {self.size} rows does not split over {world} processes")
-        per = self.size // world
-        return self.rows(slice(rank * per, (rank + 1) * per))
+        """Rank ``rank``'s contiguous share of the rows split over ``world`` processes.
+
+        Shares differ by at most one row (``torch.tensor_split``); the trainer weights each
+        process's gradient by its number of targets, so uneven shares stay exact.
+        """
+        if self.size < world:
+            raise ValueError(f"batch of {self.size} rows cannot feed {world} processes")
+        if world == 1:
+            return self
+        index = torch.tensor_split(torch.arange(self.size), world)[rank]
+        return self.rows(index)
 
     def time_chunks(self, k: int) -> Iterator[SequenceBatch]:
         """Chunks of ``k`` steps (the last may be shorter) up to the longest sequence."""

@@ -145,8 +145,8 @@ class Trainer:
 
     def fit(self) -> list[dict[str, float]]:
         """Train until ``epochs`` or ``max_steps`` or early stopping; return per-epoch metrics."""
-        if self.config.deterministic:
-            torch.use_deterministic_algorithms(True)
+        previous = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(self.config.deterministic or previous)
         self.model.train()
         self.should_stop = self.should_stop or self._stopped_by_max_steps()
         self._emit("on_train_start")
@@ -155,6 +155,7 @@ class Trainer:
                 self._run_epoch()
         finally:
             self._emit("on_train_end")
+            torch.use_deterministic_algorithms(previous)
         return self.history
 
     def _run_epoch(self) -> None:
