@@ -166,3 +166,16 @@ def test_resume_mid_epoch_in_process_gives_identical_weights(tmp_path, tbptt):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.history == full.history
     assert ckpt.exists()
+
+
+def test_same_seed_same_weights_different_seed_different():
+    a, b = small_trainer(None, epochs=1), small_trainer(None, epochs=1)
+    a.fit()
+    b.fit()
+    wa, wb = weights(a.model), weights(b.model)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    c = small_trainer(None, epochs=1)
+    c.train_batches.seed = 1  # another shuffling order
+    c.fit()
+    wc = weights(c.model)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)

@@ -26,6 +26,7 @@ class TaskData:
     test: SequenceBatch  # held-out sequences for `rnnkit evaluate`
     model_shape: dict[str, Any]  # model config fields the task fixes (sizes, objective)
     baseline: dict[str, float] = field(default_factory=dict)  # a trivial predictor's scores
+    vocab: dict[str, Any] | None = None  # token ids -> symbols, saved with checkpoints
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def build_copy(cfg: CopyConfig, seed: int) -> TaskData:
             "objective": "xent",
         },
         baseline=copy_baseline(cfg.n_symbols),
+        vocab={"tokens": ["<blank>", *map(str, range(1, cfg.n_symbols + 1)), "<recall>"]},
     )
 
 

@@ -120,7 +120,7 @@ def _setup(
     t = cfg.trainer
     train = EpochBatches(data.train, t.batch_size, shuffle=True, seed=cfg.seed)
     val = EpochBatches(data.val, t.batch_size, shuffle=False, drop_last=False)
-    trainer = Trainer(model, t, train, val, run_dir, callbacks, dist_ctx)
+    trainer = Trainer(model, t, train, val, run_dir, callbacks, dist_ctx, data.vocab)
     return trainer, data
 
 
