@@ -130,7 +130,7 @@ def train_one(task: str, length: int, cell: str, args) -> dict:
 def exploding(args) -> dict:
     """ReLU Elman RNN, W_hh = 1.3 x orthogonal, SGD lr 0.05: with and without clipping."""
     length, out = 50, {}
-    data = task_data("adding", length, args.seed, args.batch * 100)
+    data = task_data("adding", length, args.seed, args.batch * args.boom_batches)
     for clip in (0.0, 1.0):
         seed_everything(args.seed)
         model = make_model("rnn", data.model_shape, args.hidden, nonlinearity="relu",
@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--copy-budget", type=float, default=30.0, help="seconds per copy run")
     p.add_argument("--max-steps", type=int, default=5000, help="optimizer steps per run")
     p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--boom-batches", type=int, default=100, help="exploding case: batches/epoch")
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)

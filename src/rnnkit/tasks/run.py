@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
 from rnnkit.config import apply_overrides, from_dict, load_toml, to_dict
 from rnnkit.tasks.models import RecurrentModel, RecurrentModelConfig
 from rnnkit.tasks.registry import TaskData, get_task
@@ -35,7 +33,7 @@ from rnnkit.training.callbacks import Callback
 from rnnkit.training.checkpoint import CheckpointManager, load_model, write_atomic
 from rnnkit.training.config import TrainerConfig
 from rnnkit.training.distributed import init_distributed, seed_everything
-from rnnkit.training.trainer import Trainer
+from rnnkit.training.trainer import Trainer, evaluate_model
 
 
 @dataclass(frozen=True)
@@ -183,18 +181,8 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best") -> d
     cfg = read_run_config(run_dir)
     data = get_task(cfg.task).build(cfg.task_config, cfg.seed)
     model = load_model(checkpoint_path(run_dir, which))
-    model.eval()
     batches = EpochBatches(_split(data, split), cfg.trainer.batch_size, False, drop_last=False)
-    sums: dict[str, float] = {"n": 0.0, "loss": 0.0}
-    with torch.no_grad():
-        for batch in batches.epoch(0):
-            loss, metrics = model.loss(batch)
-            sums["n"] += batch.n_targets
-            sums["loss"] += float(loss) * batch.n_targets
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v * batch.n_targets
-    n = sums.pop("n")
-    out = {k: v / n for k, v in sums.items()}
+    out = evaluate_model(model, batches)
     out.update({f"baseline_{k}": v for k, v in data.baseline.items()})
     return out
 

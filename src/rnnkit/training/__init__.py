@@ -28,7 +28,7 @@ from rnnkit.training.config import (
 )
 from rnnkit.training.distributed import DistContext, init_distributed, seed_everything
 from rnnkit.training.optim import LRSchedule, build_optimizer
-from rnnkit.training.trainer import BatchInfo, NonFiniteLossError, Trainer
+from rnnkit.training.trainer import BatchInfo, NonFiniteLossError, Trainer, evaluate_model
 
 __all__ = [
     "BatchInfo",
@@ -56,6 +56,7 @@ __all__ = [
     "build_optimizer",
     "clip_gradients",
     "detach_state",
+    "evaluate_model",
     "global_grad_norm",
     "init_distributed",
     "load_model",

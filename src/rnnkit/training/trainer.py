@@ -241,25 +241,9 @@ class Trainer:
         out["lr"] = self.lr
         return out
 
-    @torch.no_grad()
     def evaluate(self, batches: EpochBatches, prefix: str = "val_") -> dict[str, float]:
         """Target-weighted mean loss and metrics over ``batches`` (no gradient, eval mode)."""
-        was_training = self.model.training
-        self.model.eval()
-        sums: dict[str, float] = {"n": 0.0, "loss": 0.0}
-        for batch in batches.epoch(0):
-            local = batch.shard(self.dist.rank, self.dist.world)
-            loss, metrics = self.model.loss(local)
-            n = local.n_targets
-            sums["n"] += n
-            sums["loss"] += float(loss) * n
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * n
-        self.model.train(was_training)
-        keys = sorted(sums)
-        totals = dict(zip(keys, self.dist.sum([sums[k] for k in keys]), strict=True))
-        n = totals.pop("n") or 1.0
-        return {f"{prefix}{k}": v / n for k, v in totals.items()}
+        return evaluate_model(self.model, batches, self.dist, prefix)
 
     # ---- checkpoints ----------------------------------------------------------------------
 
@@ -312,3 +296,31 @@ class Trainer:
         for cb in self.callbacks:
             if cb.name in saved:
                 cb.load_state_dict(saved[cb.name])
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: Any, batches: EpochBatches, dist_ctx: DistContext | None = None, prefix: str = ""
+) -> dict[str, float]:
+    """Target-weighted mean of ``model.loss`` and its metrics over ``batches``.
+
+    Each process evaluates its share of every batch; the sums are added over processes.
+    The model is put in eval mode for the pass and restored afterwards.
+    """
+    dist_ctx = dist_ctx or DistContext()
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {"n": 0.0, "loss": 0.0}
+    for batch in batches.epoch(0):
+        local = batch.shard(dist_ctx.rank, dist_ctx.world)
+        loss, metrics = model.loss(local)
+        n = local.n_targets
+        sums["n"] += n
+        sums["loss"] += float(loss) * n
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * n
+    model.train(was_training)
+    keys = sorted(sums)
+    totals = dict(zip(keys, dist_ctx.sum([sums[k] for k in keys]), strict=True))
+    n = totals.pop("n") or 1.0
+    return {f"{prefix}{k}": v / n for k, v in totals.items()}
