@@ -166,13 +166,16 @@ def plots(results: list[dict], boom: dict, fig_dir: Path) -> list[Path]:
     for task in sorted({r["task"] for r in results}):
         rows = [r for r in results if r["task"] == task]
         for r0 in sorted({r["T"] for r in rows}):
-            norms = {}
-            for r in (r for r in rows if r["T"] == r0):
+            norms, styles = {}, {}
+            for i, r in enumerate(r for r in rows if r["T"] == r0):
+                color = f"C{i}"
                 norms[f"{r['cell']} init"] = torch.tensor(r["grad_norms_init"])
                 norms[f"{r['cell']} trained"] = torch.tensor(r["grad_norms_trained"])
+                styles[f"{r['cell']} init"] = {"color": color, "ls": "--"}
+                styles[f"{r['cell']} trained"] = {"color": color}
             paths.append(dg.plot_gradient_norms(
                 norms, fig_dir / f"long_range_grad_norms_{task}_T{r0}.png",
-                title=f"{task}, T={r0}: ||dL/dh_t||"))
+                title=f"{task}, T={r0}: ||dL/dh_t|| (dashed: at init)", styles=styles))
         lengths = sorted({r["T"] for r in rows})
         fig, axes = plt.subplots(1, len(lengths), figsize=(4 * len(lengths), 3.4), squeeze=False)
         for ax, length in zip(axes[0], lengths, strict=True):
@@ -263,9 +266,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
     p.add_argument("--results", type=Path, default=ROOT / "docs" / "RESULTS.md")
+    p.add_argument("--replot", action="store_true",
+                   help="redraw the PNGs from FIGURES/long_range.json without training")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.figures.mkdir(parents=True, exist_ok=True)
+    if args.replot:
+        saved = json.loads((args.figures / "long_range.json").read_text())
+        for path in plots(saved["results"], saved["exploding"], args.figures):
+            print(path)
+        return 0
     t0 = time.perf_counter()
     results = []
     for task in args.tasks:

@@ -73,3 +73,14 @@ def test_plots_write_pngs(tmp_path):
 
 def test_decay_rate_of_geometric_sequence():
     assert dg.decay_rate(torch.tensor([0.125, 0.25, 0.5, 1.0])) == pytest.approx(0.5)
+
+
+def test_float64_keeps_vanishing_norms_that_float32_flushes_to_zero():
+    model = small_model("rnn", recurrent_scale=0.3)
+    batch = adding_problem(4, 120, seed=0)
+    fine = dg.step_gradient_norms(model, batch)  # float64 copy
+    coarse = dg.step_gradient_norms(model, batch, dtype=None)  # the float32 model itself
+    assert fine.dtype == torch.float64 and float(fine[0]) > 0
+    assert float(coarse[0]) == 0.0  # below float32's smallest subnormal
+    torch.testing.assert_close(fine[-1].float(), coarse[-1], rtol=1e-4, atol=0)
+    assert next(model.parameters()).dtype == torch.float32  # the model is left as it was

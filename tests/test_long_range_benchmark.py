@@ -39,6 +39,9 @@ def test_long_range_toy_run(tmp_path, capsys):
     text = results.read_text()
     assert "kept text" in text and text.count("<!-- long_range:start -->") == 1
     assert "| adding | 6 | gru |" in text
+    (tmp_path / "long_range_exploding.png").unlink()
+    assert lr.main([*argv, "--replot"]) == 0
+    assert (tmp_path / "long_range_exploding.png").exists()
     assert lr.main(argv) == 0  # a second run replaces the section instead of appending
     assert results.read_text().count("<!-- long_range:start -->") == 1
     assert "| adding | 6 | rnn |" in capsys.readouterr().out

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rnnkit.layers import LayerTrace
+
 TANH_GATES = {"h", "g", "n"}  # tanh-valued activations; the rest are sigmoids
 
 
@@ -21,7 +23,7 @@ class GateStats:
     saturation: torch.Tensor  # (T,) fraction of saturated entries
 
 
-def gate_statistics(trace, layer: int = -1, eps: float = 0.05) -> dict[str, GateStats]:
+def gate_statistics(trace: LayerTrace, layer: int = -1, eps: float = 0.05) -> dict[str, GateStats]:
     """Per gate of one layer-direction: mean activation and saturated fraction over time."""
     steps = trace.gates[layer]
     if not steps:
@@ -34,6 +36,6 @@ def gate_statistics(trace, layer: int = -1, eps: float = 0.05) -> dict[str, Gate
     return out
 
 
-def hidden_matrix(trace, layer: int = -1, row: int = 0) -> torch.Tensor:
+def hidden_matrix(trace: LayerTrace, layer: int = -1, row: int = 0) -> torch.Tensor:
     """Hidden states of sequence ``row`` over time, (T, H)."""
     return torch.stack([h[row].detach() for h in trace.hidden[layer]])

@@ -15,6 +15,7 @@ keeping each step's hidden state in the graph with ``retain_grad``.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -38,14 +39,21 @@ def hidden_gradients(loss: torch.Tensor, hidden: list[list[torch.Tensor]]) -> li
     return grads
 
 
-def step_gradient_norms(model: Any, batch: Any, layer: int = -1) -> torch.Tensor:
+def step_gradient_norms(
+    model: Any, batch: Any, layer: int = -1, dtype: torch.dtype | None = torch.float64
+) -> torch.Tensor:
     """Mean over the batch of ||dL/dh_t||_2 for each step t, shape (T,).
 
     Args:
         model: has ``trace(batch) -> (loss, LayerTrace)``.
         batch: the sequences.
         layer: which layer-direction's hidden states (default the last).
+        dtype: run a copy of the model in this precision (default float64: vanishing
+            gradients fall below float32's 1e-38 within a few hundred steps); None runs the
+            model as it is.
     """
+    if dtype is not None:
+        model = copy.deepcopy(model).to(dtype)
     was_training = model.training
     model.eval()
     model.zero_grad(set_to_none=True)

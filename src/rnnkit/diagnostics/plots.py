@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -15,6 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from rnnkit.diagnostics.gates import GateStats, hidden_matrix
+from rnnkit.layers import LayerTrace
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -27,13 +29,20 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def plot_gradient_norms(
-    norms: Mapping[str, torch.Tensor], path: str | Path, title: str = "||dL/dh_t||"
+    norms: Mapping[str, torch.Tensor],
+    path: str | Path,
+    title: str = "||dL/dh_t||",
+    styles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
-    """One log-scale curve of ||dL/dh_t|| against t per label."""
+    """One log-scale curve of ||dL/dh_t|| against t per label.
+
+    ``styles`` maps a label to matplotlib line keywords, e.g. ``{"lstm init": {"ls": "--"}}``.
+    """
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for label, values in norms.items():
         v = torch.as_tensor(values).double().clamp_min(1e-30)
-        ax.semilogy(range(1, len(v) + 1), v.numpy(), label=label)
+        style = dict((styles or {}).get(label, {}))
+        ax.semilogy(range(1, len(v) + 1), v.numpy(), label=label, **style)
     ax.set_xlabel("time step t")
     ax.set_ylabel("mean ||dL/dh_t||")
     ax.set_title(title)
@@ -57,7 +66,7 @@ def plot_gates(stats: Mapping[str, GateStats], path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_hidden(trace, path: str | Path, layer: int = -1, row: int = 0) -> Path:
+def plot_hidden(trace: LayerTrace, path: str | Path, layer: int = -1, row: int = 0) -> Path:
     """Heat map of one sequence's hidden units (rows) over time (columns)."""
     h = hidden_matrix(trace, layer, row)  # (T, H)
     fig, ax = plt.subplots(figsize=(7.0, 3.6))

@@ -83,9 +83,10 @@ class RecurrentModel(nn.Module):
 
     # ---- forward ----------------------------------------------------------------------------
     def _inputs(self, batch: SequenceBatch) -> torch.Tensor:
+        dtype = self.head.weight.dtype
         if self.config.vocab_size:
-            return nn.functional.one_hot(batch.inputs, self.config.vocab_size).float()
-        return batch.inputs.float()  # (B, T, D)
+            return nn.functional.one_hot(batch.inputs, self.config.vocab_size).to(dtype)
+        return batch.inputs.to(dtype)  # (B, T, D)
 
     def run(self, batch: SequenceBatch, state: Any = None) -> tuple[torch.Tensor, Any]:
         """Read-outs y (B, T, K) and the final state; rows with length 0 keep ``state``."""
@@ -104,7 +105,7 @@ class RecurrentModel(nn.Module):
         mask = batch.mask  # (B, T)
         n = max(int(mask.sum()), 1)
         if self.config.objective == "mse":
-            err = (y.squeeze(-1) - batch.targets.float()) ** 2  # (B, T)
+            err = (y.squeeze(-1) - batch.targets.to(y.dtype)) ** 2  # (B, T)
             return (err * mask).sum() / n, {}
         logp = torch.log_softmax(y, dim=-1)  # (B, T, K)
         nll = -logp.gather(-1, batch.targets.long().unsqueeze(-1)).squeeze(-1)  # (B, T)

@@ -125,6 +125,11 @@ class EpochBatches:
         self.seed = seed
         self.drop_last = drop_last
 
+    @property
+    def steps(self) -> int:
+        """Padded length T of the sequences."""
+        return self.data.steps
+
     def __len__(self) -> int:
         n, b = self.data.size, self.batch_size
         return n // b if self.drop_last else -(-n // b)

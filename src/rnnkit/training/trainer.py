@@ -63,8 +63,11 @@ class Trainer:
         model: provides ``loss``, ``predict`` (and ``carry_loss`` when ``config.tbptt > 0``),
             and ``get_config`` for checkpoints.
         config: the trainer's configuration.
-        train_batches: training data in a deterministic per-epoch order; each batch is the
-            global batch, split over processes by rows.
+        train_batches: training data in a deterministic per-epoch order (``len()`` and
+            ``epoch(e, start)``, as :class:`EpochBatches`); each batch is the global batch,
+            split over processes by rows. Batches provide ``size``, ``n_targets``,
+            ``shard(rank, world)`` and, for truncated BPTT, ``time_chunks(k)``, as
+            :class:`SequenceBatch` does.
         val_batches: validation data, or None.
         run_dir: where checkpoints and logs go (rank 0 only); None writes nothing.
         callbacks: extra callbacks, called after the built-in ones.
@@ -94,7 +97,8 @@ class Trainer:
         self.dist.broadcast_parameters(model)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.optimizer = build_optimizer(model.parameters(), config.optim, config.lr)
-        chunks = math.ceil(train_batches.data.steps / config.tbptt) if config.tbptt else 1
+        steps = getattr(train_batches, "steps", 0)
+        chunks = math.ceil(steps / config.tbptt) if config.tbptt and steps else 1
         self.schedule = LRSchedule(
             config.schedule, config.lr, config.epochs * len(train_batches) * chunks, config.mode
         )
