@@ -71,3 +71,17 @@ def test_config_errors_exit_1_naming_the_key(tmp_path):
     assert r.exit_code == 1 and "unknown task 'nope'" in r.output
     r = runner.invoke(app, ["resume", str(tmp_path / "missing")])
     assert r.exit_code == 1 and "not a run directory" in r.output
+
+
+def test_exploding_run_stops_with_step_batch_and_checkpoint(tmp_path):
+    sets = ["task.seq_len=30", "task.n_train=128", "task.n_val=32", "model.cell=rnn",
+            "model.nonlinearity=relu", "model.recurrent_scale=1.3", "model.hidden_size=16",
+            "trainer.optim.name=sgd", "trainer.lr=0.05", "trainer.batch_size=16",
+            "trainer.epochs=3", "trainer.log.progress=\"none\"", "trainer.checkpoint.every_steps=1"]
+    out = tmp_path / "boom"
+    r = CliRunner().invoke(app, ["train", "adding", *[a for s in sets for a in ("--set", s)],
+                                 "--out", str(out)])
+    assert r.exit_code == 1
+    assert "error: loss is nan at step 1 (epoch 1, batch 1)" in r.output
+    assert f"last good checkpoint: {out / 'checkpoints' / 'step-00000001'}" in r.output
+    assert (out / "checkpoints" / "step-00000001" / "model.safetensors").exists()
