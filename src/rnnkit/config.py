@@ -4,12 +4,13 @@ A configuration is a tree of frozen dataclasses. :func:`from_dict` builds one fr
 dict that ``tomllib`` gives, checking every key and the type of every value; an unknown key or
 a value of the wrong type raises :class:`ConfigError` naming the dotted key::
 
-    >>> @dataclass(frozen=True)
-    ... class Opt:
-    ...     lr: float = 0.1  # learning rate
-    >>> from_dict(Opt, {"lr": "fast"}, prefix="trainer")
-    Traceback (most recent call last):
-    ConfigError: trainer.lr: expected float, got 'fast'
+    @dataclass(frozen=True)
+    class Opt:
+        lr: float = 0.1  # learning rate
+
+    from_dict(Opt, {"lr": 0.01}, prefix="trainer")    # Opt(lr=0.01)
+    from_dict(Opt, {"lr": "fast"}, prefix="trainer")  # ConfigError: trainer.lr: expected
+                                                      #   float, got 'fast'
 
 Overrides use dotted keys, ``--set trainer.lr=0.001``; the value is parsed as TOML (so
 ``true``, ``3``, ``"adam"`` and ``[0.9, 0.99]`` work) and falls back to a bare string.

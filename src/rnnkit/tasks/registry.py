@@ -3,10 +3,9 @@
 A task registers a frozen config dataclass (its ``[task]`` table in the TOML file) and a
 ``build(config, seed) -> TaskData`` function. The adding problem and copy memory are built in::
 
-    >>> spec = get_task("adding")
-    >>> data = spec.build(spec.config_cls(seq_len=20, n_train=64, n_val=32, n_test=32), seed=0)
-    >>> data.train.inputs.shape
-    torch.Size([64, 20, 2])
+    spec = get_task("adding")
+    data = spec.build(spec.config_cls(seq_len=20, n_train=64, n_val=32, n_test=32), seed=0)
+    data.train.inputs.shape   # (64, 20, 2)
 """
 
 from __future__ import annotations
