@@ -179,3 +179,24 @@ def test_same_seed_same_weights_different_seed_different():
     c.fit()
     wc = weights(c.model)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_tbptt_many_to_many_steps_per_chunk_and_reports_all_targets():
+    from rnnkit.tasks.models import RecurrentModel, RecurrentModelConfig
+    from rnnkit.training import EpochBatches, Trainer, TrainerConfig
+    from rnnkit.training.batch import SequenceBatch
+
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([12, 7, 3, 10])
+    mask = torch.arange(12).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+    x = torch.randn(4, 12, 2, generator=gen) * mask.unsqueeze(-1)
+    data = SequenceBatch(x, torch.randn(4, 12, generator=gen) * mask, mask, lengths)
+    torch.manual_seed(0)
+    model = RecurrentModel(RecurrentModelConfig(cell="lstm", input_size=2, hidden_size=4))
+    cfg = TrainerConfig(epochs=1, batch_size=4, tbptt=5, log=LogConfig(progress="none"))
+    trainer = Trainer(model, cfg, EpochBatches(data, 4, shuffle=False))
+    before = float(model.loss(data)[0].detach())
+    trainer.fit()
+    assert trainer.step == 3  # chunks [0, 5), [5, 10), [10, 12), each with targets
+    assert trainer.clip.steps == 3
+    assert 0 < trainer.history[0]["train_loss"] < before * 1.5
