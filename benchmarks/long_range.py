@@ -86,9 +86,11 @@ class StepRecorder(Callback):
 
 def task_data(task: str, length: int, seed: int, n_train: int):
     spec = get_task(task)
-    cfg = (AddingConfig(seq_len=length, n_train=n_train, n_val=256, n_test=256)
-           if task == "adding" else CopyConfig(delay=length, n_train=n_train, n_val=256,
-                                               n_test=256))
+    cfg = (
+        AddingConfig(seq_len=length, n_train=n_train, n_val=256, n_test=256)
+        if task == "adding"
+        else CopyConfig(delay=length, n_train=n_train, n_val=256, n_test=256)
+    )
     return spec.build(cfg, seed)
 
 
@@ -105,11 +107,18 @@ def train_one(task: str, length: int, cell: str, args) -> dict:
     val = EpochBatches(data.val, 128, shuffle=False, drop_last=False)
     seconds = args.budget if task == "adding" else args.copy_budget
     budget = Budget(task, val, args.eval_every, seconds)
-    cfg = TrainerConfig(epochs=10_000, batch_size=args.batch, lr=args.lr, clip_norm=1.0,
-                        max_steps=args.max_steps, optim=OptimConfig(name="adam"),
-                        log=LogConfig(progress="none", tensorboard=False))
-    trainer = Trainer(model, cfg, EpochBatches(data.train, args.batch, seed=args.seed), None,
-                      callbacks=[budget])
+    cfg = TrainerConfig(
+        epochs=10_000,
+        batch_size=args.batch,
+        lr=args.lr,
+        clip_norm=1.0,
+        max_steps=args.max_steps,
+        optim=OptimConfig(name="adam"),
+        log=LogConfig(progress="none", tensorboard=False),
+    )
+    trainer = Trainer(
+        model, cfg, EpochBatches(data.train, args.batch, seed=args.seed), None, callbacks=[budget]
+    )
     t0 = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - t0
@@ -117,13 +126,21 @@ def train_one(task: str, length: int, cell: str, args) -> dict:
     norms_trained = dg.step_gradient_norms(model, probe)
     key = SOLVED[task][0].removeprefix("val_")
     return {
-        "task": task, "T": length, "cell": cell, "steps": trainer.step,
-        "seconds": round(seconds, 1), "ms_per_step": round(1000 * seconds / trainer.step, 1),
-        "test_" + key: final[key], "test_loss": final["loss"],
-        "solved_step": budget.solved_step, "baseline": data.baseline,
+        "task": task,
+        "T": length,
+        "cell": cell,
+        "steps": trainer.step,
+        "seconds": round(seconds, 1),
+        "ms_per_step": round(1000 * seconds / trainer.step, 1),
+        "test_" + key: final[key],
+        "test_loss": final["loss"],
+        "solved_step": budget.solved_step,
+        "baseline": data.baseline,
         "curve": budget.curve,
-        "grad_norms_init": norms_init.tolist(), "grad_norms_trained": norms_trained.tolist(),
-        "decay_init": dg.decay_rate(norms_init), "decay_trained": dg.decay_rate(norms_trained),
+        "grad_norms_init": norms_init.tolist(),
+        "grad_norms_trained": norms_trained.tolist(),
+        "decay_init": dg.decay_rate(norms_init),
+        "decay_trained": dg.decay_rate(norms_trained),
     }
 
 
@@ -133,28 +150,43 @@ def exploding(args) -> dict:
     data = task_data("adding", length, args.seed, args.batch * args.boom_batches)
     for clip in (0.0, 1.0):
         seed_everything(args.seed)
-        model = make_model("rnn", data.model_shape, args.hidden, nonlinearity="relu",
-                           recurrent_scale=1.3)
+        model = make_model(
+            "rnn", data.model_shape, args.hidden, nonlinearity="relu", recurrent_scale=1.3
+        )
         norms = dg.step_gradient_norms(model, data.val.rows(slice(0, 64)))
         rec = StepRecorder()
 
-        cfg = TrainerConfig(epochs=2, batch_size=args.batch, lr=0.05, clip_norm=clip,
-                            optim=OptimConfig(name="sgd", momentum=0.0),
-                            log=LogConfig(progress="none", tensorboard=False))
-        trainer = Trainer(model, cfg, EpochBatches(data.train, args.batch, seed=args.seed),
-                          EpochBatches(data.val, 128, shuffle=False, drop_last=False),
-                          callbacks=[rec])
+        cfg = TrainerConfig(
+            epochs=2,
+            batch_size=args.batch,
+            lr=0.05,
+            clip_norm=clip,
+            optim=OptimConfig(name="sgd", momentum=0.0),
+            log=LogConfig(progress="none", tensorboard=False),
+        )
+        trainer = Trainer(
+            model,
+            cfg,
+            EpochBatches(data.train, args.batch, seed=args.seed),
+            EpochBatches(data.val, 128, shuffle=False, drop_last=False),
+            callbacks=[rec],
+        )
         stopped = None
         try:
             trainer.fit()
         except NonFiniteLossError as e:
             stopped = str(e).split(";")[0]
         out["clip" if clip else "no_clip"] = {
-            "clip_norm": clip, "steps": trainer.step, "stopped": stopped,
-            "grad_norm_mean": trainer.clip.mean_norm, "grad_norm_max": trainer.clip.norm_max,
+            "clip_norm": clip,
+            "steps": trainer.step,
+            "stopped": stopped,
+            "grad_norm_mean": trainer.clip.mean_norm,
+            "grad_norm_max": trainer.clip.norm_max,
             "clip_rate": trainer.clip.fire_rate,
             "final_val_loss": trainer.history[-1]["val_loss"] if trainer.history else None,
-            "losses": rec.losses, "step_grad_norms": rec.norms, "grad_norms_init": norms.tolist(),
+            "losses": rec.losses,
+            "step_grad_norms": rec.norms,
+            "grad_norms_init": norms.tolist(),
         }
     return out
 
@@ -173,9 +205,14 @@ def plots(results: list[dict], boom: dict, fig_dir: Path) -> list[Path]:
                 norms[f"{r['cell']} trained"] = torch.tensor(r["grad_norms_trained"])
                 styles[f"{r['cell']} init"] = {"color": color, "ls": "--"}
                 styles[f"{r['cell']} trained"] = {"color": color}
-            paths.append(dg.plot_gradient_norms(
-                norms, fig_dir / f"long_range_grad_norms_{task}_T{r0}.png",
-                title=f"{task}, T={r0}: ||dL/dh_t|| (dashed: at init)", styles=styles))
+            paths.append(
+                dg.plot_gradient_norms(
+                    norms,
+                    fig_dir / f"long_range_grad_norms_{task}_T{r0}.png",
+                    title=f"{task}, T={r0}: ||dL/dh_t|| (dashed: at init)",
+                    styles=styles,
+                )
+            )
         lengths = sorted({r["T"] for r in rows})
         fig, axes = plt.subplots(1, len(lengths), figsize=(4 * len(lengths), 3.4), squeeze=False)
         for ax, length in zip(axes[0], lengths, strict=True):
@@ -215,11 +252,17 @@ def plots(results: list[dict], boom: dict, fig_dir: Path) -> list[Path]:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| task | T | cell | test metric | solved at step | steps run | seconds | "
-             "decay/step init | decay/step trained |", "|" + "---|" * 9]
+    lines = [
+        "| task | T | cell | test metric | solved at step | steps run | seconds | "
+        "decay/step init | decay/step trained |",
+        "|" + "---|" * 9,
+    ]
     for r in results:
-        metric = (f"MSE {r['test_loss']:.4f}" if r["task"] == "adding"
-                  else f"acc {r['test_accuracy']:.3f}")
+        metric = (
+            f"MSE {r['test_loss']:.4f}"
+            if r["task"] == "adding"
+            else f"acc {r['test_accuracy']:.3f}"
+        )
         lines.append(
             f"| {r['task']} | {r['T']} | {r['cell']} | {metric} | {r['solved_step'] or '-'} | "
             f"{r['steps']} | {r['seconds']} | {r['decay_init']:.3f} | {r['decay_trained']:.3f} |"
@@ -228,13 +271,17 @@ def table(results: list[dict]) -> str:
 
 
 def boom_table(boom: dict) -> str:
-    lines = ["| run | steps | mean grad norm | max grad norm | clip rate | final val MSE | "
-             "stopped |", "|" + "---|" * 7]
+    lines = [
+        "| run | steps | mean grad norm | max grad norm | clip rate | final val MSE | stopped |",
+        "|" + "---|" * 7,
+    ]
     for name, r in boom.items():
         val = "-" if r["final_val_loss"] is None else f"{r['final_val_loss']:.4f}"
-        lines.append(f"| {name} | {r['steps']} | {r['grad_norm_mean']:.3g} | "
-                     f"{r['grad_norm_max']:.3g} | {r['clip_rate']:.2f} | {val} | "
-                     f"{r['stopped'] or 'no'} |")
+        lines.append(
+            f"| {name} | {r['steps']} | {r['grad_norm_mean']:.3g} | "
+            f"{r['grad_norm_max']:.3g} | {r['clip_rate']:.2f} | {val} | "
+            f"{r['stopped'] or 'no'} |"
+        )
     return "\n".join(lines)
 
 
@@ -266,8 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
     p.add_argument("--results", type=Path, default=ROOT / "docs" / "RESULTS.md")
-    p.add_argument("--replot", action="store_true",
-                   help="redraw the PNGs from FIGURES/long_range.json without training")
+    p.add_argument(
+        "--replot",
+        action="store_true",
+        help="redraw the PNGs from FIGURES/long_range.json without training",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.figures.mkdir(parents=True, exist_ok=True)
@@ -287,26 +337,38 @@ def main(argv: list[str] | None = None) -> int:
     boom = exploding(args)
     paths = plots(results, boom, args.figures)
     total = time.perf_counter() - t0
-    (args.figures / "long_range.json").write_text(json.dumps(
-        {"args": {k: str(v) for k, v in vars(args).items()}, "results": results,
-         "exploding": boom, "total_seconds": total}, indent=1))
+    (args.figures / "long_range.json").write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "results": results,
+                "exploding": boom,
+                "total_seconds": total,
+            },
+            indent=1,
+        )
+    )
     cmd = "python benchmarks/long_range.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = "\n\n".join([
-        "## Long-range tasks: Elman vs LSTM vs GRU (`benchmarks/long_range.py`)",
-        f"Command: `{cmd.strip()}` ({total / 60:.1f} min, {args.threads} thread(s), "
-        f"hidden {args.hidden}, batch {args.batch}, Adam lr {args.lr}, clip norm 1.0, at most "
-        f"{args.budget:g} s (adding) / {args.copy_budget:g} s (copy) or {args.max_steps} steps per "
-        "run, stop when solved). Baselines: "
-        "adding MSE 0.167 (always answer 1); copy accuracy 0.125 (guess).",
-        table(results),
-        "decay/step: geometric mean of ||dL/dh_t|| / ||dL/dh_{t+1}|| over the sequence "
-        "(below 1: the gradient vanishes going back in time).",
-        "Exploding case (ReLU Elman, W_hh = 1.3 x orthogonal, adding T=50, SGD lr 0.05, "
-        "clip norm 1.0 or none):",
-        boom_table(boom),
-        "Figures: " + ", ".join(f"`{p.relative_to(ROOT)}`" if p.is_relative_to(ROOT) else str(p)
-                                for p in paths),
-    ])
+    text = "\n\n".join(
+        [
+            "## Long-range tasks: Elman vs LSTM vs GRU (`benchmarks/long_range.py`)",
+            f"Command: `{cmd.strip()}` ({total / 60:.1f} min, {args.threads} thread(s), "
+            f"hidden {args.hidden}, batch {args.batch}, Adam lr {args.lr}, clip norm 1.0, "
+            f"at most {args.budget:g} s (adding) / {args.copy_budget:g} s (copy) or "
+            f"{args.max_steps} steps per run, stop when solved). Baselines: adding MSE 0.167 "
+            "(always answer 1); copy accuracy 0.125 (guess).",
+            table(results),
+            "decay/step: geometric mean of ||dL/dh_t|| / ||dL/dh_{t+1}|| over the sequence "
+            "(below 1: the gradient vanishes going back in time).",
+            "Exploding case (ReLU Elman, W_hh = 1.3 x orthogonal, adding T=50, SGD lr 0.05, "
+            "clip norm 1.0 or none):",
+            boom_table(boom),
+            "Figures: "
+            + ", ".join(
+                f"`{p.relative_to(ROOT)}`" if p.is_relative_to(ROOT) else str(p) for p in paths
+            ),
+        ]
+    )
     print(table(results))
     print(boom_table(boom))
     write_results(args.results, text)

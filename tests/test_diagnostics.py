@@ -58,9 +58,10 @@ def test_plots_write_pngs(tmp_path):
     batch = adding_problem(4, 9, seed=0)
     norms = {"init": dg.step_gradient_norms(model, batch)}
     _, trace = model.trace(batch)
-    rows = [{"epoch": 0, "train_loss": 0.2, "val_loss": 0.3, "grad_norm_mean": 1.0,
-             "clip_rate": 0.5}, {"epoch": 1, "train_loss": 0.1, "val_loss": 0.2,
-             "grad_norm_mean": 0.5, "clip_rate": 0.0}]
+    rows = [
+        {"epoch": 0, "train_loss": 0.2, "val_loss": 0.3, "grad_norm_mean": 1.0, "clip_rate": 0.5},
+        {"epoch": 1, "train_loss": 0.1, "val_loss": 0.2, "grad_norm_mean": 0.5, "clip_rate": 0.0},
+    ]
     paths = [
         dg.plot_gradient_norms(norms, tmp_path / "g.png"),
         dg.plot_gates(dg.gate_statistics(trace), tmp_path / "gates.png"),

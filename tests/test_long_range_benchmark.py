@@ -23,18 +23,47 @@ def test_long_range_toy_run(tmp_path, capsys):
     lr = _load()
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n\nkept text\n")
-    argv = ["--tasks", "adding", "copy", "--lengths", "6", "--cells", "rnn", "gru",
-            "--budget", "5", "--copy-budget", "5", "--max-steps", "4", "--eval-every", "2",
-            "--hidden", "4", "--boom-batches", "3", "--figures", str(tmp_path),
-            "--results", str(results)]
+    argv = [
+        "--tasks",
+        "adding",
+        "copy",
+        "--lengths",
+        "6",
+        "--cells",
+        "rnn",
+        "gru",
+        "--budget",
+        "5",
+        "--copy-budget",
+        "5",
+        "--max-steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--hidden",
+        "4",
+        "--boom-batches",
+        "3",
+        "--figures",
+        str(tmp_path),
+        "--results",
+        str(results),
+    ]
     assert lr.main(argv) == 0
     data = json.loads((tmp_path / "long_range.json").read_text())
     assert [(r["task"], r["cell"]) for r in data["results"]] == [
-        ("adding", "rnn"), ("adding", "gru"), ("copy", "rnn"), ("copy", "gru")]
+        ("adding", "rnn"),
+        ("adding", "gru"),
+        ("copy", "rnn"),
+        ("copy", "gru"),
+    ]
     assert all(r["steps"] == 4 and len(r["grad_norms_init"]) == 6 for r in data["results"][:2])
     assert data["exploding"]["clip"]["clip_norm"] == 1.0
-    for name in ("long_range_grad_norms_adding_T6.png", "long_range_curves_copy.png",
-                 "long_range_exploding.png"):
+    for name in (
+        "long_range_grad_norms_adding_T6.png",
+        "long_range_curves_copy.png",
+        "long_range_exploding.png",
+    ):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     text = results.read_text()
     assert "kept text" in text and text.count("<!-- long_range:start -->") == 1

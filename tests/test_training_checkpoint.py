@@ -19,7 +19,9 @@ def test_model_rebuilds_from_checkpoint_alone(tmp_path):
     model = small_model("lstm", recurrent_scale=0.5)
     path = save_checkpoint(tmp_path / "ck", model, vocab={"tokens": ["<pad>", "a"]})
     assert sorted(p.name for p in path.iterdir()) == [
-        "model.json", "model.safetensors", "vocab.json"
+        "model.json",
+        "model.safetensors",
+        "vocab.json",
     ]
     meta = json.loads((path / "model.json").read_text())
     assert meta["class"] == "rnnkit.tasks.models.RecurrentModel"

@@ -11,9 +11,22 @@ import _training_helpers  # noqa: F401  (one torch thread)
 from rnnkit.cli import app
 
 SMALL = [
-    "--set", "task.seq_len=8", "--set", "task.n_train=64", "--set", "task.n_val=32",
-    "--set", "task.n_test=32", "--set", "model.hidden_size=8", "--set", "trainer.epochs=1",
-    "--set", "trainer.batch_size=16", "--set", "trainer.log.progress=\"none\"",
+    "--set",
+    "task.seq_len=8",
+    "--set",
+    "task.n_train=64",
+    "--set",
+    "task.n_val=32",
+    "--set",
+    "task.n_test=32",
+    "--set",
+    "model.hidden_size=8",
+    "--set",
+    "trainer.epochs=1",
+    "--set",
+    "trainer.batch_size=16",
+    "--set",
+    'trainer.log.progress="none"',
 ]
 
 
@@ -22,8 +35,9 @@ def test_train_evaluate_resume_diagnose(tmp_path):
     cfg = tmp_path / "run.toml"
     cfg.write_text("[model]\ncell = 'rnn'\n[trainer]\nlr = 0.01\n[trainer.log]\nformat = 'jsonl'\n")
     out = tmp_path / "run"
-    r = runner.invoke(app, ["train", "adding", "--config", str(cfg), *SMALL, "--seed", "4",
-                            "--out", str(out)])
+    r = runner.invoke(
+        app, ["train", "adding", "--config", str(cfg), *SMALL, "--seed", "4", "--out", str(out)]
+    )
     assert r.exit_code == 0, r.output
     assert "done: 1 epochs, 4 steps" in r.output
     saved = json.loads((out / "config.json").read_text())
@@ -39,7 +53,10 @@ def test_train_evaluate_resume_diagnose(tmp_path):
     assert r.exit_code == 0, r.output
     pngs = r.output.split()
     assert [p.rsplit("/", 1)[1] for p in pngs] == [
-        "grad_norms.png", "gates.png", "hidden.png", "curves.png"
+        "grad_norms.png",
+        "gates.png",
+        "hidden.png",
+        "curves.png",
     ]
     for p in pngs:
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -48,11 +65,28 @@ def test_train_evaluate_resume_diagnose(tmp_path):
 
 
 def test_copy_task_trains_with_accuracy(tmp_path):
-    r = CliRunner().invoke(app, [
-        "train", "copy", "--set", "task.delay=5", "--set", "task.copy_len=3", *SMALL[4:],
-        "--set", "task.n_train=64", "--set", "task.n_val=32", "--set", "task.n_test=32",
-        "--set", "trainer.tbptt=4", "--out", str(tmp_path / "copy"),
-    ])
+    r = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "copy",
+            "--set",
+            "task.delay=5",
+            "--set",
+            "task.copy_len=3",
+            *SMALL[4:],
+            "--set",
+            "task.n_train=64",
+            "--set",
+            "task.n_val=32",
+            "--set",
+            "task.n_test=32",
+            "--set",
+            "trainer.tbptt=4",
+            "--out",
+            str(tmp_path / "copy"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "val_accuracy=" in r.output
     from rnnkit.tasks.run import checkpoint_path
@@ -74,13 +108,25 @@ def test_config_errors_exit_1_naming_the_key(tmp_path):
 
 
 def test_exploding_run_stops_with_step_batch_and_checkpoint(tmp_path):
-    sets = ["task.seq_len=30", "task.n_train=128", "task.n_val=32", "model.cell=rnn",
-            "model.nonlinearity=relu", "model.recurrent_scale=1.3", "model.hidden_size=16",
-            "trainer.optim.name=sgd", "trainer.lr=0.05", "trainer.batch_size=16",
-            "trainer.epochs=3", "trainer.log.progress=\"none\"", "trainer.checkpoint.every_steps=1"]
+    sets = [
+        "task.seq_len=30",
+        "task.n_train=128",
+        "task.n_val=32",
+        "model.cell=rnn",
+        "model.nonlinearity=relu",
+        "model.recurrent_scale=1.3",
+        "model.hidden_size=16",
+        "trainer.optim.name=sgd",
+        "trainer.lr=0.05",
+        "trainer.batch_size=16",
+        "trainer.epochs=3",
+        'trainer.log.progress="none"',
+        "trainer.checkpoint.every_steps=1",
+    ]
     out = tmp_path / "boom"
-    r = CliRunner().invoke(app, ["train", "adding", *[a for s in sets for a in ("--set", s)],
-                                 "--out", str(out)])
+    r = CliRunner().invoke(
+        app, ["train", "adding", *[a for s in sets for a in ("--set", s)], "--out", str(out)]
+    )
     assert r.exit_code == 1
     assert "error: loss is nan at step 1 (epoch 1, batch 1)" in r.output
     assert f"last good checkpoint: {out / 'checkpoints' / 'step-00000001'}" in r.output

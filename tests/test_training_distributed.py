@@ -12,10 +12,17 @@ from safetensors.torch import load_file
 from _training_helpers import subprocess_env
 
 SETTINGS = [
-    "task.seq_len=10", "task.n_train=124", "task.n_val=41", "task.n_test=32",
-    "model.cell=gru", "model.hidden_size=8", "trainer.epochs=2", "trainer.batch_size=31",
-    "trainer.lr=0.01", "trainer.clip_norm=0.5",
-    "trainer.log.progress=\"none\"",
+    "task.seq_len=10",
+    "task.n_train=124",
+    "task.n_val=41",
+    "task.n_test=32",
+    "model.cell=gru",
+    "model.hidden_size=8",
+    "trainer.epochs=2",
+    "trainer.batch_size=31",
+    "trainer.lr=0.01",
+    "trainer.clip_norm=0.5",
+    'trainer.log.progress="none"',
 ]
 
 
@@ -29,13 +36,31 @@ def test_two_process_gloo_equals_single_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     single = subprocess.run(
         [sys.executable, "-m", "rnnkit.cli", "train", "adding", *sets, "--out", str(one)],
-        env=subprocess_env(), capture_output=True, text=True, timeout=120,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert single.returncode == 0, single.stderr
     multi = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "rnnkit.cli", "train", "adding", *sets, "--out", str(two)],
-        env=subprocess_env(), capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "rnnkit.cli",
+            "train",
+            "adding",
+            *sets,
+            "--out",
+            str(two),
+        ],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert multi.returncode == 0, multi.stderr[-3000:]
     a, b = _weights(one), _weights(two)

@@ -15,17 +15,33 @@ from _training_helpers import subprocess_env
 
 HERE = Path(__file__).parent
 SETTINGS = [
-    "task.seq_len=12", "task.n_train=96", "task.n_val=32", "task.n_test=32",
-    "model.cell=lstm", "model.hidden_size=8", "model.num_layers=2", "model.dropout=0.3",
-    "trainer.epochs=2", "trainer.batch_size=16", "trainer.lr=0.01",
-    "trainer.checkpoint.every_steps=2", "trainer.log.tensorboard=false",
-    "trainer.log.progress=\"none\"", "trainer.optim.name=adamw", "trainer.schedule.warmup_steps=3",
+    "task.seq_len=12",
+    "task.n_train=96",
+    "task.n_val=32",
+    "task.n_test=32",
+    "model.cell=lstm",
+    "model.hidden_size=8",
+    "model.num_layers=2",
+    "model.dropout=0.3",
+    "trainer.epochs=2",
+    "trainer.batch_size=16",
+    "trainer.lr=0.01",
+    "trainer.checkpoint.every_steps=2",
+    "trainer.log.tensorboard=false",
+    'trainer.log.progress="none"',
+    "trainer.optim.name=adamw",
+    "trainer.schedule.warmup_steps=3",
 ]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rnnkit.cli", *args], env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "rnnkit.cli", *args],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -38,7 +54,10 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     # 6 batches per epoch; checkpoints at steps 2, 4, 6 (epoch end), 8; killed at step 9
     child = subprocess.run(
         [sys.executable, str(HERE / "_kill_train.py"), str(killed), "9", *SETTINGS],
-        env=subprocess_env(), capture_output=True, text=True, timeout=120,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
     index = json.loads((killed / "checkpoints" / "index.json").read_text())

@@ -20,8 +20,9 @@ from rnnkit.training.optim import LRSchedule
 
 
 def test_loss_goes_down_and_epoch_metrics_are_reported(tmp_path):
-    trainer = small_trainer(tmp_path, epochs=4, lr=0.01, clip_norm=0.05,
-                            log=LogConfig(progress="none", format="jsonl"))
+    trainer = small_trainer(
+        tmp_path, epochs=4, lr=0.01, clip_norm=0.05, log=LogConfig(progress="none", format="jsonl")
+    )
     history = trainer.fit()
     assert len(history) == 4
     assert history[-1]["val_loss"] < history[0]["val_loss"]
@@ -65,8 +66,15 @@ def test_events_fire_in_order():
     trainer = small_trainer(None, epochs=1, n=32, log=LogConfig(progress="rich"))
     trainer.callbacks.append(Recorder())
     trainer.fit()
-    assert events == ["train_start", "epoch_start0", "batch", "batch", "eval", "epoch_end0",
-                      "train_end"]
+    assert events == [
+        "train_start",
+        "epoch_start0",
+        "batch",
+        "batch",
+        "eval",
+        "epoch_end0",
+        "train_end",
+    ]
 
 
 def test_nan_loss_stops_with_step_and_batch_and_keeps_last_checkpoint(tmp_path):
@@ -92,8 +100,9 @@ def test_nan_loss_stops_with_step_and_batch_and_keeps_last_checkpoint(tmp_path):
 
 
 def test_early_stopping_stops_when_metric_stalls():
-    trainer = small_trainer(None, epochs=20, lr=1e-9,
-                            early_stopping=EarlyStoppingConfig(patience=2, min_delta=1e-3))
+    trainer = small_trainer(
+        None, epochs=20, lr=1e-9, early_stopping=EarlyStoppingConfig(patience=2, min_delta=1e-3)
+    )
     history = trainer.fit()
     assert len(history) == 3  # best at epoch 1, two epochs without improvement
 
@@ -115,8 +124,12 @@ def test_schedules():
     assert cos[0] == 1.0 and cos[5] == pytest.approx(0.55) and cos == sorted(cos, reverse=True)
     step = _lrs(ScheduleConfig(name="step", step_size=2, gamma=0.5), 6, [0, 0, 1, 2, 3, 4])
     assert step == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25]
-    sched = LRSchedule(ScheduleConfig(name="plateau", patience=1, factor=0.1, min_lr=0.005),
-                       base_lr=1.0, total_steps=10, mode="min")
+    sched = LRSchedule(
+        ScheduleConfig(name="plateau", patience=1, factor=0.1, min_lr=0.005),
+        base_lr=1.0,
+        total_steps=10,
+        mode="min",
+    )
     for value in (1.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1):
         sched.observe(value)
     assert sched.lr_at(0, 0) == pytest.approx(0.005)  # 1 -> 0.1 -> 0.01 -> floor 0.005
@@ -152,8 +165,9 @@ def test_resume_mid_epoch_in_process_gives_identical_weights(tmp_path, tbptt):
     full.fit()
     ckpt = tmp_path / "a" / "checkpoints"
     # step 3 is mid-epoch 1 (4 batches per epoch); keep_last=2 dropped it, so rerun to it
-    part = small_trainer(tmp_path / "b", checkpoint=CheckpointConfig(every_steps=3),
-                         max_steps=3, **kw)
+    part = small_trainer(
+        tmp_path / "b", checkpoint=CheckpointConfig(every_steps=3), max_steps=3, **kw
+    )
     part.fit()
     resumed = small_trainer(tmp_path / "b", checkpoint=CheckpointConfig(every_steps=3), **kw)
     mid = resumed.checkpoints.root / "step-00000003"

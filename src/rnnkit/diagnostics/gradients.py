@@ -33,9 +33,9 @@ def hidden_gradients(loss: torch.Tensor, hidden: list[list[torch.Tensor]]) -> li
     loss.backward()
     grads = []
     for per_step in hidden:
-        grads.append(torch.stack([
-            h.grad if h.grad is not None else torch.zeros_like(h) for h in per_step
-        ]))
+        grads.append(
+            torch.stack([h.grad if h.grad is not None else torch.zeros_like(h) for h in per_step])
+        )
     return grads
 
 

@@ -70,8 +70,9 @@ def plot_hidden(trace: LayerTrace, path: str | Path, layer: int = -1, row: int =
     """Heat map of one sequence's hidden units (rows) over time (columns)."""
     h = hidden_matrix(trace, layer, row)  # (T, H)
     fig, ax = plt.subplots(figsize=(7.0, 3.6))
-    im = ax.imshow(h.T.numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1,
-                   interpolation="nearest")
+    im = ax.imshow(
+        h.T.numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest"
+    )
     ax.set_xlabel("time step t")
     ax.set_ylabel("hidden unit")
     ax.set_title("hidden state h_t")
@@ -90,13 +91,18 @@ def plot_training_curves(rows: Sequence[Mapping[str, float]], path: str | Path) 
     ax1.set_title("loss")
     ax1.legend(fontsize=8)
     if all("grad_norm_mean" in r for r in rows):
-        ax2.semilogy(epochs, [max(r["grad_norm_mean"], 1e-30) for r in rows], marker="o",
-                     label="mean grad norm")
+        ax2.semilogy(
+            epochs,
+            [max(r["grad_norm_mean"], 1e-30) for r in rows],
+            marker="o",
+            label="mean grad norm",
+        )
     ax2.set_xlabel("epoch")
     if all("clip_rate" in r for r in rows):
         twin = ax2.twinx()
-        twin.plot(epochs, [r["clip_rate"] for r in rows], color="tab:red", marker="x",
-                  label="clip rate")
+        twin.plot(
+            epochs, [r["clip_rate"] for r in rows], color="tab:red", marker="x", label="clip rate"
+        )
         twin.set_ylim(-0.05, 1.05)
         twin.set_ylabel("clip-fire rate")
     ax2.set_title("gradients")

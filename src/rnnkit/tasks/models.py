@@ -59,8 +59,12 @@ class RecurrentModel(nn.Module):
         self.config = config
         c = config
         d_in = c.vocab_size if c.vocab_size else c.input_size
-        kwargs: dict[str, Any] = {"num_layers": c.num_layers, "batch_first": True,
-                                  "dropout": c.dropout, "backend": c.backend}
+        kwargs: dict[str, Any] = {
+            "num_layers": c.num_layers,
+            "batch_first": True,
+            "dropout": c.dropout,
+            "backend": c.backend,
+        }
         if c.cell == "rnn":
             kwargs["nonlinearity"] = c.nonlinearity
         self.rnn = CELLS[c.cell](d_in, c.hidden_size, **kwargs)

@@ -206,8 +206,12 @@ def diagnose(run_dir: str | Path, out_dir: str | Path | None = None, n: int = 32
     }
     _, tr = trained.trace(batch)
     paths = [
-        dg.plot_gradient_norms(norms, out / "grad_norms.png", title=f"{cfg.task}: ||dL/dh_t||",
-                               styles={"initialization": {"ls": "--"}}),
+        dg.plot_gradient_norms(
+            norms,
+            out / "grad_norms.png",
+            title=f"{cfg.task}: ||dL/dh_t||",
+            styles={"initialization": {"ls": "--"}},
+        ),
         dg.plot_gates(dg.gate_statistics(tr), out / "gates.png"),
         dg.plot_hidden(tr, out / "hidden.png"),
     ]

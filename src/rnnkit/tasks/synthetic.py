@@ -44,12 +44,14 @@ def adding_problem(n: int, steps: int, seed: int) -> SequenceBatch:
     return SequenceBatch(inputs, targets, mask, torch.full((n,), steps, dtype=torch.int64))
 
 
-def copy_memory(n: int, delay: int, seed: int, n_symbols: int = 8, copy_len: int = 10
-                ) -> SequenceBatch:
+def copy_memory(
+    n: int, delay: int, seed: int, n_symbols: int = 8, copy_len: int = 10
+) -> SequenceBatch:
     """``n`` copy-memory sequences of length ``delay + 2 * copy_len``; token ids (n, T)."""
     if delay < 1 or n_symbols < 2 or copy_len < 1:
-        raise ValueError(f"need delay >= 1, n_symbols >= 2, copy_len >= 1; got "
-                         f"{delay}, {n_symbols}, {copy_len}")
+        raise ValueError(
+            f"need delay >= 1, n_symbols >= 2, copy_len >= 1; got {delay}, {n_symbols}, {copy_len}"
+        )
     gen = torch.Generator().manual_seed(seed)
     steps = delay + 2 * copy_len
     symbols = torch.randint(1, n_symbols + 1, (n, copy_len), generator=gen)  # (n, S)

@@ -216,8 +216,12 @@ class ProgressBar(Callback):
         else:
             from rich.progress import Progress, TimeRemainingColumn
 
-            self.bar = Progress(*Progress.get_default_columns()[:-1], TimeRemainingColumn(),
-                                "{task.fields[info]}", transient=True)
+            self.bar = Progress(
+                *Progress.get_default_columns()[:-1],
+                TimeRemainingColumn(),
+                "{task.fields[info]}",
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task(desc, total=total, completed=done, info="")
 

@@ -33,9 +33,7 @@ def build_optimizer(
     """The optimizer named by ``cfg.name`` over ``params`` at learning rate ``lr``."""
     params = list(params)
     if cfg.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.name == "rmsprop":
         return torch.optim.RMSprop(
             params,

@@ -223,8 +223,7 @@ class Trainer:
         last = self.checkpoints.latest() if self.checkpoints else None
         kept = f"; last good checkpoint: {last}" if last else ""
         raise NonFiniteLossError(
-            f"{what} at step {self.step} (epoch {self.epoch + 1}, batch {self._batch_index})"
-            f"{kept}"
+            f"{what} at step {self.step} (epoch {self.epoch + 1}, batch {self._batch_index}){kept}"
         )
 
     def _accumulate(self, r: ChunkResult) -> None:
