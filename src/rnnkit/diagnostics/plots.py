@@ -60,6 +60,7 @@ def plot_gates(stats: Mapping[str, GateStats], path: str | Path) -> Path:
         bottom.plot(t, s.saturation.numpy(), label=name)
     top.set_ylabel("mean activation")
     bottom.set_ylabel("saturated fraction")
+    bottom.set_ylim(-0.02, 1.02)
     bottom.set_xlabel("time step t")
     top.legend(fontsize=8)
     top.set_title("gate activations")
