@@ -64,7 +64,7 @@ def step_gradient_norms(
     return grads.norm(dim=-1).mean(dim=1).detach()  # (T,)
 
 
-def decay_rate(norms: torch.Tensor, eps: float = 1e-30) -> float:
+def decay_rate(norms: torch.Tensor, eps: float = 1e-300) -> float:
     """Mean factor by which ||dL/dh_t|| changes per step going back in time.
 
     The geometric mean of norms[t] / norms[t+1]: below 1 the gradient vanishes towards the

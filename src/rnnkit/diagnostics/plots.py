@@ -40,7 +40,8 @@ def plot_gradient_norms(
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for label, values in norms.items():
-        v = torch.as_tensor(values).double().clamp_min(1e-30)
+        v = torch.as_tensor(values).double()
+        v = torch.where(v > 0, v, torch.nan)  # an underflowed 0 has no place on a log axis
         style = dict((styles or {}).get(label, {}))
         ax.semilogy(range(1, len(v) + 1), v.numpy(), label=label, **style)
     ax.set_xlabel("time step t")
