@@ -133,3 +133,19 @@ def test_interrupted_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
     assert reopened.latest().name == "step-00000001"
     after = weights(load_model(reopened.latest()))
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_readers_locate_without_touching_a_write_in_progress(tmp_path):
+    from rnnkit.training import locate_checkpoint
+
+    assert locate_checkpoint(tmp_path) is None
+    manager = CheckpointManager(tmp_path, keep_last=1)
+    manager.save(3, small_model(), None, {"step": 3}, metric=0.5)
+    manager.save(4, small_model(), None, {"step": 4}, metric=0.7)
+    in_progress = tmp_path / ".step-00000005.tmp-12345"
+    in_progress.mkdir()
+    assert locate_checkpoint(tmp_path).name == "step-00000004"
+    assert locate_checkpoint(tmp_path, "best").name == "step-00000003"
+    assert in_progress.exists()
+    with pytest.raises(ValueError, match="which must be"):
+        locate_checkpoint(tmp_path, "oldest")

@@ -30,7 +30,7 @@ from rnnkit.tasks.models import RecurrentModel, RecurrentModelConfig
 from rnnkit.tasks.registry import TaskData, get_task
 from rnnkit.training.batch import EpochBatches, SequenceBatch
 from rnnkit.training.callbacks import Callback
-from rnnkit.training.checkpoint import CheckpointManager, load_model, write_atomic
+from rnnkit.training.checkpoint import load_model, locate_checkpoint, write_atomic
 from rnnkit.training.config import TrainerConfig
 from rnnkit.training.distributed import init_distributed, seed_everything
 from rnnkit.training.trainer import Trainer, evaluate_model
@@ -155,7 +155,7 @@ def resume(run_dir: str | Path, callbacks: Sequence[Callback] = ()) -> dict[str,
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     trainer, _ = _setup(cfg, run_dir, callbacks)
-    latest = CheckpointManager(run_dir / "checkpoints").latest()
+    latest = locate_checkpoint(run_dir / "checkpoints", "latest")
     if latest is not None:
         trainer.resume(latest)
     trainer.fit()
@@ -163,8 +163,7 @@ def resume(run_dir: str | Path, callbacks: Sequence[Callback] = ()) -> dict[str,
 
 
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
-    manager = CheckpointManager(Path(run_dir) / "checkpoints")
-    path = manager.best() if which == "best" else manager.latest()
+    path = locate_checkpoint(Path(run_dir) / "checkpoints", which)
     if path is None:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet")
     return path

@@ -15,6 +15,7 @@ from rnnkit.training.checkpoint import (
     load_model,
     load_trainer_state,
     load_vocab,
+    locate_checkpoint,
     save_checkpoint,
 )
 from rnnkit.training.clipping import ClipStats, clip_gradients, global_grad_norm
@@ -62,6 +63,7 @@ __all__ = [
     "load_model",
     "load_trainer_state",
     "load_vocab",
+    "locate_checkpoint",
     "read_metrics",
     "run_bptt",
     "save_checkpoint",

@@ -203,10 +203,27 @@ def load_trainer_state(
     return state
 
 
+def locate_checkpoint(root: str | Path, which: str = "latest") -> Path | None:
+    """The ``latest`` or ``best`` checkpoint under ``root`` from its index, without writing.
+
+    The best falls back to the latest when no metric was recorded; None when there is none.
+    """
+    if which not in ("latest", "best"):
+        raise ValueError(f"which must be 'latest' or 'best', got {which!r}")
+    f = Path(root) / "index.json"
+    if not f.exists():
+        return None
+    index = json.loads(f.read_text())
+    name = index["latest"] if which == "latest" else index["best"] or index["latest"]
+    return Path(root) / name if name else None
+
+
 class CheckpointManager:
     """Checkpoints ``step-<N>`` under ``root``; keeps the last ``keep_last`` and the best.
 
     ``index.json`` lists the kept checkpoints in order, the latest, the best and its metric.
+    The manager is the run's single writer: on creation it removes temporary directories
+    left by a process killed while writing. Readers use :func:`locate_checkpoint`.
     """
 
     def __init__(self, root: str | Path, keep_last: int = 2, mode: str = "min") -> None:
@@ -258,9 +275,7 @@ class CheckpointManager:
         return value < best if self.mode == "min" else value > best
 
     def latest(self) -> Path | None:
-        name = self.index["latest"]
-        return self.root / name if name else None
+        return locate_checkpoint(self.root, "latest")
 
     def best(self) -> Path | None:
-        name = self.index["best"] or self.index["latest"]
-        return self.root / name if name else None
+        return locate_checkpoint(self.root, "best")
