@@ -149,3 +149,12 @@ def test_readers_locate_without_touching_a_write_in_progress(tmp_path):
     assert in_progress.exists()
     with pytest.raises(ValueError, match="which must be"):
         locate_checkpoint(tmp_path, "oldest")
+
+
+def test_rewriting_a_step_replaces_it(tmp_path):
+    manager = CheckpointManager(tmp_path, keep_last=2)
+    manager.save(1, small_model(seed=0), None, {"step": 1})
+    manager.save(1, small_model(seed=5), None, {"step": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json", "step-00000001"]
+    got, want = weights(load_model(manager.latest())), weights(small_model(seed=5))
+    assert all(torch.equal(got[k], want[k]) for k in want)

@@ -158,10 +158,13 @@ def save_checkpoint(
         _write_file(tmp / "rng.safetensors", st_save(rng_tensors))
         _write_file(tmp / "trainer.json", _json_bytes(state))
     fsync_dir(tmp)
-    if path.exists():
-        shutil.rmtree(path)
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    if path.exists():  # rewriting the same step: move the old one aside, then drop it
+        os.rename(path, old)
     os.rename(tmp, path)
     fsync_dir(path.parent)
+    if old.exists():
+        shutil.rmtree(old)
     return path
 
 
@@ -233,7 +236,7 @@ class CheckpointManager:
         self.keep_last = keep_last
         self.mode = mode
         self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.glob(".*.tmp-*"):
+        for stale in [*self.root.glob(".*.tmp-*"), *self.root.glob(".*.old-*")]:
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         self.index = self._read_index()
 
