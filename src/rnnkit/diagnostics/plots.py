@@ -72,8 +72,9 @@ def plot_hidden(trace: LayerTrace, path: str | Path, layer: int = -1, row: int =
     """Heat map of one sequence's hidden units (rows) over time (columns)."""
     h = hidden_matrix(trace, layer, row)  # (T, H)
     fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    lim = float(h.abs().max()) or 1.0  # tanh states stay in [-1, 1], ReLU ones need not
     im = ax.imshow(
-        h.T.numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest"
+        h.T.numpy(), aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest"
     )
     ax.set_xlabel("time step t")
     ax.set_ylabel("hidden unit")
