@@ -10,24 +10,22 @@ from typer.testing import CliRunner
 import _training_helpers  # noqa: F401  (one torch thread)
 from rnnkit.cli import app
 
-SMALL = [
-    "--set",
+
+def _sets(*items: str) -> list[str]:
+    """``--set`` options for each ``key=value`` item."""
+    return [a for item in items for a in ("--set", item)]
+
+
+SMALL = _sets(
     "task.seq_len=8",
-    "--set",
     "task.n_train=64",
-    "--set",
     "task.n_val=32",
-    "--set",
     "task.n_test=32",
-    "--set",
     "model.hidden_size=8",
-    "--set",
     "trainer.epochs=1",
-    "--set",
     "trainer.batch_size=16",
-    "--set",
     'trainer.log.progress="none"',
-]
+)
 
 
 def test_train_evaluate_resume_diagnose(tmp_path):
@@ -70,19 +68,15 @@ def test_copy_task_trains_with_accuracy(tmp_path):
         [
             "train",
             "copy",
-            "--set",
-            "task.delay=5",
-            "--set",
-            "task.copy_len=3",
-            *SMALL[4:],
-            "--set",
-            "task.n_train=64",
-            "--set",
-            "task.n_val=32",
-            "--set",
-            "task.n_test=32",
-            "--set",
-            "trainer.tbptt=4",
+            *SMALL[8:],
+            *_sets(
+                "task.delay=5",
+                "task.copy_len=3",
+                "task.n_train=64",
+                "task.n_val=32",
+                "task.n_test=32",
+                "trainer.tbptt=4",
+            ),
             "--out",
             str(tmp_path / "copy"),
         ],
@@ -124,9 +118,7 @@ def test_exploding_run_stops_with_step_batch_and_checkpoint(tmp_path):
         "trainer.checkpoint.every_steps=1",
     ]
     out = tmp_path / "boom"
-    r = CliRunner().invoke(
-        app, ["train", "adding", *[a for s in sets for a in ("--set", s)], "--out", str(out)]
-    )
+    r = CliRunner().invoke(app, ["train", "adding", *_sets(*sets), "--out", str(out)])
     assert r.exit_code == 1
     assert "error: loss is nan at step 1 (epoch 1, batch 1)" in r.output
     assert f"last good checkpoint: {out / 'checkpoints' / 'step-00000001'}" in r.output
