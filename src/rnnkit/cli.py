@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import typer
 
+from rnnkit.commands import data as data_commands
+
 app = typer.Typer(help="rnnkit: recurrent neural networks toolkit.", no_args_is_help=True)
+app.add_typer(data_commands.app, name="data")
 
 
 @app.command()

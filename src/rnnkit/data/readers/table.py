@@ -32,7 +32,7 @@ def _delimiter_for(path: Path, delimiter: str | None) -> str:
 def _csv_rows(path: Path, delimiter: str, rows: BadRows) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line, fields)``, quoted fields spanning lines included."""
     numbered = list(iter_lines(path, rows))
-    lines = [text for _, text in numbered]
+    lines = [text + "\n" for _, text in numbered]
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     while True:
         index = reader.line_num
