@@ -48,7 +48,8 @@ def test_bucketing_pads_far_less_than_random_batching() -> None:
 
 
 def test_padding_ratio_by_hand() -> None:
-    assert padding_ratio([1, 3, 2, 2], [[0, 1], [2, 3]]) == pytest.approx(2 / 10)  # slots 6 + 4, padding 2 + 0
+    # slots 2*3 + 2*2, padding 2 + 0
+    assert padding_ratio([1, 3, 2, 2], [[0, 1], [2, 3]]) == pytest.approx(2 / 10)
     assert padding_ratio([4], random_batches(1, 8)) == 0.0
 
 
