@@ -113,3 +113,16 @@ def test_failed_download_suggests_a_local_file(tmp_path: Path,
     missing = Artifact("pypi", "rnnkit-no-such-package-xyz==0.0.1", "x.whl", "0" * 64)
     with pytest.raises(FetchError, match="pass it with --from FILE"):
         fetching.fetch_artifact(missing)
+
+
+def test_cli_check_reports_skipped_rows(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.tsv"
+    path.write_text("text\tlabel\ngood\tpos\nbroken row\n\tneg\nfine\tneg\n", encoding="utf-8")
+    result = runner.invoke(app, ["data", "check", str(path), "--format", "tsv"])
+    assert result.exit_code == 1 and f"{path}:3: expected 2 columns" in result.output
+    result = runner.invoke(app, ["data", "check", str(path), "--format", "tsv", "--skip-bad"])
+    assert result.exit_code == 0
+    assert "2 records, 2 bad rows skipped" in result.output
+    assert f"skipped {path}:4: expected non-empty 'text'" in result.output
+    result = runner.invoke(app, ["data", "check", str(path), "--format", "xml"])
+    assert result.exit_code == 1 and "expected one of" in result.output

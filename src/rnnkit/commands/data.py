@@ -9,8 +9,10 @@ import typer
 from rnnkit.data import registry
 from rnnkit.data.errors import DataFormatError
 from rnnkit.data.fetching import FetchError, data_home
+from rnnkit.data.readers.check import FORMATS, check_file
 
-app = typer.Typer(help="Datasets: list, info, fetch.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: list, info, fetch, and check your own files.",
+                  no_args_is_help=True)
 
 
 @app.command("list")
@@ -56,3 +58,21 @@ def fetch(
     splits = ", ".join(f"{k} {v:,}" for k, v in report.splits.items())
     typer.echo(f"{name}: {report.path} ({splits}; {report.bytes / 1e6:.1f} MB, "
                f"fetched in {report.seconds:.1f} s)")
+
+
+@app.command()
+def check(
+    path: Path,
+    fmt: str = typer.Option(..., "--format", help=f"One of: {', '.join(FORMATS)}."),
+    columns: str = typer.Option("text,label", help="Columns/fields for csv, tsv, jsonl."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad rows and count them."),
+) -> None:
+    """Read a local file in a supported format and report what a task would get from it."""
+    try:
+        count, skipped = check_file(path, fmt, columns.split(","), skip_bad=skip_bad)
+    except (DataFormatError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{path}: {count:,} records, {len(skipped):,} bad rows skipped")
+    for error in skipped[:5]:
+        typer.echo(f"  skipped {error}")
