@@ -147,7 +147,11 @@ def fetch(name: str, *, from_files: Sequence[str | Path] = (), force: bool = Fal
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    splits = recipe.convert(paths, partial)
+    try:
+        splits = recipe.convert(paths, partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     report = FetchReport(
         name=name, path=str(out), splits=splits, bytes=_dir_bytes(partial),
         download_bytes=sum(p.stat().st_size for p in paths.values()),
