@@ -126,3 +126,32 @@ def test_cli_check_reports_skipped_rows(tmp_path: Path) -> None:
     assert f"skipped {path}:4: expected non-empty 'text'" in result.output
     result = runner.invoke(app, ["data", "check", str(path), "--format", "xml"])
     assert result.exit_code == 1 and "expected one of" in result.output
+
+
+def test_generic_recipe_from_local_artifact_and_failed_conversion(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "cache"))
+    artifact_file = tmp_path / "toy-1.0.tar.gz"
+    artifact_file.write_bytes(b"toy artifact")
+    artifact = Artifact("pypi", "toy==1.0", artifact_file.name,
+                        fetching.sha256_of(artifact_file))
+    info = registry.get("japanese-ner").info
+    toy = registry.DatasetInfo(**{**info.__dict__, "name": "toy", "artifacts": (artifact,)})
+
+    def good(paths: dict[str, Path], out: Path) -> dict[str, int]:
+        (out / "train.txt").write_bytes(paths["toy"].read_bytes())
+        return {"train": 1}
+
+    def bad(paths: dict[str, Path], out: Path) -> dict[str, int]:
+        (out / "train.txt").write_text("half written")
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setitem(registry._REGISTRY, "toy", registry.Recipe(toy, bad))
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        registry.fetch("toy", from_files=[artifact_file])
+    assert not (tmp_path / "cache" / "toy.partial").exists()
+    assert registry.load_report("toy") is None
+    monkeypatch.setitem(registry._REGISTRY, "toy", registry.Recipe(toy, good))
+    report = registry.fetch("toy", from_files=[artifact_file])
+    assert report.splits == {"train": 1} and report.download_bytes == len(b"toy artifact")
+    assert (tmp_path / "cache" / "toy" / "train.txt").read_bytes() == b"toy artifact"
