@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from rnnkit.data import registry
-from rnnkit.data.datasets.bible import clean_osis
+from rnnkit.data.datasets.bible import clean_osis, misaligned_chapters
 from rnnkit.data.readers import read_conll, read_fasta, read_table, read_text, read_ts, write_ts
 
 
@@ -258,3 +258,13 @@ def test_bible_markup_cleaning() -> None:
     raw = ('<w lemma="strong:H0430">God</w><note placement="foot"><reference>1:1 </reference>'
            'a note</note><w lemma="x">created</w> <w>the</w> <w>earth</w>. &amp; more ')
     assert clean_osis(raw) == "God created the earth. & more"
+
+
+def test_bible_detects_chapters_numbered_differently() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(20, 200, size=30)
+    aligned = [(f"Gen.1.{v + 1}", "e" * n, "s" * int(n * 1.1)) for v, n in enumerate(lengths)]
+    # Chapter 2: the Spanish verse v holds the English verse v - 1 (numbering shifted by one).
+    shifted = [(f"Gen.2.{v + 1}", "e" * n, "s" * int(m * 1.1))
+               for v, (n, m) in enumerate(zip(lengths[1:], lengths[:-1], strict=True))]
+    assert misaligned_chapters(aligned + shifted) == {("Gen", "2")}

@@ -9,7 +9,10 @@ from __future__ import annotations
 import html
 import re
 import tempfile
+from collections import defaultdict
 from pathlib import Path
+
+import numpy as np
 
 from rnnkit.data.datasets._write import write_splits, write_tsv
 from rnnkit.data.fetching import Artifact, unpack_deb
@@ -23,6 +26,7 @@ SPARV = Artifact("debian", "sword-text-sparv=2.60-1", "sword-text-sparv_2.60-1_a
 _NOTE = re.compile(r"<note\b.*?</note>", re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
 _SEP = "\x00"
+MAX_LENGTH_RATIO = 3.0  # pairs whose lengths differ more are merged or misplaced verses
 
 
 def clean_osis(raw: str) -> str:
@@ -32,6 +36,40 @@ def clean_osis(raw: str) -> str:
     text = html.unescape(_TAG.sub("", text))
     text = re.sub(r"\s+([,.;:!?])", r"\1", " ".join(text.split()))
     return text
+
+
+def _shift_correlation(en: np.ndarray, es: np.ndarray, shift: int) -> float:
+    a, b = (en[:len(en) - shift], es[shift:]) if shift >= 0 else (en[-shift:], es[:shift])
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def misaligned_chapters(rows: list[tuple[str, str, str]], margin: float = 0.2
+                        ) -> set[tuple[str, str]]:
+    """Chapters whose verse numbering differs between the two texts.
+
+    The two modules follow different versifications (NRSVA and KJV), so in a few chapters
+    verse v of one is verse v +- 1 or 2 of the other. Verse lengths reveal it: if the
+    lengths of English verses correlate better with the Spanish ones shifted by 1 or 2
+    than unshifted (by ``margin``), the chapter is misaligned.
+
+    Args:
+        rows: (id "Book.chapter.verse", english, spanish) in verse order.
+    """
+    chapters: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    for ident, english, spanish in rows:
+        book, chapter, _ = ident.split(".")
+        chapters[book, chapter].append((len(english), len(spanish)))
+    bad = set()
+    for key, lengths in chapters.items():
+        if len(lengths) < 6:
+            continue
+        en, es = np.array(lengths, dtype=float).T
+        unshifted = _shift_correlation(en, es, 0)
+        if any(_shift_correlation(en, es, k) > unshifted + margin for k in (-2, -1, 1, 2)):
+            bad.add(key)
+    return bad
 
 
 def _verses(bible: object) -> dict[tuple[str, int, int], str]:
@@ -59,8 +97,10 @@ def _verses(bible: object) -> dict[tuple[str, int, int], str]:
              "Bible Society SWORD modules",
     files="{train,valid,test}.tsv with header id (Book.chapter.verse), en, es "
           "(read_table(path, ['en', 'es']))",
-    splits="seeded 80/10/10 by book (seed 0): no book in two splits; verses that are "
-           "empty in either translation are dropped"))
+    splits="seeded 80/10/10 by book (seed 0): no book in two splits. Dropped: verses "
+           "empty in either text, chapters numbered differently by the two versifications "
+           "(found by verse-length correlation, e.g. Num 13, 1 Sam 24, Jonah 2), and pairs "
+           "whose character lengths differ more than 3x"))
 def convert(paths: dict[str, Path], out: Path) -> dict[str, int]:
     from pysword.modules import SwordModules
 
@@ -73,6 +113,9 @@ def convert(paths: dict[str, Path], out: Path) -> dict[str, int]:
         spanish = _verses(modules.get_bible_from_module("spaRV1909eb"))
     rows = [(f"{b}.{c}.{v}", english[b, c, v], spanish[b, c, v]) for b, c, v in spanish
             if (b, c, v) in english and english[b, c, v] and spanish[b, c, v]]
+    shifted = misaligned_chapters(rows)
+    rows = [r for r in rows if tuple(r[0].split(".")[:2]) not in shifted
+            and max(len(r[1]), len(r[2])) <= MAX_LENGTH_RATIO * min(len(r[1]), len(r[2]))]
     names = group_split([r[0].split(".")[0] for r in rows], seed=0)
     return write_splits(out, rows, names, ".tsv",
                         lambda path, members: write_tsv(path, ("id", "en", "es"), members))
