@@ -50,7 +50,7 @@ def _record(score: Score, parts: dict[str, list[tuple[int, float]]]) -> dict:
     task="polyphonic/melodic sequence modelling, generation", artifacts=(MUSIC21,),
     inside="music21/corpus/bach/*.mxl and *.xml; scores with Soprano, Alto, Tenor and Bass "
            "parts are kept, other instrument parts dropped",
-    size="about 400 harmonisations (the 371 Riemenschneider chorales among them)",
+    size="405 four-voice harmonisations (the 371 Riemenschneider chorales among them)",
     license=LICENSE, citation=CUTHBERT,
     files="{train,valid,test}.jsonl: {id, title, key, time_signature, parts: {Soprano, Alto,"
           " Tenor, Bass: [[midi or -1, quarter_length], ...]}}",
@@ -68,7 +68,7 @@ def convert_chorales(paths: dict[str, Path], out: Path) -> dict[str, int]:
     name="essen-folk", title="Essen folk song melodies (music21 corpus, ABC)",
     task="melody language modelling, generation", artifacts=(MUSIC21,),
     inside="music21/corpus/essenFolksong/*.abc except the test*.abc samples",
-    size="about 8,500 monophonic melodies, mostly German folk songs", license=LICENSE,
+    size="8,462 monophonic melodies, mostly German folk songs", license=LICENSE,
     citation="Helmut Schaffrath, The Essen Folksong Collection, ed. D. Huron, CCARH 1995; "
              + CUTHBERT,
     files="{train,valid,test}.jsonl: {id (collection-number), title, key, time_signature, "
