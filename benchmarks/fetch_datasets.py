@@ -21,9 +21,11 @@ def row(report: registry.FetchReport) -> str:
     info = registry.get(report.name).info
     source = "; ".join(a.spec for a in info.artifacts)
     splits = " / ".join(f"{k} {v:,}" for k, v in report.splits.items())
-    return (f"| {report.name} | {source} | {info.license.split(';')[0]} | "
-            f"{report.download_bytes / 1e6:.1f} MB | {report.bytes / 1e6:.1f} MB | {splits} | "
-            f"{report.seconds:.1f} |")
+    return (
+        f"| {report.name} | {source} | {info.license.split(';')[0]} | "
+        f"{report.download_bytes / 1e6:.1f} MB | {report.bytes / 1e6:.1f} MB | {splits} | "
+        f"{report.seconds:.1f} |"
+    )
 
 
 def main() -> None:

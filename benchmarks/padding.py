@@ -20,10 +20,14 @@ def lengths() -> dict[str, tuple[list[int], int]]:
     return {
         "movie-reviews (words)": ([len(words.tokenize(r["text"])) for r in reviews], 32),
         "bible-en-es (English words)": ([len(words.tokenize(r["en"])) for r in verses], 64),
-        "spoken-digits (frames)": ([s.shape[0] for s in read_ts(
-            dataset_dir("spoken-digits") / "train.ts").series], 32),
-        "japanese-ner (tokens)": ([len(s.tokens) for s in read_conll(
-            dataset_dir("japanese-ner") / "train.conll")], 16),
+        "spoken-digits (frames)": (
+            [s.shape[0] for s in read_ts(dataset_dir("spoken-digits") / "train.ts").series],
+            32,
+        ),
+        "japanese-ner (tokens)": (
+            [len(s.tokens) for s in read_conll(dataset_dir("japanese-ner") / "train.conll")],
+            16,
+        ),
     }
 
 
@@ -32,8 +36,10 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, (seq_lengths, batch) in lengths().items():
         ratios = compare_padding(seq_lengths, batch, seed=0)
-        print(f"| {name} | {len(seq_lengths):,} | {batch} | {ratios['bucketed']:.1%} | "
-              f"{ratios['random']:.1%} |")
+        print(
+            f"| {name} | {len(seq_lengths):,} | {batch} | {ratios['bucketed']:.1%} | "
+            f"{ratios['random']:.1%} |"
+        )
 
 
 if __name__ == "__main__":

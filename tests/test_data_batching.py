@@ -22,12 +22,18 @@ from rnnkit.data.batching import (
 
 
 @settings(max_examples=50, deadline=None)
-@given(lengths=st.lists(st.integers(1, 50), min_size=1, max_size=200),
-       batch_size=st.integers(1, 17), shuffle=st.booleans(), drop_last=st.booleans())
-def test_sampler_yields_each_index_once(lengths: list[int], batch_size: int, shuffle: bool,
-                                        drop_last: bool) -> None:
-    sampler = BucketBatchSampler(lengths, batch_size, pool_batches=3, shuffle=shuffle,
-                                 drop_last=drop_last)
+@given(
+    lengths=st.lists(st.integers(1, 50), min_size=1, max_size=200),
+    batch_size=st.integers(1, 17),
+    shuffle=st.booleans(),
+    drop_last=st.booleans(),
+)
+def test_sampler_yields_each_index_once(
+    lengths: list[int], batch_size: int, shuffle: bool, drop_last: bool
+) -> None:
+    sampler = BucketBatchSampler(
+        lengths, batch_size, pool_batches=3, shuffle=shuffle, drop_last=drop_last
+    )
     batches = list(sampler)
     seen = [i for b in batches for i in b]
     assert len(seen) == len(set(seen)) and len(batches) == len(sampler)

@@ -49,11 +49,14 @@ def test_midi_and_musicxml_round_trip(tmp_path: Path, fmt: str) -> None:
     assert pitches == [67, 69, 71, 72, 74]
 
 
-@pytest.mark.parametrize(("name", "content"), [
-    ("bad.mid", b"MThd\x00\x00\x00\x06garbage"),
-    ("bad.musicxml", b"<score-partwise><part id='P1'><measure><note>"),
-    ("bad.txt", b"X:1\n"),
-])
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("bad.mid", b"MThd\x00\x00\x00\x06garbage"),
+        ("bad.musicxml", b"<score-partwise><part id='P1'><measure><note>"),
+        ("bad.txt", b"X:1\n"),
+    ],
+)
 def test_bad_scores_raise_the_one_error(tmp_path: Path, name: str, content: bytes) -> None:
     path = tmp_path / name
     path.write_bytes(content)

@@ -42,8 +42,10 @@ def test_tsv_columns_by_name(tmp_path: Path) -> None:
 
 def test_csv_quoted_newline_and_bom(tmp_path: Path) -> None:
     path = write(tmp_path / "r.csv", '\ufefftext,label\n"two\nlines, here",1\nplain,0\n')
-    assert read_table(path, ["label", "text"]) == [{"label": "1", "text": "two\nlines, here"},
-                                                   {"label": "0", "text": "plain"}]
+    assert read_table(path, ["label", "text"]) == [
+        {"label": "1", "text": "two\nlines, here"},
+        {"label": "0", "text": "plain"},
+    ]
 
 
 def test_wrong_column_count_names_file_and_line(tmp_path: Path) -> None:
@@ -72,8 +74,10 @@ def test_missing_header_column(tmp_path: Path) -> None:
 def test_jsonl(tmp_path: Path) -> None:
     lines = [{"text": "good", "label": 1}, {"text": "bad", "label": 0, "extra": [1]}]
     path = write(tmp_path / "d.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n\n")
-    assert read_jsonl(path, ["text", "label"]) == [{"text": "good", "label": "1"},
-                                                   {"text": "bad", "label": "0"}]
+    assert read_jsonl(path, ["text", "label"]) == [
+        {"text": "good", "label": "1"},
+        {"text": "bad", "label": "0"},
+    ]
     write(path, '{"text": "a", "label": 1}\n[1, 2]\n{"text": "", "label": 2}\n{"text": 1\n')
     with pytest.raises(DataFormatError, match=r":2: expected a JSON object, found list"):
         read_jsonl(path, ["text", "label"])
@@ -119,8 +123,7 @@ Blackburn NNP I-NP I-PER
 def test_conll_2003(tmp_path: Path) -> None:
     path = write(tmp_path / "train.txt", CONLL)
     sentences = read_conll(path, column_names=["token", "pos", "chunk", "ner"])
-    assert [s.tokens for s in sentences] == [["EU", "rejects", "German"],
-                                             ["Peter", "Blackburn"]]
+    assert [s.tokens for s in sentences] == [["EU", "rejects", "German"], ["Peter", "Blackburn"]]
     assert sentences[0].tags == ["B-ORG", "O", "B-MISC"]
     assert sentences[0].columns["pos"] == ["NNP", "VBZ", "JJ"]
     assert sentences[1].line == 7
@@ -157,8 +160,10 @@ def test_conllu(tmp_path: Path) -> None:
 
 
 def test_tagged_jsonl_counts_must_agree(tmp_path: Path) -> None:
-    path = write(tmp_path / "t.jsonl", '{"tokens": ["a", "b"], "tags": ["O", "O"]}\n'
-                                       '{"tokens": ["a", "b"], "tags": ["O"]}\n')
+    path = write(
+        tmp_path / "t.jsonl",
+        '{"tokens": ["a", "b"], "tags": ["O", "O"]}\n{"tokens": ["a", "b"], "tags": ["O"]}\n',
+    )
     with pytest.raises(DataFormatError, match=r"t\.jsonl:2: expected as many tags as tokens"):
         read_tagged_jsonl(path)
     assert [s.tokens for s in read_tagged_jsonl(path, skip_bad=True)] == [["a", "b"]]
@@ -169,7 +174,9 @@ def test_fasta_round_trip_and_errors(tmp_path: Path) -> None:
     write_fasta(path, [("a", "class=ei", "ACGT" * 20), ("b", "", "ttga")], width=30)
     records = read_fasta(path)
     assert [(r.id, r.description, r.sequence) for r in records] == [
-        ("a", "class=ei", "ACGT" * 20), ("b", "", "TTGA")]
+        ("a", "class=ei", "ACGT" * 20),
+        ("b", "", "TTGA"),
+    ]
     write(path, ">a\nACGT\nACXZ\n>b\nAC\n")
     with pytest.raises(DataFormatError, match=r"s\.fasta:3: expected letters .* found 'XZ'"):
         read_fasta(path)
@@ -201,22 +208,31 @@ def test_ts_reads_time_major_arrays(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.series[0], [[1, 4], [2, 5], [3, 6]])  # (T, D)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ("@dimensions 2", "@dimensions two"),
-    ("@classLabel true up down", "@classLabel maybe"),
-    ("@timeStamps false", "@timeStamps true"),
-    ("@missing false", "@colour blue"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("@dimensions 2", "@dimensions two"),
+        ("@classLabel true up down", "@classLabel maybe"),
+        ("@timeStamps false", "@timeStamps true"),
+        ("@missing false", "@colour blue"),
+    ],
+)
 def test_ts_malformed_header(tmp_path: Path, change: str, message: str) -> None:
     path = write(tmp_path / "bad.ts", TS.replace(change, message))
     with pytest.raises(DataFormatError, match=r"bad\.ts:\d+: expected"):
         read_ts(path)
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ("1,2,3:4,5:up", "same length"), ("1,2:3,4:sideways", "class label"),
-    ("1,2,3:up", "2 dimensions"), ("1,x:2,3:up", "numbers"), ("1,?:2,3:up", "'?'"),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("1,2,3:4,5:up", "same length"),
+        ("1,2:3,4:sideways", "class label"),
+        ("1,2,3:up", "2 dimensions"),
+        ("1,x:2,3:up", "numbers"),
+        ("1,?:2,3:up", "'?'"),
+    ],
+)
 def test_ts_bad_case_names_line(tmp_path: Path, line: str, expected: str) -> None:
     path = write(tmp_path / "bad.ts", TS + line + "\n")
     with pytest.raises(DataFormatError, match=rf"bad\.ts:12: expected.*{expected}"):

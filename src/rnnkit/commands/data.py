@@ -11,8 +11,9 @@ from rnnkit.data.errors import DataFormatError
 from rnnkit.data.fetching import FetchError, data_home
 from rnnkit.data.readers.check import FORMATS, check_file
 
-app = typer.Typer(help="Datasets: list, info, fetch, and check your own files.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Datasets: list, info, fetch, and check your own files.", no_args_is_help=True
+)
 
 
 @app.command("list")
@@ -21,8 +22,9 @@ def list_() -> None:
     for name in registry.names():
         info = registry.get(name).info
         report = registry.load_report(name)
-        state = (", ".join(f"{k} {v:,}" for k, v in report.splits.items())
-                 if report else "not fetched")
+        state = (
+            ", ".join(f"{k} {v:,}" for k, v in report.splits.items()) if report else "not fetched"
+        )
         sources = "; ".join(a.spec for a in info.artifacts)
         typer.echo(f"{name:17} {info.task:45} {sources:42} {state}")
     typer.echo(f"cache: {data_home()}")
@@ -42,8 +44,11 @@ def info(name: str) -> None:
 def fetch(
     name: str,
     from_file: list[Path] = typer.Option(
-        [], "--from", help="An artifact file you already have (as named by `info`), used "
-                           "instead of downloading; repeat for several."),
+        [],
+        "--from",
+        help="An artifact file you already have (as named by `info`), used "
+        "instead of downloading; repeat for several.",
+    ),
     force: bool = typer.Option(False, help="Rebuild even if already in the cache."),
 ) -> None:
     """Fetch NAME once into the cache, verify its SHA-256, convert it to plain files."""
@@ -56,8 +61,10 @@ def fetch(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     splits = ", ".join(f"{k} {v:,}" for k, v in report.splits.items())
-    typer.echo(f"{name}: {report.path} ({splits}; {report.bytes / 1e6:.1f} MB, "
-               f"fetched in {report.seconds:.1f} s)")
+    typer.echo(
+        f"{name}: {report.path} ({splits}; {report.bytes / 1e6:.1f} MB, "
+        f"fetched in {report.seconds:.1f} s)"
+    )
 
 
 @app.command()

@@ -19,12 +19,13 @@ import torch
 from torch.utils.data import Sampler
 
 
-def random_batches(n: int, batch_size: int, seed: int = 0, drop_last: bool = False
-                   ) -> list[list[int]]:
+def random_batches(
+    n: int, batch_size: int, seed: int = 0, drop_last: bool = False
+) -> list[list[int]]:
     """Shuffle ``range(n)`` with ``seed`` and cut it into batches (the baseline)."""
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     return [b for b in batches if len(b) == batch_size] if drop_last else batches
 
 
@@ -44,8 +45,15 @@ class BucketBatchSampler(Sampler[list[int]]):
         seed: Base seed; epoch ``e`` uses ``seed + e`` (see :meth:`set_epoch`).
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, pool_batches: int = 50,
-                 shuffle: bool = True, drop_last: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        pool_batches: int = 50,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: expected at least 1")
         if pool_batches < 1:
@@ -72,9 +80,10 @@ class BucketBatchSampler(Sampler[list[int]]):
             pool = self.batch_size * self.pool_batches
         batches = []
         for start in range(0, len(order), pool):
-            chunk = sorted(order[start:start + pool], key=self.lengths.__getitem__)
-            batches += [chunk[i:i + self.batch_size]
-                        for i in range(0, len(chunk), self.batch_size)]
+            chunk = sorted(order[start : start + pool], key=self.lengths.__getitem__)
+            batches += [
+                chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)
+            ]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size]
         if self.shuffle:
@@ -101,12 +110,15 @@ def padding_ratio(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> f
 def compare_padding(lengths: Sequence[int], batch_size: int, seed: int = 0) -> dict[str, float]:
     """Padding ratio of bucketed vs random batching of the same sequences."""
     bucketed = BucketBatchSampler(lengths, batch_size, seed=seed).batches()
-    return {"bucketed": padding_ratio(lengths, bucketed),
-            "random": padding_ratio(lengths, random_batches(len(lengths), batch_size, seed))}
+    return {
+        "bucketed": padding_ratio(lengths, bucketed),
+        "random": padding_ratio(lengths, random_batches(len(lengths), batch_size, seed)),
+    }
 
 
-def pad_sequences(sequences: Sequence[torch.Tensor | Sequence[int]], pad_value: float = 0
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_sequences(
+    sequences: Sequence[torch.Tensor | Sequence[int]], pad_value: float = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack variable-length sequences, batch first.
 
     Args:
@@ -120,8 +132,9 @@ def pad_sequences(sequences: Sequence[torch.Tensor | Sequence[int]], pad_value: 
     if not tensors:
         raise ValueError("sequences is empty: expected at least one sequence")
     lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.long)  # (B,)
-    padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True,
-                                             padding_value=pad_value)  # (B, T_max, ...)
+    padded = torch.nn.utils.rnn.pad_sequence(
+        tensors, batch_first=True, padding_value=pad_value
+    )  # (B, T_max, ...)
     return padded, lengths
 
 
@@ -134,8 +147,11 @@ class PaddedBatch:
     targets: torch.Tensor | None = None  # (B,) labels, or (B, T) per-step targets
 
 
-def collate_padded(batch: Sequence[tuple[object, object]] | Sequence[object],
-                   pad_value: float = 0, target_pad: int = -100) -> PaddedBatch:
+def collate_padded(
+    batch: Sequence[tuple[object, object]] | Sequence[object],
+    pad_value: float = 0,
+    target_pad: int = -100,
+) -> PaddedBatch:
     """Collate ``(sequence, target)`` pairs, or bare sequences, into a :class:`PaddedBatch`.
 
     A target that is a sequence (tags) is padded with ``target_pad`` (ignored by
@@ -174,9 +190,10 @@ def batchify_stream(ids: torch.Tensor | Sequence[int], batch_size: int) -> torch
         raise ValueError(f"batch_size={batch_size}: expected at least 1")
     per_stream = ids.shape[0] // batch_size
     if per_stream < 2:
-        raise ValueError(f"corpus of {ids.shape[0]} ids is too short for {batch_size} "
-                         f"streams of at least 2")
-    return ids[:per_stream * batch_size].reshape(batch_size, per_stream)  # (B, N // B)
+        raise ValueError(
+            f"corpus of {ids.shape[0]} ids is too short for {batch_size} streams of at least 2"
+        )
+    return ids[: per_stream * batch_size].reshape(batch_size, per_stream)  # (B, N // B)
 
 
 def bptt_windows(streams: torch.Tensor, bptt: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -188,4 +205,4 @@ def bptt_windows(streams: torch.Tensor, bptt: int) -> Iterator[tuple[torch.Tenso
         raise ValueError(f"bptt={bptt}: expected at least 1")
     for start in range(0, streams.shape[1] - 1, bptt):
         end = min(start + bptt, streams.shape[1] - 1)
-        yield streams[:, start:end], streams[:, start + 1:end + 1]  # (B, T), (B, T)
+        yield streams[:, start:end], streams[:, start + 1 : end + 1]  # (B, T), (B, T)

@@ -54,8 +54,13 @@ class Records(list[T], Generic[T]):
             was called with ``skip_bad=True``).
     """
 
-    def __init__(self, items: Iterable[T] = (), *, path: str | Path = "",
-                 skipped: list[DataFormatError] | None = None) -> None:
+    def __init__(
+        self,
+        items: Iterable[T] = (),
+        *,
+        path: str | Path = "",
+        skipped: list[DataFormatError] | None = None,
+    ) -> None:
         super().__init__(items)
         self.path = str(path)
         self.skipped: list[DataFormatError] = list(skipped or [])
@@ -93,8 +98,12 @@ class BadRows:
     def result(self, items: Iterable[T]) -> Records[T]:
         """Wrap ``items`` with the skipped rows, logging how many were skipped."""
         if self.skipped:
-            log.warning("skipped %d bad rows in %s (first: %s)", len(self.skipped),
-                        self.path, self.skipped[0])
+            log.warning(
+                "skipped %d bad rows in %s (first: %s)",
+                len(self.skipped),
+                self.path,
+                self.skipped[0],
+            )
         return Records(items, path=self.path, skipped=self.skipped)
 
 
@@ -122,7 +131,8 @@ def iter_lines(path: str | Path, rows: BadRows) -> Iterator[tuple[int, str]]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            rows.bad(number, f"expected UTF-8 text, found undecodable bytes at column "
-                             f"{exc.start + 1}")
+            rows.bad(
+                number, f"expected UTF-8 text, found undecodable bytes at column {exc.start + 1}"
+            )
             continue
         yield number, text.removesuffix("\r")

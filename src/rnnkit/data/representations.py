@@ -90,16 +90,22 @@ def read_vectors(path: str | Path, *, skip_bad: bool = False) -> Vectors:
             continue
         tokens.append(parts[0])
     if declared is not None and declared[0] != len(tokens) and not rows.skipped:
-        raise DataFormatError(path, 1, f"header declares {declared[0]} vectors, found "
-                                       f"{len(tokens)}")
+        raise DataFormatError(
+            path, 1, f"header declares {declared[0]} vectors, found {len(tokens)}"
+        )
     if not tokens:
         raise DataFormatError(path, None, "expected at least one vector, found none")
     rows.result(tokens)
     return Vectors(tokens, torch.tensor(values, dtype=torch.float32))
 
 
-def build_embedding(vocab: Vocab, dim: int | None = None, vectors: Vectors | None = None,
-                    freeze: bool = False, seed: int = 0) -> tuple[nn.Embedding, int]:
+def build_embedding(
+    vocab: Vocab,
+    dim: int | None = None,
+    vectors: Vectors | None = None,
+    freeze: bool = False,
+    seed: int = 0,
+) -> tuple[nn.Embedding, int]:
     """An ``nn.Embedding`` for ``vocab``, rows of tokens found in ``vectors`` copied in.
 
     Rows not found keep a N(0, 1) initialisation from ``seed``; the ``<pad>`` row is zero.

@@ -14,8 +14,11 @@ from collections.abc import Hashable, Sequence
 SPLITS = ("train", "valid", "test")
 
 
-def group_split(groups: Sequence[Hashable], fractions: tuple[float, float, float] = (0.8, 0.1,
-                0.1), seed: int = 0) -> list[str]:
+def group_split(
+    groups: Sequence[Hashable],
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> list[str]:
     """The split name of each item, whole groups at a time.
 
     Args:

@@ -66,8 +66,12 @@ class WordTokenizer:
         pattern: The regex whose matches are the tokens.
     """
 
-    def __init__(self, lowercase: bool = False, normalize_numbers: bool = False,
-                 pattern: str = DEFAULT_WORD_PATTERN) -> None:
+    def __init__(
+        self,
+        lowercase: bool = False,
+        normalize_numbers: bool = False,
+        pattern: str = DEFAULT_WORD_PATTERN,
+    ) -> None:
         try:
             self._regex = re.compile(pattern)
         except re.error as exc:
@@ -89,8 +93,12 @@ class WordTokenizer:
         return re.sub(r" ([.,;:!?)\]}])", r"\1", " ".join(tokens))
 
     def to_config(self) -> dict[str, Any]:
-        return {"type": "word", "lowercase": self.lowercase,
-                "normalize_numbers": self.normalize_numbers, "pattern": self.pattern}
+        return {
+            "type": "word",
+            "lowercase": self.lowercase,
+            "normalize_numbers": self.normalize_numbers,
+            "pattern": self.pattern,
+        }
 
 
 class SentencePieceTokenizer:
@@ -107,8 +115,14 @@ class SentencePieceTokenizer:
         self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 8000, model_type: str = "unigram",
-              character_coverage: float = 1.0, seed: int = 0) -> SentencePieceTokenizer:
+    def train(
+        cls,
+        texts: Iterable[str],
+        vocab_size: int = 8000,
+        model_type: str = "unigram",
+        character_coverage: float = 1.0,
+        seed: int = 0,
+    ) -> SentencePieceTokenizer:
         """Train on ``texts`` (the training split, one sentence or line each).
 
         Args:
@@ -130,9 +144,15 @@ class SentencePieceTokenizer:
         spm.set_random_generator_seed(seed)
         model = io.BytesIO()
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size,
-            model_type=model_type, character_coverage=character_coverage,
-            hard_vocab_limit=False, minloglevel=2, num_threads=1)
+            sentence_iterator=iter(lines),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            hard_vocab_limit=False,
+            minloglevel=2,
+            num_threads=1,
+        )
         return cls(model.getvalue())
 
     @property

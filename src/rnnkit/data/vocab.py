@@ -37,8 +37,9 @@ class UnknownReport:
 
     def __str__(self) -> str:
         top = ", ".join(f"{t!r}×{n}" for t, n in self.unknown_types.most_common(5))
-        return (f"{self.unknown:,} of {self.tokens:,} tokens unknown ({self.rate:.2%})"
-                + (f"; most frequent: {top}" if top else ""))
+        return f"{self.unknown:,} of {self.tokens:,} tokens unknown ({self.rate:.2%})" + (
+            f"; most frequent: {top}" if top else ""
+        )
 
 
 class Vocab:
@@ -49,7 +50,7 @@ class Vocab:
     """
 
     def __init__(self, tokens: Sequence[str]) -> None:
-        if list(tokens[:len(SPECIALS)]) != list(SPECIALS):
+        if list(tokens[: len(SPECIALS)]) != list(SPECIALS):
             raise ValueError(f"tokens must start with {list(SPECIALS)}, got {list(tokens[:4])}")
         if len(set(tokens)) != len(tokens):
             dup = next(t for t, n in Counter(tokens).items() if n > 1)
@@ -60,8 +61,9 @@ class Vocab:
     pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3
 
     @classmethod
-    def build(cls, sequences: Iterable[Sequence[str]], max_size: int = 10_000,
-              min_freq: int = 1) -> Vocab:
+    def build(
+        cls, sequences: Iterable[Sequence[str]], max_size: int = 10_000, min_freq: int = 1
+    ) -> Vocab:
         """Count tokens in ``sequences`` (the training split) and keep the most frequent.
 
         Args:
@@ -78,9 +80,10 @@ class Vocab:
             counts.update(sequence)
         for special in SPECIALS:
             counts.pop(special, None)
-        ranked = sorted((t for t, n in counts.items() if n >= min_freq),
-                        key=lambda t: (-counts[t], t))
-        return cls([*SPECIALS, *ranked[:max_size - len(SPECIALS)]])
+        ranked = sorted(
+            (t for t, n in counts.items() if n >= min_freq), key=lambda t: (-counts[t], t)
+        )
+        return cls([*SPECIALS, *ranked[: max_size - len(SPECIALS)]])
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -92,8 +95,9 @@ class Vocab:
         """The id of ``token``, or ``unk_id``."""
         return self._ids.get(token, self.unk_id)
 
-    def encode(self, tokens: Sequence[str], add_bos: bool = False, add_eos: bool = False
-               ) -> list[int]:
+    def encode(
+        self, tokens: Sequence[str], add_bos: bool = False, add_eos: bool = False
+    ) -> list[int]:
         """Token strings -> ids, (T,) -> (T + add_bos + add_eos,)."""
         ids = [self._ids.get(t, self.unk_id) for t in tokens]
         return [self.bos_id] * add_bos + ids + [self.eos_id] * add_eos

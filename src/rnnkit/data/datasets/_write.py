@@ -25,8 +25,13 @@ def write_jsonl(path: Path, records: Sequence[dict]) -> None:
             f.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
-def write_splits(out: Path, items: Sequence[object], names: Sequence[str], suffix: str,
-                 writer: Callable[[Path, list], None]) -> dict[str, int]:
+def write_splits(
+    out: Path,
+    items: Sequence[object],
+    names: Sequence[str],
+    suffix: str,
+    writer: Callable[[Path, list], None],
+) -> dict[str, int]:
     """Write ``items`` into ``<split><suffix>`` files by split name; return split sizes."""
     counts = {}
     for split, members in by_split(items, names).items():

@@ -13,12 +13,28 @@ from rnnkit.data.readers.table import read_jsonl, read_table
 from rnnkit.data.readers.text import read_lines, read_parallel
 from rnnkit.data.readers.ts import read_ts
 
-FORMATS = ("csv", "tsv", "jsonl", "conll", "conllu", "tagged-jsonl", "parallel", "text",
-           "fasta", "ts", "score")
+FORMATS = (
+    "csv",
+    "tsv",
+    "jsonl",
+    "conll",
+    "conllu",
+    "tagged-jsonl",
+    "parallel",
+    "text",
+    "fasta",
+    "ts",
+    "score",
+)
 
 
-def check_file(path: str | Path, fmt: str, columns: Sequence[str] = ("text", "label"), *,
-               skip_bad: bool = False) -> tuple[int, list[DataFormatError]]:
+def check_file(
+    path: str | Path,
+    fmt: str,
+    columns: Sequence[str] = ("text", "label"),
+    *,
+    skip_bad: bool = False,
+) -> tuple[int, list[DataFormatError]]:
     """Read ``path`` as ``fmt``; return (records read, rows skipped as bad).
 
     Raises:
@@ -26,8 +42,9 @@ def check_file(path: str | Path, fmt: str, columns: Sequence[str] = ("text", "la
         ValueError: ``fmt`` is not one of :data:`FORMATS`.
     """
     if fmt in ("csv", "tsv"):
-        records = read_table(path, columns, delimiter="\t" if fmt == "tsv" else ",",
-                             skip_bad=skip_bad)
+        records = read_table(
+            path, columns, delimiter="\t" if fmt == "tsv" else ",", skip_bad=skip_bad
+        )
     elif fmt == "jsonl":
         records = read_jsonl(path, columns, skip_bad=skip_bad)
     elif fmt == "conll":

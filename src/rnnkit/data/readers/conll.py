@@ -31,8 +31,7 @@ class TaggedSentence:
     columns: dict[str, list[str]] = field(default_factory=dict)  # other columns, each (T,)
 
 
-def _sentences(path: Path, rows: BadRows, comment: str | None
-               ) -> Iterator[list[tuple[int, str]]]:
+def _sentences(path: Path, rows: BadRows, comment: str | None) -> Iterator[list[tuple[int, str]]]:
     block: list[tuple[int, str]] = []
     for line, text in iter_lines(path, rows):
         if comment is not None and text.startswith(comment):
@@ -46,9 +45,14 @@ def _sentences(path: Path, rows: BadRows, comment: str | None
         yield block
 
 
-def read_conll(path: str | Path, *, tag_column: int = -1,
-               column_names: Sequence[str] | None = None, fixed_width: bool = True,
-               skip_bad: bool = False) -> Records[TaggedSentence]:
+def read_conll(
+    path: str | Path,
+    *,
+    tag_column: int = -1,
+    column_names: Sequence[str] | None = None,
+    fixed_width: bool = True,
+    skip_bad: bool = False,
+) -> Records[TaggedSentence]:
     """Read a CoNLL-2003 style file.
 
     Args:
@@ -72,16 +76,24 @@ def read_conll(path: str | Path, *, tag_column: int = -1,
             continue
         split = [(n, t.split()) for n, t in block]
         width = width or len(split[0][1])
-        bad = next(((n, f) for n, f in split
-                    if (fixed_width and len(f) != width) or len(f) < 2), None)
+        bad = next(
+            ((n, f) for n, f in split if (fixed_width and len(f) != width) or len(f) < 2), None
+        )
         if bad is not None:
-            rows.bad(bad[0], f"expected {max(width, 2)} columns (token ... tag), "
-                             f"found {len(bad[1])}")
+            rows.bad(
+                bad[0], f"expected {max(width, 2)} columns (token ... tag), found {len(bad[1])}"
+            )
             continue
-        extra = {name: [f[i] for _, f in split] for i, name in enumerate(column_names or [])
-                 if i not in (0, tag_column % width)}
-        sentences.append(TaggedSentence([f[0] for _, f in split],
-                                        [f[tag_column] for _, f in split], block[0][0], extra))
+        extra = {
+            name: [f[i] for _, f in split]
+            for i, name in enumerate(column_names or [])
+            if i not in (0, tag_column % width)
+        }
+        sentences.append(
+            TaggedSentence(
+                [f[0] for _, f in split], [f[tag_column] for _, f in split], block[0][0], extra
+            )
+        )
     return rows.result(sentences)
 
 
@@ -121,9 +133,15 @@ def _ud_sentence(rows: BadRows, block: list[tuple[int, str]]) -> UDSentence | No
     if not words:
         rows.bad(first, "expected at least one word line in the sentence, found none")
         return None
-    return UDSentence([w[1] for w in words], [w[2] for w in words], [w[3] for w in words],
-                      [int(w[6]) if w[6] != "_" else -1 for w in words],
-                      [w[7] for w in words], first, comments)
+    return UDSentence(
+        [w[1] for w in words],
+        [w[2] for w in words],
+        [w[3] for w in words],
+        [int(w[6]) if w[6] != "_" else -1 for w in words],
+        [w[7] for w in words],
+        first,
+        comments,
+    )
 
 
 def read_conllu(path: str | Path, *, skip_bad: bool = False) -> Records[UDSentence]:
@@ -138,9 +156,13 @@ def read_conllu(path: str | Path, *, skip_bad: bool = False) -> Records[UDSenten
     return rows.result(sentences)
 
 
-def read_tagged_jsonl(path: str | Path, *, tokens_field: str = "tokens",
-                      tags_field: str = "tags", skip_bad: bool = False
-                      ) -> Records[TaggedSentence]:
+def read_tagged_jsonl(
+    path: str | Path,
+    *,
+    tokens_field: str = "tokens",
+    tags_field: str = "tags",
+    skip_bad: bool = False,
+) -> Records[TaggedSentence]:
     """Read ``{"tokens": [...], "tags": [...]}`` lines; the two lists must be equally long."""
     rows = BadRows(path, skip_bad)
     sentences = []
@@ -153,8 +175,7 @@ def read_tagged_jsonl(path: str | Path, *, tokens_field: str = "tokens",
             rows.bad(line, f"expected lists for {tokens_field!r} and {tags_field!r}")
             continue
         if len(tokens) != len(tags):
-            rows.bad(line, f"expected as many tags as tokens ({len(tokens)}), "
-                           f"found {len(tags)}")
+            rows.bad(line, f"expected as many tags as tokens ({len(tokens)}), found {len(tags)}")
             continue
         sentences.append(TaggedSentence(tokens, tags, line))
     return rows.result(sentences)

@@ -32,8 +32,9 @@ class FastaRecord:
     line: int  # 1-based line of the header
 
 
-def read_fasta(path: str | Path, *, alphabet: str = IUPAC_DNA, skip_bad: bool = False
-               ) -> Records[FastaRecord]:
+def read_fasta(
+    path: str | Path, *, alphabet: str = IUPAC_DNA, skip_bad: bool = False
+) -> Records[FastaRecord]:
     """Read a FASTA file.
 
     Args:
@@ -53,8 +54,7 @@ def read_fasta(path: str | Path, *, alphabet: str = IUPAC_DNA, skip_bad: bool = 
         if header is None or broken:
             return
         if not parts:
-            rows.bad(header[0], f"expected sequence lines after header >{header[1]}, "
-                                f"found none")
+            rows.bad(header[0], f"expected sequence lines after header >{header[1]}, found none")
             return
         records.append(FastaRecord(header[1], header[2], "".join(parts), header[0]))
 
@@ -92,4 +92,4 @@ def write_fasta(path: str | Path, records: list[tuple[str, str, str]], width: in
         for name, description, sequence in records:
             f.write(f">{name} {description}".rstrip() + "\n")
             for i in range(0, len(sequence), width):
-                f.write(sequence[i:i + width] + "\n")
+                f.write(sequence[i : i + width] + "\n")

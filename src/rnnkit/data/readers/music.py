@@ -16,8 +16,15 @@ from rnnkit.data.errors import DataFormatError, read_bytes
 
 REST = -1  # pitch value of a rest
 
-_FORMATS = {".xml": "musicxml", ".musicxml": "musicxml", ".mxl": "musicxml", ".mid": "midi",
-            ".midi": "midi", ".abc": "abc", ".krn": "humdrum"}
+_FORMATS = {
+    ".xml": "musicxml",
+    ".musicxml": "musicxml",
+    ".mxl": "musicxml",
+    ".mid": "midi",
+    ".midi": "midi",
+    ".abc": "abc",
+    ".krn": "humdrum",
+}
 
 
 @dataclass(frozen=True)
@@ -84,15 +91,19 @@ def read_scores(path: str | Path) -> list[Score]:
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise DataFormatError(path, None, f"expected a score file ({', '.join(_FORMATS)}), "
-                                          f"found suffix {path.suffix!r}")
+        raise DataFormatError(
+            path,
+            None,
+            f"expected a score file ({', '.join(_FORMATS)}), found suffix {path.suffix!r}",
+        )
     read_bytes(path)
     logging.getLogger("music21").setLevel(logging.ERROR)
     try:
         parsed = music21.converter.parse(str(path), format=fmt)
     except Exception as exc:  # music21 raises many unrelated types for bad input
-        raise DataFormatError(path, None, f"expected a valid {fmt} score: "
-                                          f"{type(exc).__name__}: {exc}") from exc
+        raise DataFormatError(
+            path, None, f"expected a valid {fmt} score: {type(exc).__name__}: {exc}"
+        ) from exc
     pieces = list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]
     scores = []
     for index, piece in enumerate(pieces):

@@ -42,15 +42,22 @@ def _csv_rows(path: Path, delimiter: str, rows: BadRows) -> Iterator[tuple[int, 
         except StopIteration:
             return
         except csv.Error as exc:
-            rows.bad(start, f"expected well-formed {'TSV' if delimiter == chr(9) else 'CSV'} "
-                            f"quoting: {exc}")
+            rows.bad(
+                start,
+                f"expected well-formed {'TSV' if delimiter == chr(9) else 'CSV'} quoting: {exc}",
+            )
             continue
         yield (start or 0), fields
 
 
-def read_table(path: str | Path, columns: Sequence[str], *, delimiter: str | None = None,
-               allow_empty: Sequence[str] = (), skip_bad: bool = False
-               ) -> Records[dict[str, str]]:
+def read_table(
+    path: str | Path,
+    columns: Sequence[str],
+    *,
+    delimiter: str | None = None,
+    allow_empty: Sequence[str] = (),
+    skip_bad: bool = False,
+) -> Records[dict[str, str]]:
     """Read chosen columns of a CSV or TSV file with a header line.
 
     Args:
@@ -73,15 +80,20 @@ def read_table(path: str | Path, columns: Sequence[str], *, delimiter: str | Non
             header = fields
             missing = [c for c in columns if c not in header]
             if missing:
-                raise DataFormatError(path, line, f"expected header columns {list(columns)}, "
-                                                  f"missing {missing} (header: {header})")
+                raise DataFormatError(
+                    path,
+                    line,
+                    f"expected header columns {list(columns)}, "
+                    f"missing {missing} (header: {header})",
+                )
             index = {c: header.index(c) for c in columns}
             continue
         if not fields:
             continue
         if len(fields) != len(header):
-            rows.bad(line, f"expected {len(header)} columns ({', '.join(header)}), "
-                           f"found {len(fields)}")
+            rows.bad(
+                line, f"expected {len(header)} columns ({', '.join(header)}), found {len(fields)}"
+            )
             continue
         record = {c: fields[i] for c, i in index.items()}
         empty = [c for c, v in record.items() if not v.strip() and c not in allow_empty]
@@ -118,8 +130,9 @@ def iter_json_objects(path: str | Path, rows: BadRows) -> Iterator[tuple[int, di
         yield line, obj
 
 
-def json_fields(rows: BadRows, line: int, obj: dict, fields: Sequence[str],
-                allow_empty: Sequence[str] = ()) -> dict[str, str | list[str]] | None:
+def json_fields(
+    rows: BadRows, line: int, obj: dict, fields: Sequence[str], allow_empty: Sequence[str] = ()
+) -> dict[str, str | list[str]] | None:
     """Pick ``fields`` from one JSON object as strings or lists of strings, or report why not."""
     missing = [f for f in fields if f not in obj]
     if missing:
@@ -128,19 +141,30 @@ def json_fields(rows: BadRows, line: int, obj: dict, fields: Sequence[str],
     record = {f: _json_value(obj[f]) for f in fields}
     wrong = [f for f, v in record.items() if v is None]
     if wrong:
-        rows.bad(line, f"expected a string, number or list for {wrong[0]!r}, "
-                       f"found {type(obj[wrong[0]]).__name__}")
+        rows.bad(
+            line,
+            f"expected a string, number or list for {wrong[0]!r}, "
+            f"found {type(obj[wrong[0]]).__name__}",
+        )
         return None
-    empty = [f for f, v in record.items() if f not in allow_empty
-             and (not v or (isinstance(v, str) and not v.strip()))]
+    empty = [
+        f
+        for f, v in record.items()
+        if f not in allow_empty and (not v or (isinstance(v, str) and not v.strip()))
+    ]
     if empty:
         rows.bad(line, f"expected non-empty {empty[0]!r}, found an empty value")
         return None
     return record  # type: ignore[return-value]
 
 
-def read_jsonl(path: str | Path, fields: Sequence[str], *, allow_empty: Sequence[str] = (),
-               skip_bad: bool = False) -> Records[dict[str, str | list[str]]]:
+def read_jsonl(
+    path: str | Path,
+    fields: Sequence[str],
+    *,
+    allow_empty: Sequence[str] = (),
+    skip_bad: bool = False,
+) -> Records[dict[str, str | list[str]]]:
     """Read chosen fields of a JSON-lines file (one JSON object per line).
 
     Values must be strings, numbers (returned as strings) or lists of them (returned as

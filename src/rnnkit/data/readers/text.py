@@ -25,8 +25,9 @@ def read_text(path: str | Path, *, skip_bad: bool = False) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def read_lines(path: str | Path, *, skip_blank: bool = True, skip_bad: bool = False
-               ) -> Records[str]:
+def read_lines(
+    path: str | Path, *, skip_blank: bool = True, skip_bad: bool = False
+) -> Records[str]:
     """Read a UTF-8 file as a list of lines (newline stripped), blank lines dropped."""
     rows = BadRows(path, skip_bad)
     lines = [t for _, t in iter_lines(path, rows) if t.strip() or not skip_blank]
@@ -50,8 +51,9 @@ def _pair(rows: BadRows, line: int, source: str, target: str) -> SentencePair | 
     return SentencePair(source, target, line)
 
 
-def read_parallel(path: str | Path, target_path: str | Path | None = None, *,
-                  skip_bad: bool = False) -> Records[SentencePair]:
+def read_parallel(
+    path: str | Path, target_path: str | Path | None = None, *, skip_bad: bool = False
+) -> Records[SentencePair]:
     """Read parallel text from a two-column TSV file or from two aligned files.
 
     Args:
@@ -69,8 +71,9 @@ def read_parallel(path: str | Path, target_path: str | Path | None = None, *,
                 continue
             fields = text.split("\t")
             if len(fields) != 2:
-                rows.bad(line, f"expected 2 tab-separated columns (source, target), "
-                               f"found {len(fields)}")
+                rows.bad(
+                    line, f"expected 2 tab-separated columns (source, target), found {len(fields)}"
+                )
                 continue
             pair = _pair(rows, line, fields[0], fields[1])
             if pair is not None:
@@ -80,11 +83,16 @@ def read_parallel(path: str | Path, target_path: str | Path | None = None, *,
     source = list(iter_lines(path, BadRows(path, skip_bad=False)))
     target = list(iter_lines(target_path, target_rows))
     if len(source) != len(target):
-        shorter, n = (path, len(source)) if len(source) < len(target) else (target_path,
-                                                                             len(target))
-        raise DataFormatError(shorter, n + 1, f"expected as many lines as the other side "
-                                              f"({max(len(source), len(target))}), "
-                                              f"file ends after {n}")
+        shorter, n = (
+            (path, len(source)) if len(source) < len(target) else (target_path, len(target))
+        )
+        raise DataFormatError(
+            shorter,
+            n + 1,
+            f"expected as many lines as the other side "
+            f"({max(len(source), len(target))}), "
+            f"file ends after {n}",
+        )
     for (line, src), (_, tgt) in zip(source, target, strict=True):
         pair = _pair(rows, line, src, tgt)
         if pair is not None:

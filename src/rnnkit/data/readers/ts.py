@@ -28,8 +28,14 @@ import numpy as np
 from rnnkit.data.errors import BadRows, DataFormatError, iter_lines
 
 _BOOL_KEYS = {"timestamps", "missing", "univariate", "equallength"}
-_KEYS = _BOOL_KEYS | {"problemname", "dimensions", "serieslength", "classlabel",
-                      "targetlabel", "data"}
+_KEYS = _BOOL_KEYS | {
+    "problemname",
+    "dimensions",
+    "serieslength",
+    "classlabel",
+    "targetlabel",
+    "data",
+}
 
 
 @dataclass
@@ -53,26 +59,31 @@ def _parse_header(path: Path, line: int, text: str, header: dict[str, str]) -> N
     key, _, value = text[1:].strip().partition(" ")
     key, value = key.lower(), value.strip()
     if key not in _KEYS:
-        raise DataFormatError(path, line, f"expected a .ts header key ({', '.join(sorted(_KEYS))})"
-                                          f", found @{key}")
+        raise DataFormatError(
+            path, line, f"expected a .ts header key ({', '.join(sorted(_KEYS))}), found @{key}"
+        )
     if key in _BOOL_KEYS | {"classlabel", "targetlabel"}:
         flag = value.split(" ")[0].lower()
         if flag not in {"true", "false"}:
-            raise DataFormatError(path, line, f"expected 'true' or 'false' after @{key}, "
-                                              f"found {value!r}")
+            raise DataFormatError(
+                path, line, f"expected 'true' or 'false' after @{key}, found {value!r}"
+            )
     if key in {"dimensions", "serieslength"} and not (value.isdigit() and int(value) > 0):
-        raise DataFormatError(path, line, f"expected a positive integer after @{key}, "
-                                          f"found {value!r}")
+        raise DataFormatError(
+            path, line, f"expected a positive integer after @{key}, found {value!r}"
+        )
     if key == "classlabel" and value.lower().startswith("true") and not value.split()[1:]:
         raise DataFormatError(path, line, "expected class labels after '@classLabel true'")
     if key == "timestamps" and value.lower() == "true":
-        raise DataFormatError(path, line, "expected '@timeStamps false': timestamped .ts "
-                                          "files are not supported")
+        raise DataFormatError(
+            path, line, "expected '@timeStamps false': timestamped .ts files are not supported"
+        )
     header[key] = value
 
 
-def _parse_case(text: str, header: dict[str, str], labelled: bool, dims: int | None
-                ) -> tuple[np.ndarray, str]:
+def _parse_case(
+    text: str, header: dict[str, str], labelled: bool, dims: int | None
+) -> tuple[np.ndarray, str]:
     """Parse one data line into ((T, D) array, label); ValueError says what was wrong."""
     parts = text.split(":")
     label = parts.pop().strip() if labelled else ""
@@ -85,17 +96,20 @@ def _parse_case(text: str, header: dict[str, str], labelled: bool, dims: int | N
     for d, part in enumerate(parts):
         values = [v.strip() for v in part.split(",")]
         if "?" in values and not missing_ok:
-            raise ValueError(f"expected numbers in dimension {d + 1}, found '?' without "
-                             f"'@missing true'")
+            raise ValueError(
+                f"expected numbers in dimension {d + 1}, found '?' without '@missing true'"
+            )
         try:
             channels.append([float("nan") if v == "?" else float(v) for v in values])
         except ValueError as exc:
-            raise ValueError(f"expected comma-separated numbers in dimension {d + 1}: "
-                             f"{exc}") from None
+            raise ValueError(
+                f"expected comma-separated numbers in dimension {d + 1}: {exc}"
+            ) from None
     lengths = {len(c) for c in channels}
     if len(lengths) != 1:
-        raise ValueError(f"expected every dimension to have the same length, found "
-                         f"lengths {sorted(lengths)}")
+        raise ValueError(
+            f"expected every dimension to have the same length, found lengths {sorted(lengths)}"
+        )
     return np.asarray(channels, dtype=np.float32).T, label  # (T, D)
 
 
@@ -119,15 +133,21 @@ def read_ts(path: str | Path, *, skip_bad: bool = False) -> TsData:
             continue
         if not in_data:
             if not text.startswith("@"):
-                raise DataFormatError(path, line, f"expected an @key header line or @data, "
-                                                  f"found {text[:40]!r}")
+                raise DataFormatError(
+                    path, line, f"expected an @key header line or @data, found {text[:40]!r}"
+                )
             _parse_header(path, line, text, header)
             in_data = text[1:].lower().startswith("data")
             if in_data:
                 classes = header.get("classlabel", "false").split()[1:]
                 labelled = bool(classes) or header.get("targetlabel", "").lower() == "true"
-                dims = (1 if header.get("univariate", "").lower() == "true"
-                        else int(header["dimensions"]) if "dimensions" in header else None)
+                dims = (
+                    1
+                    if header.get("univariate", "").lower() == "true"
+                    else int(header["dimensions"])
+                    if "dimensions" in header
+                    else None
+                )
             continue
         try:
             case, label = _parse_case(text, header, labelled, dims)
@@ -138,8 +158,11 @@ def read_ts(path: str | Path, *, skip_bad: bool = False) -> TsData:
             rows.bad(line, f"expected a class label from {classes}, found {label!r}")
             continue
         length = header.get("serieslength")
-        if header.get("equallength", "").lower() == "true" and length and \
-                case.shape[0] != int(length):
+        if (
+            header.get("equallength", "").lower() == "true"
+            and length
+            and case.shape[0] != int(length)
+        ):
             rows.bad(line, f"expected series of length {length}, found {case.shape[0]}")
             continue
         dims = dims or case.shape[1]
@@ -147,12 +170,19 @@ def read_ts(path: str | Path, *, skip_bad: bool = False) -> TsData:
         labels.append(label)
     if not in_data:
         raise DataFormatError(path, None, "expected an @data line, found none")
-    return TsData(series, labels, classes, header.get("problemname", ""), header,
-                  rows.result([]).skipped)
+    return TsData(
+        series, labels, classes, header.get("problemname", ""), header, rows.result([]).skipped
+    )
 
 
-def write_ts(path: str | Path, series: Sequence[np.ndarray], labels: Sequence[str], *,
-             problem_name: str, class_labels: Sequence[str] | None = None) -> None:
+def write_ts(
+    path: str | Path,
+    series: Sequence[np.ndarray],
+    labels: Sequence[str],
+    *,
+    problem_name: str,
+    class_labels: Sequence[str] | None = None,
+) -> None:
     """Write (T_i, D) arrays with class labels as a ``.ts`` file that :func:`read_ts` reads.
 
     Args:
@@ -170,9 +200,12 @@ def write_ts(path: str | Path, series: Sequence[np.ndarray], labels: Sequence[st
     lengths = {int(s.shape[0]) for s in series}
     classes = list(class_labels) if class_labels is not None else sorted(set(labels))
     d = dims.pop()
-    head = [f"@problemName {problem_name}", "@timeStamps false",
-            f"@missing {'true' if any(np.isnan(s).any() for s in series) else 'false'}",
-            f"@univariate {'true' if d == 1 else 'false'}"]
+    head = [
+        f"@problemName {problem_name}",
+        "@timeStamps false",
+        f"@missing {'true' if any(np.isnan(s).any() for s in series) else 'false'}",
+        f"@univariate {'true' if d == 1 else 'false'}",
+    ]
     head += [f"@dimensions {d}"] if d > 1 else []
     head += [f"@equalLength {'true' if len(lengths) == 1 else 'false'}"]
     head += [f"@seriesLength {lengths.pop()}"] if len(lengths) == 1 else []
@@ -180,6 +213,7 @@ def write_ts(path: str | Path, series: Sequence[np.ndarray], labels: Sequence[st
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(head) + "\n")
         for case, label in zip(series, labels, strict=True):
-            dims_text = [",".join("?" if np.isnan(v) else f"{v:.8g}" for v in case[:, j])
-                         for j in range(d)]
+            dims_text = [
+                ",".join("?" if np.isnan(v) else f"{v:.8g}" for v in case[:, j]) for j in range(d)
+            ]
             f.write(":".join([*dims_text, label]) + "\n")
