@@ -178,3 +178,22 @@ def test_generic_recipe_from_local_artifact_and_failed_conversion(
     report = registry.fetch("toy", from_files=[artifact_file])
     assert report.splits == {"train": 1} and report.download_bytes == len(b"toy artifact")
     assert (tmp_path / "cache" / "toy" / "train.txt").read_bytes() == b"toy artifact"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content", "expected"),
+    [
+        ("csv", "text,label\na,1\nb,2\n", 2),
+        ("jsonl", '{"text": "a", "label": 1}\n', 1),
+        ("conll", "EU B-ORG\n\nHe O\n", 2),
+        ("fasta", ">a\nACGT\n", 1),
+        ("ts", "@univariate true\n@classLabel true x\n@data\n1,2:x\n", 1),
+        ("text", "one\n\ntwo\n", 2),
+    ],
+)
+def test_check_file_by_format(tmp_path: Path, fmt: str, content: str, expected: int) -> None:
+    from rnnkit.data.readers.check import check_file
+
+    path = tmp_path / f"input.{fmt}"
+    path.write_text(content, encoding="utf-8")
+    assert check_file(path, fmt) == (expected, [])

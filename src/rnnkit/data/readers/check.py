@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rnnkit.data.errors import DataFormatError
+from rnnkit.data.errors import DataFormatError, Records
 from rnnkit.data.readers.conll import read_conll, read_conllu, read_tagged_jsonl
 from rnnkit.data.readers.fasta import read_fasta
 from rnnkit.data.readers.music import read_scores
@@ -13,19 +13,33 @@ from rnnkit.data.readers.table import read_jsonl, read_table
 from rnnkit.data.readers.text import read_lines, read_parallel
 from rnnkit.data.readers.ts import read_ts
 
-FORMATS = (
-    "csv",
-    "tsv",
-    "jsonl",
-    "conll",
-    "conllu",
-    "tagged-jsonl",
-    "parallel",
-    "text",
-    "fasta",
-    "ts",
-    "score",
-)
+Counted = tuple[int, list[DataFormatError]]
+
+
+def _counted(records: Records) -> Counted:
+    return len(records), records.skipped
+
+
+def _ts(path: Path, skip_bad: bool) -> Counted:
+    data = read_ts(path, skip_bad=skip_bad)
+    return len(data.series), data.skipped
+
+
+# format -> (path, columns, skip_bad) -> (records read, rows skipped)
+_CHECKS: dict[str, Callable[[Path, Sequence[str], bool], Counted]] = {
+    "csv": lambda p, c, s: _counted(read_table(p, c, delimiter=",", skip_bad=s)),
+    "tsv": lambda p, c, s: _counted(read_table(p, c, delimiter="\t", skip_bad=s)),
+    "jsonl": lambda p, c, s: _counted(read_jsonl(p, c, skip_bad=s)),
+    "conll": lambda p, c, s: _counted(read_conll(p, skip_bad=s)),
+    "conllu": lambda p, c, s: _counted(read_conllu(p, skip_bad=s)),
+    "tagged-jsonl": lambda p, c, s: _counted(read_tagged_jsonl(p, skip_bad=s)),
+    "parallel": lambda p, c, s: _counted(read_parallel(p, skip_bad=s)),
+    "text": lambda p, c, s: _counted(read_lines(p, skip_bad=s)),
+    "fasta": lambda p, c, s: _counted(read_fasta(p, skip_bad=s)),
+    "ts": lambda p, c, s: _ts(p, s),
+    "score": lambda p, c, s: (len(read_scores(p)), []),
+}
+FORMATS = tuple(_CHECKS)
 
 
 def check_file(
@@ -34,36 +48,19 @@ def check_file(
     columns: Sequence[str] = ("text", "label"),
     *,
     skip_bad: bool = False,
-) -> tuple[int, list[DataFormatError]]:
+) -> Counted:
     """Read ``path`` as ``fmt``; return (records read, rows skipped as bad).
+
+    Args:
+        path: The file.
+        fmt: One of :data:`FORMATS`.
+        columns: Column or field names, for ``csv``, ``tsv`` and ``jsonl``.
+        skip_bad: Skip bad rows instead of raising.
 
     Raises:
         DataFormatError: The file is bad (and ``skip_bad`` is off or cannot help).
         ValueError: ``fmt`` is not one of :data:`FORMATS`.
     """
-    if fmt in ("csv", "tsv"):
-        records = read_table(
-            path, columns, delimiter="\t" if fmt == "tsv" else ",", skip_bad=skip_bad
-        )
-    elif fmt == "jsonl":
-        records = read_jsonl(path, columns, skip_bad=skip_bad)
-    elif fmt == "conll":
-        records = read_conll(path, skip_bad=skip_bad)
-    elif fmt == "conllu":
-        records = read_conllu(path, skip_bad=skip_bad)
-    elif fmt == "tagged-jsonl":
-        records = read_tagged_jsonl(path, skip_bad=skip_bad)
-    elif fmt == "parallel":
-        records = read_parallel(path, skip_bad=skip_bad)
-    elif fmt == "text":
-        records = read_lines(path, skip_bad=skip_bad)
-    elif fmt == "fasta":
-        records = read_fasta(path, skip_bad=skip_bad)
-    elif fmt == "ts":
-        data = read_ts(path, skip_bad=skip_bad)
-        return len(data.series), data.skipped
-    elif fmt == "score":
-        return len(read_scores(path)), []
-    else:
+    if fmt not in _CHECKS:
         raise ValueError(f"format={fmt!r}: expected one of {', '.join(FORMATS)}")
-    return len(records), records.skipped
+    return _CHECKS[fmt](Path(path), columns, skip_bad)
