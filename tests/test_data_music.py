@@ -62,3 +62,11 @@ def test_bad_scores_raise_the_one_error(tmp_path: Path, name: str, content: byte
     path.write_bytes(content)
     with pytest.raises(DataFormatError, match=name.replace(".", r"\.")):
         read_scores(path)
+
+
+def test_humdrum_kern(tmp_path: Path) -> None:
+    path = tmp_path / "tune.krn"
+    path.write_text("**kern\n*M2/4\n=1\n4c\n4e\n=2\n2g\n==\n*-\n", encoding="utf-8")
+    [score] = read_scores(path)
+    assert [p for part in score.parts.values() for p, _ in part] == [60, 64, 67]
+    assert score.time_signature == "2/4"
