@@ -18,7 +18,7 @@ app = typer.Typer(
 
 @app.command("list")
 def list_() -> None:
-    """List every dataset: name, task, source package, and whether it is fetched."""
+    """List every dataset: name, source package, task, and its splits once fetched."""
     for name in registry.names():
         info = registry.get(name).info
         report = registry.load_report(name)
@@ -26,7 +26,7 @@ def list_() -> None:
             ", ".join(f"{k} {v:,}" for k, v in report.splits.items()) if report else "not fetched"
         )
         sources = "; ".join(a.spec for a in info.artifacts)
-        typer.echo(f"{name:17} {info.task:45} {sources:42} {state}")
+        typer.echo(f"{name:17} {sources}\n{'':17} {info.task}; {state}")
     typer.echo(f"cache: {data_home()}")
 
 
