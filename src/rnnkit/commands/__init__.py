@@ -1,1 +1,1 @@
-"""Typer sub-apps of the ``rnnkit`` command line, each a thin wrapper over the library."""
+"""Typer command groups; each module wraps importable library functions."""
