@@ -5,8 +5,11 @@ from __future__ import annotations
 import typer
 
 from rnnkit.commands import data as data_commands
+from rnnkit.commands import layers
 
 app = typer.Typer(help="rnnkit: recurrent neural networks toolkit.", no_args_is_help=True)
+app.command()(layers.parity)
+app.add_typer(layers.bench_app, name="bench")
 app.add_typer(data_commands.app, name="data")
 
 
@@ -16,6 +19,26 @@ def version() -> None:
     from rnnkit import __version__
 
     typer.echo(__version__)
+
+
+@app.command()
+def demo() -> None:
+    """The main job: the layer parity report, then a short layer benchmark."""
+    layers.parity(
+        kind=["rnn_tanh", "rnn_relu", "lstm", "gru"],
+        backend=["loop", "torch"],
+        dtype=["float32", "float64"],
+        show_all=False,
+    )
+    layers.bench_layers(
+        kind=["lstm", "gru", "rnn"],
+        quick=True,
+        rounds=3,
+        warmup=1,
+        threads=0,
+        json_path=None,
+        markdown=None,
+    )
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks that print ratios against torch.nn measured in the same run."""

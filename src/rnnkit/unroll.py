@@ -1,0 +1,153 @@
+"""Unrolling a cell over time: the explicit loop and torch's fused kernels.
+
+Both functions work time-major: inputs (T, B, I), masks (T, B, 1). The layer
+(:mod:`rnnkit.layers`) owns batch_first, depth, direction and argument checks.
+
+The loop projects the inputs of all steps with one matrix product and walks the
+resulting tensor with ``unbind``; it never indexes a tensor that requires grad per step
+(``x[t]`` would add a full-size zero tensor to the backward pass at every step, making
+backward quadratic in T).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import _VF, Tensor
+from torch.nn.utils.rnn import PackedSequence
+
+from rnnkit.cells import CellBase, ElmanCell, GatedCell, GRUCell, LSTMCell, State
+
+__all__ = ["DirectionTrace", "fused_kind", "run_fused_packed", "run_fused_padded", "run_loop"]
+
+
+@dataclass
+class DirectionTrace:
+    """Per-step records of one layer and direction (filled only when asked for).
+
+    ``hidden[t]`` is h_t (B, H) as it feeds step t+1 (still in the autograd graph, so
+    ``hidden[t].retain_grad()`` before backward gives dL/dh_t); ``gates[t]`` maps gate
+    names to their (B, H) activations.
+    """
+
+    hidden: list[Tensor] = field(default_factory=list)
+    gates: list[dict[str, Tensor]] = field(default_factory=list)
+
+
+def _select(mask: Tensor, new: State, old: State) -> State:
+    """``new`` where mask (B, 1) is true, else ``old``; for tensor or tuple states."""
+    if isinstance(new, tuple):
+        return tuple(torch.where(mask, n, o) for n, o in zip(new, old, strict=True))
+    return torch.where(mask, new, old)
+
+
+def run_loop(
+    cell: CellBase,
+    x: Tensor,
+    state: State,
+    mask: Tensor | None,
+    first_masked: int = 0,
+    trace: DirectionTrace | None = None,
+) -> tuple[Tensor, State]:
+    """Step ``cell`` along x (T, B, I) from ``state``; returns outputs (T, B, H), final state.
+
+    Where ``mask`` (T, B, 1) is false the output is zero and the state is carried
+    unchanged; steps before ``first_masked`` are known to be all valid and skip the mask.
+    """
+    gated = isinstance(cell, GatedCell)
+    steps = cell.project_input(x).unbind(0) if gated else x.unbind(0)  # T x (B, G*H)
+    masks = mask.unbind(0) if mask is not None else None
+    outputs = []
+    for t, xt in enumerate(steps):
+        if trace is not None and gated:
+            h, new, gates = cell.step_with_gates(xt, state)
+            trace.gates.append(gates)
+        elif gated:
+            h, new = cell.recurrent_step(xt, state)
+        else:
+            h, new = cell(xt, state)
+        if masks is not None and t >= first_masked:
+            state = _select(masks[t], new, state)
+            h = h.masked_fill(~masks[t], 0.0)
+        else:
+            state = new
+        if trace is not None:
+            trace.hidden.append(cell.output(state))
+        outputs.append(h)
+    return torch.stack(outputs), state
+
+
+# -- torch's fused kernels -----------------------------------------------------------------
+_FUSED = {LSTMCell: "lstm", GRUCell: "gru"}
+
+
+def fused_kind(cells: list[CellBase]) -> str | None:
+    """Which of torch's kernels runs these cells exactly ('lstm', 'gru', 'rnn_tanh',
+    'rnn_relu'), or None when one of them is a cell torch does not have."""
+    kinds = set()
+    for cell in cells:
+        if type(cell) is ElmanCell:
+            kinds.add(f"rnn_{cell.nonlinearity}")
+        elif type(cell) in _FUSED:
+            kinds.add(_FUSED[type(cell)])
+        else:
+            return None
+    biases = {cell.bias for cell in cells}
+    return kinds.pop() if len(kinds) == 1 and len(biases) == 1 else None
+
+
+def _flat_weights(cells: list[CellBase]) -> list[Tensor]:
+    weights = []
+    for cell in cells:
+        weights += [cell.weight_ih, cell.weight_hh]
+        if cell.bias:
+            weights += [cell.bias_ih, cell.bias_hh]
+    return weights
+
+
+def _call_fused(kind, cells, args_in, hx, num_layers, dropout, training, bidirectional, extra):
+    fn = getattr(_VF, kind)
+    hx_arg = hx if kind == "lstm" else hx[0]
+    result = fn(
+        *args_in,
+        hx_arg,
+        _flat_weights(cells),
+        cells[0].bias,
+        num_layers,
+        dropout,
+        training,
+        bidirectional,
+        *extra,
+    )
+    return result[0], tuple(result[1:])
+
+
+def run_fused_padded(kind, cells, x, hx, num_layers, dropout, training, bidirectional):
+    """torch's kernel over x (T, B, I) with hx a tuple of (L*D, B, H) tensors."""
+    return _call_fused(
+        kind, cells, (x,), hx, num_layers, dropout, training, bidirectional, (False,)
+    )
+
+
+def run_fused_packed(
+    kind, cells, packed: PackedSequence, hx, num_layers, dropout, training, bidirectional
+):
+    """torch's kernel over a PackedSequence; hx and the returned state in batch order."""
+    if packed.sorted_indices is not None:
+        hx = tuple(h.index_select(1, packed.sorted_indices) for h in hx)
+    data, state = _call_fused(
+        kind,
+        cells,
+        (packed.data, packed.batch_sizes),
+        hx,
+        num_layers,
+        dropout,
+        training,
+        bidirectional,
+        (),
+    )
+    if packed.unsorted_indices is not None:
+        state = tuple(h.index_select(1, packed.unsorted_indices) for h in state)
+    out = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+    return out, state

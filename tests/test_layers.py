@@ -1,0 +1,232 @@
+"""Layer behaviour: padding, packed input, custom cells, tracing, state_dict, errors."""
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import rnnkit as rk
+from rnnkit.cells import CellBase
+
+I, H = 4, 6
+
+
+class MinimalCell(CellBase):
+    """A user's own cell: h_t = tanh(U x_t) * (1 - a) + a * h_{t-1}, a learned scalar gate."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size)
+        self.U = nn.Linear(input_size, hidden_size)
+        self.a = nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, x, state):
+        h = torch.tanh(self.U(x)) * (1 - self.a) + self.a * state
+        return h, h
+
+
+def layers_under_test(bidirectional=False, num_layers=2):
+    """Every kind of layer on both backends, plus a custom cell, in float64."""
+    kw = {"num_layers": num_layers, "bidirectional": bidirectional, "batch_first": True}
+    made = [
+        cls(I, H, backend=be, **kw) for cls in (rk.RNN, rk.LSTM, rk.GRU) for be in ("loop", "torch")
+    ]
+    made.append(rk.Recurrent(MinimalCell(I, H), **kw))
+    return [m.double() for m in made]
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padded_batch_equals_each_sequence_alone(bidirectional):
+    torch.manual_seed(0)
+    lengths = torch.tensor([2, 7, 4, 1, 7])
+    x = torch.randn(5, 7, I, dtype=torch.float64)
+    for layer in layers_under_test(bidirectional):
+        out, state = layer(x, lengths=lengths)
+        states = state if isinstance(state, tuple) else (state,)
+        for b, n in enumerate(lengths.tolist()):
+            alone, alone_state = layer(x[b : b + 1, :n])
+            torch.testing.assert_close(out[b, :n], alone[0], rtol=0, atol=1e-12)
+            assert (out[b, n:] == 0).all(), "padded positions must output zeros"
+            alone_states = alone_state if isinstance(alone_state, tuple) else (alone_state,)
+            for s, a in zip(states, alone_states, strict=True):
+                torch.testing.assert_close(s[:, b], a[:, 0], rtol=0, atol=1e-12)
+
+
+def test_padding_content_is_ignored():
+    torch.manual_seed(1)
+    lengths = torch.tensor([3, 5])
+    x = torch.randn(2, 5, I, dtype=torch.float64)
+    y = x.clone()
+    y[0, 3:] = 1e6  # garbage in the padding
+    for layer in layers_under_test(bidirectional=True):
+        a, _ = layer(x, lengths=lengths)
+        b, _ = layer(y, lengths=lengths)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_lengths_on_any_device_and_dtype():
+    layer = rk.GRU(I, H, batch_first=True)
+    x = torch.randn(3, 4, I)
+    a, _ = layer(x, lengths=torch.tensor([4, 2, 3], dtype=torch.int32))
+    b, _ = layer(x, lengths=[4, 2, 3])
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("backend", ["loop", "torch"])
+def test_packed_sequence_drop_in(backend):
+    torch.manual_seed(2)
+    ref = nn.LSTM(I, H, num_layers=2, bidirectional=True).double()
+    layer = rk.LSTM(I, H, num_layers=2, bidirectional=True, backend=backend).double()
+    layer.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 4, I, dtype=torch.float64)
+    packed = pack_padded_sequence(x, torch.tensor([2, 6, 6, 3]), enforce_sorted=False)
+    h0 = (torch.randn(4, 4, H, dtype=torch.float64), torch.randn(4, 4, H, dtype=torch.float64))
+    out, (h, c) = layer(packed, h0)
+    ref_out, (rh, rc) = ref(packed, h0)
+    torch.testing.assert_close(out.data, ref_out.data, rtol=0, atol=1e-12)
+    assert torch.equal(out.batch_sizes, ref_out.batch_sizes)
+    assert torch.equal(out.sorted_indices, ref_out.sorted_indices)
+    torch.testing.assert_close(h, rh, rtol=0, atol=1e-12)
+    torch.testing.assert_close(c, rc, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["loop", "torch"])
+def test_unbatched_input(backend):
+    ref = nn.GRU(I, H, num_layers=2).double()
+    layer = rk.GRU(I, H, num_layers=2, backend=backend).double()
+    layer.load_state_dict(ref.state_dict())
+    x, h0 = torch.randn(5, I, dtype=torch.float64), torch.randn(2, H, dtype=torch.float64)
+    out, h = layer(x, h0)
+    ref_out, rh = ref(x, h0)
+    assert out.shape == (5, H) and h.shape == (2, H)
+    torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-12)
+    torch.testing.assert_close(h, rh, rtol=0, atol=1e-12)
+
+
+def test_custom_cell_equals_stepping_by_hand():
+    torch.manual_seed(3)
+    layer = rk.Recurrent(MinimalCell(I, H), batch_first=True).double()
+    assert layer.backend == "auto"
+    x = torch.randn(2, 5, I, dtype=torch.float64)
+    out, h = layer(x)
+    cell, state, steps = layer.cells[0], torch.zeros(2, H, dtype=torch.float64), []
+    for t in range(5):
+        y, state = cell(x[:, t], state)
+        steps.append(y)
+    torch.testing.assert_close(out, torch.stack(steps, 1), rtol=0, atol=1e-14)
+    torch.testing.assert_close(h[0], state, rtol=0, atol=1e-14)
+
+
+def test_custom_cell_stacks_and_has_torch_style_keys():
+    layer = rk.Recurrent(MinimalCell(I, H), num_layers=2, bidirectional=True)
+    assert layer.cells[2].input_size == 2 * H
+    keys = set(layer.state_dict())
+    assert {"U.weight_l0", "a_l0_reverse", "U.bias_l1"} <= keys
+    again = rk.Recurrent(MinimalCell(I, H), num_layers=2, bidirectional=True)
+    again.load_state_dict(layer.state_dict())
+    x = torch.randn(3, 2, I)
+    torch.testing.assert_close(again(x)[0], layer(x)[0])
+
+
+def test_recurrent_of_builtin_cell_equals_named_layer():
+    lstm = rk.LSTM(I, H, num_layers=2)
+    generic = rk.Recurrent(rk.LSTMCell(I, H), num_layers=2)
+    generic.load_state_dict(lstm.state_dict())
+    assert generic._use_fused(), "auto must pick torch's kernel for built-in cells"
+    x = torch.randn(4, 3, I)
+    torch.testing.assert_close(generic(x)[0], lstm(x)[0])
+
+
+def test_state_dict_moves_both_ways():
+    ours = rk.GRU(I, H, num_layers=3, bidirectional=True)
+    theirs = nn.GRU(I, H, num_layers=3, bidirectional=True)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 2, I)
+    torch.testing.assert_close(ours(x)[0], theirs(x)[0])
+
+
+def test_nested_in_a_model_keeps_prefixed_keys():
+    model = nn.Sequential(nn.Identity(), rk.LSTM(I, H))
+    keys = list(model.state_dict())
+    assert keys[0] == "1.weight_ih_l0"
+    copy = nn.Sequential(nn.Identity(), rk.LSTM(I, H))
+    copy.load_state_dict(model.state_dict())
+
+
+def _grad_fn_names(t):
+    seen, stack, names = set(), [t.grad_fn], []
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        names.append(type(fn).__name__)
+        stack.extend(f for f, _ in fn.next_functions)
+    return names
+
+
+def test_loop_never_indexes_a_tensor_per_step():
+    """x[t] on a tensor that requires grad makes backward quadratic in T."""
+    layer = rk.LSTM(I, H, num_layers=2, bidirectional=True, backend="loop")
+    x = torch.randn(50, 2, I, requires_grad=True)
+    out, _ = layer(x, lengths=torch.tensor([50, 20]))
+    names = _grad_fn_names(out)
+    assert not [n for n in names if n.startswith(("SelectBackward", "IndexBackward"))]
+    assert names.count("UnbindBackward0") == 4  # one per layer and direction
+
+
+def test_trace_exposes_per_step_states_and_gradients():
+    torch.manual_seed(4)
+    layer = rk.LSTM(I, H, num_layers=2, batch_first=True).double()
+    x = torch.randn(2, 6, I, dtype=torch.float64)
+    tr = layer.trace(x)
+    out, (h, _) = layer(x)
+    torch.testing.assert_close(tr.output, out, rtol=0, atol=1e-12)
+    assert len(tr.hidden) == 2 and len(tr.hidden[0]) == 6
+    assert list(tr.gates[1][0]) == ["i", "f", "g", "o"]
+    torch.testing.assert_close(tr.hidden[1][-1], h[1], rtol=0, atol=1e-12)
+    for step in tr.hidden[0]:
+        step.retain_grad()
+    tr.output[:, -1].sum().backward()
+    norms = [step.grad.norm().item() for step in tr.hidden[0]]
+    assert all(n > 0 for n in norms)
+
+
+def test_dropout_only_between_layers_and_only_in_training():
+    layer = rk.GRU(I, H, num_layers=2, dropout=0.5, backend="loop")
+    x = torch.randn(5, 3, I)
+    layer.eval()
+    a, b = layer(x)[0], layer(x)[0]
+    torch.testing.assert_close(a, b)
+    layer.train()
+    assert not torch.allclose(layer(x)[0], a)
+
+
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda: rk.LSTM(I, H, dropout=1.0), "dropout"),
+        (lambda: rk.LSTM(I, H, dropout=-0.1), "dropout"),
+        (lambda: rk.GRU(I, H, num_layers=0), "num_layers"),
+        (lambda: rk.RNN(I, H, nonlinearity="gelu"), "nonlinearity"),
+        (lambda: rk.GRU(I, H, backend="cuda"), "backend"),
+        (lambda: rk.Recurrent(MinimalCell(I, H), backend="torch"), "backend"),
+        (lambda: rk.Recurrent(nn.Linear(I, H)), "cell"),
+        (lambda: rk.LSTM(I, H)(torch.randn(5, 3, I + 1)), "input"),
+        (lambda: rk.LSTM(I, H)(torch.randn(2, 5, 3, I)), "input"),
+        (lambda: rk.LSTM(I, H)(torch.randn(5, 3, I), lengths=torch.tensor([5, 5])), "lengths"),
+        (lambda: rk.LSTM(I, H)(torch.randn(5, 3, I), lengths=torch.tensor([5, 0, 1])), "lengths"),
+        (lambda: rk.LSTM(I, H)(torch.randn(5, 3, I), lengths=torch.tensor([5, 6, 1])), "lengths"),
+        (lambda: rk.LSTM(I, H)(torch.randn(5, 3, I), lengths=torch.ones(3)), "lengths"),
+        (lambda: rk.GRU(I, H)(torch.randn(5, 3, I), torch.zeros(1, 2, H)), "state"),
+        (lambda: rk.LSTM(I, H)(torch.randn(5, 3, I), torch.zeros(1, 3, H)), "state"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(call, argument):
+    with pytest.raises(ValueError, match=rf"^{argument}: expected"):
+        call()
+
+
+def test_error_says_what_came():
+    with pytest.raises(ValueError, match=r"expected values in 1\.\.5, got min 0, max 5"):
+        rk.GRU(I, H)(torch.randn(5, 2, I), lengths=torch.tensor([5, 0]))
