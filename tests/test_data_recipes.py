@@ -314,3 +314,80 @@ def test_bible_detects_chapters_numbered_differently() -> None:
         for v, (n, m) in enumerate(zip(lengths[1:], lengths[:-1], strict=True))
     ]
     assert misaligned_chapters(aligned + shifted) == {("Gen", "2")}
+
+
+def write_ztext_module(root: Path, name: str, verses: dict[tuple[str, int, int], str]) -> dict:
+    """A SWORD zText module (KJV versification) holding ``verses``; returns deb members."""
+    import struct
+    import zlib
+
+    from pysword.books import BibleStructure
+
+    structure = BibleStructure("kjv", ["ot", "nt"])
+    folder = root / name
+    folder.mkdir(parents=True)
+    members = {}
+    for testament in ("ot", "nt"):
+        entries = {}
+        for book in structure.get_books()[testament]:
+            for (osis, chapter, verse), text in verses.items():
+                if osis == book.osis_name:
+                    refs = structure.ref_to_indicies(
+                        books=[book.name], chapters=[chapter], verses=[verse]
+                    )
+                    entries[refs[testament][0]] = text.encode("utf-8")
+        blob, records = b"", []
+        for index in range(max(entries, default=0) + 1):
+            text = entries.get(index, b"")
+            records.append(struct.pack("<IIH", 0, len(blob), len(text)))
+            blob += text
+        packed = zlib.compress(blob)
+        files = {
+            "bzz": packed,
+            "bzs": struct.pack("<III", 0, len(packed), len(blob)),
+            "bzv": b"".join(records),
+        }
+        for ext, data in files.items():
+            (folder / f"{testament}.{ext}").write_bytes(data)
+            members[f"usr/share/sword/modules/texts/ztext/{name}/{testament}.{ext}"] = (
+                folder / f"{testament}.{ext}"
+            )
+    conf = root / f"{name}.conf"
+    conf.write_text(
+        f"[{name}]\nDataPath=./modules/texts/ztext/{name}/\nModDrv=zText\n"
+        "SourceType=OSIS\nEncoding=UTF-8\nCompressType=ZIP\nBlockType=BOOK\n"
+        "Versification=KJV\n"
+    )
+    members[f"usr/share/sword/mods.d/{name}.conf"] = conf
+    return members
+
+
+def test_bible_recipe_on_sword_modules(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(10, 120, size=12)
+    english = {("Gen", 1, v + 1): f"<w>v{v}</w> " + "e" * n for v, n in enumerate(lengths)}
+    spanish = {("Gen", 1, v + 1): f"v{v} " + "s" * n for v, n in enumerate(lengths)}
+    # Exod 1: Spanish numbering shifted by one verse -> the chapter is dropped.
+    english |= {("Exod", 1, v + 1): "e" * n for v, n in enumerate(lengths)}
+    spanish |= {("Exod", 1, v + 2): "s" * n for v, n in enumerate(lengths[:-1])}
+    english[("Matt", 1, 1)] = 'The book<note type="x">a note</note><w>of</w> <w>generations</w>.'
+    spanish[("Matt", 1, 1)] = "El libro de la generación."
+    english[("Matt", 1, 2)] = "Abraham became the father of Isaac. " * 5  # merged verse
+    spanish[("Matt", 1, 2)] = "Abraham engendró."
+    debs = {}
+    for package, name, verses in (
+        ("web", "engWEB2015eb", english),
+        ("sparv", "spaRV1909eb", spanish),
+    ):
+        members = write_ztext_module(tmp_path / package, name, verses)
+        debs[f"sword-text-{package}"] = make_deb(tmp_path / f"{package}.deb", members)
+    counts = convert("bible-en-es", debs, tmp_path / "out")
+    rows = {
+        r["id"]: r
+        for s in counts
+        for r in read_table(tmp_path / "out" / f"{s}.tsv", ["id", "en", "es"])
+    }
+    assert sorted(rows) == sorted([f"Gen.1.{v}" for v in range(1, 13)] + ["Matt.1.1"])
+    assert rows["Matt.1.1"]["en"] == "The book of generations."
+    assert rows["Gen.1.3"]["en"].startswith("v2 e") and rows["Gen.1.3"]["es"].startswith("v2 s")
+    assert sum(counts.values()) == 13 and len(counts) == 2  # two books, each in one split
