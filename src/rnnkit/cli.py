@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from rnnkit.commands import data as data_commands
 from rnnkit.commands import layers
 from rnnkit.commands import train as train_commands
 
 app = typer.Typer(help="rnnkit: recurrent neural networks toolkit.", no_args_is_help=True)
 app.command()(layers.parity)
 app.add_typer(layers.bench_app, name="bench")
+app.add_typer(data_commands.app, name="data")
 
 
 @app.command()

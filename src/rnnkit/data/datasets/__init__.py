@@ -1,0 +1,1 @@
+"""One recipe module per dataset family; importing a module registers its recipes."""

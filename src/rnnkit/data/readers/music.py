@@ -1,0 +1,117 @@
+"""Music scores through music21: MusicXML, MIDI, ABC, Humdrum (``**kern``).
+
+A score becomes, per part, a sequence of note events ``(pitch, duration)``: ``pitch`` is
+the MIDI number of a note (the top note of a chord) or ``-1`` for a rest, ``duration`` is
+in quarter notes. That sequence is what a melody language model consumes. A file holding
+several pieces (an ABC collection) gives several :class:`Score` objects.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnnkit.data.errors import DataFormatError, read_bytes
+
+REST = -1  # pitch value of a rest
+
+_FORMATS = {
+    ".xml": "musicxml",
+    ".musicxml": "musicxml",
+    ".mxl": "musicxml",
+    ".mid": "midi",
+    ".midi": "midi",
+    ".abc": "abc",
+    ".krn": "humdrum",
+}
+
+
+@dataclass(frozen=True)
+class Score:
+    """One piece as note events per part."""
+
+    id: str  # file stem, plus the tune number inside a collection
+    title: str
+    key: str  # e.g. "G major", "" when the score states none
+    time_signature: str  # e.g. "3/4", "" when none
+    parts: dict[str, list[tuple[int, float]]]  # part name -> (pitch, quarter length) events
+
+
+def _events(part: object) -> list[tuple[int, float]]:
+    events = []
+    for item in part.flatten().notesAndRests:  # type: ignore[attr-defined]
+        duration = float(item.quarterLength)
+        if duration <= 0:
+            continue  # grace notes
+        if item.isRest:
+            events.append((REST, duration))
+        elif item.isChord:
+            events.append((max(p.midi for p in item.pitches), duration))
+        else:
+            events.append((int(item.pitch.midi), duration))
+    return events
+
+
+def _score(stream: object, sid: str) -> Score:
+    from music21 import key, meter
+
+    keys = stream.recurse().getElementsByClass(key.KeySignature)  # type: ignore[attr-defined]
+    first_key = keys.first() if keys else None
+    key_name = ""
+    if first_key is not None:
+        k = first_key if isinstance(first_key, key.Key) else first_key.asKey()
+        key_name = f"{k.tonic.name} {k.mode}"
+    metres = stream.recurse().getElementsByClass(meter.TimeSignature)  # type: ignore[attr-defined]
+    metre = metres.first().ratioString if metres else ""
+    title = (stream.metadata.title or "") if stream.metadata else ""  # type: ignore[attr-defined]
+    parts = getattr(stream, "parts", None)
+    if parts:
+        named = {}
+        for index, part in enumerate(parts):
+            name = part.partName or f"part{index + 1}"
+            named[name if name not in named else f"{name}{index + 1}"] = _events(part)
+    else:
+        named = {"melody": _events(stream)}
+    return Score(sid, title, key_name, metre, named)
+
+
+def read_scores(path: str | Path) -> list[Score]:
+    """Read every piece in a score file.
+
+    Args:
+        path: A MusicXML (``.xml``, ``.musicxml``, ``.mxl``), MIDI (``.mid``), ABC
+            (``.abc``) or Humdrum (``.krn``) file.
+
+    Raises:
+        DataFormatError: The file is not a score music21 can read, or holds no notes.
+    """
+    import music21
+
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataFormatError(
+            path,
+            None,
+            f"expected a score file ({', '.join(_FORMATS)}), found suffix {path.suffix!r}",
+        )
+    read_bytes(path)
+    logging.getLogger("music21").setLevel(logging.ERROR)
+    try:
+        parsed = music21.converter.parse(str(path), format=fmt)
+    except Exception as exc:  # music21 raises many unrelated types for bad input
+        raise DataFormatError(
+            path, None, f"expected a valid {fmt} score: {type(exc).__name__}: {exc}"
+        ) from exc
+    pieces = list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]
+    scores = []
+    for index, piece in enumerate(pieces):
+        number = piece.metadata.number if piece.metadata and piece.metadata.number else index + 1
+        sid = path.stem if len(pieces) == 1 else f"{path.stem}-{number}"
+        score = _score(piece, sid)
+        if any(score.parts.values()):
+            scores.append(score)
+    if not scores:
+        raise DataFormatError(path, None, "expected at least one note, found none")
+    return scores

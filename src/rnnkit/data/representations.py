@@ -1,0 +1,140 @@
+"""Inputs for an RNN: one-hot vectors, or an embedding optionally initialised from
+pre-trained vectors in word2vec or GloVe text format.
+
+word2vec text format: an optional first line ``N D`` (count and dimension), then one
+vector per line, ``token v_1 ... v_D``, separated by spaces. GloVe is the same without the
+first line. A row whose dimension differs from the others is an error naming its line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rnnkit.data.errors import BadRows, DataFormatError, iter_lines
+from rnnkit.data.vocab import Vocab
+
+
+class OneHot(nn.Module):
+    r"""One-hot encoding, usable directly as RNN input.
+
+    .. math:: x_t = e_{w_t} \in \{0, 1\}^V
+
+    Args:
+        num_classes: V, the vocabulary size.
+        padding_idx: An id whose vector is all zeros (``vocab.pad_id``), or ``None``.
+
+    Shape:
+        ids (B, T) long -> (B, T, V) float32; any leading shape works.
+    """
+
+    def __init__(self, num_classes: int, padding_idx: int | None = None) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes={num_classes}: expected at least 1")
+        if padding_idx is not None and not 0 <= padding_idx < num_classes:
+            raise ValueError(f"padding_idx={padding_idx}: expected in [0, {num_classes})")
+        self.num_classes = num_classes
+        self.padding_idx = padding_idx
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out = nn.functional.one_hot(ids.long(), self.num_classes).float()  # (B, T, V)
+        if self.padding_idx is not None:
+            out = out * (ids != self.padding_idx).unsqueeze(-1)  # zero rows at padding
+        return out
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """Pre-trained vectors read from a text file."""
+
+    tokens: list[str]  # (N,)
+    matrix: torch.Tensor  # (N, D) float32
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+
+def read_vectors(path: str | Path, *, skip_bad: bool = False) -> Vectors:
+    """Read word2vec (with ``N D`` header) or GloVe (no header) text vectors.
+
+    Raises:
+        DataFormatError: A row with a different dimension, a value that is not a number,
+            or a header that disagrees with the rows; the message names the line.
+    """
+    rows = BadRows(path, skip_bad)
+    tokens: list[str] = []
+    values: list[list[float]] = []
+    dim: int | None = None
+    declared: tuple[int, int] | None = None
+    for line, text in iter_lines(path, rows):
+        parts = text.rstrip().split(" ")
+        if not text.strip():
+            continue
+        if line == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+            declared = (int(parts[0]), int(parts[1]))
+            dim = declared[1]
+            continue
+        dim = dim or len(parts) - 1
+        if len(parts) - 1 != dim or dim < 1:
+            rows.bad(line, f"expected a token and {dim} numbers, found {len(parts) - 1} numbers")
+            continue
+        try:
+            values.append([float(v) for v in parts[1:]])
+        except ValueError as exc:
+            rows.bad(line, f"expected {dim} numbers after the token: {exc}")
+            continue
+        tokens.append(parts[0])
+    if declared is not None and declared[0] != len(tokens) and not rows.skipped:
+        raise DataFormatError(
+            path, 1, f"header declares {declared[0]} vectors, found {len(tokens)}"
+        )
+    if not tokens:
+        raise DataFormatError(path, None, "expected at least one vector, found none")
+    rows.result(tokens)
+    return Vectors(tokens, torch.tensor(values, dtype=torch.float32))
+
+
+def build_embedding(
+    vocab: Vocab,
+    dim: int | None = None,
+    vectors: Vectors | None = None,
+    freeze: bool = False,
+    seed: int = 0,
+) -> tuple[nn.Embedding, int]:
+    """An ``nn.Embedding`` for ``vocab``, rows of tokens found in ``vectors`` copied in.
+
+    Rows not found keep a N(0, 1) initialisation from ``seed``; the ``<pad>`` row is zero.
+
+    Args:
+        vocab: The vocabulary (V entries).
+        dim: D; required without ``vectors``, and must equal ``vectors.dim`` with them.
+        vectors: Pre-trained vectors from :func:`read_vectors`.
+        freeze: Keep the weights fixed during training.
+        seed: Seed for the rows not found in ``vectors``.
+
+    Returns:
+        ``(embedding, found)``: the layer, ids (B, T) -> (B, T, D), and how many
+        vocabulary entries were initialised from ``vectors``.
+    """
+    if vectors is not None:
+        if dim is not None and dim != vectors.dim:
+            raise ValueError(f"dim={dim} differs from the vectors' dimension {vectors.dim}")
+        dim = vectors.dim
+    if dim is None or dim < 1:
+        raise ValueError(f"dim={dim}: expected a positive embedding size (or vectors)")
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(len(vocab), dim, generator=generator)  # (V, D)
+    found = 0
+    if vectors is not None:
+        for row, token in enumerate(vectors.tokens):
+            if token in vocab:
+                weight[vocab[token]] = vectors.matrix[row]
+                found += 1
+    weight[vocab.pad_id] = 0.0
+    embedding = nn.Embedding.from_pretrained(weight, freeze=freeze, padding_idx=vocab.pad_id)
+    return embedding, found

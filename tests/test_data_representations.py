@@ -1,0 +1,143 @@
+"""Tokenizers, Vocab, one-hot and embedding inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnkit.data.errors import DataFormatError
+from rnnkit.data.representations import OneHot, build_embedding, read_vectors
+from rnnkit.data.tokenizers import (
+    NUMBER_TOKEN,
+    CharTokenizer,
+    SentencePieceTokenizer,
+    WordTokenizer,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_from_config,
+)
+from rnnkit.data.vocab import SPECIALS, Vocab
+
+TRAIN = [
+    f"the {a} cat sat on the {b} mat number {n}"
+    for n, (a, b) in enumerate(
+        [("black", "red"), ("white", "blue"), ("grey", "green"), ("small", "big")] * 40
+    )
+]
+
+
+def test_char_tokenizer() -> None:
+    tok = CharTokenizer(lowercase=True)
+    assert tok.tokenize("Ab c") == ["a", "b", " ", "c"]
+    assert tok.detokenize(tok.tokenize("xy z")) == "xy z"
+
+
+def test_word_tokenizer_options() -> None:
+    text = "In 1999, Ada wrote 3.5 programs - don't panic!"
+    assert WordTokenizer().tokenize(text) == [
+        "In",
+        "1999",
+        ",",
+        "Ada",
+        "wrote",
+        "3.5",
+        "programs",
+        "-",
+        "don't",
+        "panic",
+        "!",
+    ]
+    tok = WordTokenizer(lowercase=True, normalize_numbers=True)
+    assert tok.tokenize(text)[:6] == ["in", NUMBER_TOKEN, ",", "ada", "wrote", NUMBER_TOKEN]
+    assert tok.detokenize(["hello", ",", "world", "!"]) == "hello, world!"
+    with pytest.raises(ValueError, match="pattern="):
+        WordTokenizer(pattern="(")
+
+
+@pytest.mark.parametrize("model_type", ["bpe", "unigram"])
+def test_sentencepiece_trains_and_round_trips(tmp_path: Path, model_type: str) -> None:
+    tok = SentencePieceTokenizer.train(TRAIN, vocab_size=40, model_type=model_type)
+    pieces = tok.tokenize("the black cat sat")
+    assert tok.detokenize(pieces) == "the black cat sat"
+    assert len(pieces) < len("the black cat sat")  # pieces are longer than characters
+    save_tokenizer(tok, tmp_path / "tok.json")
+    again = load_tokenizer(tmp_path / "tok.json")
+    assert again.tokenize("the green mat") == tok.tokenize("the green mat")
+
+
+def test_tokenizer_configs_round_trip() -> None:
+    for tok in (CharTokenizer(), WordTokenizer(lowercase=True, normalize_numbers=True)):
+        again = tokenizer_from_config(tok.to_config())
+        assert again.to_config() == tok.to_config()
+    with pytest.raises(ValueError, match="config type"):
+        tokenizer_from_config({"type": "morse"})
+
+
+def test_vocab_size_limit_min_freq_and_specials() -> None:
+    sequences = [["b", "a", "a", "c", "a", "b", "d"]]
+    vocab = Vocab.build(sequences, max_size=6, min_freq=1)
+    assert vocab.tokens == [*SPECIALS, "a", "b"]  # by count, then alphabetically
+    assert (vocab.pad_id, vocab.unk_id, vocab.bos_id, vocab.eos_id) == (0, 1, 2, 3)
+    assert Vocab.build(sequences, min_freq=2).tokens == [*SPECIALS, "a", "b"]
+    assert Vocab.build(sequences).tokens == [*SPECIALS, "a", "b", "c", "d"]
+    assert Vocab.build([list("zy")], max_size=10_000).tokens[4:] == ["y", "z"]
+    ids = vocab.encode(["a", "zzz", "b"], add_bos=True, add_eos=True)
+    assert ids == [2, 4, 1, 5, 3]
+    assert vocab.decode(ids) == ["a", "<unk>", "b"]
+    with pytest.raises(ValueError, match="max_size=3"):
+        Vocab.build(sequences, max_size=3)
+
+
+def test_vocab_json_round_trip_and_unknown_report(tmp_path: Path) -> None:
+    vocab = Vocab.build(WordTokenizer().tokenize(t) for t in TRAIN[:100])
+    vocab.save(tmp_path / "vocab.json")
+    assert Vocab.load(tmp_path / "vocab.json") == vocab
+    report = vocab.unknown_report([["the", "purple", "cat", "purple", "dog"]])
+    assert (report.tokens, report.unknown) == (5, 3)
+    assert report.unknown_types == {"purple": 2, "dog": 1}
+    assert report.rate == pytest.approx(0.6)
+    assert "3 of 5 tokens unknown" in str(report)
+
+
+def test_one_hot_is_rnn_input() -> None:
+    ids = torch.tensor([[4, 5, 0], [6, 0, 0]])  # (B, T)
+    x = OneHot(7, padding_idx=0)(ids)  # (B, T, V)
+    assert x.shape == (2, 3, 7)
+    assert x[0, 1].tolist() == [0, 0, 0, 0, 0, 1, 0]
+    assert x[0, 2].sum() == 0 and x[1, 1:].sum() == 0
+    out, _ = torch.nn.RNN(7, 4, batch_first=True)(x)
+    assert out.shape == (2, 3, 4)
+
+
+def write_vectors(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_embedding_from_word2vec_and_glove(tmp_path: Path) -> None:
+    vocab = Vocab([*SPECIALS, "cat", "dog", "emu"])
+    for header in (["3 2"], []):  # word2vec has a header line, GloVe has none
+        path = write_vectors(tmp_path / "v.txt", [*header, "cat 1 2", "dog -1 0.5", "yak 9 9"])
+        vectors = read_vectors(path)
+        embedding, found = build_embedding(vocab, vectors=vectors, freeze=True)
+        assert found == 2
+        assert embedding(torch.tensor([[4, 5, 0]])).tolist()[0] == [[1, 2], [-1, 0.5], [0, 0]]
+        assert not embedding.weight.requires_grad
+
+
+def test_vector_row_of_wrong_dimension_names_line(tmp_path: Path) -> None:
+    path = write_vectors(tmp_path / "v.txt", ["cat 1 2 3", "dog 1 2", "emu 1 2 3"])
+    with pytest.raises(DataFormatError, match=r"v\.txt:2: expected a token and 3 numbers"):
+        read_vectors(path)
+    assert read_vectors(path, skip_bad=True).tokens == ["cat", "emu"]
+    path = write_vectors(tmp_path / "w.txt", ["5 2", "cat 1 2"])
+    with pytest.raises(DataFormatError, match=r"w\.txt:1: header declares 5 vectors"):
+        read_vectors(path)
+    with pytest.raises(ValueError, match="dim=3 differs"):
+        build_embedding(
+            Vocab(list(SPECIALS)),
+            dim=3,
+            vectors=read_vectors(write_vectors(tmp_path / "x.txt", ["cat 1 2"])),
+        )
