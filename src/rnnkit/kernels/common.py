@@ -1,0 +1,84 @@
+"""What the sequence kernels share: per-step products with a packed weight, and masks."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["Linear", "StepMasks", "needs_grad", "split_carry"]
+
+_ONEDNN = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None) is not None
+
+
+class Linear:
+    """``x @ w.T``, plus ``add`` (B, out) or ``bias`` (out,), for a fixed ``w`` (out, in).
+
+    With oneDNN (float32 on CPU) ``w`` is packed once for batch size ``batch`` and the
+    addition is fused into the product; otherwise this is ``addmm``. Returns a new tensor.
+    """
+
+    def __init__(self, w: Tensor, batch: int, bias: Tensor | None = None):
+        self.wt, self.bias, self.packed = w.t(), bias, None
+        if (
+            _ONEDNN
+            and w.dtype == torch.float32
+            and w.device.type == "cpu"
+            and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled
+        ):
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), batch)
+
+    def __call__(self, x: Tensor, add: Tensor | None = None) -> Tensor:
+        if self.packed is not None:
+            if add is None:
+                return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+            return torch.ops.mkldnn._linear_pointwise.binary(x, add, self.packed, self.bias, "add")
+        if add is not None:
+            return torch.addmm(add, x, self.wt)
+        return torch.mm(x, self.wt) if self.bias is None else torch.addmm(self.bias, x, self.wt)
+
+
+class StepMasks:
+    """Per-step views of a mask (T, B, 1), ``None`` at steps known to be all valid.
+
+    ``keep[t]`` is the bool mask m_t (B, 1) for the forward pass; ``split[t]`` the pair
+    ``(m_t, 1 - m_t)`` in the data's dtype for the backward pass. ``out_mask`` (T, B, 1)
+    zeroes the outputs at padded steps, or is None without a mask.
+    """
+
+    def __init__(self, mask: Tensor | None, first_masked: int, steps: int, dtype):
+        self.keep: list[Tensor | None] = [None] * steps
+        self.out_mask = None if mask is None else mask.to(dtype)
+        if mask is not None:
+            self.keep[first_masked:] = mask[first_masked:].unbind(0)
+
+    def split(self) -> list[tuple[Tensor, Tensor] | None]:
+        """``(m_t, 1 - m_t)`` for the masked steps, for the backward pass."""
+        if self.out_mask is None:
+            return list(self.keep)
+        pairs = zip(self.out_mask.unbind(0), (1.0 - self.out_mask).unbind(0), strict=True)
+        return [None if k is None else p for k, p in zip(self.keep, pairs, strict=True)]
+
+    def outputs(self, hs: Tensor) -> Tensor:
+        """The outputs y_t = m_t * h_t from the states h_1..h_T (T, B, H)."""
+        return hs if self.out_mask is None else hs * self.out_mask
+
+    def output_grads(self, grad_out: Tensor) -> list[Tensor]:
+        """dL/dy_t masked as y_t is, per step: T x (B, H)."""
+        g = grad_out if self.out_mask is None else grad_out * self.out_mask
+        return g.contiguous().unbind(0)
+
+
+def needs_grad(*tensors: Tensor | None) -> bool:
+    """Whether autograd is recording and one of ``tensors`` requires grad."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def split_carry(grad: Tensor, pair: tuple[Tensor, Tensor] | None) -> Tensor | None:
+    """At a masked step, keep ``m_t * grad`` in ``grad`` for the step and return
+    ``(1 - m_t) * grad``, the part carried straight to the previous state."""
+    if pair is None:
+        return None
+    carry = grad * pair[1]
+    grad.mul_(pair[0])
+    return carry
