@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry
+from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry, tanh
 
 __all__ = ["elman_sequence"]
 
@@ -22,7 +22,7 @@ def _elman_forward(xp, h0, w, nonlinearity, masks):
     for t in range(steps):
         a = lin(h[t], xps[t])  # A_t = xp_t + W_hh h_{t-1}
         if nonlinearity == "tanh":
-            torch.tanh(a, out=h[t + 1])  # h_t = tanh(A_t)
+            tanh(a, h[t + 1])  # h_t = tanh(A_t)
         else:
             torch.clamp_min(a, 0.0, out=h[t + 1])  # h_t = relu(A_t)
         if masks.keep[t] is not None:

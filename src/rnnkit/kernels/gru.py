@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry
+from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry, tanh
 
 __all__ = ["gru_sequence"]
 
@@ -40,17 +40,17 @@ def _gru_forward(xp, h0, w, b, masks, keep: bool):
     steps, batch, hidden = xp.shape[0], xp.shape[1], h0.shape[1]
     lin = Linear(w, batch, b)
     hs = xp.new_empty(steps + 1, batch, hidden)  # (T+1, B, H): h_0 .. h_T
-    gates = xp.new_empty(steps, batch, 3 * hidden)  # (T, B, 3H): r, z, n
+    gates = xp.new_empty(steps if keep else 1, batch, 3 * hidden)  # (T, B, 3H): r, z, n
     diff = xp.new_empty(steps, batch, hidden) if keep else None  # (T, B, H): h_{t-1} - n
     hn = xp.new_empty(steps, batch, hidden) if keep else None  # (T, B, H): W_hn h + b_hn
     hs[0] = h0
-    h, rz, r, z, n = _views(hs, gates, hidden)
+    h, rz, r, z, n = _views(hs, gates, hidden, steps)
     x_rz, x_n = (v.unbind(0) for v in xp.split([2 * hidden, hidden], 2))
     sizes = [2 * hidden, hidden]
     for t in range(steps):
         a_rz, a_n = lin(h[t]).split(sizes, 1)  # a_t = W_hh h_{t-1} + b_hh
         torch.add(x_rz[t], a_rz, out=rz[t]).sigmoid_()  # r, z = sigma(xp + a)
-        torch.addcmul(x_n[t], r[t], a_n, out=n[t]).tanh_()  # n = tanh(xp^n + r a^n)
+        tanh(torch.addcmul(x_n[t], r[t], a_n, out=n[t]), n[t])  # n = tanh(xp^n + r a^n)
         if keep:
             hn[t] = a_n
             torch.addcmul(n[t], z[t], torch.sub(h[t], n[t], out=diff[t]), out=h[t + 1])
@@ -61,10 +61,11 @@ def _gru_forward(xp, h0, w, b, masks, keep: bool):
     return hs, gates, diff, hn
 
 
-def _views(hs: Tensor, gates: Tensor, hidden: int) -> list[tuple[Tensor, ...]]:
-    """Per-step views: h, [r z], r, z, n."""
-    blocks = [(0, 2), (0, 1), (1, 2), (2, 3)]
-    return [hs.unbind(0)] + [gates[..., k * hidden : l * hidden].unbind(0) for k, l in blocks]
+def _views(hs: Tensor, gates: Tensor, hidden: int, steps: int) -> list[tuple[Tensor, ...]]:
+    """Per-step views: h, [r z], r, z, n (one row of gates used at every step if one)."""
+    blocks, turns = [(0, 2), (0, 1), (1, 2), (2, 3)], steps // gates.shape[0]
+    views = [gates[..., k * hidden : l * hidden].unbind(0) * turns for k, l in blocks]
+    return [hs.unbind(0), *views]
 
 
 class _GRUSequence(torch.autograd.Function):
@@ -85,8 +86,8 @@ class _GRUSequence(torch.autograd.Function):
         gout, pairs = ctx.masks.output_grads(grad_out), ctx.masks.split()
         da = torch.empty_like(gates)  # (T, B, 3H): d(W_hh h_{t-1} + b_hh)
         dxn = torch.empty_like(hn)  # (T, B, H): d of xp^n, the n pre-activation
-        _, rz, r, z, n = _views(hs, gates, hidden)
-        _, da_rz, da_r, da_z, da_n = _views(hs, da, hidden)
+        _, rz, r, z, n = _views(hs, gates, hidden, steps)
+        _, da_rz, da_r, da_z, da_n = _views(hs, da, hidden, steps)
         das, dxns, diffs, hns = da.unbind(0), dxn.unbind(0), diff.unbind(0), hn.unbind(0)
         direct = torch.empty_like(grad_h)  # (B, H): dh_t z, straight to h_{t-1}
         dh = grad_h + gout[-1]  # dL/dh_T: from the final state and the last output

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry
+from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry, tanh
 
 __all__ = ["lstm_sequence"]
 
@@ -32,43 +32,45 @@ _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input
 
 
-def _lstm_forward(xp, h0, c0, w, masks):
-    """Run the steps; returns h_0..h_T (T+1, B, H) and the saved rows (T+1, B, 6H)."""
+def _lstm_forward(xp, h0, c0, w, masks, keep: bool):
+    """Run the steps; returns h_0..h_T (T+1, B, H), c_T (B, H) and, if ``keep``, the rows
+    (T+1, B, 6H) for backward (else two rows, used in turn)."""
     steps, batch, hidden = xp.shape[0], xp.shape[1], h0.shape[1]
     lin = Linear(w, batch)
     hs = xp.new_empty(steps + 1, batch, hidden)  # (T+1, B, H): h_0 .. h_T
-    rows = xp.new_empty(steps + 1, batch, 6 * hidden)  # [g, c_{t-1}, i, f, o, tanh c_t]
+    rows = xp.new_empty(steps + 1 if keep else 2, batch, 6 * hidden)  # [g c_{t-1} i f o tanh c_t]
     hs[0], rows[0, :, hidden : 2 * hidden] = h0, c0
-    g, c, i_f, i, f, o, tc = _blocks(rows, hidden)
+    g, c, i_f, i, f, o, tc = _blocks(rows, hidden, steps + 1)
     h, xps, sizes = hs.unbind(0), xp.unbind(0), [2 * hidden, hidden, hidden]
     for t in range(steps):
         a_if, a_g, a_o = lin(h[t], xps[t]).split(sizes, 1)  # A_t = xp_t + W_hh h_{t-1}
         torch.sigmoid(a_if, out=i_f[t])  # input and forget gates
-        torch.tanh(a_g, out=g[t])  # candidate cell
+        tanh(a_g, g[t])  # candidate cell
         torch.sigmoid(a_o, out=o[t])  # output gate
         torch.mul(f[t], c[t], out=c[t + 1]).addcmul_(i[t], g[t])  # c_t = f c_{t-1} + i g
-        torch.mul(o[t], torch.tanh(c[t + 1], out=tc[t]), out=h[t + 1])  # h_t = o tanh(c_t)
+        torch.mul(o[t], tanh(c[t + 1], tc[t]), out=h[t + 1])  # h_t = o tanh(c_t)
         if masks.keep[t] is not None:  # padded rows keep their state
             torch.where(masks.keep[t], c[t + 1], c[t], out=c[t + 1])
             torch.where(masks.keep[t], h[t + 1], h[t], out=h[t + 1])
-    return hs, rows
+    return hs, c[steps].clone(), (rows if keep else None)
 
 
-def _blocks(rows: Tensor, hidden: int) -> list[tuple[Tensor, ...]]:
-    """Per-step views of the saved rows: g, c (c_{t-1} at t), [i f], i, f, o, tanh c."""
+def _blocks(rows: Tensor, hidden: int, length: int) -> list[tuple[Tensor, ...]]:
+    """Per-step views of the rows, ``length`` long (rows used in turn if fewer):
+    g, c (c_{t-1} at step t), [i f], i, f, o, tanh c."""
     blocks = [(0, 1), (1, 2), (2, 4), (2, 3), (3, 4), (4, 5), (5, 6)]
-    return [rows[..., k * hidden : l * hidden].unbind(0) for k, l in blocks]
+    turns = -(-length // rows.shape[0])  # ceil
+    return [rows[..., k * hidden : l * hidden].unbind(0) * turns for k, l in blocks]
 
 
 class _LSTMSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xp, h0, c0, w, mask, first_masked):
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
-        hs, rows = _lstm_forward(xp.contiguous(), h0, c0, w, masks)
+        hs, c_last, rows = _lstm_forward(xp.contiguous(), h0, c0, w, masks, keep=True)
         ctx.save_for_backward(hs, rows, w)
         ctx.masks = masks
-        hidden = h0.shape[1]
-        return masks.outputs(hs[1:]), hs[-1].clone(), rows[-1, :, hidden : 2 * hidden].clone()
+        return masks.outputs(hs[1:]), hs[-1].clone(), c_last
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -78,7 +80,7 @@ class _LSTMSequence(torch.autograd.Function):
         lin = Linear(w.t(), batch)  # dA @ W_hh
         gout = ctx.masks.output_grads(grad_out)
         da = hs.new_empty(steps, batch, 4 * hidden)  # (T, B, 4H): dA_t, gates i f g o
-        g, _, i_f, _, f, o, tc = _blocks(rows, hidden)
+        g, _, i_f, _, f, o, tc = _blocks(rows, hidden, steps + 1)
         gci = rows[..., : 3 * hidden].unflatten(2, (3, hidden)).unbind(0)  # [g, c_{t-1}, i]
         da_ifg = da[..., : 3 * hidden].unflatten(2, (3, hidden)).unbind(0)
         da_if, da_g, da_o = (da[..., k:l].unbind(0) for k, l in _spans(hidden))
@@ -128,6 +130,5 @@ def lstm_sequence(
         return _LSTMSequence.apply(xp, h0, c0, weight_hh, mask, first_masked)
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
-        hs, rows = _lstm_forward(xp.contiguous(), h0, c0, weight_hh, masks)
-        hidden = h0.shape[1]
-        return masks.outputs(hs[1:]), hs[-1].clone(), rows[-1, :, hidden : 2 * hidden].clone()
+        hs, c_last, _ = _lstm_forward(xp.contiguous(), h0, c0, weight_hh, masks, keep=False)
+        return masks.outputs(hs[1:]), hs[-1].clone(), c_last
