@@ -59,7 +59,8 @@ def run_loop(
     unless ``trace`` asks for per-step records.
     """
     if trace is None and type(cell) in _KERNELS:
-        return _KERNELS[type(cell)](cell, cell.project_input(x), state, mask, first_masked)
+        xp = cell.project_input(x.contiguous())  # (T, B, G*H); a strided x slows the product
+        return _KERNELS[type(cell)](cell, xp, state, mask, first_masked)
     gated = isinstance(cell, GatedCell)
     steps = cell.project_input(x).unbind(0) if gated else x.unbind(0)  # T x (B, G*H)
     masks = mask.unbind(0) if mask is not None else None

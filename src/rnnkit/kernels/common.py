@@ -73,8 +73,8 @@ def tanh(x: Tensor, out: Tensor) -> Tensor:
     """``tanh(x)`` into ``out`` as ``2 sigmoid(2x) - 1``: on CPU torch's sigmoid is about five
     times faster than its tanh, so the four operations take half the time of one tanh
     (absolute error about 2e-7 in float32, 4e-16 in float64)."""
-    torch.mul(x, 2.0, out=out).sigmoid_()
-    return out.mul_(2.0).sub_(1.0)
+    torch.add(x, x, out=out).sigmoid_()
+    return out.add_(out).sub_(1.0)
 
 
 def needs_grad(*tensors: Tensor | None) -> bool:
