@@ -18,7 +18,7 @@ from torch import _VF, Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit.cells import CellBase, ElmanCell, GatedCell, GRUCell, LSTMCell, State
-from rnnkit.kernels import elman_sequence, gru_sequence, lstm_sequence
+from rnnkit.kernels import elman_sequence, gru_sequence, lstm_sequence, project
 
 __all__ = ["DirectionTrace", "fused_kind", "run_fused_packed", "run_fused_padded", "run_loop"]
 
@@ -59,8 +59,7 @@ def run_loop(
     unless ``trace`` asks for per-step records.
     """
     if trace is None and type(cell) in _KERNELS:
-        xp = cell.project_input(x.contiguous())  # (T, B, G*H); a strided x slows the product
-        return _KERNELS[type(cell)](cell, xp, state, mask, first_masked)
+        return _KERNELS[type(cell)](cell, project(cell, x), state, mask, first_masked)
     gated = isinstance(cell, GatedCell)
     steps = cell.project_input(x).unbind(0) if gated else x.unbind(0)  # T x (B, G*H)
     masks = mask.unbind(0) if mask is not None else None

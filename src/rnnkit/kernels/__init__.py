@@ -25,8 +25,9 @@ sequence (:class:`Linear`); elsewhere they use ``addmm``. Shapes: T steps, B bat
 H hidden, G gates.
 """
 
+from rnnkit.kernels.common import project
 from rnnkit.kernels.elman import elman_sequence
 from rnnkit.kernels.gru import gru_sequence
 from rnnkit.kernels.lstm import lstm_sequence
 
-__all__ = ["elman_sequence", "gru_sequence", "lstm_sequence"]
+__all__ = ["elman_sequence", "gru_sequence", "lstm_sequence", "project"]

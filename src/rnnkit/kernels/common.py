@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["Linear", "StepMasks", "needs_grad", "split_carry", "tanh"]
+__all__ = ["Linear", "StepMasks", "needs_grad", "project", "split_carry", "tanh"]
 
 _ONEDNN = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None) is not None
 
@@ -75,6 +75,18 @@ def tanh(x: Tensor, out: Tensor) -> Tensor:
     (absolute error about 2e-7 in float32, 4e-16 in float64)."""
     torch.add(x, x, out=out).sigmoid_()
     return out.add_(out).sub_(1.0)
+
+
+def project(cell, x: Tensor) -> Tensor:
+    """``cell.project_input(x)`` for x (T, B, I); without autograd, through :class:`Linear`
+    (oneDNN with a packed weight is much faster than ``linear`` for small I)."""
+    x = x.contiguous()  # a strided x (batch_first) slows the product down
+    bias = cell.input_bias()
+    if needs_grad(x, cell.weight_ih, bias):
+        return cell.project_input(x)
+    with torch.no_grad():
+        lin = Linear(cell.weight_ih, x.shape[0] * x.shape[1], bias)
+        return lin(x.flatten(0, 1)).unflatten(0, x.shape[:2])
 
 
 def needs_grad(*tensors: Tensor | None) -> bool:

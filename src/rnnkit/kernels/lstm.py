@@ -32,15 +32,15 @@ _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input
 
 
-def _lstm_forward(xp, h0, c0, w, masks, keep: bool):
-    """Run the steps; returns h_0..h_T (T+1, B, H), c_T (B, H) and, if ``keep``, the rows
-    (T+1, B, 6H) for backward (else two rows, used in turn)."""
+def _lstm_forward(xp, h0, c0, w, masks):
+    """Run the steps; returns h_0..h_T (T+1, B, H), c_T (B, H) and the rows (T+1, B, 6H)
+    that backward needs."""
     steps, batch, hidden = xp.shape[0], xp.shape[1], h0.shape[1]
     lin = Linear(w, batch)
     hs = xp.new_empty(steps + 1, batch, hidden)  # (T+1, B, H): h_0 .. h_T
-    rows = xp.new_empty(steps + 1 if keep else 2, batch, 6 * hidden)  # [g c_{t-1} i f o tanh c_t]
+    rows = xp.new_empty(steps + 1, batch, 6 * hidden)  # [g c_{t-1} i f o tanh c_t]
     hs[0], rows[0, :, hidden : 2 * hidden] = h0, c0
-    g, c, i_f, i, f, o, tc = _blocks(rows, hidden, steps + 1)
+    g, c, i_f, i, f, o, tc = _blocks(rows, hidden)
     h, xps, sizes = hs.unbind(0), xp.unbind(0), [2 * hidden, hidden, hidden]
     for t in range(steps):
         a_if, a_g, a_o = lin(h[t], xps[t]).split(sizes, 1)  # A_t = xp_t + W_hh h_{t-1}
@@ -52,22 +52,50 @@ def _lstm_forward(xp, h0, c0, w, masks, keep: bool):
         if masks.keep[t] is not None:  # padded rows keep their state
             torch.where(masks.keep[t], c[t + 1], c[t], out=c[t + 1])
             torch.where(masks.keep[t], h[t + 1], h[t], out=h[t + 1])
-    return hs, c[steps].clone(), (rows if keep else None)
+    return hs, c[steps].clone(), rows
 
 
-def _blocks(rows: Tensor, hidden: int, length: int) -> list[tuple[Tensor, ...]]:
-    """Per-step views of the rows, ``length`` long (rows used in turn if fewer):
-    g, c (c_{t-1} at step t), [i f], i, f, o, tanh c."""
+def _blocks(rows: Tensor, hidden: int) -> list[tuple[Tensor, ...]]:
+    """Per-step views of the rows: g, c (c_{t-1} at step t), [i f], i, f, o, tanh c."""
     blocks = [(0, 1), (1, 2), (2, 4), (2, 3), (3, 4), (4, 5), (5, 6)]
-    turns = -(-length // rows.shape[0])  # ceil
-    return [rows[..., k * hidden : l * hidden].unbind(0) * turns for k, l in blocks]
+    return [rows[..., k * hidden : l * hidden].unbind(0) for k, l in blocks]
+
+
+def _lstm_infer(xp, h0, c0, w, masks):
+    r"""Forward only, in fewer operations: with ``tanh(x) = 2 sigmoid(2x) - 1`` and the
+    doubled cell state ``e = 2c`` carried, a step is
+
+    .. math::
+        s = \sigma([A^i, A^f, 2A^g, A^o]), \quad
+        e_t = f e_{t-1} + 4 i s^g - 2 i, \quad h_t = o (2 \sigma(e_t) - 1)
+
+    Returns h_0..h_T (T+1, B, H) and c_T (B, H)."""
+    steps, batch, hidden = xp.shape[0], xp.shape[1], h0.shape[1]
+    lin = Linear(w, batch)
+    hs = xp.new_empty(steps + 1, batch, hidden)  # (T+1, B, H): h_0 .. h_T
+    hs[0] = h0
+    e = (c0 + c0, torch.empty_like(c0))  # e_{t-1} and e_t in turn: (B, H) each
+    h, xps = hs.unbind(0), xp.unbind(0)
+    for t in range(steps):
+        e_old, e_new = e[t % 2], e[(t + 1) % 2]
+        a = lin(h[t], xps[t])  # A_t = xp_t + W_hh h_{t-1}
+        i, f, s, o = a.split(hidden, 1)
+        s.add_(s)  # 2 A^g
+        a.sigmoid_()  # i, f, o and s^g = sigmoid(2 A^g), so g = 2 s^g - 1
+        torch.mul(f, e_old, out=e_new).addcmul_(i, s, value=4.0).add_(i, alpha=-2.0)  # 2c_t
+        torch.sigmoid(e_new, out=h[t + 1]).mul_(o)  # o sigmoid(2 c_t)
+        h[t + 1].add_(h[t + 1]).sub_(o)  # h_t = o (2 sigmoid(2 c_t) - 1) = o tanh(c_t)
+        if masks.keep[t] is not None:  # padded rows keep their state
+            torch.where(masks.keep[t], e_new, e_old, out=e_new)
+            torch.where(masks.keep[t], h[t + 1], h[t], out=h[t + 1])
+    return hs, e[steps % 2] * 0.5
 
 
 class _LSTMSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xp, h0, c0, w, mask, first_masked):
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
-        hs, c_last, rows = _lstm_forward(xp.contiguous(), h0, c0, w, masks, keep=True)
+        hs, c_last, rows = _lstm_forward(xp.contiguous(), h0, c0, w, masks)
         ctx.save_for_backward(hs, rows, w)
         ctx.masks = masks
         return masks.outputs(hs[1:]), hs[-1].clone(), c_last
@@ -80,7 +108,7 @@ class _LSTMSequence(torch.autograd.Function):
         lin = Linear(w.t(), batch)  # dA @ W_hh
         gout = ctx.masks.output_grads(grad_out)
         da = hs.new_empty(steps, batch, 4 * hidden)  # (T, B, 4H): dA_t, gates i f g o
-        g, _, i_f, _, f, o, tc = _blocks(rows, hidden, steps + 1)
+        g, _, i_f, _, f, o, tc = _blocks(rows, hidden)
         gci = rows[..., : 3 * hidden].unflatten(2, (3, hidden)).unbind(0)  # [g, c_{t-1}, i]
         da_ifg = da[..., : 3 * hidden].unflatten(2, (3, hidden)).unbind(0)
         da_if, da_g, da_o = (da[..., k:l].unbind(0) for k, l in _spans(hidden))
@@ -130,5 +158,5 @@ def lstm_sequence(
         return _LSTMSequence.apply(xp, h0, c0, weight_hh, mask, first_masked)
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
-        hs, c_last, _ = _lstm_forward(xp.contiguous(), h0, c0, weight_hh, masks, keep=False)
+        hs, c_last = _lstm_infer(xp.contiguous(), h0, c0, weight_hh, masks)
         return masks.outputs(hs[1:]), hs[-1].clone(), c_last
