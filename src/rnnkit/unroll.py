@@ -58,8 +58,8 @@ def run_loop(
     The built-in cells run as one kernel with hand-written BPTT (:mod:`rnnkit.kernels`)
     unless ``trace`` asks for per-step records.
     """
-    if trace is None and type(cell) in _KERNELS:
-        return _KERNELS[type(cell)](cell, project(cell, x), state, mask, first_masked)
+    if trace is None and type(cell) in (ElmanCell, GRUCell, LSTMCell):
+        return _run_kernel(cell, x, state, mask, first_masked)
     gated = isinstance(cell, GatedCell)
     steps = cell.project_input(x).unbind(0) if gated else x.unbind(0)  # T x (B, G*H)
     masks = mask.unbind(0) if mask is not None else None
@@ -83,16 +83,15 @@ def run_loop(
     return torch.stack(outputs), state
 
 
-def _lstm_kernel(cell, xp, state, mask, first_masked):
-    out, h, c = lstm_sequence(xp, *state, cell.weight_hh, mask, first_masked)
-    return out, (h, c)
-
-
-_KERNELS = {
-    ElmanCell: lambda cell, xp, h, *m: elman_sequence(xp, h, cell.weight_hh, cell.nonlinearity, *m),
-    LSTMCell: _lstm_kernel,
-    GRUCell: lambda cell, xp, h, *m: gru_sequence(xp, h, cell.weight_hh, cell.bias_hh, *m),
-}
+def _run_kernel(cell, x, state, mask, first_masked) -> tuple[Tensor, State]:
+    """A built-in cell over x (T, B, I) as one kernel with hand-written BPTT."""
+    xp, masking = project(cell, x), (mask, first_masked)  # xp: (T, B, G*H)
+    if type(cell) is LSTMCell:
+        out, h, c = lstm_sequence(xp, *state, cell.weight_hh, *masking)
+        return out, (h, c)
+    if type(cell) is GRUCell:
+        return gru_sequence(xp, state, cell.weight_hh, cell.bias_hh, *masking)
+    return elman_sequence(xp, state, cell.weight_hh, cell.nonlinearity, *masking)
 
 
 # -- torch's fused kernels -----------------------------------------------------------------

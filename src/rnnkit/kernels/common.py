@@ -41,9 +41,9 @@ class Linear:
 class StepMasks:
     """Per-step views of a mask (T, B, 1), ``None`` at steps known to be all valid.
 
-    ``keep[t]`` is the bool mask m_t (B, 1) for the forward pass; ``split[t]`` the pair
-    ``(m_t, 1 - m_t)`` in the data's dtype for the backward pass. ``out_mask`` (T, B, 1)
-    zeroes the outputs at padded steps, or is None without a mask.
+    ``keep[t]`` is the bool mask m_t (B, 1) for the forward pass; :meth:`split` gives the
+    pairs ``(m_t, 1 - m_t)`` in the data's dtype for the backward pass. ``out_mask``
+    (T, B, 1) zeroes the outputs at padded steps, or is None without a mask.
     """
 
     def __init__(self, mask: Tensor | None, first_masked: int, steps: int, dtype):
@@ -81,11 +81,10 @@ def project(cell, x: Tensor) -> Tensor:
     """``cell.project_input(x)`` for x (T, B, I); without autograd, through :class:`Linear`
     (oneDNN with a packed weight is much faster than ``linear`` for small I)."""
     x = x.contiguous()  # a strided x (batch_first) slows the product down
-    bias = cell.input_bias()
-    if needs_grad(x, cell.weight_ih, bias):
+    if needs_grad(x, cell.weight_ih, cell.bias_ih, cell.bias_hh):
         return cell.project_input(x)
     with torch.no_grad():
-        lin = Linear(cell.weight_ih, x.shape[0] * x.shape[1], bias)
+        lin = Linear(cell.weight_ih, x.shape[0] * x.shape[1], cell.input_bias())
         return lin(x.flatten(0, 1)).unflatten(0, x.shape[:2])
 
 

@@ -14,6 +14,7 @@ _threshold_backward = torch.ops.aten.threshold_backward.grad_input
 
 
 def _elman_forward(xp, h0, w, nonlinearity, masks):
+    """Run the steps; returns h_0..h_T (T+1, B, H), all that backward needs."""
     steps, batch, hidden = xp.shape[0], xp.shape[1], h0.shape[1]
     lin = Linear(w, batch)
     hs = xp.new_empty(steps + 1, batch, hidden)  # (T+1, B, H): h_0 .. h_T
@@ -25,7 +26,7 @@ def _elman_forward(xp, h0, w, nonlinearity, masks):
             tanh(a, h[t + 1])  # h_t = tanh(A_t)
         else:
             torch.clamp_min(a, 0.0, out=h[t + 1])  # h_t = relu(A_t)
-        if masks.keep[t] is not None:
+        if masks.keep[t] is not None:  # padded rows keep their state
             torch.where(masks.keep[t], h[t + 1], h[t], out=h[t + 1])
     return hs
 

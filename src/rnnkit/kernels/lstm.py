@@ -104,9 +104,9 @@ class _LSTMSequence(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, grad_h, grad_c):
         hs, rows, w = ctx.saved_tensors
-        (steps, batch, hidden), pairs = (hs.shape[0] - 1, *hs.shape[1:]), ctx.masks.split()
+        steps, batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
         lin = Linear(w.t(), batch)  # dA @ W_hh
-        gout = ctx.masks.output_grads(grad_out)
+        gout, pairs = ctx.masks.output_grads(grad_out), ctx.masks.split()
         da = hs.new_empty(steps, batch, 4 * hidden)  # (T, B, 4H): dA_t, gates i f g o
         g, _, i_f, _, f, o, tc = _blocks(rows, hidden)
         gci = rows[..., : 3 * hidden].unflatten(2, (3, hidden)).unbind(0)  # [g, c_{t-1}, i]
@@ -120,16 +120,17 @@ class _LSTMSequence(torch.autograd.Function):
             carry_c = split_carry(dc, pairs[t])  # likewise for dc
             torch.mul(dh, tc[t], out=da_o[t])  # do = dh tanh(c_t)
             dh.mul_(o[t])  # dL/dtanh(c_t) = dh o
-            dc.add_(torch.ops.aten.tanh_backward(dh, tc[t]))  # dc_t += dh o (1 - tanh^2 c_t)
+            _tanh_backward(dh, tc[t], grad_input=dh)  # through tanh: dh o (1 - tanh^2 c_t)
+            dc.add_(dh)  # dc_t, from c_{t+1} and from h_t
             torch.mul(gci[t], dc.unsqueeze(1), out=da_ifg[t])  # [di, df, dg] = dc [g, c_{t-1}, i]
             dc.mul_(f[t])  # dc_{t-1} = dc_t f
-            _sigmoid_backward(da_if[t], i_f[t], grad_input=da_if[t])  # dA^{i,f} = d i(1-i) ..
-            _tanh_backward(da_g[t], g[t], grad_input=da_g[t])  # (1-g^2)
+            _sigmoid_backward(da_if[t], i_f[t], grad_input=da_if[t])  # dA^i = di i (1 - i), f too
+            _tanh_backward(da_g[t], g[t], grad_input=da_g[t])  # dA^g = dg (1 - g^2)
             _sigmoid_backward(da_o[t], o[t], grad_input=da_o[t])  # dA^o = do o (1 - o)
             dh = lin(das[t], gout[t - 1]) if t else lin(das[t])  # dh_{t-1} = dA_t W_hh + dy_{t-1}
-            if carry_h is not None:
-                dh.add_(carry_h)  # plus what the masked step carried past
-                dc.add_(carry_c)
+            if carry_h is not None:  # plus what the masked step carried past
+                dh.add_(carry_h)  # dh_{t-1} += (1 - m_t) dh_t
+                dc.add_(carry_c)  # dc_{t-1} += (1 - m_t) dc_t
         dw = da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # dW_hh = sum_t dA_t^T h_{t-1}
         return da, dh, dc, dw, None, None
 
