@@ -20,8 +20,12 @@ output is zero and the state is carried unchanged,
 so the backward pass sends ``m_t`` of the state gradient into the step and carries
 ``1 - m_t`` of it to ``s_{t-1}``. Steps before ``first_masked`` are all valid.
 
-On CPU in float32 the per-step products use oneDNN with the weight packed once per
-sequence (:class:`Linear`); elsewhere they use ``addmm``. Shapes: T steps, B batch,
+Without autograd (inference) the kernels keep nothing for backward: the GRU reuses one
+row of gates, the LSTM carries ``2c`` to spend fewer operations a step, and
+:func:`project` computes ``xp`` through oneDNN too. On CPU in float32 the per-step
+products use oneDNN with the weight packed once per sequence (:class:`Linear`);
+elsewhere they use ``addmm``. Every tanh in a forward pass is ``2 sigmoid(2x) - 1``
+(torch's CPU tanh is several times slower than its sigmoid). Shapes: T steps, B batch,
 H hidden, G gates.
 """
 

@@ -51,7 +51,7 @@ def _gru_forward(xp, h0, w, b, masks, keep: bool):
         a_rz, a_n = lin(h[t]).split(sizes, 1)  # a_t = W_hh h_{t-1} + b_hh
         torch.add(x_rz[t], a_rz, out=rz[t]).sigmoid_()  # r, z = sigma(xp + a)
         tanh(torch.addcmul(x_n[t], r[t], a_n, out=n[t]), n[t])  # n = tanh(xp^n + r a^n)
-        if keep:
+        if keep:  # h_t = n + z (h_{t-1} - n), keeping a^n and h_{t-1} - n for backward
             hn[t] = a_n
             torch.addcmul(n[t], z[t], torch.sub(h[t], n[t], out=diff[t]), out=h[t + 1])
         else:
