@@ -28,7 +28,17 @@ class Linear:
         ):
             self.packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), batch)
 
-    def __call__(self, x: Tensor, add: Tensor | None = None) -> Tensor:
+    def __call__(self, x: Tensor, add: Tensor | None = None, rows: int | None = None) -> Tensor:
+        """The product for x (B, in); with ``rows``, only for x's first ``rows`` rows, the
+        others being padding: their results are ``add``'s rows (or zeros), finite values
+        that the masks discard."""
+        if rows is not None and rows < x.shape[0]:
+            tail = (
+                add[rows:] if add is not None else x.new_zeros(x.shape[0] - rows, self.wt.shape[1])
+            )
+            if rows == 0:
+                return tail.clone()
+            return torch.cat([self(x[:rows], None if add is None else add[:rows]), tail])
         if self.packed is not None:
             if add is None:
                 return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
@@ -43,14 +53,21 @@ class StepMasks:
 
     ``keep[t]`` is the bool mask m_t (B, 1) for the forward pass; :meth:`split` gives the
     pairs ``(m_t, 1 - m_t)`` in the data's dtype for the backward pass. ``out_mask``
-    (T, B, 1) zeroes the outputs at padded steps, or is None without a mask.
+    (T, B, 1) zeroes the outputs at padded steps, or is None without a mask. Where the
+    valid rows of a step are its first ones (a batch sorted by decreasing length),
+    ``rows[t]`` counts them, so that the products skip the padded rows; else it is None.
     """
 
     def __init__(self, mask: Tensor | None, first_masked: int, steps: int, dtype):
         self.keep: list[Tensor | None] = [None] * steps
+        self.rows: list[int | None] = [None] * steps
         self.out_mask = None if mask is None else mask.to(dtype)
         if mask is not None:
             self.keep[first_masked:] = mask[first_masked:].unbind(0)
+            counts = mask.sum((1, 2))  # (T,): valid rows at each step
+            first_rows = torch.arange(mask.shape[1], device=mask.device) < counts.unsqueeze(1)
+            if torch.equal(first_rows, mask.squeeze(2)):
+                self.rows[first_masked:] = counts[first_masked:].tolist()
 
     def split(self) -> list[tuple[Tensor, Tensor] | None]:
         """``(m_t, 1 - m_t)`` for the masked steps, for the backward pass."""

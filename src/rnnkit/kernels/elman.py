@@ -21,7 +21,7 @@ def _elman_forward(xp, h0, w, nonlinearity, masks):
     hs[0] = h0
     h, xps = hs.unbind(0), xp.unbind(0)
     for t in range(steps):
-        a = lin(h[t], xps[t])  # A_t = xp_t + W_hh h_{t-1}
+        a = lin(h[t], xps[t], masks.rows[t])  # A_t = xp_t + W_hh h_{t-1}
         if nonlinearity == "tanh":
             tanh(a, h[t + 1])  # h_t = tanh(A_t)
         else:
@@ -47,6 +47,7 @@ class _ElmanSequence(torch.autograd.Function):
         steps = hs.shape[0] - 1
         lin = Linear(w.t(), hs.shape[1])  # dA @ W_hh
         gout, pairs = ctx.masks.output_grads(grad_out), ctx.masks.split()
+        active = ctx.masks.rows  # valid rows per step, or None
         da = torch.empty(steps, *gout[0].shape, dtype=hs.dtype, device=hs.device)  # (T, B, H)
         h, das = hs.unbind(0), da.unbind(0)
         dh = grad_h + gout[-1]  # dL/dh_T: from the final state and the last output
@@ -56,7 +57,7 @@ class _ElmanSequence(torch.autograd.Function):
                 _tanh_backward(dh, h[t + 1], grad_input=das[t])  # dA_t = dh_t (1 - h_t^2)
             else:
                 _threshold_backward(dh, h[t + 1], 0, grad_input=das[t])  # dA_t = dh_t [h_t > 0]
-            dh = lin(das[t], gout[t - 1]) if t else lin(das[t])  # dh_{t-1} = dA_t W_hh + dy_{t-1}
+            dh = lin(das[t], gout[t - 1] if t else None, active[t])  # dA_t W_hh + dy_{t-1}
             if carry is not None:
                 dh.add_(carry)  # plus the gradient carried past the masked step
         dw = da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # dW_hh = sum_t dA_t^T h_{t-1}

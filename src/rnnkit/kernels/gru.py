@@ -48,7 +48,7 @@ def _gru_forward(xp, h0, w, b, masks, keep: bool):
     x_rz, x_n = (v.unbind(0) for v in xp.split([2 * hidden, hidden], 2))
     sizes = [2 * hidden, hidden]
     for t in range(steps):
-        a_rz, a_n = lin(h[t]).split(sizes, 1)  # a_t = W_hh h_{t-1} + b_hh
+        a_rz, a_n = lin(h[t], None, masks.rows[t]).split(sizes, 1)  # a_t = W_hh h_{t-1} + b_hh
         torch.add(x_rz[t], a_rz, out=rz[t]).sigmoid_()  # r, z = sigma(xp + a)
         tanh(torch.addcmul(x_n[t], r[t], a_n, out=n[t]), n[t])  # n = tanh(xp^n + r a^n)
         if keep:  # h_t = n + z (h_{t-1} - n), keeping a^n and h_{t-1} - n for backward
@@ -84,6 +84,7 @@ class _GRUSequence(torch.autograd.Function):
         steps, batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
         lin = Linear(w.t(), batch)  # da @ W_hh
         gout, pairs = ctx.masks.output_grads(grad_out), ctx.masks.split()
+        active = ctx.masks.rows  # valid rows per step, or None
         da = torch.empty_like(gates)  # (T, B, 3H): d(W_hh h_{t-1} + b_hh)
         dxn = torch.empty_like(hn)  # (T, B, H): d of xp^n, the n pre-activation
         _, rz, r, z, n = _views(hs, gates, hidden, steps)
@@ -104,7 +105,7 @@ class _GRUSequence(torch.autograd.Function):
                 direct.add_(gout[t - 1])  # plus the gradient of output y_{t-1}
             if carry is not None:
                 direct.add_(carry)  # plus what the masked step carried past
-            dh = lin(das[t], direct)  # dh_{t-1} = da_t W_hh + dh z (+ dy_{t-1})
+            dh = lin(das[t], direct, active[t])  # dh_{t-1} = da_t W_hh + dh z (+ dy_{t-1})
         dw = da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # dW_hh = sum_t da_t^T h_{t-1}
         db = da.sum((0, 1)) if ctx.with_bias else None  # db_hh = sum_t da_t
         dxp = torch.cat([da[..., : 2 * hidden], dxn], 2)  # dxp_t = [da^r, da^z, dA^n]

@@ -43,7 +43,8 @@ def _lstm_forward(xp, h0, c0, w, masks):
     g, c, i_f, i, f, o, tc = _blocks(rows, hidden)
     h, xps, sizes = hs.unbind(0), xp.unbind(0), [2 * hidden, hidden, hidden]
     for t in range(steps):
-        a_if, a_g, a_o = lin(h[t], xps[t]).split(sizes, 1)  # A_t = xp_t + W_hh h_{t-1}
+        a = lin(h[t], xps[t], masks.rows[t])  # A_t = xp_t + W_hh h_{t-1}
+        a_if, a_g, a_o = a.split(sizes, 1)
         torch.sigmoid(a_if, out=i_f[t])  # input and forget gates
         tanh(a_g, g[t])  # candidate cell
         torch.sigmoid(a_o, out=o[t])  # output gate
@@ -78,7 +79,7 @@ def _lstm_infer(xp, h0, c0, w, masks):
     h, xps = hs.unbind(0), xp.unbind(0)
     for t in range(steps):
         e_old, e_new = e[t % 2], e[(t + 1) % 2]
-        a = lin(h[t], xps[t])  # A_t = xp_t + W_hh h_{t-1}
+        a = lin(h[t], xps[t], masks.rows[t])  # A_t = xp_t + W_hh h_{t-1}
         i, f, s, o = a.split(hidden, 1)
         s.add_(s)  # 2 A^g
         a.sigmoid_()  # i, f, o and s^g = sigmoid(2 A^g), so g = 2 s^g - 1
@@ -107,6 +108,7 @@ class _LSTMSequence(torch.autograd.Function):
         steps, batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
         lin = Linear(w.t(), batch)  # dA @ W_hh
         gout, pairs = ctx.masks.output_grads(grad_out), ctx.masks.split()
+        active = ctx.masks.rows  # valid rows per step, or None
         da = hs.new_empty(steps, batch, 4 * hidden)  # (T, B, 4H): dA_t, gates i f g o
         g, _, i_f, _, f, o, tc = _blocks(rows, hidden)
         gci = rows[..., : 3 * hidden].unflatten(2, (3, hidden)).unbind(0)  # [g, c_{t-1}, i]
@@ -127,7 +129,7 @@ class _LSTMSequence(torch.autograd.Function):
             _sigmoid_backward(da_if[t], i_f[t], grad_input=da_if[t])  # dA^i = di i (1 - i), f too
             _tanh_backward(da_g[t], g[t], grad_input=da_g[t])  # dA^g = dg (1 - g^2)
             _sigmoid_backward(da_o[t], o[t], grad_input=da_o[t])  # dA^o = do o (1 - o)
-            dh = lin(das[t], gout[t - 1]) if t else lin(das[t])  # dh_{t-1} = dA_t W_hh + dy_{t-1}
+            dh = lin(das[t], gout[t - 1] if t else None, active[t])  # dA_t W_hh + dy_{t-1}
             if carry_h is not None:  # plus what the masked step carried past
                 dh.add_(carry_h)  # dh_{t-1} += (1 - m_t) dh_t
                 dc.add_(carry_c)  # dc_{t-1} += (1 - m_t) dc_t
