@@ -76,9 +76,12 @@ class StepMasks:
         pairs = zip(self.out_mask.unbind(0), (1.0 - self.out_mask).unbind(0), strict=True)
         return [None if k is None else p for k, p in zip(self.keep, pairs, strict=True)]
 
-    def outputs(self, hs: Tensor) -> Tensor:
-        """The outputs y_t = m_t * h_t from the states h_1..h_T (T, B, H)."""
-        return hs if self.out_mask is None else hs * self.out_mask
+    def outputs(self, hs: Tensor, inplace: bool = False) -> Tensor:
+        """The outputs y_t = m_t * h_t from the states h_1..h_T (T, B, H); ``inplace``
+        overwrites the states (when nothing else needs them)."""
+        if self.out_mask is None:
+            return hs
+        return hs.mul_(self.out_mask) if inplace else hs * self.out_mask
 
     def output_grads(self, grad_out: Tensor) -> list[Tensor]:
         """dL/dy_t masked as y_t is, per step: T x (B, H)."""

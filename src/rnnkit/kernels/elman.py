@@ -87,4 +87,5 @@ def elman_sequence(
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
         hs = _elman_forward(xp.contiguous(), h0, weight_hh, nonlinearity, masks)
-        return masks.outputs(hs[1:]), hs[-1].clone()
+        h_last = hs[-1].clone()
+        return masks.outputs(hs[1:], inplace=True), h_last

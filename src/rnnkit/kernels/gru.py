@@ -132,4 +132,5 @@ def gru_sequence(
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
         hs = _gru_forward(xp.contiguous(), h0, weight_hh, bias_hh, masks, keep=False)[0]
-        return masks.outputs(hs[1:]), hs[-1].clone()
+        h_last = hs[-1].clone()
+        return masks.outputs(hs[1:], inplace=True), h_last

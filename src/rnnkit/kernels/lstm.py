@@ -162,4 +162,5 @@ def lstm_sequence(
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
         hs, c_last = _lstm_infer(xp.contiguous(), h0, c0, weight_hh, masks)
-        return masks.outputs(hs[1:]), hs[-1].clone(), c_last
+        h_last = hs[-1].clone()
+        return masks.outputs(hs[1:], inplace=True), h_last, c_last
