@@ -165,14 +165,25 @@ def _grad_fn_names(t):
     return names
 
 
-def test_loop_never_indexes_a_tensor_per_step():
-    """x[t] on a tensor that requires grad makes backward quadratic in T."""
-    layer = rk.LSTM(I, H, num_layers=2, bidirectional=True, backend="loop")
+class SubclassedLSTMCell(rk.LSTMCell):
+    """Not exactly an LSTMCell, so the loop steps it with autograd (the generic path)."""
+
+
+def _loop_graph_names(cell):
+    layer = rk.Recurrent(cell, num_layers=2, bidirectional=True, backend="loop")
     x = torch.randn(50, 2, I, requires_grad=True)
     out, _ = layer(x, lengths=torch.tensor([50, 20]))
     names = _grad_fn_names(out)
     assert not [n for n in names if n.startswith(("SelectBackward", "IndexBackward"))]
-    assert names.count("UnbindBackward0") == 4  # one per layer and direction
+    return names
+
+
+def test_loop_never_indexes_a_tensor_per_step():
+    """x[t] on a tensor that requires grad makes backward quadratic in T."""
+    names = _loop_graph_names(rk.LSTMCell(I, H))  # one kernel per layer and direction
+    assert names.count("_LSTMSequenceBackward") == 4 and "UnbindBackward0" not in names
+    for cell in (SubclassedLSTMCell(I, H), MinimalCell(I, H)):  # stepped with autograd
+        assert _loop_graph_names(cell).count("UnbindBackward0") == 4
 
 
 def test_trace_exposes_per_step_states_and_gradients():

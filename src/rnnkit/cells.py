@@ -128,10 +128,14 @@ class GatedCell(CellBase):
         """The input part of the pre-activations for inputs of any leading shape,
         (..., I) -> (..., G*H): ``W_ih x + b_ih``, plus ``b_hh`` where the cell folds it in
         (:attr:`fold_hidden_bias`) so that each step adds one bias fewer."""
+        return nn.functional.linear(x, self.weight_ih, self.input_bias())
+
+    def input_bias(self) -> Tensor | None:
+        """The bias :meth:`project_input` adds: (G*H,) or None without biases."""
         bias = self.bias_ih
         if self.fold_hidden_bias and bias is not None:
             bias = bias + self.bias_hh
-        return nn.functional.linear(x, self.weight_ih, bias)
+        return bias
 
     @abc.abstractmethod
     def step_with_gates(

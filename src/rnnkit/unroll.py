@@ -18,6 +18,7 @@ from torch import _VF, Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit.cells import CellBase, ElmanCell, GatedCell, GRUCell, LSTMCell, State
+from rnnkit.kernels import elman_sequence, gru_sequence, lstm_sequence, project
 
 __all__ = ["DirectionTrace", "fused_kind", "run_fused_packed", "run_fused_padded", "run_loop"]
 
@@ -54,7 +55,11 @@ def run_loop(
 
     Where ``mask`` (T, B, 1) is false the output is zero and the state is carried
     unchanged; steps before ``first_masked`` are known to be all valid and skip the mask.
+    The built-in cells run as one kernel with hand-written BPTT (:mod:`rnnkit.kernels`)
+    unless ``trace`` asks for per-step records.
     """
+    if trace is None and type(cell) in (ElmanCell, GRUCell, LSTMCell):
+        return _run_kernel(cell, x, state, mask, first_masked)
     gated = isinstance(cell, GatedCell)
     steps = cell.project_input(x).unbind(0) if gated else x.unbind(0)  # T x (B, G*H)
     masks = mask.unbind(0) if mask is not None else None
@@ -76,6 +81,17 @@ def run_loop(
             trace.hidden.append(cell.output(state))
         outputs.append(h)
     return torch.stack(outputs), state
+
+
+def _run_kernel(cell, x, state, mask, first_masked) -> tuple[Tensor, State]:
+    """A built-in cell over x (T, B, I) as one kernel with hand-written BPTT."""
+    xp, masking = project(cell, x), (mask, first_masked)  # xp: (T, B, G*H)
+    if type(cell) is LSTMCell:
+        out, h, c = lstm_sequence(xp, *state, cell.weight_hh, *masking)
+        return out, (h, c)
+    if type(cell) is GRUCell:
+        return gru_sequence(xp, state, cell.weight_hh, cell.bias_hh, *masking)
+    return elman_sequence(xp, state, cell.weight_hh, cell.nonlinearity, *masking)
 
 
 # -- torch's fused kernels -----------------------------------------------------------------

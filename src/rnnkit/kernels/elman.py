@@ -1,0 +1,91 @@
+"""The Elman (vanilla RNN) recurrence over a whole sequence, with hand-written BPTT."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry, tanh
+
+__all__ = ["elman_sequence"]
+
+_tanh_backward = torch.ops.aten.tanh_backward.grad_input
+_threshold_backward = torch.ops.aten.threshold_backward.grad_input
+
+
+def _elman_forward(xp, h0, w, nonlinearity, masks):
+    """Run the steps; returns h_0..h_T (T+1, B, H), all that backward needs."""
+    steps, batch, hidden = xp.shape[0], xp.shape[1], h0.shape[1]
+    lin = Linear(w, batch)
+    hs = xp.new_empty(steps + 1, batch, hidden)  # (T+1, B, H): h_0 .. h_T
+    hs[0] = h0
+    h, xps = hs.unbind(0), xp.unbind(0)
+    for t in range(steps):
+        a = lin(h[t], xps[t], masks.rows[t])  # A_t = xp_t + W_hh h_{t-1}
+        if nonlinearity == "tanh":
+            tanh(a, h[t + 1])  # h_t = tanh(A_t)
+        else:
+            torch.clamp_min(a, 0.0, out=h[t + 1])  # h_t = relu(A_t)
+        if masks.keep[t] is not None:  # padded rows keep their state
+            torch.where(masks.keep[t], h[t + 1], h[t], out=h[t + 1])
+    return hs
+
+
+class _ElmanSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xp, h0, w, nonlinearity, mask, first_masked):
+        masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
+        hs = _elman_forward(xp.contiguous(), h0, w, nonlinearity, masks)
+        ctx.save_for_backward(hs, w)
+        ctx.masks, ctx.nonlinearity = masks, nonlinearity
+        return masks.outputs(hs[1:]), hs[-1].clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out, grad_h):
+        hs, w = ctx.saved_tensors
+        steps = hs.shape[0] - 1
+        lin = Linear(w.t(), hs.shape[1])  # dA @ W_hh
+        gout, pairs = ctx.masks.output_grads(grad_out), ctx.masks.split()
+        active = ctx.masks.rows  # valid rows per step, or None
+        da = torch.empty(steps, *gout[0].shape, dtype=hs.dtype, device=hs.device)  # (T, B, H)
+        h, das = hs.unbind(0), da.unbind(0)
+        dh = grad_h + gout[-1]  # dL/dh_T: from the final state and the last output
+        for t in reversed(range(steps)):
+            carry = split_carry(dh, pairs[t])  # m_t dh into the step, (1 - m_t) dh carried
+            if ctx.nonlinearity == "tanh":
+                _tanh_backward(dh, h[t + 1], grad_input=das[t])  # dA_t = dh_t (1 - h_t^2)
+            else:
+                _threshold_backward(dh, h[t + 1], 0, grad_input=das[t])  # dA_t = dh_t [h_t > 0]
+            dh = lin(das[t], gout[t - 1] if t else None, active[t])  # dA_t W_hh + dy_{t-1}
+            if carry is not None:
+                dh.add_(carry)  # plus the gradient carried past the masked step
+        dw = da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # dW_hh = sum_t dA_t^T h_{t-1}
+        return da, dh, dw, None, None, None
+
+
+def elman_sequence(
+    xp: Tensor,
+    h0: Tensor,
+    weight_hh: Tensor,
+    nonlinearity: str = "tanh",
+    mask: Tensor | None = None,
+    first_masked: int = 0,
+) -> tuple[Tensor, Tensor]:
+    r"""The Elman recurrence over a sequence: returns outputs (T, B, H) and h_T (B, H).
+
+    .. math::
+        h_t = \phi(xp_t + W_{hh} h_{t-1}), \qquad xp_t = W_{ih} x_t + b_{ih} + b_{hh}
+
+    Args:
+        xp: (T, B, H) projected inputs with both biases. h0: (B, H). weight_hh: (H, H).
+        nonlinearity: ``"tanh"`` or ``"relu"``. mask: None or (T, B, 1) bool.
+        first_masked: steps before it are all valid.
+    """
+    if needs_grad(xp, h0, weight_hh):
+        return _ElmanSequence.apply(xp, h0, weight_hh, nonlinearity, mask, first_masked)
+    with torch.no_grad():
+        masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
+        hs = _elman_forward(xp.contiguous(), h0, weight_hh, nonlinearity, masks)
+        h_last = hs[-1].clone()
+        return masks.outputs(hs[1:], inplace=True), h_last
