@@ -136,6 +136,17 @@ def test_recurrent_of_builtin_cell_equals_named_layer():
     torch.testing.assert_close(generic(x)[0], lstm(x)[0])
 
 
+def test_auto_takes_the_loop_kernels_for_training_on_padded_batches():
+    layer = rk.LSTM(I, H)
+    x, lengths = torch.randn(5, 3, I), torch.tensor([5, 2, 4])
+    assert layer._use_fused(None, x)
+    assert not layer._use_fused(lengths, x)  # training: the loop's kernels skip padding
+    with torch.no_grad():
+        assert layer._use_fused(lengths, x)  # inference: torch's packed kernel
+    assert not rk.LSTM(I, H, backend="loop")._use_fused(None, x)
+    assert rk.LSTM(I, H, backend="torch")._use_fused(lengths, x)
+
+
 def test_state_dict_moves_both_ways():
     ours = rk.GRU(I, H, num_layers=3, bidirectional=True)
     theirs = nn.GRU(I, H, num_layers=3, bidirectional=True)

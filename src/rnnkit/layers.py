@@ -121,7 +121,7 @@ class Recurrent(nn.Module):
                 raise ValueError("lengths: a PackedSequence carries its own lengths; pass None")
             return self._forward_packed(x, state)
         x, hx, lengths, unbatched = self._prepare(x, state, lengths)
-        if self._use_fused():
+        if self._use_fused(lengths, x):
             out, hx = self._fused_padded(x, hx, lengths)
         else:
             out, hx = self._loop(x, hx, lengths, traces=None)
@@ -211,8 +211,18 @@ class Recurrent(nn.Module):
         return tuple(p.unsqueeze(1) for p in parts) if unbatched else tuple(parts)
 
     # -- the two paths -----------------------------------------------------------------
-    def _use_fused(self) -> bool:
-        return self.backend != "loop" and self._fused is not None
+    def _use_fused(self, lengths: Tensor | None = None, x: Tensor | None = None) -> bool:
+        """Whether torch's kernel runs this call. ``"auto"`` takes it except for training on
+        a padded CPU batch, where torch runs its slower packed path and the loop's kernels
+        (which skip padded rows) measured faster: see docs/RESULTS.md."""
+        if self.backend == "loop" or self._fused is None:
+            return False
+        if self.backend == "torch" or lengths is None or x is None:
+            return True
+        training = torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+        return not (training and x.device.type == "cpu")
 
     def _fused_padded(self, x, hx, lengths):
         args = (self.num_layers, self.dropout, self.training, self.bidirectional)
