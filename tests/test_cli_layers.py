@@ -39,7 +39,7 @@ def test_bench_layers_quick_writes_json(tmp_path):
     figures = json.loads(path.read_text())
     assert len(figures["rows"]) == 4  # lengths no/yes x train/infer
     for row in figures["rows"]:
-        assert set(row["ratio"]) == {"torch.nn", "auto", "torch", "loop"}
+        assert set(row["ratio"]) == {"torch.nn", "auto", "torch", "loop", "torch.nn again"}
         assert all(v > 0 for v in row["tokens_per_s"].values())
 
 

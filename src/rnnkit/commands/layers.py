@@ -83,7 +83,8 @@ def bench_layers(
         title=f"layer throughput, median of {rounds} interleaved rounds "
         f"({torch.get_num_threads()} threads); ratio = torch.nn time / ours"
     )
-    for col in ("cell", "B,T,I,H", "lengths", "mode", "torch.nn tok/s", "auto", "torch", "loop"):
+    cols = ("auto", "torch", "loop", "torch.nn again")
+    for col in ("cell", "B,T,I,H", "lengths", "mode", "torch.nn tok/s", *cols):
         table.add_column(col, justify="right")
     total = len(kind) * len(configs) * 4
     with Progress(console=console, transient=True) as bar:
@@ -111,7 +112,7 @@ def bench_layers(
     console.print(table)
     if markdown is not None:
         markdown.write_text(layers.markdown(rows) + "\n")
-    for impl in ("auto", "torch", "loop"):
+    for impl in cols:
         ratios = [r.ratio[impl] for r in rows]
         console.print(
             f"{impl}: min ratio {min(ratios):.2f}, median {sorted(ratios)[len(ratios) // 2]:.2f}"
