@@ -213,8 +213,9 @@ class Recurrent(nn.Module):
     # -- the two paths -----------------------------------------------------------------
     def _use_fused(self, lengths: Tensor | None = None, x: Tensor | None = None) -> bool:
         """Whether torch's kernel runs this call. ``"auto"`` takes it except for training on
-        a padded CPU batch, where torch runs its slower packed path and the loop's kernels
-        (which skip padded rows) measured faster: see docs/RESULTS.md."""
+        a padded CPU batch with H <= 512, where torch runs its slower packed path and the
+        loop's kernels (which skip padded rows) measured 1.2-1.5x faster; at H = 650 they
+        measured slower (docs/RESULTS.md, layer benchmark)."""
         if self.backend == "loop" or self._fused is None:
             return False
         if self.backend == "torch" or lengths is None or x is None:
@@ -222,7 +223,7 @@ class Recurrent(nn.Module):
         training = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         )
-        return not (training and x.device.type == "cpu")
+        return not (training and x.device.type == "cpu" and self.hidden_size <= 512)
 
     def _fused_padded(self, x, hx, lengths):
         args = (self.num_layers, self.dropout, self.training, self.bidirectional)
