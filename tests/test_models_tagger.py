@@ -1,0 +1,125 @@
+"""SequenceTagger: padding invariance, character features, learning, checkpoint config."""
+
+import pytest
+import torch
+
+from rnnkit.models import SequenceTagger, TaggerConfig
+from rnnkit.training.batch import SequenceBatch
+
+
+def make_batch(words, tags, chars=None):
+    lengths = torch.tensor([len(w) for w in words])
+    steps = int(lengths.max())
+    inputs = torch.zeros(len(words), steps, dtype=torch.long)
+    targets = torch.zeros(len(words), steps, dtype=torch.long)
+    for b, (w, t) in enumerate(zip(words, tags, strict=True)):
+        inputs[b, : len(w)], targets[b, : len(t)] = torch.tensor(w), torch.tensor(t)
+    if chars is not None:
+        width = max(len(c) for seq in chars for c in seq)
+        ch = torch.zeros(len(words), steps, width, dtype=torch.long)
+        for b, seq in enumerate(chars):
+            for t, c in enumerate(seq):
+                ch[b, t, : len(c)] = torch.tensor(c)
+        inputs = torch.cat([inputs.unsqueeze(2), ch], dim=2)
+    mask = torch.arange(steps) < lengths.unsqueeze(1)
+    return SequenceBatch(inputs, targets, mask, lengths)
+
+
+CONFIGS = [
+    TaggerConfig(
+        vocab_size=12, num_tags=3, word_dim=8, hidden_size=6, dropout=0.0, decoder="softmax"
+    ),
+    TaggerConfig(
+        vocab_size=12,
+        num_tags=3,
+        word_dim=8,
+        hidden_size=6,
+        dropout=0.0,
+        decoder="crf",
+        char_vocab_size=7,
+        char_dim=4,
+        char_hidden=3,
+        cell="gru",
+        num_layers=2,
+    ),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["softmax", "crf-chars"])
+def test_padded_batch_equals_each_sentence_alone(config):
+    torch.manual_seed(0)
+    model = SequenceTagger(config).double().eval()
+    words = [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10]]
+    tags = [[0, 1, 2, 0, 1], [1, 1], [2, 0, 0]]
+    chars = [[[1, 2], [3], [4, 5, 6], [1], [2]], [[3, 3], [4]], [[5], [6, 1], [2]]]
+    use_chars = chars if config.char_vocab_size else None
+    batch = make_batch(words, tags, use_chars)
+    s = model.emissions(batch)
+    paths = model.decode(batch)
+    for b in range(3):
+        alone = make_batch([words[b]], [tags[b]], [chars[b]] if use_chars else None)
+        n = len(words[b])
+        torch.testing.assert_close(s[b, :n], model.emissions(alone)[0, :n], rtol=0, atol=1e-12)
+        assert paths[b] == model.decode(alone)[0]
+        assert len(paths[b]) == n
+
+
+def test_learns_a_context_dependent_tagging():
+    """Tag 1 marks a word whose left neighbour is word 1 and tag 2 one whose right
+    neighbour is word 2: only a bidirectional model can get both."""
+    torch.manual_seed(1)
+    gen = torch.Generator().manual_seed(1)
+    sentences = [
+        torch.randint(
+            1, 6, (int(torch.randint(3, 9, (1,), generator=gen)),), generator=gen
+        ).tolist()
+        for _ in range(200)
+    ]
+
+    def tag(s, t):
+        if t > 0 and s[t - 1] == 1:
+            return 1
+        if t + 1 < len(s) and s[t + 1] == 2:
+            return 2
+        return 0
+
+    tags = [[tag(s, t) for t in range(len(s))] for s in sentences]
+    batch = make_batch(sentences, tags)
+    for decoder in ("softmax", "crf"):
+        model = SequenceTagger(
+            TaggerConfig(
+                vocab_size=6, num_tags=3, word_dim=8, hidden_size=16, dropout=0.0, decoder=decoder
+            )
+        )
+        opt = torch.optim.Adam(model.parameters(), lr=0.03)
+        for _ in range(60):
+            opt.zero_grad()
+            loss, _ = model.loss(batch)
+            loss.backward()
+            opt.step()
+        predicted = model.predict(batch)
+        accuracy = (predicted == batch.targets[batch.mask]).float().mean().item()
+        assert accuracy > 0.97, (decoder, accuracy)
+
+
+def test_config_round_trip_and_constraints():
+    config = TaggerConfig(vocab_size=5, num_tags=3, tags=("O", "B-X", "I-X"), scheme="BIO")
+    model = SequenceTagger(config)
+    again = SequenceTagger.from_config(model.get_config())
+    again.load_state_dict(model.state_dict())
+    assert again.config == config
+    assert not bool(model.crf.allowed[0, 2])  # no I-X after O
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"num_tags": 0}, "num_tags"),
+        ({"decoder": "mlp"}, "decoder"),
+        ({"tags": ("O",)}, "tags"),
+        ({"scheme": "BIO"}, "scheme"),
+    ],
+)
+def test_bad_config_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        TaggerConfig(**{"vocab_size": 5, "num_tags": 3, **kwargs})
