@@ -167,3 +167,12 @@ def test_word_level_task(tmp_path):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def test_windows_cut_the_streams_into_rows():
+    batch = stream_batch(list(range(50)), 2, window=6)  # streams 0..24 and 25..49
+    assert batch.inputs.shape == (8, 6)
+    assert batch.inputs[4].tolist() == [25, 26, 27, 28, 29, 30]  # second stream's first row
+    torch.testing.assert_close(batch.targets, batch.inputs + 1)
+    with pytest.raises(ValueError, match="window=30"):
+        stream_batch(list(range(50)), 2, window=30)

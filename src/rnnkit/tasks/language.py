@@ -5,7 +5,7 @@ with a vocabulary built on the training split, and laid out as ``streams`` paral
 (:func:`rnnkit.data.batching.batchify_stream`): row b of the (B, N // B) id matrix continues
 where row b of the previous truncated-BPTT chunk ended, so the trainer (with
 ``trainer.batch_size = task.streams`` and ``trainer.tbptt = k``) carries the state across
-the whole epoch::
+the whole epoch (or, with ``window`` = W, through rows of W steps cut from the streams)::
 
     inputs  = streams[:, :-1]   # (B, L - 1)
     targets = streams[:, 1:]    # (B, L - 1), the next token at every position
@@ -51,6 +51,7 @@ class LMTaskConfig:
     max_vocab: int = 10_000  # vocabulary size limit, specials included
     subword_vocab: int = 2000  # sentencepiece pieces
     streams: int = 64  # B, parallel training streams (set trainer.batch_size to this)
+    window: int = 0  # > 0: cut the training streams into rows of this many steps
     eval_streams: int = 16  # parallel streams for validation and test
     embedding_size: int = 64  # D
     tie_weights: bool = False  # share the embedding as the output matrix
@@ -59,6 +60,8 @@ class LMTaskConfig:
         for name in ("max_vocab", "subword_vocab", "streams", "eval_streams", "embedding_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.window < 0:
+            raise ValueError(f"window must be >= 0, got {self.window}")
         if self.train_files and not self.val_files:
             raise ValueError("train_files needs val_files too")
 
@@ -84,12 +87,24 @@ def make_tokenizer(cfg: LMTaskConfig, train_text: str, seed: int) -> Tokenizer:
     return SentencePieceTokenizer.train(lines, vocab_size=cfg.subword_vocab, seed=seed)
 
 
-def stream_batch(ids: list[int], streams: int) -> SequenceBatch:
-    """``ids`` laid out as ``streams`` rows of next-token pairs (see module docstring)."""
+def stream_batch(ids: list[int], streams: int, window: int = 0) -> SequenceBatch:
+    """``ids`` laid out as ``streams`` rows of next-token pairs (see module docstring).
+
+    With ``window`` > 0 each stream is cut into rows of ``window`` steps (the remainder
+    dropped): (B, L - 1) -> (B * n, window). The state then starts from zeros at every row,
+    so the model also learns to start from the zero state, as generation does.
+    """
     s = batchify_stream(torch.tensor(ids, dtype=torch.int64), streams)  # (B, L)
-    b, t = s.shape[0], s.shape[1] - 1
+    x, y = s[:, :-1], s[:, 1:]  # (B, L - 1)
+    if window:
+        n = x.shape[1] // window
+        if n < 1:
+            raise ValueError(f"window={window} is longer than the {x.shape[1]} steps per stream")
+        x = x[:, : n * window].reshape(-1, window)  # (B * n, W)
+        y = y[:, : n * window].reshape(-1, window)
+    b, t = x.shape
     mask = torch.ones(b, t, dtype=torch.bool)
-    return SequenceBatch(s[:, :-1], s[:, 1:], mask, torch.full((b,), t, dtype=torch.int64))
+    return SequenceBatch(x, y, mask, torch.full((b,), t, dtype=torch.int64))
 
 
 def build_lm(cfg: LMTaskConfig, seed: int) -> TaskData:
@@ -99,7 +114,7 @@ def build_lm(cfg: LMTaskConfig, seed: int) -> TaskData:
     vocab = Vocab.build([tokens["train"]], max_size=cfg.max_vocab)
     ids = {s: vocab.encode(t) for s, t in tokens.items()}
     return TaskData(
-        train=stream_batch(ids["train"], cfg.streams),
+        train=stream_batch(ids["train"], cfg.streams, cfg.window),
         val=stream_batch(ids["val"], cfg.eval_streams),
         test=stream_batch(ids["test"], cfg.eval_streams),
         model_shape={
