@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from rnnkit.commands import data as data_commands
+from rnnkit.commands import generate as generate_commands
 from rnnkit.commands import layers
 from rnnkit.commands import train as train_commands
 
@@ -23,6 +24,7 @@ def version() -> None:
 
 
 train_commands.register(app)
+app.command()(generate_commands.generate)
 
 
 @app.command()

@@ -1,5 +1,6 @@
 """Models, one per input/output shape of the seeds; each owns its loss and prediction."""
 
+from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
 from rnnkit.models.tagger import SequenceTagger, TaggerConfig
 
-__all__ = ["SequenceTagger", "TaggerConfig"]
+__all__ = ["LanguageModel", "LanguageModelConfig", "SequenceTagger", "TaggerConfig"]

@@ -34,6 +34,7 @@ class TaskSpec:
     config_cls: type  # frozen dataclass of the task's [task] table
     build: Callable[[Any, int], TaskData]  # (config, seed) -> data
     description: str = ""  # one line for help texts
+    model: Callable[[dict[str, Any]], Any] | None = None  # fields -> model (RecurrentModel)
 
 
 _TASKS: dict[str, TaskSpec] = {}

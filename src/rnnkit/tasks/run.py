@@ -103,9 +103,10 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
     return run_config_from_json(json.loads(f.read_text()))
 
 
-def build_model(cfg: RunConfig, data: TaskData) -> RecurrentModel:
+def build_model(cfg: RunConfig, data: TaskData) -> Any:
     fields = {**to_dict(cfg.model), **data.model_shape}
-    return RecurrentModel(RecurrentModelConfig(**fields))
+    factory = get_task(cfg.task).model
+    return factory(fields) if factory else RecurrentModel(RecurrentModelConfig(**fields))
 
 
 def _setup(

@@ -1,0 +1,178 @@
+"""LanguageModel: carried state is exact, tied weights, training, checkpoints, generation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import _training_helpers  # noqa: F401  (one torch thread)
+from rnnkit.cli import app
+from rnnkit.decoding import generate
+from rnnkit.models import LanguageModel, LanguageModelConfig
+from rnnkit.tasks import run
+from rnnkit.tasks.language import LMTaskConfig, build_lm, generate_text, stream_batch
+from rnnkit.training.bptt import detach_state
+from rnnkit.training.checkpoint import load_model
+
+CORPUS = "the cat sat on the mat. " * 40
+
+
+def small(cell="lstm", seed=0, **kw) -> LanguageModel:
+    torch.manual_seed(seed)
+    fields = {"vocab_size": 11, "embedding_size": 6, "hidden_size": 8, "num_layers": 2}
+    return LanguageModel(LanguageModelConfig(cell=cell, **{**fields, **kw})).eval()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_step_and_prime_equal_the_full_forward(cell):
+    model = small(cell)
+    x = torch.randint(0, 11, (3, 9))
+    full, final = model(x)  # (3, 9, V)
+    logits, state = model.prime(x[:, :4])
+    torch.testing.assert_close(logits, full[:, 3])
+    for t in range(4, 9):
+        logits, state = model.step(x[:, t], state)
+        torch.testing.assert_close(logits, full[:, t])
+    for a, b in zip(state, final, strict=True) if cell == "lstm" else [(state, final)]:
+        torch.testing.assert_close(a, b)
+
+
+def test_chunks_with_carried_state_equal_one_long_forward():
+    model = small("gru")
+    batch = stream_batch(torch.randint(0, 11, (200,)).tolist(), 4)  # (4, 49)
+    whole = model.loss(batch)[0].detach()
+    state, total = None, 0.0
+    for chunk in batch.time_chunks(10):
+        loss, _, state = model.carry_loss(chunk, state)
+        state = detach_state(state)
+        total += float(loss.detach()) * chunk.n_targets
+    assert total / batch.n_targets == pytest.approx(float(whole), rel=1e-5)
+    with torch.no_grad():  # the chunked evaluation path gives the same loss
+        chunked = LanguageModel.from_config({**model.get_config(), "eval_chunk": 7})
+        chunked.load_state_dict(model.state_dict())
+        loss, metrics = chunked.loss(batch)
+    assert float(loss) == pytest.approx(float(whole), rel=1e-5)
+    assert metrics["bpc"] == pytest.approx(float(whole) / math.log(2), rel=1e-5)
+    assert metrics["perplexity"] == pytest.approx(math.exp(float(whole)), rel=1e-5)
+
+
+def test_tied_weights_are_one_parameter():
+    model = small(tie_weights=True, hidden_size=8, embedding_size=6)
+    assert model.head.weight is model.embedding.weight
+    assert model.proj is not None  # H != D needs the projection
+    names = [n for n, _ in model.named_parameters()]
+    assert "head.weight" not in names  # shared parameters are listed once
+    untied = small(tie_weights=False)
+    n_tied = sum(p.numel() for p in model.parameters())
+    n_untied = sum(p.numel() for p in untied.parameters())
+    assert n_untied - n_tied == 11 * 8 - 8 * 6 - 6  # head (V, H) vs proj (D, H) + bias
+    x = torch.randint(0, 11, (2, 5))
+    model.train()
+    loss, _ = model.loss(stream_batch(x.flatten().tolist(), 2))
+    loss.backward()  # one gradient reaches the shared matrix from both uses
+    assert model.embedding.weight.grad is model.head.weight.grad
+
+
+def test_seeded_generation_repeats():
+    model = small()
+    prime = torch.tensor([[1, 2, 3]])
+    a = generate(model, prime, 30, temperature=1.0, seed=5)
+    b = generate(model, prime, 30, temperature=1.0, seed=5)
+    c = generate(model, prime, 30, temperature=1.0, seed=6)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == (1, 33)
+
+
+def _tiny_run(tmp_path, **task):
+    train_file = tmp_path / "train.txt"
+    train_file.write_text(CORPUS)
+    val_file = tmp_path / "val.txt"
+    val_file.write_text(CORPUS[:240])
+    items = [
+        f'task.train_files=["{train_file}"]',
+        f'task.val_files=["{val_file}"]',
+        "task.streams=4",
+        "task.eval_streams=2",
+        "task.embedding_size=16",
+        *(f"task.{k}={v}" for k, v in task.items()),
+        'model.cell="gru"',
+        "model.hidden_size=32",
+        "trainer.epochs=6",
+        "trainer.batch_size=4",
+        "trainer.tbptt=20",
+        "trainer.lr=0.02",
+        "trainer.clip_norm=5.0",
+        'trainer.log.progress="none"',
+        "trainer.log.tensorboard=false",
+    ]
+    cfg = run.load_run_config("lm", None, items)
+    out = tmp_path / "run"
+    summary = run.train(cfg, out)
+    return out, summary
+
+
+def test_tiny_corpus_is_learned_and_round_trips(tmp_path):
+    out, summary = _tiny_run(tmp_path)
+    first, last = summary["history"][0], summary["history"][-1]
+    # 9 distinct characters: a uniform guess costs ln 13 = 2.56 nats; the text is periodic
+    assert last["val_loss"] < 0.3 < first["train_loss"]
+    assert last["val_bpc"] == pytest.approx(last["val_loss"] / math.log(2))
+    path = run.checkpoint_path(out)
+    model = load_model(path).eval()
+    assert isinstance(model, LanguageModel)
+    again = LanguageModel.from_config(model.get_config())
+    again.load_state_dict(model.state_dict())
+    x = torch.randint(0, model.config.vocab_size, (2, 7))
+    torch.testing.assert_close(again(x)[0], model(x)[0])
+    text = generate_text(out, "the cat", 48, temperature=0)
+    assert text.startswith(" sat on the mat. the cat sat on")
+    streamed: list[str] = []
+    sampled = generate_text(out, "the", 30, temperature=0.8, seed=3, on_text=streamed.append)
+    assert "".join(streamed) == sampled
+    assert sampled == generate_text(out, "the", 30, temperature=0.8, seed=3)
+
+
+def test_cli_generate(tmp_path):
+    out, _ = _tiny_run(tmp_path)
+    runner = CliRunner()
+    args = ["generate", str(out), "--prime", "the mat", "--length", "20", "--temperature", "0"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("the mat. the cat sat on")
+    r = runner.invoke(app, [*args[:-2], "--temperature", "1", "--top-k", "3", "--seed", "1"])
+    assert r.exit_code == 0 and r.output.startswith("the mat")
+    r = runner.invoke(app, ["generate", str(tmp_path / "nothing")])
+    assert r.exit_code == 1 and "no checkpoint" in r.output
+
+
+def test_word_level_task(tmp_path):
+    data = build_lm(
+        LMTaskConfig(
+            train_files=(str(_write(tmp_path / "t.txt", CORPUS)),),
+            val_files=(str(_write(tmp_path / "v.txt", CORPUS[:96])),),
+            tokenizer="word",
+            streams=2,
+            eval_streams=1,
+        ),
+        seed=0,
+    )
+    assert data.model_shape["vocab_size"] == 4 + 6  # the cat sat on mat .
+    assert data.train.inputs.shape[0] == 2
+    torch.testing.assert_close(data.train.inputs[:, 1:], data.train.targets[:, :-1])
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_windows_cut_the_streams_into_rows():
+    batch = stream_batch(list(range(50)), 2, window=6)  # streams 0..24 and 25..49
+    assert batch.inputs.shape == (8, 6)
+    assert batch.inputs[4].tolist() == [25, 26, 27, 28, 29, 30]  # second stream's first row
+    torch.testing.assert_close(batch.targets, batch.inputs + 1)
+    with pytest.raises(ValueError, match="window=30"):
+        stream_batch(list(range(50)), 2, window=30)
