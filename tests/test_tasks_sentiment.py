@@ -14,7 +14,7 @@ from rnnkit.cli import app
 from rnnkit.tasks import get_task
 from rnnkit.tasks.sentiment import SentimentConfig, read_labelled
 
-FILLER = ["the", "a", "movie", "film", "plot", "actors", "story", "scenes", "it", "was", "and", "very", "quite"]
+FILLER = ["the", "a", "movie", "film", "plot", "actors", "story", "scenes", "it", "was", "very"]
 
 
 def reviews(n: int, seed: int) -> list[tuple[str, str]]:
