@@ -166,3 +166,13 @@ def test_one_label_only_is_refused(tmp_path):
         get_task("sentiment").build(SentimentConfig(data=str(data)), seed=0)
     texts, labels = read_labelled(data, "text", "label")
     assert len(texts) == len(labels) == 30
+
+
+def test_shipped_config_loads():
+    from pathlib import Path
+
+    from rnnkit.tasks.run import load_run_config
+
+    cfg = load_run_config("sentiment", Path(__file__).parents[1] / "configs" / "sentiment.toml")
+    assert cfg.task_config.data == "rotten-tomatoes"
+    assert cfg.trainer.monitor == "val_accuracy"
