@@ -185,6 +185,21 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, vectors_path) -> tuple[
     return best_test, best_epoch
 
 
+def summarise(logs: list[Path]) -> None:
+    """Table of the per-fold lines in logs of (possibly unfinished) runs of this script."""
+    accs: dict[str, list[float]] = {}
+    seconds: dict[str, str] = {}
+    for log in logs:
+        text = log.read_text("utf-8")
+        for name, _, acc in re.findall(r"  (\S+) fold (\d+): accuracy ([\d.]+)", text):
+            accs.setdefault(name, []).append(float(acc))
+        seconds.update(re.findall(r"^(\S+): .* (\d+) s/fold$", text, re.M))
+    print("| config | folds run | mean accuracy | std | time per fold (s) |\n|---|---|---|---|---|")
+    for name, v in accs.items():
+        std = f"{float(np.std(v)):.2f}" if len(v) > 1 else "-"
+        print(f"| {name} | {len(v)} | {np.mean(v):.2f} | {std} | {seconds.get(name, '-')} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -198,7 +213,11 @@ def main() -> None:
     p.add_argument("--onehot-vocab", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--summarise", type=Path, nargs="+", help="only tabulate these output logs")
     args = p.parse_args()
+    if args.summarise:
+        summarise(args.summarise)
+        return
     torch.set_num_threads(1)
 
     texts, ys, extra = mr_sentences()
