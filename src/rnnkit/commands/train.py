@@ -55,13 +55,16 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="run directory"),
     split: str = typer.Option("test", help="train, val or test"),
     which: str = typer.Option("best", help="best or latest checkpoint"),
+    data: Path | None = typer.Option(
+        None, "--data", help="labelled CSV/TSV/JSONL file instead of a split (sentiment runs)"
+    ),
 ) -> None:
-    """Evaluate a run's checkpoint on a split; prints JSON metrics."""
+    """Evaluate a run's checkpoint on a split or a labelled file; prints JSON metrics."""
     from rnnkit.tasks import run
 
     try:
-        metrics = run.evaluate(run_dir, split, which)
-    except (FileNotFoundError, ValueError) as e:
+        metrics = run.evaluate(run_dir, split, which, data)
+    except (FileNotFoundError, ValueError) as e:  # DataFormatError is a ValueError
         _fail(str(e))
     typer.echo(json.dumps(metrics, indent=1))
 

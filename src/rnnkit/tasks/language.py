@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import torch
 
+from rnnkit.config import to_dict
 from rnnkit.data.batching import batchify_stream
 from rnnkit.data.readers.text import read_text
 from rnnkit.data.registry import dataset_dir, fetch, load_report
@@ -126,8 +127,9 @@ def build_lm(cfg: LMTaskConfig, seed: int) -> TaskData:
     )
 
 
-def build_lm_model(fields: dict[str, Any]) -> LanguageModel:
+def build_lm_model(model: Any, data: TaskData, seed: int) -> LanguageModel:
     """The model from the run's [model] section and the task's shape (unused keys ignored)."""
+    fields = {**to_dict(model), **data.model_shape}
     names = LanguageModelConfig.__dataclass_fields__
     return LanguageModel(LanguageModelConfig(**{k: v for k, v in fields.items() if k in names}))
 
@@ -152,7 +154,7 @@ def load_text_codec(vocab_json: dict[str, Any]) -> TextCodec:
 
 
 register_task(
-    TaskSpec("lm", LMTaskConfig, build_lm, "language model on text", model=build_lm_model)
+    TaskSpec("lm", LMTaskConfig, build_lm, "language model on text", build_model=build_lm_model)
 )
 
 

@@ -34,7 +34,8 @@ class TaskSpec:
     config_cls: type  # frozen dataclass of the task's [task] table
     build: Callable[[Any, int], TaskData]  # (config, seed) -> data
     description: str = ""  # one line for help texts
-    model: Callable[[dict[str, Any]], Any] | None = None  # fields -> model (RecurrentModel)
+    # (model section, data, seed) -> model; None: the per-step RecurrentModel of adding/copy
+    build_model: Callable[[Any, TaskData, int], Any] | None = None
 
 
 _TASKS: dict[str, TaskSpec] = {}

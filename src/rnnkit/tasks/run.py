@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
 from rnnkit.config import apply_overrides, from_dict, load_toml, to_dict
 from rnnkit.tasks.models import RecurrentModel, RecurrentModelConfig
 from rnnkit.tasks.registry import TaskData, get_task
 from rnnkit.training.batch import EpochBatches, SequenceBatch
 from rnnkit.training.callbacks import Callback
-from rnnkit.training.checkpoint import load_model, locate_checkpoint, write_atomic
+from rnnkit.training.checkpoint import load_model, load_vocab, locate_checkpoint, write_atomic
 from rnnkit.training.config import TrainerConfig
 from rnnkit.training.distributed import init_distributed, seed_everything
 from rnnkit.training.trainer import Trainer, evaluate_model
@@ -103,10 +105,12 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
     return run_config_from_json(json.loads(f.read_text()))
 
 
-def build_model(cfg: RunConfig, data: TaskData) -> Any:
-    fields = {**to_dict(cfg.model), **data.model_shape}
-    factory = get_task(cfg.task).model
-    return factory(fields) if factory else RecurrentModel(RecurrentModelConfig(**fields))
+def build_model(cfg: RunConfig, data: TaskData) -> torch.nn.Module:
+    """The task's own model (``TaskSpec.build_model``) or a per-step :class:`RecurrentModel`."""
+    spec = get_task(cfg.task)
+    if spec.build_model is not None:
+        return spec.build_model(cfg.model, data, cfg.seed)
+    return RecurrentModel(RecurrentModelConfig(**to_dict(cfg.model), **data.model_shape))
 
 
 def _setup(
@@ -176,15 +180,42 @@ def _split(data: TaskData, split: str) -> SequenceBatch:
     return getattr(data, split)
 
 
-def evaluate(run_dir: str | Path, split: str = "test", which: str = "best") -> dict[str, float]:
-    """Loss and metrics of the run's ``which`` checkpoint on ``split``, with the baseline."""
+def evaluate(
+    run_dir: str | Path,
+    split: str = "test",
+    which: str = "best",
+    data_file: str | Path | None = None,
+) -> dict[str, float]:
+    """Loss and metrics of the run's ``which`` checkpoint on ``split``, with the baseline.
+
+    With ``data_file`` (text classification runs only), evaluate on that labelled file instead,
+    read with the run's text and label columns and encoded with the checkpoint's vocabulary.
+    """
     cfg = read_run_config(run_dir)
+    path = checkpoint_path(run_dir, which)
+    model = load_model(path)
+    if data_file is not None:
+        from rnnkit.tasks.sentiment import TextClassifier, read_labelled
+
+        clf = TextClassifier(model, load_vocab(path))
+        task = cfg.task_config  # the run's text and label column names
+        texts, labels = read_labelled(data_file, task.text_column, task.label_column)
+        batch = clf.batch(texts, labels, str(data_file))
+        batches = EpochBatches(batch, cfg.trainer.batch_size, False, drop_last=False)
+        return {"n": float(batch.size), **evaluate_model(model, batches)}
     data = get_task(cfg.task).build(cfg.task_config, cfg.seed)
-    model = load_model(checkpoint_path(run_dir, which))
     batches = EpochBatches(_split(data, split), cfg.trainer.batch_size, False, drop_last=False)
     out = evaluate_model(model, batches)
     out.update({f"baseline_{k}": v for k, v in data.baseline.items()})
     return out
+
+
+def load_text_classifier(run_dir: str | Path, which: str = "best") -> Any:
+    """A :class:`~rnnkit.tasks.sentiment.TextClassifier` from a text-classification run."""
+    from rnnkit.tasks.sentiment import TextClassifier
+
+    path = checkpoint_path(run_dir, which)
+    return TextClassifier(load_model(path), load_vocab(path))
 
 
 def diagnose(run_dir: str | Path, out_dir: str | Path | None = None, n: int = 32) -> list[Path]:

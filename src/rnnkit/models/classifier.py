@@ -1,0 +1,197 @@
+"""Many-to-one: a recurrent encoder, a summary of its outputs and a classifier on top.
+
+For token ids x (B, T) with lengths n_b (padding after step n_b is ignored)::
+
+    e_t = E x_t  or  onehot(x_t)             # (B, T, D), learned/pretrained embedding or one-hot
+    h_1..h_T = RNN(e_1..e_T)                 # (B, T, H'), H' = 2H if bidirectional
+    s = summary(h, n)                        # (B, H')
+        last: forward h_{n_b} (and the backward direction's h_1), each sequence's own last step
+        mean: (1 / n_b) sum_{t <= n_b} h_t
+        max:  max_{t <= n_b} h_t
+        attention: sum_t a_t h_t, a = softmax_t(v^T tanh(W_q q + W_k h_t)) over valid t
+    z = W_o dropout(s) + b_o                 # (B, K) logits, or (B, 1) for a sigmoid head
+    p(y | x) = softmax(z)  or  p(y = 1 | x) = sigmoid(z)
+
+The label of sequence b is ``batch.targets[b, n_b - 1]`` (the trainer's many-to-one layout:
+the one marked step is the last valid one). The model implements the trainer's contract:
+``loss``, ``predict`` and ``get_config``/``from_config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+import rnnkit as rk
+from rnnkit.attention import AttentionPooling, lengths_to_mask
+from rnnkit.data.representations import OneHot
+from rnnkit.training.batch import SequenceBatch
+
+CELLS = {"rnn": rk.RNN, "lstm": rk.LSTM, "gru": rk.GRU}
+POOLINGS = ("last", "mean", "max", "attention")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    vocab_size: int  # V, token ids in [0, V)
+    num_classes: int = 2  # K
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"  # Elman RNN, LSTM or GRU
+    embedding_dim: int = 100  # D; 0: one-hot inputs (D = V)
+    hidden_size: int = 128  # H per direction
+    num_layers: int = 1  # stacked recurrent layers
+    bidirectional: bool = False  # also read each sequence from its last step to its first
+    pooling: Literal["last", "mean", "max", "attention"] = "last"  # summary of the outputs
+    head: Literal["softmax", "sigmoid"] = "softmax"  # sigmoid: one logit, K must be 2
+    dropout: float = 0.0  # on embeddings, between layers and on the summary
+    freeze_embedding: bool = False  # keep the (pretrained) embedding fixed
+    padding_idx: int = 0  # id of <pad>: its embedding row is zero
+    backend: Literal["auto", "torch", "loop"] = "auto"  # how the layers unroll time
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        if self.embedding_dim < 0:
+            raise ValueError(f"embedding_dim must be >= 0 (0: one-hot), got {self.embedding_dim}")
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {self.cell!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.head not in ("softmax", "sigmoid"):
+            raise ValueError(f"head must be 'softmax' or 'sigmoid', got {self.head!r}")
+        if self.head == "sigmoid" and self.num_classes != 2:
+            raise ValueError(f"head 'sigmoid' needs num_classes 2, got {self.num_classes}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.padding_idx < self.vocab_size:
+            raise ValueError(
+                f"padding_idx must be in [0, {self.vocab_size}), got {self.padding_idx}"
+            )
+
+
+class SequenceClassifier(nn.Module):
+    """One label per sequence (see the module docstring for the equations).
+
+    Example::
+
+        model = SequenceClassifier(ClassifierConfig(vocab_size=100, pooling="mean"))
+        logits = model(ids, lengths)          # ids (B, T) int64, lengths (B,) -> (B, 2)
+        labels, probs = model.classify(ids, lengths)   # (B,), (B, K)
+    """
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        if c.embedding_dim:
+            self.embedding: nn.Module = nn.Embedding(
+                c.vocab_size, c.embedding_dim, padding_idx=c.padding_idx
+            )
+            self.embedding.weight.requires_grad_(not c.freeze_embedding)
+        else:
+            self.embedding = OneHot(c.vocab_size, padding_idx=c.padding_idx)
+        d_in = c.embedding_dim or c.vocab_size
+        self.rnn = CELLS[c.cell](
+            d_in,
+            c.hidden_size,
+            num_layers=c.num_layers,
+            bidirectional=c.bidirectional,
+            dropout=c.dropout if c.num_layers > 1 else 0.0,
+            batch_first=True,
+            backend=c.backend,
+        )
+        width = c.hidden_size * (2 if c.bidirectional else 1)  # H'
+        self.pool = AttentionPooling(width) if c.pooling == "attention" else None
+        self.drop = nn.Dropout(c.dropout)
+        self.out = nn.Linear(width, 1 if c.head == "sigmoid" else c.num_classes)
+
+    # ---- checkpoint contract --------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SequenceClassifier:
+        return cls(ClassifierConfig(**config))
+
+    def load_vectors(self, weight: Tensor) -> None:
+        """Copy a (V, D) matrix (e.g. from :func:`rnnkit.data.build_embedding`) in."""
+        if not isinstance(self.embedding, nn.Embedding):
+            raise ValueError("load_vectors: the model has one-hot inputs (embedding_dim=0)")
+        if tuple(weight.shape) != tuple(self.embedding.weight.shape):
+            raise ValueError(
+                f"weight shape {tuple(weight.shape)} differs from the embedding's "
+                f"{tuple(self.embedding.weight.shape)}"
+            )
+        with torch.no_grad():
+            self.embedding.weight.copy_(weight)
+            self.embedding.weight[self.config.padding_idx] = 0.0
+
+    # ---- forward ----------------------------------------------------------------------------
+    def summarise(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """ids (B, T) int64, lengths (B,) with 1 <= n_b <= T -> summary s (B, H')."""
+        if ids.dim() != 2 or ids.dtype != torch.int64:
+            raise ValueError(f"ids must be (B, T) int64, got {tuple(ids.shape)} {ids.dtype}")
+        if lengths.shape != ids.shape[:1] or bool((lengths < 1).any()):
+            raise ValueError(f"lengths must be (B,) = ({ids.shape[0]},) with values >= 1")
+        steps = int(lengths.max())
+        ids = ids[:, :steps]  # (B, T'): padding past the longest sequence changes nothing
+        x = self.drop(self.embedding(ids).to(self.out.weight.dtype))  # (B, T', D)
+        out, state = self.rnn(x, lengths=lengths)  # (B, T', H')
+        mask = lengths_to_mask(lengths, steps)  # (B, T')
+        c = self.config
+        if c.pooling == "last":
+            h = state[0] if isinstance(state, tuple) else state  # (L * dirs, B, H)
+            dirs = 2 if c.bidirectional else 1
+            return torch.cat(list(h[-dirs:]), dim=-1)  # (B, H'): top layer, each direction
+        if c.pooling == "mean":
+            out = out * mask.unsqueeze(-1)
+            return out.sum(1) / lengths.to(out.dtype).unsqueeze(-1)  # (B, H')
+        if c.pooling == "max":
+            return out.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)  # (B, H')
+        summary, _ = self.pool(out, mask)  # (B, H')
+        return summary
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """Logits z: (B, K) for softmax, (B, 1) for sigmoid."""
+        return self.out(self.drop(self.summarise(ids, lengths)))
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """(B, K) class probabilities from the logits of either head."""
+        if self.config.head == "sigmoid":
+            p = torch.sigmoid(logits)  # (B, 1): p(y = 1)
+            return torch.cat([1 - p, p], dim=-1)
+        return torch.softmax(logits, dim=-1)
+
+    @torch.no_grad()
+    def classify(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Labels (B,) and probabilities (B, K)."""
+        probs = self.probabilities(self(ids, lengths))
+        return probs.argmax(-1), probs
+
+    # ---- trainer contract -------------------------------------------------------------------
+    @staticmethod
+    def labels(batch: SequenceBatch) -> Tensor:
+        """(B,) labels, read at each sequence's last step."""
+        last = (batch.lengths - 1).clamp(min=0).unsqueeze(1)  # (B, 1)
+        return batch.targets.gather(1, last).squeeze(1).long()
+
+    def loss(self, batch: SequenceBatch) -> tuple[Tensor, dict[str, float]]:
+        z = self(batch.inputs, batch.lengths)
+        y = self.labels(batch)  # (B,)
+        if self.config.head == "sigmoid":
+            loss = nn.functional.binary_cross_entropy_with_logits(z.squeeze(-1), y.to(z.dtype))
+            pred = (z.squeeze(-1) > 0).long()
+        else:
+            loss = nn.functional.cross_entropy(z, y)
+            pred = z.argmax(-1)
+        return loss, {"accuracy": float((pred == y).float().mean())}
+
+    @torch.no_grad()
+    def predict(self, batch: SequenceBatch) -> Tensor:
+        """Predicted labels (B,), one per sequence."""
+        return self.classify(batch.inputs, batch.lengths)[0]

@@ -1,0 +1,177 @@
+"""SequenceClassifier: padding invariance, poolings, heads, checkpoints, learning, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnkit.models import ClassifierConfig, SequenceClassifier
+from rnnkit.training import TrainerConfig
+from rnnkit.training.batch import EpochBatches, SequenceBatch
+from rnnkit.training.checkpoint import load_model, locate_checkpoint
+from rnnkit.training.trainer import Trainer
+
+V = 12
+
+
+def make_batch(seqs: list[list[int]], labels: list[int]) -> SequenceBatch:
+    """Many-to-one layout: ids padded with 0, the label at each sequence's last step."""
+    t = max(map(len, seqs))
+    ids = torch.zeros(len(seqs), t, dtype=torch.long)
+    targets = torch.zeros(len(seqs), t, dtype=torch.long)
+    mask = torch.zeros(len(seqs), t, dtype=torch.bool)
+    for b, (s, y) in enumerate(zip(seqs, labels, strict=True)):
+        ids[b, : len(s)] = torch.tensor(s)
+        targets[b, len(s) - 1] = y
+        mask[b, len(s) - 1] = True
+    return SequenceBatch(ids, targets, mask, torch.tensor([len(s) for s in seqs]))
+
+
+def model(**kw) -> SequenceClassifier:
+    torch.manual_seed(0)
+    base = {"vocab_size": V, "embedding_dim": 6, "hidden_size": 5}
+    return SequenceClassifier(ClassifierConfig(**{**base, **kw})).eval()
+
+
+SEQS = [[3, 4, 5], [6, 7, 8, 9, 10, 11], [2]]
+
+VARIANTS = [
+    {"cell": cell, "pooling": pooling, "bidirectional": bi}
+    for cell in ("rnn", "lstm", "gru")
+    for pooling in ("last", "mean", "max", "attention")
+    for bi in (False, True)
+]
+
+
+@pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: "-".join(map(str, kw.values())))
+def test_padded_batch_gives_each_sentence_alone(kw):
+    m = model(**kw)
+    batch = make_batch(SEQS, [0, 1, 0])
+    extra = torch.cat([batch.inputs, torch.zeros(3, 4, dtype=torch.long)], dim=1)  # more padding
+    together = m(extra, batch.lengths)  # (3, 2)
+    for b, s in enumerate(SEQS):
+        alone = m(torch.tensor([s]), torch.tensor([len(s)]))
+        torch.testing.assert_close(together[b], alone[0], atol=1e-6, rtol=1e-5)
+
+
+def test_poolings_match_their_definitions():
+    ids = torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]])
+    lengths = torch.tensor([3, 2])
+    for pooling in ("mean", "max", "last"):
+        m = model(pooling=pooling, cell="gru")
+        out, _ = m.rnn(m.embedding(ids), lengths=lengths)  # (2, 4, H)
+        s = m.summarise(ids, lengths)
+        for b, n in enumerate(lengths.tolist()):
+            valid = out[b, :n]
+            want = {"mean": valid.mean(0), "max": valid.amax(0), "last": valid[-1]}[pooling]
+            torch.testing.assert_close(s[b], want)
+
+
+def test_bidirectional_last_joins_forward_end_and_backward_start():
+    m = model(pooling="last", bidirectional=True, cell="lstm")
+    ids, lengths = torch.tensor([[3, 4, 5, 0]]), torch.tensor([3])
+    out, _ = m.rnn(m.embedding(ids), lengths=lengths)  # (1, 4, 2H)
+    h = 5
+    want = torch.cat([out[0, 2, :h], out[0, 0, h:]])
+    torch.testing.assert_close(m.summarise(ids, lengths)[0], want)
+
+
+def test_attention_weights_ignore_padding():
+    m = model(pooling="attention")
+    with torch.no_grad():
+        m.pool.query.normal_()
+    ids, lengths = torch.tensor([[3, 4, 0, 0]]), torch.tensor([2])
+    out, _ = m.rnn(m.embedding(ids), lengths=lengths)
+    _, weights = m.pool(out, torch.tensor([[True, True, False, False]]))
+    assert weights[0, 2:].abs().max() == 0
+    torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
+
+
+def test_one_hot_and_sigmoid_head_probabilities():
+    m = model(embedding_dim=0, head="sigmoid")
+    assert m.out.out_features == 1
+    labels, probs = m.classify(torch.tensor([[3, 4], [5, 0]]), torch.tensor([2, 1]))
+    assert probs.shape == (2, 2)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2))
+    assert labels.tolist() == (probs[:, 1] > 0.5).long().tolist()
+
+
+def test_load_vectors_copies_rows_and_zeroes_padding():
+    m = model()
+    w = torch.arange(V * 6, dtype=torch.float32).view(V, 6)
+    m.load_vectors(w)
+    assert torch.equal(m.embedding.weight[3], w[3])
+    assert m.embedding.weight[0].abs().sum() == 0
+    with pytest.raises(ValueError, match="weight shape"):
+        m.load_vectors(torch.zeros(V, 7))
+    with pytest.raises(ValueError, match="one-hot"):
+        model(embedding_dim=0).load_vectors(w)
+
+
+def toy_data(n: int, seed: int) -> SequenceBatch:
+    """Label 1 when token 2 ('good') occurs before any 3 ('bad') decides; else 0.
+
+    Each sentence has filler tokens 4..11 and exactly one of {2, 3} at a random position.
+    """
+    g = torch.Generator().manual_seed(seed)
+    seqs, labels = [], []
+    for _ in range(n):
+        length = int(torch.randint(3, 9, (1,), generator=g))
+        s = torch.randint(4, V, (length,), generator=g).tolist()
+        y = int(torch.randint(0, 2, (1,), generator=g))
+        s[int(torch.randint(0, length, (1,), generator=g))] = 2 if y else 3
+        seqs.append(s)
+        labels.append(y)
+    return make_batch(seqs, labels)
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_learns_a_toy_task_and_round_trips_through_a_checkpoint(tmp_path, head):
+    torch.manual_seed(0)
+    m = SequenceClassifier(
+        ClassifierConfig(vocab_size=V, embedding_dim=8, hidden_size=16, cell="gru", head=head)
+    )
+    cfg = TrainerConfig(epochs=6, batch_size=16, lr=0.02)
+    train, val = toy_data(320, 1), toy_data(100, 2)
+    trainer = Trainer(
+        m,
+        cfg,
+        EpochBatches(train, 16, seed=0),
+        EpochBatches(val, 50, shuffle=False, drop_last=False),
+        run_dir=tmp_path,
+        vocab={"tokens": [str(i) for i in range(V)]},
+    )
+    trainer.fit()
+    m.eval()
+    acc = float((m.predict(val) == SequenceClassifier.labels(val)).float().mean())
+    assert acc >= 0.95
+    loaded = load_model(locate_checkpoint(tmp_path / "checkpoints", "latest"))
+    assert isinstance(loaded, SequenceClassifier)
+    assert loaded.config == m.config
+    torch.testing.assert_close(loaded(val.inputs, val.lengths), m(val.inputs, val.lengths))
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"vocab_size": 0}, "vocab_size"),
+        ({"num_classes": 1}, "num_classes"),
+        ({"embedding_dim": -1}, "embedding_dim"),
+        ({"cell": "tcn"}, "cell"),
+        ({"pooling": "sum"}, "pooling"),
+        ({"head": "sigmoid", "num_classes": 3}, "sigmoid"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"padding_idx": 99}, "padding_idx"),
+    ],
+)
+def test_bad_config_names_the_argument(kw, match):
+    with pytest.raises(ValueError, match=match):
+        ClassifierConfig(**{"vocab_size": V, **kw})
+
+
+def test_bad_inputs_are_refused():
+    m = model()
+    with pytest.raises(ValueError, match="ids"):
+        m(torch.zeros(2, 3), torch.tensor([3, 3]))
+    with pytest.raises(ValueError, match="lengths"):
+        m(torch.zeros(2, 3, dtype=torch.long), torch.tensor([0, 3]))
