@@ -34,6 +34,8 @@ class TaskSpec:
     config_cls: type  # frozen dataclass of the task's [task] table
     build: Callable[[Any, int], TaskData]  # (config, seed) -> data
     description: str = ""  # one line for help texts
+    build_model: Callable[[Any, TaskData], Any] | None = None  # ([model], data) -> model
+    score: Callable[[Any, SequenceBatch, TaskData], dict[str, float]] | None = None  # extra
 
 
 _TASKS: dict[str, TaskSpec] = {}

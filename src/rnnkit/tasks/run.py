@@ -103,7 +103,10 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
     return run_config_from_json(json.loads(f.read_text()))
 
 
-def build_model(cfg: RunConfig, data: TaskData) -> RecurrentModel:
+def build_model(cfg: RunConfig, data: TaskData) -> Any:
+    builder = get_task(cfg.task).build_model
+    if builder is not None:
+        return builder(cfg.model, data)
     fields = {**to_dict(cfg.model), **data.model_shape}
     return RecurrentModel(RecurrentModelConfig(**fields))
 
@@ -182,6 +185,9 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best") -> d
     model = load_model(checkpoint_path(run_dir, which))
     batches = EpochBatches(_split(data, split), cfg.trainer.batch_size, False, drop_last=False)
     out = evaluate_model(model, batches)
+    score = get_task(cfg.task).score
+    if score is not None:
+        out.update(score(model, _split(data, split), data))
     out.update({f"baseline_{k}": v for k, v in data.baseline.items()})
     return out
 
