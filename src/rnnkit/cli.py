@@ -6,6 +6,7 @@ import typer
 
 from rnnkit.commands import data as data_commands
 from rnnkit.commands import layers
+from rnnkit.commands import tagging as tagging_commands
 from rnnkit.commands import train as train_commands
 
 app = typer.Typer(help="rnnkit: recurrent neural networks toolkit.", no_args_is_help=True)
@@ -23,6 +24,7 @@ def version() -> None:
 
 
 train_commands.register(app)
+tagging_commands.register(app)
 
 
 @app.command()

@@ -30,7 +30,7 @@ from rnnkit.tagging.schemes import detect_scheme
 from rnnkit.tasks.registry import TaskData, TaskSpec, register_task
 from rnnkit.training.batch import SequenceBatch
 
-CONLLU_COLUMNS = ("upos", "deprel")
+CONLLU_COLUMNS = {"upos": "upos", "deprel": "deprels"}  # column -> UDSentence field
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
@@ -46,24 +46,28 @@ class TaggingConfig:
     max_word_len: int = 20  # W, characters kept per word
     word_dim: int = 100  # word embedding size
     min_freq: int = 1  # fewest training occurrences for a word to get its own id
-    spans: bool = True  # score entity spans (NER, chunking); False: token accuracy only
+    spans: bool = True  # score spans when all tags are O / B-, I-, E-, S- tags (NER, chunks)
 
     def __post_init__(self) -> None:
         if self.format not in ("conll", "conllu"):
             raise ValueError(f"format: expected 'conll' or 'conllu', got {self.format!r}")
         if self.format == "conllu" and self.column not in CONLLU_COLUMNS:
-            raise ValueError(f"column: expected one of {CONLLU_COLUMNS}, got {self.column!r}")
+            raise ValueError(f"column: expected one of {list(CONLLU_COLUMNS)}, got {self.column!r}")
         if self.format == "conll" and not re.fullmatch(r"-?\d+", self.column):
             raise ValueError(f"column: expected a column index for conll, got {self.column!r}")
         if self.max_word_len < 1 or self.word_dim < 1 or self.min_freq < 1:
             raise ValueError("max_word_len, word_dim and min_freq must be >= 1")
 
 
+def _is_span_tag(tag: str) -> bool:
+    return tag == "O" or re.fullmatch(r"[BIES]-.+", tag) is not None
+
+
 def read_tagged(path: str, cfg: TaggingConfig) -> list[tuple[list[str], list[str]]]:
     """(tokens, tags) of every sentence of ``path``; DataFormatError names file and line."""
     if cfg.format == "conll":
         return [(s.tokens, s.tags) for s in read_conll(path, tag_column=int(cfg.column))]
-    return [(s.forms, getattr(s, cfg.column)) for s in read_conllu(path)]
+    return [(s.forms, getattr(s, CONLLU_COLUMNS[cfg.column])) for s in read_conllu(path)]
 
 
 def tokenize(text: str) -> list[str]:
@@ -105,7 +109,7 @@ def build_tagging(cfg: TaggingConfig, seed: int) -> TaskData:
     words = Vocab.build((s for s, _ in train), max_size=10**7, min_freq=cfg.min_freq)
     chars = Vocab.build((list(w) for s, _ in train for w in s), max_size=10**6)
     tags = sorted({x for _, ts in train for x in ts}, key=lambda x: (x != "O", x))
-    scheme = detect_scheme(tags) if cfg.spans else ""
+    scheme = detect_scheme(tags) if cfg.spans and all(map(_is_span_tag, tags)) else ""
     vocab = {
         "words": words.tokens,
         "chars": chars.tokens if cfg.chars else [],
@@ -179,3 +183,28 @@ register_task(
         score=score_tagger,
     )
 )
+
+
+@dataclass(frozen=True)
+class Tagged:
+    tokens: list[str]  # (T,) the words of the text
+    tags: list[str]  # (T,) one predicted tag per word
+    spans: list[tuple[str, int, int]]  # (type, start, end) with end exclusive; [] without spans
+
+
+def tag_text(run_dir: str, text: str, which: str = "best") -> Tagged:
+    """Tag ``text`` (split into words and punctuation) with the run's ``which`` checkpoint."""
+    from rnnkit.tagging.schemes import spans
+    from rnnkit.tasks.run import checkpoint_path
+    from rnnkit.training.checkpoint import load_model, load_vocab
+
+    path = checkpoint_path(run_dir, which)
+    vocab = load_vocab(path)
+    if vocab is None or "tags" not in vocab:
+        raise ValueError(f"{path}: not a tagging checkpoint (no tag vocabulary)")
+    tokens = tokenize(text)
+    if not tokens:
+        raise ValueError("text: no words to tag")
+    model = load_model(path)
+    tags = tag_rows(model, encode([tokens], vocab), vocab["tags"])[0]
+    return Tagged(tokens, tags, spans(tags) if vocab["scheme"] else [])
