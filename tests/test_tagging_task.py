@@ -97,6 +97,20 @@ def test_bad_file_names_file_and_line(tmp_path):
     assert f"{f}:2" in r.output and "expected 3 columns" in r.output
 
 
+def test_registry_dataset_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path))
+    root = tmp_path / "japanese-ner"
+    root.mkdir()
+    for split, n in (("train", 11), ("valid", 3), ("test", 5)):
+        _write_conll(root / f"{split}.conll", _sentences()[:n])
+    data = build_tagging(TaggingConfig(dataset="japanese-ner"), seed=0)
+    assert (data.train.size, data.val.size, data.test.size) == (11, 3, 5)
+    with pytest.raises(ValueError, match="either `dataset` or both"):
+        TaggingConfig(dataset="japanese-ner", train="x", test="y")
+    with pytest.raises(ValueError, match="either `dataset` or both"):
+        TaggingConfig(train="x")
+
+
 def test_tokenize():
     assert tokenize("Hi, Bob's dog.") == ["Hi", ",", "Bob", "'", "s", "dog", "."]
 

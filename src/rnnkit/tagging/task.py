@@ -10,6 +10,11 @@ are built from the training split and saved with every checkpoint (``vocab.json`
     column = "-1"               # conll: tag column index; conllu: "upos" or "deprel"
     decoder = "crf"
 
+or a registry dataset in CoNLL form, fetched on first use (``rnnkit data info NAME``)::
+
+    [task]
+    dataset = "japanese-ner"    # {train,valid,test}.conll in its dataset directory
+
 Each sentence becomes one row of a :class:`SequenceBatch`: ``inputs`` (B, T, 1 + W) holds the
 word id then the ids of the word's first W characters (0 pads), ``targets`` (B, T) the tag ids.
 """
@@ -36,8 +41,9 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 @dataclass(frozen=True)
 class TaggingConfig:
-    train: str  # training file
-    test: str  # test file (`rnnkit evaluate`)
+    train: str = ""  # training file ("" with `dataset`)
+    test: str = ""  # test file (`rnnkit evaluate`) ("" with `dataset`)
+    dataset: str = ""  # a registry dataset of {train,valid,test}.conll, e.g. "japanese-ner"
     val: str = ""  # validation file; "" uses the test file
     format: Literal["conll", "conllu"] = "conll"  # CoNLL-2003 columns or CoNLL-U
     column: str = "-1"  # conll: tag column index; conllu: "upos" or "deprel"
@@ -49,6 +55,10 @@ class TaggingConfig:
     spans: bool = True  # score spans when all tags are O / B-, I-, E-, S- tags (NER, chunks)
 
     def __post_init__(self) -> None:
+        if bool(self.dataset) == bool(self.train and self.test):
+            raise ValueError("task: give either `dataset` or both `train` and `test` files")
+        if self.dataset and self.format != "conll":
+            raise ValueError(f"format: dataset {self.dataset!r} is read as 'conll'")
         if self.format not in ("conll", "conllu"):
             raise ValueError(f"format: expected 'conll' or 'conllu', got {self.format!r}")
         if self.format == "conllu" and self.column not in CONLLU_COLUMNS:
@@ -100,12 +110,26 @@ def encode(
     return SequenceBatch(inputs, targets, mask, lengths)
 
 
+def split_files(cfg: TaggingConfig) -> tuple[str, str, str]:
+    """(train, val, test) paths; a registry dataset is fetched when not yet on disk."""
+    if not cfg.dataset:
+        return cfg.train, cfg.val or cfg.test, cfg.test
+    from rnnkit.data.registry import dataset_dir, fetch
+
+    root = dataset_dir(cfg.dataset)
+    if not (root / "train.conll").exists():
+        fetch(cfg.dataset)
+    train, val, test = (str(root / f"{split}.conll") for split in ("train", "valid", "test"))
+    return train, val, test
+
+
 def build_tagging(cfg: TaggingConfig, seed: int) -> TaskData:
-    train = read_tagged(cfg.train, cfg)
-    test = read_tagged(cfg.test, cfg)
-    val = read_tagged(cfg.val, cfg) if cfg.val else test
+    train_file, val_file, test_file = split_files(cfg)
+    train = read_tagged(train_file, cfg)
+    val = read_tagged(val_file, cfg)
+    test = read_tagged(test_file, cfg)
     if not train:
-        raise ValueError(f"{cfg.train}: no sentences")
+        raise ValueError(f"{train_file}: no sentences")
     words = Vocab.build((s for s, _ in train), max_size=10**7, min_freq=cfg.min_freq)
     chars = Vocab.build((list(w) for s, _ in train for w in s), max_size=10**6)
     tags = sorted({x for _, ts in train for x in ts}, key=lambda x: (x != "O", x))
