@@ -7,9 +7,11 @@ from rnnkit.tagging.punctuation import (
     CASES,
     PUNCTS,
     apply_case,
+    build_punctuation,
     case_class,
     normalise,
     restore,
+    units,
     words_and_labels,
     write_conll,
 )
@@ -71,10 +73,41 @@ def test_write_conll_feeds_the_tagging_task(tmp_path):
     f = tmp_path / "punct.txt"
     texts = ["In the beginning God created the heaven and the earth.", "", "Old McDonald",
              "O Romeo, Romeo! wherefore art thou Romeo?"]
-    assert write_conll(str(f), texts) == 2  # the empty text and the McDonald one are dropped
+    assert write_conll(f, units(texts)) == 2  # the empty text and the McDonald one are dropped
     sentences = read_conll(f, tag_column=3)
     assert sentences[1].tokens[:3] == ["o", "romeo", "romeo"]
     assert sentences[1].tags[:3] == ["cap|none", "cap|,", "cap|!"]
     data = build_tagging(TaggingConfig(train=str(f), test=str(f), column="2"), seed=0)
     assert data.vocab["tags"] == ["!", ",", ".", "?", "none"]  # sorted
     assert data.vocab["scheme"] == ""  # not span tags: token accuracy only
+
+
+def test_units_cut_long_texts():
+    pieces = units(["One, two three. Four five six seven."], max_words=3)
+    assert [p.words for p in pieces] == [["one", "two", "three"], ["four", "five", "six"],
+                                         ["seven"]]
+    assert pieces[0].puncts == [",", "none", "."]
+    assert units(["Old McDonald"], drop_inexact=False)[0].inexact == [1]
+
+
+def test_build_from_fetched_datasets(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
+    plays = tmp_path / "data" / "shakespeare"
+    bible = tmp_path / "data" / "bible-en-es"
+    plays.mkdir(parents=True)
+    bible.mkdir(parents=True)
+    for split in ("train", "valid", "test"):
+        (plays / f"{split}.txt").write_text(
+            "HAMLET\n\nHAMLET.\nTo be, or not to be,\nthat is the question.\n\n\nEXIT.\n"
+        )
+        (bible / f"{split}.tsv").write_text(
+            "id\ten\tes\nGen.1.1\tIn the beginning God created.\tEn el principio.\n"
+        )
+    counts = build_punctuation("shakespeare", tmp_path / "plays")
+    assert counts == {"train": 3, "valid": 3, "test": 3}
+    speech = read_conll(tmp_path / "plays" / "train.conll", tag_column=3)[1]
+    assert speech.tokens[:3] == ["hamlet", "to", "be"]
+    assert speech.tags[:4] == ["upper|.", "cap|none", "lower|,", "lower|none"]
+    assert build_punctuation("bible-en-es", tmp_path / "bible")["test"] == 1
+    with pytest.raises(ValueError, match="source: expected"):
+        build_punctuation("quran", tmp_path / "x")

