@@ -129,7 +129,7 @@ def test_predict_refuses_a_run_that_is_not_a_classifier(tmp_path):
     assert runner.invoke(app, ["train", "adding", *args, "--out", str(out)]).exit_code == 0
     r = runner.invoke(app, ["predict", str(out), "hello"])
     assert r.exit_code == 1
-    assert "SequenceClassifier" in r.output
+    assert "is a 'adding' run; predict takes sentiment or tagging runs" in r.output
     r = runner.invoke(app, ["predict", str(tmp_path / "nowhere"), "hello"])
     assert r.exit_code == 1
 

@@ -1,4 +1,4 @@
-"""`rnnkit predict`: labels and probabilities for raw text from a text-classification run."""
+"""`rnnkit predict`: a class per text (sentiment runs) or a tag per word (tagging runs)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ import typer
 
 
 def predict(
-    run_dir: Path = typer.Argument(..., help="run directory of a sentiment run"),
-    texts: list[str] = typer.Argument(None, help="texts to classify (default: standard input)"),
+    run_dir: Path = typer.Argument(..., help="run directory of a sentiment or tagging run"),
+    texts: list[str] = typer.Argument(None, help="texts to predict on (default: standard input)"),
     file: Path | None = typer.Option(None, "--file", "-f", help="classify each line of FILE"),
     which: str = typer.Option("best", help="best or latest checkpoint"),
 ) -> None:
-    """Print LABEL<TAB>PROBABILITY<TAB>TEXT for each text, line of FILE or line of stdin."""
-    from rnnkit.tasks.run import load_text_classifier
+    """Predict for each text, line of FILE or line of stdin.
+
+    A sentiment run prints LABEL<TAB>PROBABILITY<TAB>TEXT per text; a tagging run prints every
+    word with its tag, then the entity spans, with a blank line between texts.
+    """
+    from rnnkit.tasks.run import load_text_classifier, read_run_config
 
     if file is not None:
         try:
@@ -30,9 +34,28 @@ def predict(
         typer.echo("error: no text to classify (give TEXT, --file or standard input)", err=True)
         raise typer.Exit(code=1)
     try:
+        task = read_run_config(run_dir).task
+        if task == "tagging":
+            _predict_tags(run_dir, lines, which)
+            return
+        if task != "sentiment":
+            raise ValueError(
+                f"{run_dir} is a {task!r} run; predict takes sentiment or tagging runs"
+                + (" (use `rnnkit generate` for language models)" if task == "lm" else "")
+            )
         clf = load_text_classifier(run_dir, which)
     except (FileNotFoundError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=1) from None
     for text, (label, prob) in zip(lines, clf.predict(lines), strict=True):
         typer.echo(f"{label}\t{prob:.4f}\t{text}")
+
+
+def _predict_tags(run_dir: Path, lines: list[str], which: str) -> None:
+    from rnnkit.commands.tagging import print_tagged
+    from rnnkit.tagging.task import tag_text
+
+    for i, text in enumerate(lines):
+        if i:
+            typer.echo("")
+        print_tagged(tag_text(str(run_dir), text, which))

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from rnnkit.config import ConfigError
+from rnnkit.data.errors import DataFormatError
 
 
 def _fail(message: str) -> None:
@@ -32,7 +33,7 @@ def train(
         summary = run.train(cfg, out)
     except KeyError as e:
         _fail(str(e.args[0]))
-    except (ConfigError, FileExistsError) as e:
+    except (ConfigError, FileExistsError, FileNotFoundError, DataFormatError) as e:
         _fail(str(e))
     except NonFiniteLossError as e:
         _fail(str(e))

@@ -19,3 +19,5 @@ __all__ = [
     "register_task",
     "task_names",
 ]
+
+import rnnkit.tagging.task  # noqa: F401  (registers the `tagging` task)

@@ -36,6 +36,8 @@ class TaskSpec:
     description: str = ""  # one line for help texts
     # (model section, data, seed) -> model; None: the per-step RecurrentModel of adding/copy
     build_model: Callable[[Any, TaskData, int], Any] | None = None
+    # (model, split, data) -> extra metrics for `rnnkit evaluate` (span F1 for taggers)
+    score: Callable[[Any, SequenceBatch, TaskData], dict[str, float]] | None = None
 
 
 _TASKS: dict[str, TaskSpec] = {}

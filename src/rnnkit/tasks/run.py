@@ -206,6 +206,9 @@ def evaluate(
     data = get_task(cfg.task).build(cfg.task_config, cfg.seed)
     batches = EpochBatches(_split(data, split), cfg.trainer.batch_size, False, drop_last=False)
     out = evaluate_model(model, batches)
+    score = get_task(cfg.task).score
+    if score is not None:
+        out.update(score(model, _split(data, split), data))
     out.update({f"baseline_{k}": v for k, v in data.baseline.items()})
     return out
 

@@ -1,0 +1,86 @@
+"""Span-level precision, recall and F1 by the conlleval definition, and token accuracy.
+
+A predicted span counts as correct only when its type, start and end all equal those of a
+gold span. With ``tp`` correct spans, ``n_pred`` predicted and ``n_gold`` gold spans::
+
+    precision = tp / n_pred      recall = tp / n_gold      F1 = 2 P R / (P + R)
+
+each taken as 0 when its denominator is 0. Per type the counts are restricted to that type;
+"overall" pools the counts of all types (micro average), as conlleval prints it. The
+computation is delegated to seqeval's default (conlleval) mode; spans are read with the
+same rules as :func:`rnnkit.tagging.schemes.spans`, so IO, BIO and BIOES tags all work.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from seqeval.metrics.sequence_labeling import get_entities, precision_recall_fscore_support
+
+
+@dataclass(frozen=True)
+class PRF:
+    precision: float  # correct spans / predicted spans
+    recall: float  # correct spans / gold spans
+    f1: float  # harmonic mean of precision and recall
+    support: int  # number of gold spans
+
+
+@dataclass(frozen=True)
+class SpanScores:
+    overall: PRF  # micro average over all types
+    per_type: dict[str, PRF]  # one entry per type seen in gold or predicted spans
+
+    def table(self) -> str:
+        """A conlleval-like plain-text table: one row per type, then ``overall``."""
+        width = max([7, *(len(kind) for kind in self.per_type)])
+        lines = [f"{'type':<{width}}  precision  recall     f1  support"]
+        for kind, prf in [*self.per_type.items(), ("overall", self.overall)]:
+            lines.append(
+                f"{kind:<{width}}  {prf.precision:9.4f}  {prf.recall:6.4f}  "
+                f"{prf.f1:6.4f}  {prf.support:7d}"
+            )
+        return "\n".join(lines)
+
+
+def _check_aligned(gold: list[list[str]], pred: list[list[str]]) -> None:
+    if len(gold) != len(pred):
+        raise ValueError(f"gold has {len(gold)} sequences but pred has {len(pred)}")
+    for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
+        if len(g) != len(p):
+            raise ValueError(f"sequence {i}: gold has {len(g)} tags but pred has {len(p)}")
+
+
+def span_scores(gold: list[list[str]], pred: list[list[str]]) -> SpanScores:
+    """conlleval span scores of predicted tag sequences against gold ones, per type and overall.
+
+    >>> s = span_scores([["B-PER", "I-PER", "O", "B-LOC"]], [["B-PER", "I-PER", "O", "O"]])
+    >>> (s.overall.precision, s.overall.recall, s.per_type["LOC"].f1)
+    (1.0, 0.5, 0.0)
+    """
+    _check_aligned(gold, pred)
+    types = sorted({kind for kind, _, _ in get_entities(gold) + get_entities(pred)})
+    if not types:
+        return SpanScores(PRF(0.0, 0.0, 0.0, 0), {})
+    with warnings.catch_warnings():  # zero_division=0 still warns in seqeval 1.2
+        warnings.simplefilter("ignore")
+        p, r, f, s = precision_recall_fscore_support(gold, pred, average=None, zero_division=0)
+        op, orec, of, os_ = precision_recall_fscore_support(
+            gold, pred, average="micro", zero_division=0
+        )
+    per_type = {
+        kind: PRF(float(p[i]), float(r[i]), float(f[i]), int(s[i])) for i, kind in enumerate(types)
+    }
+    return SpanScores(PRF(float(op), float(orec), float(of), int(os_)), per_type)
+
+
+def token_accuracy(gold: list[list[str]], pred: list[list[str]]) -> float:
+    """Fraction of tokens whose predicted tag equals the gold tag (POS-style tasks)."""
+    _check_aligned(gold, pred)
+    total = sum(len(g) for g in gold)
+    if total == 0:
+        raise ValueError("token_accuracy: no tokens to score")
+    pairs = (pair for g, p in zip(gold, pred, strict=True) for pair in zip(g, p, strict=True))
+    correct = sum(a == b for a, b in pairs)
+    return correct / total

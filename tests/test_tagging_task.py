@@ -1,0 +1,187 @@
+"""The `tagging` task end to end: train on a tiny CoNLL file, evaluate, tag text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import _training_helpers  # noqa: F401  (one torch thread)
+from rnnkit.cli import app
+from rnnkit.tagging.task import TaggingConfig, build_tagging, encode, tokenize
+from rnnkit.tasks import get_task
+
+# Each name has one type; the context words carry no information about it.
+NAMES = {"Mary": "PER", "John": "PER", "Paris": "LOC", "Rome": "LOC", "Acme": "ORG"}
+
+
+def _sentences() -> list[list[tuple[str, str]]]:
+    out = []
+    for name, kind in NAMES.items():
+        out.append([("we", "O"), ("saw", "O"), (name, f"B-{kind}"), ("today", "O")])
+        out.append([(name, f"B-{kind}"), ("left", "O")])
+    out.append([("Acme", "B-ORG"), ("Inc", "I-ORG"), ("won", "O")])
+    return out
+
+
+def _write_conll(path, sentences) -> str:
+    blocks = ["\n".join(f"{t} POS {g}" for t, g in s) for s in sentences]
+    path.write_text("-DOCSTART- X O\n\n" + "\n\n".join(blocks) + "\n")
+    return str(path)
+
+
+CONLLU = """# text = Dogs bark .
+1\tDogs\tdog\tNOUN\tNNS\t_\t2\tnsubj\t_\t_
+2\tbark\tbark\tVERB\tVBP\t_\t0\troot\t_\t_
+3\t.\t.\tPUNCT\t.\t_\t2\tpunct\t_\t_
+
+1\tCats\tcat\tNOUN\tNNS\t_\t2\tnsubj\t_\t_
+2\tsleep\tsleep\tVERB\tVBP\t_\t0\troot\t_\t_
+
+"""
+
+
+def test_build_vocabularies_and_rows(tmp_path):
+    f = _write_conll(tmp_path / "train.txt", _sentences())
+    data = build_tagging(TaggingConfig(train=f, test=f, max_word_len=4), seed=0)
+    vocab = data.vocab
+    assert vocab["tags"][0] == "O" and set(vocab["tags"]) == {
+        "O",
+        "B-PER",
+        "B-LOC",
+        "B-ORG",
+        "I-ORG",
+    }
+    assert vocab["scheme"] == "BIO" and "Mary" in vocab["words"] and "M" in vocab["chars"]
+    assert data.train.inputs.shape == (11, 4, 5)  # 11 sentences, T = 4, 1 + W = 5
+    assert data.train.lengths.tolist()[:2] == [4, 2]
+    row = data.train.inputs[1]  # "Mary left"
+    assert vocab["words"][row[0, 0]] == "Mary"
+    assert [vocab["chars"][i] for i in row[0, 1:]] == ["M", "a", "r", "y"]
+    assert row[2:].eq(0).all()  # padding steps
+    assert data.model_shape["scheme"] == "BIO" and data.model_shape["num_tags"] == 5
+
+
+def test_unknown_words_and_tags_at_encode():
+    vocab = {
+        "words": ["<pad>", "<unk>", "<bos>", "<eos>", "a"],
+        "chars": [],
+        "tags": ["O", "B-X"],
+        "max_word_len": 3,
+        "scheme": "BIO",
+    }
+    batch = encode([["a", "zzz"]], vocab, [["O", "B-NEW"]])
+    assert batch.inputs.tolist() == [[4, 1]]  # words only: (B, T); unknown word -> <unk>
+    assert batch.mask.tolist() == [[True, False]]  # an unseen tag is not scored
+
+
+def test_conllu_column_choice(tmp_path):
+    f = tmp_path / "ud.conllu"
+    f.write_text(CONLLU)
+    data = build_tagging(
+        TaggingConfig(train=str(f), test=str(f), format="conllu", column="upos", spans=False), 0
+    )
+    assert data.vocab["tags"] == ["NOUN", "PUNCT", "VERB"] and data.vocab["scheme"] == ""
+    deprel = build_tagging(
+        TaggingConfig(train=str(f), test=str(f), format="conllu", column="deprel"), 0
+    )
+    assert "nsubj" in deprel.vocab["tags"] and deprel.vocab["scheme"] == ""  # not span tags
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="column: expected one of"):
+        TaggingConfig(train="a", test="b", format="conllu", column="-1")
+    with pytest.raises(ValueError, match="column: expected a column index"):
+        TaggingConfig(train="a", test="b", column="upos")
+
+
+def test_bad_file_names_file_and_line(tmp_path):
+    f = tmp_path / "bad.txt"
+    f.write_text("we POS O\nsaw O\n")
+    runner = CliRunner()
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "tagging",
+            "--set",
+            f'task.train="{f}"',
+            "--set",
+            f'task.test="{f}"',
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
+    assert r.exit_code == 1
+    assert f"{f}:2" in r.output and "expected 3 columns" in r.output
+
+
+def test_registry_dataset_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path))
+    root = tmp_path / "japanese-ner"
+    root.mkdir()
+    for split, n in (("train", 11), ("valid", 3), ("test", 5)):
+        _write_conll(root / f"{split}.conll", _sentences()[:n])
+    data = build_tagging(TaggingConfig(dataset="japanese-ner"), seed=0)
+    assert (data.train.size, data.val.size, data.test.size) == (11, 3, 5)
+    with pytest.raises(ValueError, match="either `dataset` or both"):
+        TaggingConfig(dataset="japanese-ner", train="x", test="y")
+    with pytest.raises(ValueError, match="either `dataset` or both"):
+        TaggingConfig(train="x")
+
+
+def test_tokenize():
+    assert tokenize("Hi, Bob's dog.") == ["Hi", ",", "Bob", "'", "s", "dog", "."]
+
+
+@pytest.mark.parametrize("decoder", ["crf", "softmax"])
+def test_train_evaluate_tag_through_the_cli(tmp_path, decoder):
+    train = _write_conll(tmp_path / "train.txt", _sentences())
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        f'[task]\ntrain = "{train}"\ntest = "{train}"\ndecoder = "{decoder}"\n'
+        "word_dim = 12\nmax_word_len = 6\n"
+        "[model]\nhidden_size = 12\ndropout = 0.0\n"
+        '[trainer]\nepochs = 25\nbatch_size = 4\nlr = 0.02\n[trainer.log]\nprogress = "none"\n'
+    )
+    runner = CliRunner()
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "tagging", "--config", str(cfg), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+
+    r = runner.invoke(app, ["evaluate", str(out)])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.output)
+    assert metrics["token_accuracy"] == 1.0
+    assert metrics["f1_overall"] == 1.0
+    assert {"f1_PER", "f1_LOC", "f1_ORG"} <= set(metrics)
+
+    r = runner.invoke(app, ["tag", str(out), "we saw Acme Inc today"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[2].split() == ["Acme", "B-ORG"] and lines[3].split() == ["Inc", "I-ORG"]
+    assert lines[-1].split("\t") == ["ORG", "2-4", "Acme Inc"]
+
+    r = runner.invoke(app, ["tag", str(tmp_path / "missing"), "text"])
+    assert r.exit_code == 1 and "has no checkpoint" in r.output
+
+    # `rnnkit predict` on a tagging run: the same lines, a blank line between texts
+    r = runner.invoke(app, ["predict", str(out)], input="we saw Acme Inc today\nwe saw Acme Inc\n")
+    assert r.exit_code == 0, r.output
+    first = "\n".join(lines) + "\n"
+    assert r.output.startswith(first + "\n")
+    second = r.output[len(first) + 1 :].splitlines()
+    assert [x.split() for x in second[:4]] == [
+        ["we", "O"],
+        ["saw", "O"],
+        ["Acme", "B-ORG"],
+        ["Inc", "I-ORG"],
+    ]
+    assert second[-1].split("\t") == ["ORG", "2-4", "Acme Inc"]
+
+
+def test_task_is_registered_with_a_model_builder():
+    spec = get_task("tagging")
+    assert spec.build_model is not None and spec.score is not None
+    assert spec.config_cls is TaggingConfig
