@@ -233,7 +233,7 @@ def main() -> None:
     p.add_argument("--val-words", type=int, default=20_000)
     p.add_argument("--test-words", type=int, default=0, help="0: the whole test split")
     p.add_argument("--max-words", type=int, default=60, help="words per unit (sequence)")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--clip", type=float, default=5.0)
