@@ -229,7 +229,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--source", default="shakespeare", choices=list(SOURCES))
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    p.add_argument("--train-words", type=int, default=150_000)
+    p.add_argument("--train-words", type=int, default=300_000)
     p.add_argument("--val-words", type=int, default=20_000)
     p.add_argument("--test-words", type=int, default=0, help="0: the whole test split")
     p.add_argument("--max-words", type=int, default=60, help="words per unit (sequence)")
