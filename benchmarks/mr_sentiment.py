@@ -44,6 +44,8 @@ CONFIGS = {
     "bilstm-learned": ("lstm", True, "learned", "max"),
     "bilstm-onehot": ("lstm", True, "onehot", "max"),
     "bilstm-pretrained": ("lstm", True, "pretrained", "max"),
+    "lstm-lm": ("lstm", False, "lm", "max"),
+    "lstm-lm-extra": ("lstm", False, "lm-extra", "max"),
 }
 
 
@@ -142,8 +144,61 @@ def accuracy(model, ids, lengths, y) -> float:
     return correct / len(y)
 
 
-def run_fold(name, texts, ys, test_idx, train_idx, args, vectors_path) -> tuple[float, int]:
+def pretrain_lm(model, ids, lengths, args, gen) -> float:
+    """Train ``model``'s embedding and recurrent layer as a next-word language model.
+
+    Each sentence is its own sequence from the zero state, as the classifier reads it; the loss
+    covers the valid next-word positions only. Returns the last epoch's mean loss (nats).
+    """
+    from rnnkit.models import LanguageModel, LanguageModelConfig
+
+    c = model.config
+    lm = LanguageModel(
+        LanguageModelConfig(
+            vocab_size=c.vocab_size,
+            cell=c.cell,
+            embedding_size=c.embedding_dim,
+            hidden_size=c.hidden_size,
+            num_layers=c.num_layers,
+            dropout=args.lm_dropout,
+            tie_weights=False,
+        )
+    )
+    # the softmax covers the K most frequent words (ids are in frequency order) and <unk>;
+    # rarer next words are scored as <unk>: K = 4,000 keeps the pretraining cheap on a CPU
+    k = min(c.vocab_size, args.lm_vocab)
+    lm.head = torch.nn.Linear(c.hidden_size, k)
+    opt = torch.optim.Adam(lm.parameters(), lr=args.lm_lr)
+    keep = lengths >= 2
+    ids, lengths = ids[keep], lengths[keep]
+    loss_sum = 0.0
+    for _ in range(args.lm_epochs):
+        loss_sum, count = 0.0, 0
+        for b in batches(len(ids), args.batch_size, lengths, gen):
+            n = lengths[b] - 1  # predict tokens 1..n-1 from 0..n-2
+            x = ids[b][:, : int(n.max())]
+            y = ids[b][:, 1 : int(n.max()) + 1]
+            y = y.masked_fill(y >= k, 1)  # 1 = <unk>
+            h, _ = lm.rnn(lm.drop(lm.embedding(x)), lengths=n)  # (B, T, H)
+            valid = torch.arange(x.shape[1]) < n.unsqueeze(1)  # (B, T)
+            logits = lm.head(lm.drop(h[valid]))  # (N, V): valid positions only
+            loss = torch.nn.functional.cross_entropy(logits, y[valid])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(lm.parameters(), 5.0)
+            opt.step()
+            loss_sum, count = loss_sum + loss.item(), count + 1
+        loss_sum /= count
+    with torch.no_grad():
+        model.embedding.weight.copy_(lm.embedding.weight)
+        model.embedding.weight[c.padding_idx] = 0.0
+    model.rnn.load_state_dict(lm.rnn.state_dict())
+    return loss_sum
+
+
+def run_fold(name, texts, ys, test_idx, train_idx, args, vectors_path, extra) -> tuple[float, int]:
     cell, bi, inputs, pooling = CONFIGS[name]
+    pooling = args.pooling or pooling
     tok = WordTokenizer(lowercase=True)
     gen = torch.Generator().manual_seed(0)
     train_idx = train_idx[torch.randperm(len(train_idx), generator=gen)]
@@ -167,6 +222,35 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, vectors_path) -> tuple[
     if inputs == "pretrained":
         emb, _ = build_embedding(vocab, args.dim, read_vectors(vectors_path), seed=args.seed)
         model.load_vectors(emb.weight.detach())
+    if inputs.startswith("lm"):
+        # unlabelled text: this fold's training sentences (never the test fold), and with
+        # "lm-extra" the snippets outside the MR set and the plot summaries as well
+        unlabelled = [texts[i] for i in train_idx.tolist()]
+        if inputs == "lm-extra":
+            unlabelled += extra
+        u_ids, u_lengths = encode(unlabelled, tok, vocab)
+        t0 = time.perf_counter()
+        key = (
+            f"{inputs}-{cell}-{args.dim}-{args.hidden}-{args.lm_epochs}-{args.lm_lr}-"
+            f"{args.lm_dropout}-{args.lm_vocab}-{args.seed}-fold{int(test_idx[0])}.pt"
+        )
+        cache = args.lm_cache / key if args.lm_cache else None
+        if cache is not None and cache.exists():
+            saved = torch.load(cache)
+            model.embedding.load_state_dict(saved["embedding"])
+            model.rnn.load_state_dict(saved["rnn"])
+            lm_loss = saved["loss"]
+        else:
+            lm_loss = pretrain_lm(model, u_ids, u_lengths, args, gen)
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                state = {"embedding": model.embedding.state_dict(), "loss": lm_loss}
+                torch.save(state | {"rnn": model.rnn.state_dict()}, cache)
+        print(
+            f"    LM on {len(unlabelled)} sentences: loss {lm_loss:.3f} nats/word, "
+            f"{time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     best_val, best_test, best_epoch = -1.0, 0.0, 0
     for epoch in range(1, args.epochs + 1):
@@ -182,6 +266,8 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, vectors_path) -> tuple[
         if val > best_val:
             best_val, best_epoch = val, epoch
             best_test = accuracy(model, ids[test_idx], lengths[test_idx], y[test_idx])
+        if args.verbose:
+            print(f"    epoch {epoch}: validation accuracy {100 * val:.2f}", flush=True)
     return best_test, best_epoch
 
 
@@ -212,7 +298,14 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--onehot-vocab", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lm-epochs", type=int, default=3, help="LM pretraining epochs (lm rows)")
+    p.add_argument("--lm-vocab", type=int, default=4000, help="words the LM's softmax covers")
+    p.add_argument("--lm-lr", type=float, default=0.002)
+    p.add_argument("--lm-dropout", type=float, default=0.2)
+    p.add_argument("--lm-cache", type=Path, default=None, help="keep pretrained LMs here")
+    p.add_argument("--pooling", default=None, help="override the configs' pooling")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--verbose", action="store_true", help="print every epoch's validation")
     p.add_argument("--summarise", type=Path, nargs="+", help="only tabulate these output logs")
     args = p.parse_args()
     if args.summarise:
@@ -247,7 +340,9 @@ def main() -> None:
         for k in range(args.folds):
             test_idx = folds[k]
             train_idx = torch.cat([f for j, f in enumerate(folds) if j != k])
-            acc, epoch = run_fold(name, texts, ys, test_idx, train_idx, args, vectors_path)
+            acc, epoch = run_fold(
+                name, texts, ys, test_idx, train_idx, args, vectors_path, extra
+            )
             accs.append(acc)
             print(f"  {name} fold {k}: accuracy {100 * acc:.2f} (epoch {epoch})", flush=True)
         seconds = time.perf_counter() - t0
