@@ -62,7 +62,9 @@ class ScheduleCallback(Callback):
     name = "schedule"
 
     def on_batch_start(self, trainer: Trainer, batch_index: int) -> None:
-        trainer.lr = trainer.schedule.apply(trainer.optimizer, trainer.step, trainer.epoch)
+        trainer.lr = trainer.schedule.apply(
+            trainer.optimizer, trainer.step, trainer.epoch, trainer.budget_fraction()
+        )
 
     def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         value = metrics.get(trainer.config.monitor)
