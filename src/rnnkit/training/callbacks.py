@@ -211,6 +211,9 @@ class ProgressBar(Callback):
         total, done = len(trainer.train_batches), trainer.batch_in_epoch
         self.seen, self.t0 = 0, time.perf_counter()
         desc = f"epoch {epoch + 1}/{trainer.config.epochs}"
+        if trainer.config.max_minutes:
+            left = max(trainer.config.max_minutes - trainer.seconds / 60.0, 0.0)
+            desc += f" ({left:.1f} of {trainer.config.max_minutes:.1f} min left)"
         if self.kind == "tqdm":
             from tqdm import tqdm
 
