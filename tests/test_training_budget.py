@@ -83,3 +83,31 @@ def test_cosine_schedule_ends_with_the_budget():
 def test_negative_budget_is_refused():
     with pytest.raises(ValueError, match="max_minutes must be >= 0"):
         TrainerConfig(max_minutes=-1.0)
+
+
+def test_cli_train_reports_a_budget_stop_and_resume_keeps_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from rnnkit.cli import app
+
+    items = [
+        "task.seq_len=8",
+        "task.n_train=64",
+        "task.n_val=32",
+        "model.hidden_size=8",
+        "trainer.epochs=3",
+        "trainer.batch_size=16",
+        f"trainer.max_minutes={TINY}",
+        'trainer.log.progress="none"',
+    ]
+    sets = [a for item in items for a in ("--set", item)]
+    out = tmp_path / "run"
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "adding", *sets, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "done: 0 epochs, 1 steps (stopped on the time budget). train_loss=" in r.output
+    assert "val_loss=" in r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "max_minutes" and summary["final"]["step"] == 1
+    r = runner.invoke(app, ["resume", str(out)])  # the budget is spent: nothing more
+    assert r.exit_code == 0 and "1 steps (stopped on the time budget)" in r.output
