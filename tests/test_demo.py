@@ -98,6 +98,7 @@ def test_demo_trains_both_models_reports_and_plots(tmp_path, data):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert str(out / png) in text
     report = json.loads((out / "demo.json").read_text())
+    assert report["status"] == "done"
     assert report["lm"]["validation"]["val_loss"] > 0
     assert 0 <= report["sentiment"]["validation"]["val_accuracy"] <= 1
     assert report["sample"].startswith("ROMEO:") and len(report["sample"]) == len("ROMEO:") + 60
@@ -118,6 +119,8 @@ def test_demo_replaces_its_own_output_but_not_a_foreign_folder(tmp_path, data):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
+    bad = CliRunner().invoke(app, [*args, "--out", str(out), "--lm-set", "model.hidden_size=0"])
+    assert bad.exit_code == 1 and "error: " in bad.output
     refused = CliRunner().invoke(app, [*args, "--out", str(foreign)])
     assert refused.exit_code == 1
     assert "holds no earlier demo" in refused.output

@@ -48,14 +48,14 @@ def demo(
     length: int = typer.Option(400, min=1, help="characters of the generated passage"),
 ) -> None:
     """The main job: fetch data, train a Shakespeare LSTM and a sentiment classifier, report."""
-    from rnnkit.config import ConfigError
-    from rnnkit.data.errors import DataFormatError
     from rnnkit.data.fetching import FetchError
     from rnnkit.demo import run_demo
+    from rnnkit.training.trainer import NonFiniteLossError
 
     try:
         run_demo(out, minutes, threads, lm_set, sentiment_set, length=length)
-    except (ConfigError, FetchError, DataFormatError, FileExistsError, FileNotFoundError) as e:
+    except (ValueError, FetchError, NonFiniteLossError, FileExistsError, FileNotFoundError) as e:
+        # ValueError covers ConfigError (a bad --lm-set/--sentiment-set) and DataFormatError
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=1) from None
 

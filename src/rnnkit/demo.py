@@ -83,7 +83,7 @@ SENTENCES: tuple[str, ...] = (
 )
 
 LM_SHARE = 0.7  # of the training time
-MARKER = "demo.json"  # written last; a folder holding it is the demo's to replace
+MARKER = "demo.json"  # a folder holding it is the demo's to replace (written first and last)
 LN2 = math.log(2.0)
 
 
@@ -111,6 +111,7 @@ def _prepare_out(out: Path) -> None:
             )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text('{"status": "running"}\n')  # an interrupted tour is replaced too
 
 
 def _datasets(cfgs: Sequence[Any]) -> list[str]:
@@ -333,6 +334,7 @@ def run_demo(
 
 def _jsonable(r: DemoResult) -> dict[str, Any]:
     return {
+        "status": "done",
         "out": str(r.out),
         "lm_dir": str(r.lm_dir),
         "sentiment_dir": str(r.sentiment_dir),
