@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from rnnkit.cli import app
-from rnnkit.demo import SENTENCES, run_demo
+from rnnkit.demo import SENTENCES, auto_threads, run_demo
 
 torch.set_num_threads(1)
 
@@ -131,3 +131,11 @@ def _split_sets(args: list[str]) -> tuple[list[str], list[str]]:
     lm = [args[i + 1] for i, a in enumerate(args) if a == "--lm-set"]
     sentiment = [args[i + 1] for i, a in enumerate(args) if a == "--sentiment-set"]
     return lm, sentiment
+
+
+def test_auto_threads_leave_busy_cores_alone():
+    assert auto_threads(2, 0.1) == 2  # idle: all cores
+    assert auto_threads(2, 0.8) == 1
+    assert auto_threads(2, 4.5) == 1  # never fewer than one
+    assert auto_threads(8, 3.0) == 5
+    assert 1 <= auto_threads(2) <= 2  # this machine's own load average

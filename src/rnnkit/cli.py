@@ -38,7 +38,9 @@ def demo(
     minutes: float = typer.Option(
         9.0, min=0.05, help="time budget of the whole tour, data fetching included"
     ),
-    threads: int = typer.Option(0, min=0, help="torch threads (0: torch's default, all cores)"),
+    threads: int = typer.Option(
+        0, min=0, help="torch threads (0: all cores, fewer when other jobs keep them busy)"
+    ),
     lm_set: list[str] = typer.Option(
         [], "--lm-set", help="override a language-model setting: model.hidden_size=128"
     ),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -102,6 +103,21 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage and total
 
 
+def auto_threads(cores: int, load: float | None = None) -> int:
+    """Torch threads for a machine with ``cores`` cores and 1-minute load average ``load``.
+
+    All cores on an idle machine, fewer when other jobs keep cores busy: an OpenMP thread that
+    waits for a busy core stalls every parallel operation, so on a loaded 2-core machine two
+    threads train 6-10x slower than one (measured on the build machine).
+    """
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # no load average on this system
+            return cores
+    return max(1, min(cores, round(cores - load)))
+
+
 def _prepare_out(out: Path) -> None:
     """Create ``out``, or empty it when it holds an earlier tour; refuse any other folder."""
     if out.exists() and any(out.iterdir()):
@@ -172,7 +188,7 @@ def _stopped(fig: dict[str, Any]) -> str:
     }.get(fig["stop_reason"], fig["stop_reason"])
     return (
         f"{fig['steps']:,} steps, {fig['epochs']:.2f} epochs in "
-        f"{_duration(fig['train_seconds'])} ({reason})"
+        f"{_duration(fig['train_seconds'])} with validation ({reason})"
     )
 
 
@@ -195,7 +211,8 @@ def run_demo(
         out: folder for the two run directories, the plots and ``demo.json``; an earlier
             tour there is replaced, any other non-empty folder refused.
         minutes: wall-clock budget of the whole tour, data fetching included.
-        threads: torch threads (0: torch's default, all cores).
+        threads: torch threads (0: :func:`auto_threads`, all cores unless other jobs keep
+            them busy).
         lm_settings, sentiment_settings: ``key=value`` overrides of the two runs' settings
             (``LM_SETTINGS``, ``SENTIMENT_SETTINGS``), as ``rnnkit train --set`` takes them.
         sentences: texts for the classifier to label.
@@ -218,8 +235,9 @@ def run_demo(
     def header(n: int, text: str) -> None:
         console.rule(f"[bold]{n}/5  {text}", align="left")
 
-    if threads:
-        torch.set_num_threads(threads)
+    cores = torch.get_num_threads()  # torch's default: the physical cores
+    threads = threads or auto_threads(cores)
+    torch.set_num_threads(threads)
     lm_cfg = run.load_run_config("lm", None, [*LM_SETTINGS, *lm_settings])
     sent_cfg = run.load_run_config("sentiment", None, [*SENTIMENT_SETTINGS, *sentiment_settings])
     _prepare_out(out)
@@ -227,6 +245,11 @@ def run_demo(
     seconds: dict[str, float] = {}
 
     header(1, "Data")
+    try:
+        busy = f", 1-minute load average {os.getloadavg()[0]:.2f}"
+    except OSError:
+        busy = ""
+    say(f"budget {minutes:g} min in all; torch threads {threads} of {cores} cores{busy}")
     t = time.monotonic()
     wanted = _datasets([lm_cfg, sent_cfg])
     for name in wanted:
@@ -279,7 +302,7 @@ def run_demo(
     s = sentiment["validation"]
     say(
         f"Sentiment classifier ({sent_cfg.task_config.data}), best checkpoint at step "
-        f"{sentiment['best_step']} of {sentiment['validations']} validated"
+        f"{sentiment['best_step']} (best of {sentiment['validations']} validations)"
     )
     say(f"  {_stopped(sentiment)}")
     if "val_accuracy" in s:
