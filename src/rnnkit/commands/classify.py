@@ -53,9 +53,9 @@ def predict(
 
 def _predict_tags(run_dir: Path, lines: list[str], which: str) -> None:
     from rnnkit.commands.tagging import print_tagged
-    from rnnkit.tagging.task import tag_text
+    from rnnkit.tagging.task import tag_texts
 
-    for i, text in enumerate(lines):
+    for i, tagged in enumerate(tag_texts(str(run_dir), lines, which)):
         if i:
             typer.echo("")
-        print_tagged(tag_text(str(run_dir), text, which))
+        print_tagged(tagged)

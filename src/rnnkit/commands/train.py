@@ -86,9 +86,13 @@ def diagnose(
 
 
 def _report(summary: dict) -> None:
+    budget = summary.get("stop_reason") == "max_minutes"
     last = summary["history"][-1] if summary["history"] else {}
+    if budget and summary.get("final"):  # the validation at the stop, perhaps mid-epoch
+        last = {k: v for k, v in summary["final"].items() if k not in ("epochs", "step")}
     shown = " ".join(f"{k}={v:.4g}" for k, v in last.items())
-    typer.echo(f"done: {summary['epochs']} epochs, {summary['step']} steps. {shown}")
+    stopped = " (stopped on the time budget)" if budget else ""
+    typer.echo(f"done: {summary['epochs']} epochs, {summary['step']} steps{stopped}. {shown}")
 
 
 def register(app: typer.Typer) -> None:

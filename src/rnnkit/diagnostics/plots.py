@@ -111,3 +111,50 @@ def plot_training_curves(rows: Sequence[Mapping[str, float]], path: str | Path) 
     ax2.set_title("gradients")
     ax2.legend(fontsize=8, loc="upper left")
     return _save(fig, path)
+
+
+def plot_learning_curve(
+    train: Sequence[tuple[float, float]],
+    val: Sequence[tuple[float, float]],
+    path: str | Path,
+    *,
+    ylabel: str = "loss",
+    title: str = "",
+    target: float | None = None,
+    ylim: tuple[float, float] | None = None,
+    train_label: str = "training loss",
+    val_label: str = "validation loss",
+    scores: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+) -> Path:
+    """Training loss per optimizer step (a line) and validation loss (points) against the step.
+
+    ``target`` draws a dashed horizontal line; ``scores`` (label -> (step, value) points, e.g.
+    validation accuracy) adds a second panel on [0, 1].
+    """
+    panels = 2 if scores else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.0 * panels, 3.6), squeeze=False)
+    ax = axes[0][0]
+    if train:
+        ax.plot(*zip(*train, strict=True), lw=1, label=train_label)
+    if val:
+        ax.plot(*zip(*sorted(val), strict=True), marker="o", label=val_label)
+    if target is not None:
+        ax.axhline(target, color="grey", ls="--", lw=0.8, label=f"target {target:g}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    if scores:
+        right = axes[0][1]
+        for label, points in scores.items():
+            if points:
+                right.plot(*zip(*sorted(points), strict=True), marker="o", label=label)
+        right.set_xlabel("optimizer step")
+        right.set_ylim(0.0, 1.0)
+        right.set_title(", ".join(scores))
+        right.grid(True, alpha=0.3)
+        right.legend(fontsize=8)
+    return _save(fig, path)

@@ -220,6 +220,11 @@ class Tagged:
 
 def tag_text(run_dir: str, text: str, which: str = "best") -> Tagged:
     """Tag ``text`` (split into words and punctuation) with the run's ``which`` checkpoint."""
+    return tag_texts(run_dir, [text], which)[0]
+
+
+def tag_texts(run_dir: str, texts: list[str], which: str = "best") -> list[Tagged]:
+    """Tag each of ``texts`` with the run's ``which`` checkpoint, loaded once, in one batch."""
     from rnnkit.tagging.schemes import spans
     from rnnkit.tasks.run import checkpoint_path
     from rnnkit.training.checkpoint import load_model, load_vocab
@@ -228,9 +233,14 @@ def tag_text(run_dir: str, text: str, which: str = "best") -> Tagged:
     vocab = load_vocab(path)
     if vocab is None or "tags" not in vocab:
         raise ValueError(f"{path}: not a tagging checkpoint (no tag vocabulary)")
-    tokens = tokenize(text)
-    if not tokens:
-        raise ValueError("text: no words to tag")
+    sentences = [tokenize(text) for text in texts]
+    for k, tokens in enumerate(sentences):
+        if not tokens:
+            where = "text" if len(texts) == 1 else f"text {k + 1}"
+            raise ValueError(f"{where}: no words to tag")
     model = load_model(path)
-    tags = tag_rows(model, encode([tokens], vocab), vocab["tags"])[0]
-    return Tagged(tokens, tags, spans(tags) if vocab["scheme"] else [])
+    rows = tag_rows(model, encode(sentences, vocab), vocab["tags"])
+    return [
+        Tagged(tokens, tags, spans(tags) if vocab["scheme"] else [])
+        for tokens, tags in zip(sentences, rows, strict=True)
+    ]

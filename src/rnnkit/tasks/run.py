@@ -165,6 +165,9 @@ def _finish(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
         "world_size": trainer.dist.world,
         "rank0_sequences": trainer.local_sequences,
         "history": trainer.history,
+        "stop_reason": trainer.stop_reason,  # epochs, max_steps, max_minutes or early_stopping
+        "seconds": round(trainer.seconds, 3),  # training wall-clock time, summed over resumes
+        "final": trainer.final_metrics,  # the last validation, with its step and epochs done
     }
     if trainer.dist.is_writer:
         write_atomic(run_dir / "summary.json", json.dumps(summary, indent=1).encode())

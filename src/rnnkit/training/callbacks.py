@@ -62,7 +62,9 @@ class ScheduleCallback(Callback):
     name = "schedule"
 
     def on_batch_start(self, trainer: Trainer, batch_index: int) -> None:
-        trainer.lr = trainer.schedule.apply(trainer.optimizer, trainer.step, trainer.epoch)
+        trainer.lr = trainer.schedule.apply(
+            trainer.optimizer, trainer.step, trainer.epoch, trainer.budget_fraction()
+        )
 
     def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         value = metrics.get(trainer.config.monitor)
@@ -209,6 +211,9 @@ class ProgressBar(Callback):
         total, done = len(trainer.train_batches), trainer.batch_in_epoch
         self.seen, self.t0 = 0, time.perf_counter()
         desc = f"epoch {epoch + 1}/{trainer.config.epochs}"
+        if trainer.config.max_minutes:
+            left = max(trainer.config.max_minutes - trainer.seconds / 60.0, 0.0)
+            desc += f" ({left:.1f} of {trainer.config.max_minutes:.1f} min left)"
         if self.kind == "tqdm":
             from tqdm import tqdm
 

@@ -38,7 +38,7 @@ class ScheduleConfig:
     warmup_steps: int = 0  # linear warm-up from lr/warmup_steps to lr over these steps
     step_size: int = 10  # "step": epochs between decays
     gamma: float = 0.5  # "step": decay factor per step_size epochs
-    min_lr: float = 0.0  # "cosine" floor and "plateau" floor
+    min_lr: float = 0.0  # "cosine" floor and "plateau" floor (cosine ends with max_minutes too)
     factor: float = 0.5  # "plateau": lr multiplier when the monitored metric stalls
     patience: int = 2  # "plateau": epochs without improvement before decaying
 
@@ -86,6 +86,7 @@ class TrainerConfig:
     clip_norm: float = 0.0  # clip the global gradient L2 norm to this (0: off)
     clip_value: float = 0.0  # clamp each gradient entry to [-v, v] (0: off)
     max_steps: int = 0  # stop after this many optimizer steps (0: no limit)
+    max_minutes: float = 0.0  # stop after the batch that passes this much training time (0: none)
     monitor: str = "val_loss"  # metric for best checkpoint, plateau and early stopping
     mode: Literal["min", "max"] = "min"  # whether the monitored metric should go down or up
     deterministic: bool = True  # torch.use_deterministic_algorithms for exact resume
@@ -103,3 +104,4 @@ class TrainerConfig:
         _check(self.clip_norm >= 0, "clip_norm", self.clip_norm, ">= 0")
         _check(self.clip_value >= 0, "clip_value", self.clip_value, ">= 0")
         _check(self.max_steps >= 0, "max_steps", self.max_steps, ">= 0")
+        _check(self.max_minutes >= 0, "max_minutes", self.max_minutes, ">= 0")

@@ -7,12 +7,14 @@ The schedule gives the learning rate of optimizer step s (counted from 0) in epo
     w(s)    = min(1, (s + 1) / warmup_steps)                    linear warm-up (1 when off)
     d(s, e) = 1                                                  "constant" and "plateau"
             = gamma ** floor(e / step_size)                      "step"
-            = m + (1 - m) * (1 + cos(pi * s / S)) / 2            "cosine", S total steps,
-                                                                 m = min_lr / lr_0
+            = m + (1 - m) * (1 + cos(pi * f)) / 2                "cosine", m = min_lr / lr_0,
+                                                                 f = max(s / S, t / B)
     p       = factor ** (number of plateau decays so far)        "plateau" (1 otherwise)
 
 where a plateau decay happens after ``patience`` evaluations without improvement of the
-monitored metric, never below ``min_lr``. The schedule's whole state is a few numbers, saved as
+monitored metric, never below ``min_lr``. For "cosine", S is the run's total number of steps and
+t / B the fraction of the time budget (``max_minutes``) spent, 0 without one: the decay ends
+with whichever limit comes first. The schedule's whole state is a few numbers, saved as
 JSON in the checkpoint.
 """
 
@@ -73,22 +75,25 @@ class LRSchedule:
         self.best: float | None = None  # best monitored value seen
         self.bad_evals = 0  # evaluations since the last improvement
 
-    def lr_at(self, step: int, epoch: int) -> float:
+    def lr_at(self, step: int, epoch: int, time_frac: float = 0.0) -> float:
+        """The learning rate of ``step`` in ``epoch``; ``time_frac``: budget fraction spent."""
         cfg = self.cfg
         warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
         if cfg.name == "step":
             decay = cfg.gamma ** (epoch // cfg.step_size)
         elif cfg.name == "cosine":
             m = min(cfg.min_lr / self.base_lr, 1.0)
-            frac = min(step, self.total_steps) / self.total_steps
+            frac = min(max(step / self.total_steps, time_frac), 1.0)
             decay = m + (1 - m) * 0.5 * (1 + math.cos(math.pi * frac))
         else:
             decay = 1.0
         return self.base_lr * warm * decay * self.plateau_scale
 
-    def apply(self, optimizer: torch.optim.Optimizer, step: int, epoch: int) -> float:
+    def apply(
+        self, optimizer: torch.optim.Optimizer, step: int, epoch: int, time_frac: float = 0.0
+    ) -> float:
         """Set every parameter group's lr for this step; return it."""
-        lr = self.lr_at(step, epoch)
+        lr = self.lr_at(step, epoch, time_frac)
         for group in optimizer.param_groups:
             group["lr"] = lr
         return lr

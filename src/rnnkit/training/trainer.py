@@ -16,11 +16,17 @@ A checkpoint written after batch b of epoch e records (e, b + 1), the step, the 
 schedule and callback states and every RNG state; :meth:`Trainer.resume` restores them and
 :meth:`Trainer.fit` continues with batch b + 1 of the same deterministic epoch order, so an
 interrupted and resumed run ends with the same weights as an uninterrupted one.
+
+A time budget (``max_minutes``) counts the wall-clock time of :meth:`Trainer.fit`, summed over
+resumes. Once a batch ends past it, the run stops there: a mid-epoch stop validates the partial
+epoch, then writes a checkpoint (the best one if its validation is), and ``stop_reason`` says
+``"max_minutes"``. The checkpoint resumes like any other.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +49,8 @@ from rnnkit.training.clipping import ClipStats, clip_gradients
 from rnnkit.training.config import TrainerConfig
 from rnnkit.training.distributed import DistContext
 from rnnkit.training.optim import LRSchedule, build_optimizer
+
+LIMITS = ("max_steps", "max_minutes")  # stop reasons that a resume with a larger limit undoes
 
 
 class NonFiniteLossError(RuntimeError):
@@ -108,6 +116,10 @@ class Trainer:
         self.batch_in_epoch = 0  # batches of the current epoch already done
         self.should_stop = False
         self.history: list[dict[str, float]] = []  # per-epoch metrics
+        self.final_metrics: dict[str, float] = {}  # last validation, its step, epochs done
+        self.stop_reason = ""  # after fit: epochs, max_steps, max_minutes or early_stopping
+        self.seconds = 0.0  # wall-clock time spent in fit, summed over resumes
+        self._clock: tuple[float, float] = (0.0, time.monotonic())  # (seconds, monotonic) at fit
         self.clip = ClipStats()
         self.local_sequences = 0  # training sequences this process has run (this session)
         self._batch_index = 0  # index in its epoch of the batch being trained
@@ -152,15 +164,44 @@ class Trainer:
         previous = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(self.config.deterministic or previous)
         self.model.train()
-        self.should_stop = self.should_stop or self._stopped_by_max_steps()
+        self._clock = (self.seconds, time.monotonic())
+        self.stop_reason = ""
+        self._check_limits()
         self._emit("on_train_start")
         try:
             while self.epoch < self.config.epochs and not self.should_stop:
                 self._run_epoch()
         finally:
+            self._tick(sync=False)
             self._emit("on_train_end")
             torch.use_deterministic_algorithms(previous)
+        if not self.stop_reason:
+            self.stop_reason = "early_stopping" if self.should_stop else "epochs"
         return self.history
+
+    def _tick(self, sync: bool = True) -> None:
+        """Bring ``seconds`` up to date (averaged over processes when a budget is set)."""
+        before, start = self._clock
+        seconds = before + time.monotonic() - start
+        if sync and self.config.max_minutes and self.dist.world > 1:
+            seconds = self.dist.sum([seconds])[0] / self.dist.world  # every process agrees
+        self.seconds = seconds
+
+    def budget_fraction(self) -> float:
+        """The fraction of the time budget spent (0 without a budget)."""
+        if not self.config.max_minutes:
+            return 0.0
+        return self.seconds / (60.0 * self.config.max_minutes)
+
+    def _out_of_time(self) -> bool:
+        return bool(self.config.max_minutes) and self.budget_fraction() >= 1.0
+
+    def _check_limits(self) -> None:
+        """Stop on max_steps or the time budget, recording which."""
+        if self._stopped_by_max_steps():
+            self.should_stop, self.stop_reason = True, "max_steps"
+        elif self._out_of_time():
+            self.should_stop, self.stop_reason = True, "max_minutes"
 
     def _run_epoch(self) -> None:
         if self.batch_in_epoch == 0:
@@ -179,10 +220,12 @@ class Trainer:
             self.batch_in_epoch += 1
             info = BatchInfo(merged.loss, batch.size, self._last_norm)
             self._emit("on_batch_end", index, info)
-            if self._stopped_by_max_steps():
-                self.should_stop = True
+            self._tick()
+            self._check_limits()
             if self.should_stop and self.batch_in_epoch < len(self.train_batches):
-                self.save_checkpoint()  # stopped mid-epoch: resumable from here
+                # stopped mid-epoch: resumable from here; on the time budget, validate first
+                metric = self._validate_partial() if self.stop_reason == "max_minutes" else None
+                self.save_checkpoint(metric=metric)
                 return
             if every and self.step // every > last_step // every:
                 self.save_checkpoint()
@@ -192,10 +235,21 @@ class Trainer:
             metrics.update(val)
             self._emit("on_evaluation", metrics)
         self.history.append(metrics)
+        self.final_metrics = {"epochs": float(self.epoch + 1), "step": float(self.step), **metrics}
         self._emit("on_epoch_end", self.epoch, metrics)
         self.epoch += 1
         self.batch_in_epoch = 0
         self.save_checkpoint(metric=metrics.get(self.config.monitor))
+
+    def _validate_partial(self) -> float | None:
+        """Train metrics of the epoch so far and validation, kept in ``final_metrics``."""
+        metrics = self._epoch_metrics()
+        if self.val_batches is not None:
+            metrics.update(self.evaluate(self.val_batches))
+        done = self.epoch + self.batch_in_epoch / max(len(self.train_batches), 1)
+        self.final_metrics = {"epochs": done, "step": float(self.step), **metrics}
+        self._tick()
+        return metrics.get(self.config.monitor)
 
     def _update(self, loss: torch.Tensor, n_local: int) -> None:
         """Backward, average over processes, clip and step for one chunk."""
@@ -257,8 +311,12 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "lr": self.lr,
-            "should_stop": self.should_stop and not self._stopped_by_max_steps(),
+            # a stop on max_steps or the budget is not saved: a larger limit continues the run
+            "should_stop": self.should_stop and self.stop_reason not in LIMITS,
             "history": self.history,
+            "final_metrics": self.final_metrics,
+            "seconds": self.seconds,
+            "stop_reason": self.stop_reason,
             "sums": self._sums,
             "clip": self.clip.state_dict(),
             "schedule": self.schedule.state_dict(),
@@ -292,6 +350,9 @@ class Trainer:
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.lr, self.should_stop = float(state["lr"]), bool(state["should_stop"])
         self.history = list(state["history"])
+        self.final_metrics = dict(state.get("final_metrics", {}))
+        self.seconds = float(state.get("seconds", 0.0))
+        self._clock = (self.seconds, time.monotonic())
         self._sums = {k: float(v) for k, v in state["sums"].items()}
         self.clip.load_state_dict(state["clip"])
         self.schedule.load_state_dict(state["schedule"])
