@@ -123,3 +123,21 @@ def test_config_round_trip_and_constraints():
 def test_bad_config_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         TaggerConfig(**{"vocab_size": 5, "num_tags": 3, **kwargs})
+
+
+@pytest.mark.parametrize("decoder", ["softmax", "crf"])
+def test_unidirectional_tagger_reads_only_the_past(decoder):
+    """bidirectional=False: the emission scores of word t do not change with later words
+    (a bidirectional tagger's do), and the output layer reads H, not 2H, features."""
+    torch.manual_seed(0)
+    kw = {"vocab_size": 12, "num_tags": 3, "word_dim": 8, "hidden_size": 6, "dropout": 0.0}
+    uni = SequenceTagger(TaggerConfig(**kw, decoder=decoder, bidirectional=False))
+    bi = SequenceTagger(TaggerConfig(**kw, decoder=decoder))
+    assert uni.out.in_features == 6 and bi.out.in_features == 12
+    a = make_batch([[3, 4, 5, 6, 7]], [[0] * 5])
+    b = make_batch([[3, 4, 5, 9, 2]], [[0] * 5])  # same first three words
+    torch.testing.assert_close(uni.emissions(a)[:, :3], uni.emissions(b)[:, :3], rtol=0, atol=0)
+    assert not torch.allclose(bi.emissions(a)[:, :3], bi.emissions(b)[:, :3])
+    assert not torch.allclose(uni.emissions(a)[:, 3:], uni.emissions(b)[:, 3:])
+    again = SequenceTagger.from_config(uni.get_config())
+    assert again.config.bidirectional is False and again.out.in_features == 6

@@ -1,6 +1,6 @@
 import pytest
 
-from rnnkit.tagging import span_scores, token_accuracy
+from rnnkit.tagging import label_scores, macro_f1, span_scores, token_accuracy
 
 GOLD = [
     ["B-PER", "I-PER", "O", "B-LOC", "O"],
@@ -54,3 +54,30 @@ def test_misaligned_inputs_are_named():
         token_accuracy(GOLD, PRED[:1])
     with pytest.raises(ValueError, match="no tokens"):
         token_accuracy([[]], [[]])
+
+
+def test_label_scores_equal_sklearn_per_label():
+    from sklearn.metrics import precision_recall_fscore_support
+
+    gold = [["none", ",", "."], ["none", "none", "?", "none", "."]]
+    pred = [["none", ".", "."], [",", "none", ".", "none", "."]]
+    labels = ["none", ",", ".", "?", "!"]  # "!" never occurs: all zeros, support 0
+    scores = label_scores(gold, pred, labels)
+    assert list(scores) == labels
+    flat_g = [x for row in gold for x in row]
+    flat_p = [x for row in pred for x in row]
+    p, r, f, s = precision_recall_fscore_support(
+        flat_g, flat_p, labels=labels, average=None, zero_division=0
+    )
+    for i, label in enumerate(labels):
+        got = scores[label]
+        assert got.precision == pytest.approx(p[i]) and got.recall == pytest.approx(r[i])
+        assert got.f1 == pytest.approx(f[i]) and got.support == s[i]
+    assert scores["."].precision == 2 / 4 and scores["."].recall == 1.0  # 4 predicted, 2 gold
+    # macro F1 over the non-majority labels: mean of ",", ".", "?", "!" F1
+    assert macro_f1(scores, exclude=("none",)) == pytest.approx(sum(f[1:]) / 4)
+    assert set(label_scores(gold, pred)) == {"none", ",", ".", "?"}
+    with pytest.raises(ValueError, match="no labels left"):
+        macro_f1(scores, exclude=tuple(labels))
+    with pytest.raises(ValueError, match="sequence 0"):
+        label_scores([["a"]], [["a", "b"]])

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import _training_helpers  # noqa: F401  (one torch thread)
 from rnnkit.cli import app
 from rnnkit.tagging.task import TaggingConfig, build_tagging, encode, tokenize
-from rnnkit.tasks import get_task
+from rnnkit.tasks import get_task, run
 
 # Each name has one type; the context words carry no information about it.
 NAMES = {"Mary": "PER", "John": "PER", "Paris": "LOC", "Rome": "LOC", "Acme": "ORG"}
@@ -185,3 +185,51 @@ def test_task_is_registered_with_a_model_builder():
     spec = get_task("tagging")
     assert spec.build_model is not None and spec.score is not None
     assert spec.config_cls is TaggingConfig
+
+
+def test_bidirectional_option_reaches_the_model(tmp_path):
+    f = _write_conll(tmp_path / "train.txt", _sentences())
+    for bidirectional in (True, False):
+        cfg = TaggingConfig(train=f, test=f, chars=False, bidirectional=bidirectional)
+        data = build_tagging(cfg, seed=0)
+        model = get_task("tagging").build_model(run.ModelSection(hidden_size=5), data, 0)
+        assert model.config.bidirectional is bidirectional
+        assert model.out.in_features == (10 if bidirectional else 5)
+
+
+def test_best_checkpoint_by_validation_span_f1(tmp_path):
+    """score_val adds the span scores of the validation split to every epoch's metrics; with
+    monitor val_f1_overall (max) the best checkpoint is the epoch of the highest val F1."""
+    f = _write_conll(tmp_path / "train.txt", _sentences())
+    overrides = [
+        f'task.train="{f}"',
+        f'task.test="{f}"',
+        "task.word_dim=8",
+        "task.chars=false",
+        "model.hidden_size=8",
+        "model.dropout=0.3",
+        "trainer.epochs=12",
+        "trainer.batch_size=4",
+        "trainer.lr=0.05",
+        'trainer.monitor="val_f1_overall"',
+        'trainer.mode="max"',
+        'trainer.log.progress="none"',
+        "trainer.log.tensorboard=false",
+    ]
+    cfg = run.load_run_config("tagging", overrides=overrides)
+    summary = run.train(cfg, tmp_path / "run", score_val=True)
+    history = summary["history"]
+    assert len(history) == 12
+    assert all({"val_f1_overall", "val_f1_PER", "val_token_accuracy"} <= set(h) for h in history)
+    f1s = [h["val_f1_overall"] for h in history]
+    assert f1s[0] < f1s[-1]  # it learns
+    best = max(range(12), key=lambda e: (f1s[e], -e))  # the first epoch of the highest F1
+    index = json.loads((tmp_path / "run" / "checkpoints" / "index.json").read_text())
+    assert index["best_value"] == pytest.approx(f1s[best])
+    assert index["best"] == f"step-{2 * (best + 1):08d}"  # 2 steps an epoch (11 rows, 4 a batch)
+    # the best checkpoint's test scores (test file = validation file here) equal that epoch's
+    scores = run.evaluate(tmp_path / "run")
+    assert scores["f1_overall"] == pytest.approx(f1s[best])
+    assert scores["token_accuracy"] == pytest.approx(history[best]["val_token_accuracy"])
+    with pytest.raises(ValueError, match="no score function"):
+        run.train(run.load_run_config("adding"), tmp_path / "adding", score_val=True)

@@ -14,6 +14,7 @@ same rules as :func:`rnnkit.tagging.schemes.spans`, so IO, BIO and BIOES tags al
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 
 from seqeval.metrics.sequence_labeling import get_entities, precision_recall_fscore_support
@@ -84,3 +85,42 @@ def token_accuracy(gold: list[list[str]], pred: list[list[str]]) -> float:
     pairs = (pair for g, p in zip(gold, pred, strict=True) for pair in zip(g, p, strict=True))
     correct = sum(a == b for a, b in pairs)
     return correct / total
+
+
+def label_scores(
+    gold: list[list[str]], pred: list[list[str]], labels: list[str] | None = None
+) -> dict[str, PRF]:
+    """Per-label precision, recall and F1 of token labels (punctuation, case, POS).
+
+    Every token is one decision: for label ``c``, tp counts tokens with gold and predicted
+    ``c``, precision = tp / tokens predicted ``c``, recall = tp / tokens gold ``c``
+    (0 where a denominator is 0), support = tokens gold ``c``. ``labels`` fixes the rows and
+    their order (default: every label seen in gold or pred, sorted).
+
+    >>> s = label_scores([["a", "b", "b"]], [["a", "a", "b"]])
+    >>> (s["a"].precision, s["a"].recall, s["b"].recall, s["b"].support)
+    (0.5, 1.0, 0.5, 2)
+    """
+    _check_aligned(gold, pred)
+    pairs = [pair for g, p in zip(gold, pred, strict=True) for pair in zip(g, p, strict=True)]
+    if labels is None:
+        labels = sorted({x for pair in pairs for x in pair})
+    tps = Counter(g for g, p in pairs if g == p)
+    n_preds = Counter(p for _, p in pairs)
+    n_golds = Counter(g for g, _ in pairs)
+    out = {}
+    for c in labels:
+        tp, n_pred, n_gold = tps[c], n_preds[c], n_golds[c]
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / n_gold if n_gold else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[c] = PRF(precision, recall, f1, n_gold)
+    return out
+
+
+def macro_f1(scores: dict[str, PRF], exclude: tuple[str, ...] = ()) -> float:
+    """Unweighted mean F1 over the labels of ``scores`` not in ``exclude`` (e.g. the majority)."""
+    kept = [prf.f1 for label, prf in scores.items() if label not in exclude]
+    if not kept:
+        raise ValueError("macro_f1: no labels left to average")
+    return sum(kept) / len(kept)

@@ -49,6 +49,7 @@ class TaggingConfig:
     column: str = "-1"  # conll: tag column index; conllu: "upos" or "deprel"
     decoder: Literal["softmax", "crf"] = "crf"  # per-step softmax or linear-chain CRF
     chars: bool = True  # character BiLSTM features
+    bidirectional: bool = True  # False: a left-to-right tagger (never sees later words)
     max_word_len: int = 20  # W, characters kept per word
     word_dim: int = 100  # word embedding size
     min_freq: int = 1  # fewest training occurrences for a word to get its own id
@@ -151,6 +152,7 @@ def build_tagging(cfg: TaggingConfig, seed: int) -> TaskData:
         "char_vocab_size": len(chars) if cfg.chars else 0,
         "word_dim": cfg.word_dim,
         "decoder": cfg.decoder,
+        "bidirectional": cfg.bidirectional,
         "tags": tuple(tags),
         "scheme": scheme if scheme != "IO" else "",
     }

@@ -20,7 +20,7 @@ checkpoints, the metrics log, TensorBoard events and, after ``diagnose``, PNG pl
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -113,17 +113,48 @@ def build_model(cfg: RunConfig, data: TaskData) -> torch.nn.Module:
     return RecurrentModel(RecurrentModelConfig(**to_dict(cfg.model), **data.model_shape))
 
 
+class ValidationScores(Callback):
+    """Adds the task's own scores on the validation split to every epoch's metrics.
+
+    ``score(model, data.val, data)`` (``TaskSpec.score``: span F1 for taggers) runs after the
+    validation loss, before any other callback sees the metrics, with the names prefixed
+    ``val_``: ``trainer.monitor = "val_f1_overall"`` with ``mode = "max"`` then keeps the
+    checkpoint of the best validation F1 (and early stopping and the plateau schedule follow
+    it too). The model's train/eval mode is restored afterwards.
+    """
+
+    name = "validation_scores"
+
+    def __init__(self, score: Callable[[Any, SequenceBatch, TaskData], dict], data: TaskData):
+        self.score, self.data = score, data
+
+    def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        was_training = trainer.model.training
+        with torch.no_grad():
+            scores = self.score(trainer.model, self.data.val, self.data)
+        trainer.model.train(was_training)
+        metrics.update({f"val_{k}": float(v) for k, v in scores.items()})
+
+
 def _setup(
-    cfg: RunConfig, run_dir: Path | None, callbacks: Sequence[Callback] = ()
+    cfg: RunConfig,
+    run_dir: Path | None,
+    callbacks: Sequence[Callback] = (),
+    score_val: bool = False,
 ) -> tuple[Trainer, TaskData]:
     dist_ctx = init_distributed()
     seed_everything(cfg.seed)
-    data = get_task(cfg.task).build(cfg.task_config, cfg.seed)
+    spec = get_task(cfg.task)
+    if score_val and spec.score is None:
+        raise ValueError(f"score_val: task {cfg.task!r} has no score function")
+    data = spec.build(cfg.task_config, cfg.seed)
     model = build_model(cfg, data)
     t = cfg.trainer
     train = EpochBatches(data.train, t.batch_size, shuffle=True, seed=cfg.seed)
     val = EpochBatches(data.val, t.batch_size, shuffle=False, drop_last=False)
     trainer = Trainer(model, t, train, val, run_dir, callbacks, dist_ctx, data.vocab)
+    if score_val:
+        trainer.callbacks.insert(0, ValidationScores(spec.score, data))  # before the others
     return trainer, data
 
 
@@ -144,13 +175,20 @@ def _finish(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
 
 
 def train(
-    cfg: RunConfig, run_dir: str | Path, callbacks: Sequence[Callback] = ()
+    cfg: RunConfig,
+    run_dir: str | Path,
+    callbacks: Sequence[Callback] = (),
+    score_val: bool = False,
 ) -> dict[str, Any]:
-    """Train a fresh run into ``run_dir`` (which must not hold a run already)."""
+    """Train a fresh run into ``run_dir`` (which must not hold a run already).
+
+    ``score_val``: add the task's scores on the validation split to each epoch's metrics
+    (:class:`ValidationScores`), so that ``trainer.monitor`` can name one (``val_f1_overall``).
+    """
     run_dir = Path(run_dir)
     if (run_dir / "config.json").exists():
         raise FileExistsError(f"{run_dir} already holds a run; use `rnnkit resume {run_dir}`")
-    trainer, _ = _setup(cfg, run_dir, callbacks)
+    trainer, _ = _setup(cfg, run_dir, callbacks, score_val)
     if trainer.dist.is_writer:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(run_dir / "config.json", json.dumps(cfg.to_json(), indent=1).encode())
@@ -158,11 +196,16 @@ def train(
     return _finish(trainer, run_dir)
 
 
-def resume(run_dir: str | Path, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
-    """Continue the run in ``run_dir`` from its latest checkpoint (or from scratch)."""
+def resume(
+    run_dir: str | Path, callbacks: Sequence[Callback] = (), score_val: bool = False
+) -> dict[str, Any]:
+    """Continue the run in ``run_dir`` from its latest checkpoint (or from scratch).
+
+    ``score_val`` as the run was started with (see :func:`train`).
+    """
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
-    trainer, _ = _setup(cfg, run_dir, callbacks)
+    trainer, _ = _setup(cfg, run_dir, callbacks, score_val)
     latest = locate_checkpoint(run_dir / "checkpoints", "latest")
     if latest is not None:
         trainer.resume(latest)
