@@ -90,9 +90,12 @@ def test_kernel_equals_cell_stepped_by_autograd(kind, bias, lengths, dtype):
     ref = run_and_grad(cell, x, state, mask, first, by_autograd=True)
     for a, b in zip([*ours[0], *ours[1]], [*ref[0], *ref[1]], strict=True):
         torch.testing.assert_close(a, b, rtol=TOL[dtype], atol=TOL[dtype])
-    with torch.no_grad():  # the forward-only path
-        out, _ = run_loop(cell, x, state, mask, first)
-    torch.testing.assert_close(out, ref[0][0], rtol=TOL[dtype], atol=TOL[dtype])
+    with torch.no_grad():  # the forward-only paths (SORTED: valid rows first at every step)
+        out, last = run_loop(cell, x, state, mask, first)
+    last = last if isinstance(last, tuple) else (last,)
+    assert len(ref[0]) == 1 + len(last)  # outputs, h_T (and c_T)
+    for a, b in zip([out, *last], ref[0], strict=True):
+        torch.testing.assert_close(a, b, rtol=TOL[dtype], atol=TOL[dtype])
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])

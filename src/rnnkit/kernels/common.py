@@ -62,12 +62,26 @@ class StepMasks:
         self.keep: list[Tensor | None] = [None] * steps
         self.rows: list[int | None] = [None] * steps
         self.out_mask = None if mask is None else mask.to(dtype)
+        self.lengths: Tensor | None = None  # (B,) valid steps per row, when sorted
         if mask is not None:
             self.keep[first_masked:] = mask[first_masked:].unbind(0)
             counts = mask.sum((1, 2))  # (T,): valid rows at each step
             first_rows = torch.arange(mask.shape[1], device=mask.device) < counts.unsqueeze(1)
             if torch.equal(first_rows, mask.squeeze(2)):
                 self.rows[first_masked:] = counts[first_masked:].tolist()
+                self.lengths = mask.sum((0, 2))
+
+    def prefix_rows(self, batch: int) -> list[int] | None:
+        """Valid rows per step when every step's valid rows are its first ones (a batch
+        sorted by decreasing length, padded): then step t need only touch rows [0, n_t)."""
+        if self.lengths is None:
+            return None
+        return [batch if r is None else r for r in self.rows]
+
+    def last_states(self, hs: Tensor) -> Tensor:
+        """Each row's state at its own last valid step, from h_0..h_T (T+1, B, H)."""
+        assert self.lengths is not None
+        return hs[self.lengths, torch.arange(hs.shape[1], device=hs.device)]
 
     def split(self) -> list[tuple[Tensor, Tensor] | None]:
         """``(m_t, 1 - m_t)`` for the masked steps, for the backward pass."""

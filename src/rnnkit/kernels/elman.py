@@ -31,6 +31,24 @@ def _elman_forward(xp, h0, w, nonlinearity, masks):
     return hs
 
 
+def _elman_infer_prefix(xp, h0, w, nonlinearity, masks, rows):
+    """Forward only for a padded batch sorted by decreasing length: step t computes its
+    first ``rows[t]`` rows only; the others stay zero, which are their outputs, and each
+    row's final state is read at its own last step. Returns outputs (T, B, H) and h_T."""
+    steps, batch, hidden = xp.shape[0], xp.shape[1], h0.shape[1]
+    lin = Linear(w, batch)
+    hs = xp.new_zeros(steps + 1, batch, hidden)  # (T+1, B, H): h_0 .. h_T, 0 when padded
+    hs[0] = h0
+    h, xps = hs.unbind(0), xp.unbind(0)
+    for t, n in enumerate(rows):
+        a = lin(h[t][:n], xps[t][:n])  # A_t = xp_t + W_hh h_{t-1}, valid rows
+        if nonlinearity == "tanh":
+            torch.tanh(a, out=h[t + 1][:n])  # one op: cheaper than 2 sigmoid(2a) - 1 here
+        else:
+            torch.clamp_min(a, 0.0, out=h[t + 1][:n])
+    return hs[1:], masks.last_states(hs)
+
+
 class _ElmanSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xp, h0, w, nonlinearity, mask, first_masked):
@@ -86,6 +104,9 @@ def elman_sequence(
         return _ElmanSequence.apply(xp, h0, weight_hh, nonlinearity, mask, first_masked)
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
+        rows = masks.prefix_rows(xp.shape[1])
+        if rows is not None:
+            return _elman_infer_prefix(xp.contiguous(), h0, weight_hh, nonlinearity, masks, rows)
         hs = _elman_forward(xp.contiguous(), h0, weight_hh, nonlinearity, masks)
         h_last = hs[-1].clone()
         return masks.outputs(hs[1:], inplace=True), h_last

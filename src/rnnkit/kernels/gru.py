@@ -68,6 +68,27 @@ def _views(hs: Tensor, gates: Tensor, hidden: int, steps: int) -> list[tuple[Ten
     return [hs.unbind(0), *views]
 
 
+def _gru_infer_prefix(xp, h0, w, b, masks, rows):
+    """Forward only for a padded batch sorted by decreasing length (as
+    ``_elman_infer_prefix``). Returns outputs (T, B, H) and h_T (B, H)."""
+    steps, batch, hidden = xp.shape[0], xp.shape[1], h0.shape[1]
+    lin = Linear(w, batch, b)
+    hs = xp.new_zeros(steps + 1, batch, hidden)  # (T+1, B, H): h_0 .. h_T, 0 when padded
+    hs[0] = h0
+    h = hs.unbind(0)
+    x_rz, x_n = (v.unbind(0) for v in xp.split([2 * hidden, hidden], 2))
+    sizes = [2 * hidden, hidden]
+    for t, n in enumerate(rows):
+        h_prev = h[t][:n]
+        a_rz, a_n = lin(h_prev).split(sizes, 1)  # a_t = W_hh h_{t-1} + b_hh
+        rz = a_rz.add_(x_rz[t][:n]).sigmoid_()  # r, z = sigma(xp + a)
+        r, z = rz.split(hidden, 1)
+        cand = a_n.mul_(r).add_(x_n[t][:n])  # xp^n + r a^n
+        tanh(cand, cand)  # n_t
+        torch.lerp(cand, h_prev, z, out=h[t + 1][:n])  # h_t = n + z (h_{t-1} - n)
+    return hs[1:], masks.last_states(hs)
+
+
 class _GRUSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xp, h0, w, b, mask, first_masked):
@@ -131,6 +152,9 @@ def gru_sequence(
         return _GRUSequence.apply(xp, h0, weight_hh, bias_hh, mask, first_masked)
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
+        rows = masks.prefix_rows(xp.shape[1])
+        if rows is not None:
+            return _gru_infer_prefix(xp.contiguous(), h0, weight_hh, bias_hh, masks, rows)
         hs = _gru_forward(xp.contiguous(), h0, weight_hh, bias_hh, masks, keep=False)[0]
         h_last = hs[-1].clone()
         return masks.outputs(hs[1:], inplace=True), h_last

@@ -92,6 +92,29 @@ def _lstm_infer(xp, h0, c0, w, masks):
     return hs, e[steps % 2] * 0.5
 
 
+def _lstm_infer_prefix(xp, h0, c0, w, masks, rows):
+    """``_lstm_infer`` for a padded batch sorted by decreasing length: step t updates its
+    first ``rows[t]`` rows only, so a finished row's cell state stays its final one, its
+    outputs stay zero, and its h_T is read at its own last step. Returns outputs (T, B, H),
+    h_T and c_T (B, H)."""
+    steps, batch, hidden = xp.shape[0], xp.shape[1], h0.shape[1]
+    lin = Linear(w, batch)
+    hs = xp.new_zeros(steps + 1, batch, hidden)  # (T+1, B, H): h_0 .. h_T, 0 when padded
+    hs[0] = h0
+    e = c0 + c0  # 2c, updated in place on the valid rows
+    h, xps = hs.unbind(0), xp.unbind(0)
+    for t, n in enumerate(rows):
+        a = lin(h[t][:n], xps[t][:n])  # A_t = xp_t + W_hh h_{t-1}, valid rows
+        i, f, s, o = a.split(hidden, 1)
+        s.add_(s)  # 2 A^g
+        a.sigmoid_()  # i, f, o and s^g = sigmoid(2 A^g)
+        e_n, h_n = e[:n], h[t + 1][:n]
+        e_n.mul_(f).addcmul_(i, s, value=4.0).add_(i, alpha=-2.0)  # 2c_t = f 2c_{t-1} + 2 i g
+        torch.sigmoid(e_n, out=h_n).mul_(o)
+        h_n.add_(h_n).sub_(o)  # h_t = o (2 sigmoid(2 c_t) - 1) = o tanh(c_t)
+    return hs[1:], masks.last_states(hs), e * 0.5
+
+
 class _LSTMSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xp, h0, c0, w, mask, first_masked):
@@ -161,6 +184,9 @@ def lstm_sequence(
         return _LSTMSequence.apply(xp, h0, c0, weight_hh, mask, first_masked)
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
+        rows = masks.prefix_rows(xp.shape[1])
+        if rows is not None:
+            return _lstm_infer_prefix(xp.contiguous(), h0, c0, weight_hh, masks, rows)
         hs, c_last = _lstm_infer(xp.contiguous(), h0, c0, weight_hh, masks)
         h_last = hs[-1].clone()
         return masks.outputs(hs[1:], inplace=True), h_last, c_last
