@@ -154,6 +154,17 @@ def _budgeted(cfg: Any, seconds: float) -> Any:
     return replace(cfg, trainer=replace(cfg.trainer, max_minutes=minutes))
 
 
+def _train_stage(cfg: Any, seconds: float, run_dir: Path, say: Any) -> dict[str, Any]:
+    """Train ``cfg`` into ``run_dir`` within ``seconds``; the best checkpoint's figures."""
+    from rnnkit.tasks import run
+
+    say(f"training for about {_duration(max(seconds, 0.5))} (its time budget), then validating")
+    run.train(_budgeted(cfg, seconds), run_dir)
+    figures = _best_figures(run_dir)
+    say(f"done: {_stopped(figures)}")
+    return figures
+
+
 def _best_figures(run_dir: Path) -> dict[str, Any]:
     """Validation metrics of the run's best checkpoint, with its step, epochs and the stop."""
     from rnnkit.diagnostics import read_run_metrics
@@ -271,22 +282,16 @@ def run_demo(
     lm_budget = LM_SHARE * max(left - reserve, 0.0)
     m = lm_cfg.model
     header(2, f"Shakespeare character model: {m.cell.upper()}, H = {m.hidden_size}, task lm")
-    say(f"training for about {_duration(lm_budget)} (its time budget), then validating")
     t = time.monotonic()
-    run.train(_budgeted(lm_cfg, lm_budget), lm_dir)
+    lm = _train_stage(lm_cfg, lm_budget, lm_dir, say)
     seconds["lm"] = time.monotonic() - t
-    lm = _best_figures(lm_dir)
-    say(f"done: {_stopped(lm)}")
 
     sent_budget = deadline - time.monotonic() - min(30.0, 0.1 * 60.0 * minutes)
     cell = ("Bi" if sent_cfg.task_config.bidirectional else "") + sent_cfg.model.cell.upper()
     header(3, f"Sentiment classifier: {cell}, H = {sent_cfg.model.hidden_size}, task sentiment")
-    say(f"training for about {_duration(max(sent_budget, 0.5))} (its time budget), then validating")
     t = time.monotonic()
-    run.train(_budgeted(sent_cfg, sent_budget), sent_dir)
+    sentiment = _train_stage(sent_cfg, sent_budget, sent_dir, say)
     seconds["sentiment"] = time.monotonic() - t
-    sentiment = _best_figures(sent_dir)
-    say(f"done: {_stopped(sentiment)}")
 
     header(4, "Results")
     t = time.monotonic()

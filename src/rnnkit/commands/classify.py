@@ -19,7 +19,8 @@ def predict(
     A sentiment run prints LABEL<TAB>PROBABILITY<TAB>TEXT per text; a tagging run prints every
     word with its tag, then the entity spans, with a blank line between texts.
     """
-    from rnnkit.tasks.run import load_text_classifier, read_run_config
+    from rnnkit.tasks import get_task, task_names
+    from rnnkit.tasks.run import read_run_config
 
     if file is not None:
         try:
@@ -35,27 +36,15 @@ def predict(
         raise typer.Exit(code=1)
     try:
         task = read_run_config(run_dir).task
-        if task == "tagging":
-            _predict_tags(run_dir, lines, which)
-            return
-        if task != "sentiment":
+        predict_fn = get_task(task).predict
+        if predict_fn is None:
+            takes = " or ".join(n for n in task_names() if get_task(n).predict is not None)
             raise ValueError(
-                f"{run_dir} is a {task!r} run; predict takes sentiment or tagging runs"
+                f"{run_dir} is a {task!r} run; predict takes {takes} runs"
                 + (" (use `rnnkit generate` for language models)" if task == "lm" else "")
             )
-        clf = load_text_classifier(run_dir, which)
+        output = predict_fn(str(run_dir), lines, which)
     except (FileNotFoundError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=1) from None
-    for text, (label, prob) in zip(lines, clf.predict(lines), strict=True):
-        typer.echo(f"{label}\t{prob:.4f}\t{text}")
-
-
-def _predict_tags(run_dir: Path, lines: list[str], which: str) -> None:
-    from rnnkit.commands.tagging import print_tagged
-    from rnnkit.tagging.task import tag_texts
-
-    for i, tagged in enumerate(tag_texts(str(run_dir), lines, which)):
-        if i:
-            typer.echo("")
-        print_tagged(tagged)
+    typer.echo(output)

@@ -199,18 +199,6 @@ def score_tagger(model: SequenceTagger, batch: SequenceBatch, data: TaskData) ->
     return out
 
 
-register_task(
-    TaskSpec(
-        "tagging",
-        TaggingConfig,
-        build_tagging,
-        "sequence tagging (NER, POS, chunking) from CoNLL-2003 or CoNLL-U files",
-        build_model=build_tagger,
-        score=score_tagger,
-    )
-)
-
-
 @dataclass(frozen=True)
 class Tagged:
     tokens: list[str]  # (T,) the words of the text
@@ -244,3 +232,33 @@ def tag_texts(run_dir: str, texts: list[str], which: str = "best") -> list[Tagge
         Tagged(tokens, tags, spans(tags) if vocab["scheme"] else [])
         for tokens, tags in zip(sentences, rows, strict=True)
     ]
+
+
+def format_tagged(tagged: Tagged) -> str:
+    """One ``token  TAG`` line per word, then a blank line and ``TYPE<TAB>start-end<TAB>words``
+    per span."""
+    width = max(len(t) for t in tagged.tokens)
+    lines = [f"{t:<{width}}  {tag}" for t, tag in zip(tagged.tokens, tagged.tags, strict=True)]
+    if tagged.spans:
+        lines.append("")
+    for kind, start, end in tagged.spans:
+        lines.append(f"{kind}\t{start}-{end}\t{' '.join(tagged.tokens[start:end])}")
+    return "\n".join(lines)
+
+
+def predict_texts(run_dir: str, texts: list[str], which: str = "best") -> str:
+    """:func:`format_tagged` of each text, a blank line between texts."""
+    return "\n\n".join(format_tagged(t) for t in tag_texts(run_dir, texts, which))
+
+
+register_task(
+    TaskSpec(
+        "tagging",
+        TaggingConfig,
+        build_tagging,
+        "sequence tagging (NER, POS, chunking) from CoNLL-2003 or CoNLL-U files",
+        build_model=build_tagger,
+        score=score_tagger,
+        predict=predict_texts,
+    )
+)

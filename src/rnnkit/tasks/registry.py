@@ -38,6 +38,8 @@ class TaskSpec:
     build_model: Callable[[Any, TaskData, int], Any] | None = None
     # (model, split, data) -> extra metrics for `rnnkit evaluate` (span F1 for taggers)
     score: Callable[[Any, SequenceBatch, TaskData], dict[str, float]] | None = None
+    # (run dir, texts, which checkpoint) -> what `rnnkit predict` prints; None: not offered
+    predict: Callable[[str, list[str], str], str] | None = None
 
 
 _TASKS: dict[str, TaskSpec] = {}

@@ -227,6 +227,15 @@ class TextClassifier:
         return out
 
 
+def predict_texts(run_dir: str, texts: list[str], which: str = "best") -> str:
+    """``LABEL<TAB>PROBABILITY<TAB>TEXT`` for each text, one per line."""
+    from rnnkit.tasks.run import load_text_classifier
+
+    clf = load_text_classifier(run_dir, which)
+    pairs = zip(texts, clf.predict(texts), strict=True)
+    return "\n".join(f"{label}\t{prob:.4f}\t{text}" for text, (label, prob) in pairs)
+
+
 register_task(
     TaskSpec(
         "sentiment",
@@ -234,5 +243,6 @@ register_task(
         build_sentiment,
         "text classification of a labelled CSV/TSV/JSONL file or dataset",
         build_model=build_classifier,
+        predict=predict_texts,
     )
 )
