@@ -132,6 +132,11 @@ def test_predict_refuses_a_run_that_is_not_a_classifier(tmp_path):
     assert "is a 'adding' run; predict takes sentiment or tagging runs" in r.output
     r = runner.invoke(app, ["predict", str(tmp_path / "nowhere"), "hello"])
     assert r.exit_code == 1
+    held_out = tmp_path / "held_out.csv"
+    write_csv(held_out, reviews(4, 1))
+    r = runner.invoke(app, ["evaluate", str(out), "--data", str(held_out)])
+    assert r.exit_code == 1
+    assert "is a 'adding' run; files are read for sentiment runs" in r.output
 
 
 def test_task_splits_a_file_and_keeps_labels_sorted(tmp_path):

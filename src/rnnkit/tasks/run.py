@@ -238,6 +238,10 @@ def evaluate(
     read with the run's text and label columns and encoded with the checkpoint's vocabulary.
     """
     cfg = read_run_config(run_dir)
+    if data_file is not None and cfg.task != "sentiment":
+        raise ValueError(
+            f"--data: {run_dir} is a {cfg.task!r} run; files are read for sentiment runs"
+        )
     path = checkpoint_path(run_dir, which)
     model = load_model(path)
     if data_file is not None:
