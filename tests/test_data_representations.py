@@ -56,6 +56,18 @@ def test_word_tokenizer_options() -> None:
         WordTokenizer(pattern="(")
 
 
+def test_word_tokenizer_splits_clitics_as_the_treebank() -> None:
+    tok = WordTokenizer(lowercase=True, split_clitics=True)
+    text = "It\u2019s a film that doesn't, can't and won't; we're sure you'll see Ann's o'clock."
+    assert tok.tokenize(text) == (
+        "it 's a film that does n't , ca n't and wo n't ; we 're sure you 'll see ann 's "
+        "o'clock ."
+    ).split()
+    assert WordTokenizer().tokenize("doesn't") == ["doesn't"]  # off by default
+    again = tokenizer_from_config(tok.to_config())
+    assert again.tokenize("isn't") == ["is", "n't"]
+
+
 @pytest.mark.parametrize("model_type", ["bpe", "unigram"])
 def test_sentencepiece_trains_and_round_trips(tmp_path: Path, model_type: str) -> None:
     tok = SentencePieceTokenizer.train(TRAIN, vocab_size=40, model_type=model_type)
@@ -125,6 +137,21 @@ def test_embedding_from_word2vec_and_glove(tmp_path: Path) -> None:
         assert found == 2
         assert embedding(torch.tensor([[4, 5, 0]])).tolist()[0] == [[1, 2], [-1, 0.5], [0, 0]]
         assert not embedding.weight.requires_grad
+
+
+def test_read_vectors_keeps_only_the_given_tokens(tmp_path: Path) -> None:
+    for header in (["4 2"], []):
+        path = write_vectors(
+            tmp_path / "v.txt", [*header, "yak 9 9", "cat 1 2", "dog 3 4", "emu 0 1"]
+        )
+        vectors = read_vectors(path, keep={"dog", "yak", "absent"})
+        assert vectors.tokens == ["yak", "dog"]
+        assert vectors.matrix.tolist() == [[9, 9], [3, 4]]
+        none = read_vectors(path, keep={"absent"})
+        assert none.tokens == [] and none.matrix.shape == (0, 2)
+    path = write_vectors(tmp_path / "w.txt", ["5 2", "cat 1 2"])  # the count still checked
+    with pytest.raises(DataFormatError, match=r"w\.txt:1: header declares 5 vectors, found 1"):
+        read_vectors(path, keep={"dog"})
 
 
 def test_vector_row_of_wrong_dimension_names_line(tmp_path: Path) -> None:

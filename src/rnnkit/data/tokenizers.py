@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 NUMBER_TOKEN = "<num>"  # what normalize_numbers turns a number into
 DEFAULT_WORD_PATTERN = r"\d+(?:[.,]\d+)*|\w+(?:['’-]\w+)*|[^\w\s]"  # numbers, words, marks
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_CLITIC = re.compile(r"(?i)^(.+?)(n't|'s|'re|'ll|'ve|'m|'d)$")  # does|n't, it|'s, we|'re
 
 
 @runtime_checkable
@@ -64,6 +65,9 @@ class WordTokenizer:
         normalize_numbers: Replace every number token (``1999``, ``3.14``, ``1,000``) by
             :data:`NUMBER_TOKEN`.
         pattern: The regex whose matches are the tokens.
+        split_clitics: Split English clitics off as the Penn Treebank (and so GloVe and
+            word2vec vocabularies) do: ``doesn't`` -> ``does n't``, ``it's`` -> ``it 's``,
+            ``can't`` -> ``ca n't``; a curly apostrophe becomes a straight one first.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class WordTokenizer:
         lowercase: bool = False,
         normalize_numbers: bool = False,
         pattern: str = DEFAULT_WORD_PATTERN,
+        split_clitics: bool = False,
     ) -> None:
         try:
             self._regex = re.compile(pattern)
@@ -79,11 +84,16 @@ class WordTokenizer:
         self.lowercase = lowercase
         self.normalize_numbers = normalize_numbers
         self.pattern = pattern
+        self.split_clitics = split_clitics
 
     def tokenize(self, text: str) -> list[str]:
         if self.lowercase:
             text = text.lower()
+        if self.split_clitics:
+            text = text.replace("\u2019", "'")
         tokens = self._regex.findall(text)
+        if self.split_clitics:
+            tokens = [part for t in tokens for part in _split_clitic(t)]
         if self.normalize_numbers:
             tokens = [NUMBER_TOKEN if _NUMBER.fullmatch(t) else t for t in tokens]
         return tokens
@@ -98,7 +108,13 @@ class WordTokenizer:
             "lowercase": self.lowercase,
             "normalize_numbers": self.normalize_numbers,
             "pattern": self.pattern,
+            "split_clitics": self.split_clitics,
         }
+
+
+def _split_clitic(token: str) -> tuple[str, ...]:
+    match = _CLITIC.match(token) if "'" in token else None
+    return match.groups() if match else (token,)
 
 
 class SentencePieceTokenizer:
