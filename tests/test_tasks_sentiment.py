@@ -181,3 +181,32 @@ def test_shipped_config_loads():
     cfg = load_run_config("sentiment", Path(__file__).parents[1] / "configs" / "sentiment.toml")
     assert cfg.task_config.data == "rotten-tomatoes"
     assert cfg.trainer.monitor == "val_accuracy"
+
+
+def test_vectors_name_a_file_or_a_vectors_dataset(tmp_path, monkeypatch):
+    from rnnkit.data import registry
+    from rnnkit.tasks.sentiment import vectors_file
+
+    own = tmp_path / "v.txt"
+    own.write_text("great 1 2\n", encoding="utf-8")
+    assert vectors_file(str(own)) == own
+    with pytest.raises(FileNotFoundError, match="no such file, nor a vectors dataset"):
+        vectors_file(str(tmp_path / "absent.txt"))
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "cache"))
+    fetched = []
+    monkeypatch.setattr(registry, "fetch", fetched.append)  # as if already in the cache
+    (tmp_path / "cache" / "glove-100d").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"holds no vectors\.txt"):
+        vectors_file("glove-100d")
+    (tmp_path / "cache" / "glove-100d" / "vectors.txt").write_text("1 2\ngreat 1 2\n")
+    assert vectors_file("glove-100d") == tmp_path / "cache" / "glove-100d" / "vectors.txt"
+    assert fetched == ["glove-100d", "glove-100d"]
+
+
+def test_split_clitics_reaches_the_vocabulary_and_the_saved_tokenizer(tmp_path):
+    data = tmp_path / "r.tsv"
+    rows = [(f"{t} It isn't.", y) for t, y in reviews(100, 3)]
+    data.write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    task = get_task("sentiment").build(SentimentConfig(data=str(data), split_clitics=True), 0)
+    assert "n't" in task.vocab["tokens"] and "isn't" not in task.vocab["tokens"]
+    assert task.vocab["tokenizer"]["split_clitics"] is True

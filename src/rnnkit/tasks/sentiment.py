@@ -37,11 +37,12 @@ class SentimentConfig:
     text_column: str = "text"  # column (field) holding the text
     label_column: str = "label"  # column (field) holding the label
     lowercase: bool = True  # lower-case before tokenizing into words
+    split_clitics: bool = False  # does n't, it 's: as GloVe/word2vec vocabularies tokenize
     max_vocab: int = 20_000  # vocabulary size, specials included (from the training split)
     min_freq: int = 1  # fewest training occurrences a word needs
     max_len: int = 0  # keep only the first max_len tokens (0: all)
     embedding_dim: int = 100  # D; 0: one-hot inputs
-    vectors: str = ""  # word2vec/GloVe text file initialising the embedding ("" : random)
+    vectors: str = ""  # word2vec/GloVe text file, or "glove-100d", initialising the embedding
     freeze_embedding: bool = False  # keep the embedding fixed
     bidirectional: bool = False  # BiRNN encoder
     pooling: Literal["last", "mean", "max", "attention"] = "last"  # summary of the outputs
@@ -130,7 +131,7 @@ def label_ids(labels: Sequence[str], names_: Sequence[str], where: str) -> torch
 
 def build_sentiment(cfg: SentimentConfig, seed: int) -> TaskData:
     splits = _splits(cfg, seed)
-    tokenizer = WordTokenizer(lowercase=cfg.lowercase)
+    tokenizer = WordTokenizer(lowercase=cfg.lowercase, split_clitics=cfg.split_clitics)
     train_texts, train_labels = splits["train"]
     if not train_texts:
         raise ValueError(f"data={cfg.data!r}: the training split is empty")
@@ -188,9 +189,27 @@ def build_classifier(model: Any, data: TaskData, seed: int) -> SequenceClassifie
     classifier = SequenceClassifier(config)
     if vectors:
         vocab = Vocab(data.vocab["tokens"])
-        weight, _ = build_embedding(vocab, config.embedding_dim, read_vectors(vectors), seed=seed)
+        found = read_vectors(vectors_file(vectors), keep=set(vocab.tokens))
+        weight, _ = build_embedding(vocab, config.embedding_dim, found, seed=seed)
         classifier.load_vectors(weight.weight.detach())
     return classifier
+
+
+def vectors_file(value: str) -> Path:
+    """The vectors file that ``task.vectors`` names: a path, or a vectors dataset (fetched
+    here when it is not yet in the cache)."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    if value in names():
+        from rnnkit.data.registry import fetch
+
+        fetch(value)
+        found = dataset_dir(value) / "vectors.txt"
+        if found.is_file():
+            return found
+        raise ValueError(f"vectors={value!r}: dataset {value} holds no vectors.txt")
+    raise FileNotFoundError(f"vectors={value!r}: no such file, nor a vectors dataset")
 
 
 class TextClassifier:
