@@ -163,6 +163,23 @@ def batches(n: int, size: int, lengths: torch.Tensor, gen: torch.Generator):
     return [out[i] for i in torch.randperm(len(out), generator=gen)]
 
 
+def load_columns(model, weight: torch.Tensor, start: int) -> None:
+    """Copy (V, D) vectors into the embedding's columns start..start+D."""
+    with torch.no_grad():
+        model.embedding.weight[:, start : start + weight.shape[1]] = weight
+        model.embedding.weight[model.config.padding_idx] = 0.0
+
+
+def nb_ratios(ids: torch.Tensor, y: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """(V,) log-count ratios log((p_w / |p|) / (q_w / |q|)) of word presence in positive vs
+    negative sentences, with add-one smoothing."""
+    present = torch.zeros(len(ids), vocab_size)
+    present.scatter_(1, ids, 1.0)  # (N, V) 0/1, <pad> included (its row is zeroed later)
+    p = present[y == 1].sum(0) + 1.0
+    q = present[y == 0].sum(0) + 1.0
+    return torch.log(p / p.sum()) - torch.log(q / q.sum())
+
+
 def probabilities(model, ids, lengths) -> torch.Tensor:
     """(N, 2) class probabilities, in evaluation mode."""
     model.eval()
@@ -193,7 +210,7 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> tuple
     cfg = ClassifierConfig(
         vocab_size=len(vocab),
         cell=cell,
-        embedding_dim=0 if inputs == "onehot" else args.dim,
+        embedding_dim=0 if inputs == "onehot" else args.dim + args.nb_dims,
         hidden_size=args.hidden,
         bidirectional=bi,
         pooling=pooling,
@@ -210,13 +227,20 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> tuple
             path = Path(tmp) / "ppmi_svd.txt"
             ppmi_svd_vectors(corpus, set(vocab.tokens), args.dim, path)
             emb, _ = build_embedding(vocab, args.dim, read_vectors(path), seed=seed)
-        model.load_vectors(emb.weight.detach())
+        load_columns(model, emb.weight.detach(), args.nb_dims)
     if inputs == "glove":
         path = dataset_dir("glove-100d") / "vectors.txt"
         emb, _ = build_embedding(
             vocab, args.dim, read_vectors(path, keep=set(vocab.tokens)), seed=seed
         )
-        model.load_vectors(emb.weight.detach())
+        load_columns(model, emb.weight.detach(), args.nb_dims)
+    if args.nb_dims and inputs != "onehot":
+        # nb_dims more embedding columns, first, start at each word's Naive Bayes log-count
+        # ratio on the fit split (Wang & Manning 2012): labels of the training part only
+        r = nb_ratios(ids[fit_idx], y[fit_idx], len(vocab))
+        with torch.no_grad():
+            model.embedding.weight[:, : args.nb_dims] = args.nb_scale * r.unsqueeze(1)
+            model.embedding.weight[vocab.pad_id] = 0.0
     if args.freeze and inputs != "onehot":
         model.embedding.weight.requires_grad_(False)
     params = [q for q in model.parameters() if q.requires_grad]
@@ -291,6 +315,10 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=1, help="ensemble of this many seeds per fold")
     p.add_argument("--freeze", action="store_true", help="keep pre-trained vectors fixed")
     p.add_argument(
+        "--nb-dims", type=int, default=0, help="embedding columns added, set to NB log-count ratios"
+    )
+    p.add_argument("--nb-scale", type=float, default=1.0, help="multiplier of those columns")
+    p.add_argument(
         "--split-clitics", action="store_true", help="does n't, it 's (GloVe's tokenization)"
     )
     p.add_argument("--pooling", default=None, help="override the configs' pooling")
@@ -334,7 +362,8 @@ def main() -> None:
         )
     results = []
     for name in args.configs:
-        label = name if args.seeds == 1 else f"{name}-x{args.seeds}"
+        label = name + (f"-nb{args.nb_dims}" if args.nb_dims else "")
+        label += f"-x{args.seeds}" if args.seeds > 1 else ""
         accs, t0 = [], time.perf_counter()
         for k in range(args.from_fold, args.folds):
             test_idx = folds[k]
