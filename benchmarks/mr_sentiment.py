@@ -41,7 +41,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnkit.data import Vocab, WordTokenizer, build_embedding, read_vectors
+from rnnkit.data import (
+    Vocab,
+    WordTokenizer,
+    build_embedding,
+    nb_log_count_ratios,
+    read_vectors,
+)
 from rnnkit.data.readers import read_table
 from rnnkit.data.registry import dataset_dir
 from rnnkit.models import ClassifierConfig, SequenceClassifier
@@ -170,16 +176,6 @@ def load_columns(model, weight: torch.Tensor, start: int) -> None:
         model.embedding.weight[model.config.padding_idx] = 0.0
 
 
-def nb_ratios(ids: torch.Tensor, y: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """(V,) log-count ratios log((p_w / |p|) / (q_w / |q|)) of word presence in positive vs
-    negative sentences, with add-one smoothing."""
-    present = torch.zeros(len(ids), vocab_size)
-    present.scatter_(1, ids, 1.0)  # (N, V) 0/1, <pad> included (its row is zeroed later)
-    p = present[y == 1].sum(0) + 1.0
-    q = present[y == 0].sum(0) + 1.0
-    return torch.log(p / p.sum()) - torch.log(q / q.sum())
-
-
 def probabilities(model, ids, lengths) -> torch.Tensor:
     """(N, 2) class probabilities, in evaluation mode."""
     model.eval()
@@ -237,7 +233,7 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> tuple
     if args.nb_dims and inputs != "onehot":
         # nb_dims more embedding columns, first, start at each word's Naive Bayes log-count
         # ratio on the fit split (Wang & Manning 2012): labels of the training part only
-        r = nb_ratios(ids[fit_idx], y[fit_idx], len(vocab))
+        r = nb_log_count_ratios(ids[fit_idx], y[fit_idx], len(vocab))
         with torch.no_grad():
             model.embedding.weight[:, : args.nb_dims] = args.nb_scale * r.unsqueeze(1)
             model.embedding.weight[vocab.pad_id] = 0.0

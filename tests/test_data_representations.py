@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from rnnkit.data.errors import DataFormatError
-from rnnkit.data.representations import OneHot, build_embedding, read_vectors
+from rnnkit.data.representations import (
+    OneHot,
+    build_embedding,
+    nb_log_count_ratios,
+    read_vectors,
+)
 from rnnkit.data.tokenizers import (
     NUMBER_TOKEN,
     CharTokenizer,
@@ -190,3 +195,19 @@ def test_vector_row_of_wrong_dimension_names_line(tmp_path: Path) -> None:
             dim=3,
             vectors=read_vectors(write_vectors(tmp_path / "x.txt", ["cat 1 2"])),
         )
+
+
+def test_nb_log_count_ratios_by_hand() -> None:
+    # vocab: 0 pad, 1 "good", 2 "bad", 3 "film"; two positive and two negative sequences
+    ids = torch.tensor([[1, 3, 0], [1, 1, 3], [2, 3, 0], [3, 0, 0]])
+    labels = torch.tensor([1, 1, 0, 0])
+    r = nb_log_count_ratios(ids, labels, 4)
+    p = torch.tensor([1.0, 2.0, 0.0, 2.0]) + 1  # sequences containing each id, class 1
+    q = torch.tensor([2.0, 0.0, 1.0, 2.0]) + 1  # class 0 (pad counted; its row is zeroed later)
+    expected = torch.log(p / p.sum()) - torch.log(q / q.sum())
+    torch.testing.assert_close(r, expected)
+    assert r[1] > 0 > r[2]  # "good" leans positive, "bad" negative
+    with pytest.raises(ValueError, match="two classes"):
+        nb_log_count_ratios(ids, torch.tensor([0, 1, 2, 1]), 4)
+    with pytest.raises(ValueError, match=r"labels \(N,\)"):
+        nb_log_count_ratios(ids, labels[:3], 4)

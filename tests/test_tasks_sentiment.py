@@ -7,6 +7,7 @@ import json
 import random
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import _training_helpers  # noqa: F401  (one torch thread)
@@ -210,3 +211,29 @@ def test_split_clitics_reaches_the_vocabulary_and_the_saved_tokenizer(tmp_path):
     task = get_task("sentiment").build(SentimentConfig(data=str(data), split_clitics=True), 0)
     assert "n't" in task.vocab["tokens"] and "isn't" not in task.vocab["tokens"]
     assert task.vocab["tokenizer"]["split_clitics"] is True
+
+
+def test_nb_columns_start_at_the_training_split_log_count_ratios(tmp_path):
+    from rnnkit.data import Vocab, nb_log_count_ratios
+    from rnnkit.tasks import run
+
+    data = tmp_path / "r.tsv"
+    data.write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in reviews(300, 4)))
+    vectors = tmp_path / "v.txt"
+    vectors.write_text("great 1 2 3 4\nawful -1 -2 -3 -4\n", encoding="utf-8")
+    cfg = SentimentConfig(data=str(data), embedding_dim=4, nb_columns=2, vectors=str(vectors))
+    task = get_task("sentiment")
+    data_ = task.build(cfg, seed=0)
+    model = task.build_model(run.ModelSection(hidden_size=5), data_, 0)
+    weight = model.embedding.weight.detach()
+    assert weight.shape == (len(data_.vocab["tokens"]), 6)
+    vocab = Vocab(data_.vocab["tokens"])
+    train = data_.train
+    ratios = nb_log_count_ratios(train.inputs, train.targets[train.mask], len(vocab))
+    for column in (0, 1):
+        torch.testing.assert_close(weight[1:, column], ratios[1:])  # row 0 is <pad>: zero
+    assert weight[vocab.pad_id].abs().sum() == 0
+    assert weight[vocab["great"], 2:].tolist() == [1, 2, 3, 4]  # vectors after the NB columns
+    assert weight[vocab["great"], 0] > 0 > weight[vocab["awful"], 0]  # pos is label 1
+    with pytest.raises(ValueError, match="nb_columns needs embedded inputs"):
+        SentimentConfig(data=str(data), embedding_dim=0, nb_columns=2)

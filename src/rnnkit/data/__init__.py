@@ -14,7 +14,13 @@ from rnnkit.data.batching import (
 from rnnkit.data.errors import DataFormatError, Records
 from rnnkit.data.fetching import FetchError, data_home
 from rnnkit.data.registry import dataset_dir, fetch
-from rnnkit.data.representations import OneHot, Vectors, build_embedding, read_vectors
+from rnnkit.data.representations import (
+    OneHot,
+    Vectors,
+    build_embedding,
+    nb_log_count_ratios,
+    read_vectors,
+)
 from rnnkit.data.tokenizers import (
     CharTokenizer,
     SentencePieceTokenizer,
@@ -48,6 +54,7 @@ __all__ = [
     "dataset_dir",
     "fetch",
     "load_tokenizer",
+    "nb_log_count_ratios",
     "pad_sequences",
     "padding_ratio",
     "read_vectors",

@@ -156,3 +156,37 @@ def build_embedding(
     weight[vocab.pad_id] = 0.0
     embedding = nn.Embedding.from_pretrained(weight, freeze=freeze, padding_idx=vocab.pad_id)
     return embedding, found
+
+
+def nb_log_count_ratios(
+    ids: torch.Tensor, labels: torch.Tensor, vocab_size: int, alpha: float = 1.0
+) -> torch.Tensor:
+    r"""Each word's Naive Bayes log-count ratio between the two classes (Wang & Manning 2012):
+
+    .. math:: r_w = \log \frac{(p_w + \alpha) / \lVert p + \alpha \rVert_1}
+                              {(q_w + \alpha) / \lVert q + \alpha \rVert_1}
+
+    where ``p_w`` (``q_w``) counts the sequences of class 1 (class 0) that contain word w.
+    Used to initialise embedding columns with a sentiment direction learned from the
+    training labels alone.
+
+    Args:
+        ids: (N, T) token ids, padding included (the caller zeroes the padding row).
+        labels: (N,) labels in {0, 1}.
+        vocab_size: V.
+        alpha: Add-alpha smoothing.
+
+    Returns:
+        (V,) float32 ratios; positive for words seen more in class 1.
+    """
+    if ids.dim() != 2 or labels.shape != ids.shape[:1]:
+        raise ValueError(
+            f"expected ids (N, T) and labels (N,), got {tuple(ids.shape)} and {tuple(labels.shape)}"
+        )
+    if not bool(((labels == 0) | (labels == 1)).all()):
+        raise ValueError("labels: the log-count ratio needs two classes, 0 and 1")
+    present = torch.zeros(len(ids), vocab_size)
+    present.scatter_(1, ids.long(), 1.0)  # (N, V): 1 where the sequence holds the word
+    p = present[labels == 1].sum(0) + alpha
+    q = present[labels == 0].sum(0) + alpha
+    return torch.log(p / p.sum()) - torch.log(q / q.sum())

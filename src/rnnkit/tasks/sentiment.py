@@ -20,7 +20,14 @@ from typing import Any, Literal
 
 import torch
 
-from rnnkit.data import Vocab, WordTokenizer, build_embedding, read_vectors, tokenizer_from_config
+from rnnkit.data import (
+    Vocab,
+    WordTokenizer,
+    build_embedding,
+    nb_log_count_ratios,
+    read_vectors,
+    tokenizer_from_config,
+)
 from rnnkit.data.readers import read_jsonl, read_table
 from rnnkit.data.registry import dataset_dir, names
 from rnnkit.data.splits import by_split, group_split
@@ -44,6 +51,7 @@ class SentimentConfig:
     embedding_dim: int = 100  # D; 0: one-hot inputs
     vectors: str = ""  # word2vec/GloVe text file, or "glove-100d", initialising the embedding
     freeze_embedding: bool = False  # keep the embedding fixed
+    nb_columns: int = 0  # more embedding columns, set to each word's NB log-count ratio (2 labels)
     bidirectional: bool = False  # BiRNN encoder
     pooling: Literal["last", "mean", "max", "attention"] = "last"  # summary of the outputs
     head: Literal["softmax", "sigmoid"] = "softmax"  # sigmoid: binary labels only
@@ -54,8 +62,10 @@ class SentimentConfig:
         for name in ("max_vocab", "min_freq"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_len < 0 or self.embedding_dim < 0:
-            raise ValueError("max_len and embedding_dim must be >= 0")
+        if self.max_len < 0 or self.embedding_dim < 0 or self.nb_columns < 0:
+            raise ValueError("max_len, embedding_dim and nb_columns must be >= 0")
+        if self.nb_columns and not self.embedding_dim:
+            raise ValueError("nb_columns needs embedded inputs (embedding_dim > 0)")
 
 
 def read_labelled(path: str | Path, text_column: str, label_column: str) -> tuple[list, list]:
@@ -141,6 +151,8 @@ def build_sentiment(cfg: SentimentConfig, seed: int) -> TaskData:
     classes = sorted(set(train_labels))
     if len(classes) < 2:
         raise ValueError(f"data={cfg.data!r}: expected >= 2 labels, found {classes}")
+    if cfg.nb_columns and len(classes) != 2:
+        raise ValueError(f"nb_columns: the log-count ratio needs 2 labels, found {classes}")
     batches = {}
     for split, (texts, labels) in splits.items():
         ids, lengths = encode(texts, tokenizer, vocab, cfg.max_len)
@@ -157,8 +169,9 @@ def build_sentiment(cfg: SentimentConfig, seed: int) -> TaskData:
             "vocab_size": len(vocab),
             "num_classes": len(classes),
             "padding_idx": vocab.pad_id,
-            "embedding_dim": cfg.embedding_dim,
+            "embedding_dim": cfg.embedding_dim + cfg.nb_columns,
             "freeze_embedding": cfg.freeze_embedding,
+            "nb_columns": cfg.nb_columns,
             "bidirectional": cfg.bidirectional,
             "pooling": cfg.pooling,
             "head": cfg.head,
@@ -178,6 +191,7 @@ def build_classifier(model: Any, data: TaskData, seed: int) -> SequenceClassifie
     """The classifier for ``data`` from the run's ``[model]`` table (cell, sizes, dropout)."""
     shape = dict(data.model_shape)
     vectors = shape.pop("vectors")
+    nb = shape.pop("nb_columns", 0)
     config = ClassifierConfig(
         cell=model.cell,
         hidden_size=model.hidden_size,
@@ -187,11 +201,22 @@ def build_classifier(model: Any, data: TaskData, seed: int) -> SequenceClassifie
         **shape,
     )
     classifier = SequenceClassifier(config)
+    weight = classifier.embedding.weight if config.embedding_dim else None
     if vectors:
         vocab = Vocab(data.vocab["tokens"])
         found = read_vectors(vectors_file(vectors), keep=set(vocab.tokens))
-        weight, _ = build_embedding(vocab, config.embedding_dim, found, seed=seed)
-        classifier.load_vectors(weight.weight.detach())
+        emb, _ = build_embedding(vocab, config.embedding_dim - nb, found, seed=seed)
+        with torch.no_grad():
+            weight[:, nb:] = emb.weight  # the columns after the NB ones
+    if nb:  # columns 0..nb-1: the training split's log-count ratio, class 1 against class 0
+        train = data.train
+        labels = train.targets[train.mask]  # one label per sequence, in order
+        ratios = nb_log_count_ratios(train.inputs, labels, config.vocab_size)
+        with torch.no_grad():
+            weight[:, :nb] = ratios.unsqueeze(1)
+    if weight is not None:
+        with torch.no_grad():
+            weight[config.padding_idx] = 0.0
     return classifier
 
 
