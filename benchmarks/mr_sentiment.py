@@ -261,18 +261,29 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> tuple
 
 
 def summarise(logs: list[Path]) -> None:
-    """Table of the per-fold lines in logs of (possibly unfinished) runs of this script."""
+    """Table of the per-fold lines in logs of (possibly unfinished) runs of this script; for
+    ensembles also the mean accuracy of their single members."""
     accs: dict[str, list[float]] = {}
+    members: dict[str, list[float]] = {}
     seconds: dict[str, str] = {}
     for log in logs:
         text = log.read_text("utf-8")
-        for name, _, acc in re.findall(r"  (\S+) fold (\d+): accuracy ([\d.]+)", text):
+        pattern = r"  (\S+) fold (\d+): accuracy ([\d.]+) \((?:members ([\d. ]+),)?"
+        for name, _, acc, singles in re.findall(pattern, text):
             accs.setdefault(name, []).append(float(acc))
+            members.setdefault(name, []).extend(float(a) for a in singles.split())
         seconds.update(re.findall(r"^(\S+): .* (\d+) s/fold$", text, re.M))
-    print("| config | folds run | mean accuracy | std | time per fold (s) |\n|---|---|---|---|---|")
+    print(
+        "| config | folds run | mean accuracy | std | single members' mean | time per fold (s) |\n"
+        "|---|---|---|---|---|---|"
+    )
     for name, v in accs.items():
         std = f"{float(np.std(v)):.2f}" if len(v) > 1 else "-"
-        print(f"| {name} | {len(v)} | {np.mean(v):.2f} | {std} | {seconds.get(name, '-')} |")
+        single = f"{np.mean(members[name]):.2f}" if members[name] else "-"
+        print(
+            f"| {name} | {len(v)} | {np.mean(v):.2f} | {std} | {single} | "
+            f"{seconds.get(name, '-')} |"
+        )
 
 
 def combine(folder: Path, labels: list[str]) -> None:
