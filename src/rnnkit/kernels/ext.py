@@ -39,7 +39,7 @@ def disabled() -> bool:
 
 
 def _flags() -> list[str]:
-    flags = ["-O3", "-fno-math-errno", "-fopenmp-simd", "-std=c++17"]
+    flags = ["-O3", "-fno-math-errno", "-fopenmp-simd"]
     if platform.machine() in ("x86_64", "AMD64"):
         cpu = Path("/proc/cpuinfo")
         text = cpu.read_text() if cpu.exists() else ""

@@ -98,7 +98,8 @@ struct Masks {
   }
 };
 
-int64_t grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)); }
+// rows per task of at::parallel_for: torch's grain (32768 elements), below which one thread runs
+int64_t grain(int64_t width) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(width, 1)); }
 
 template <typename T>
 inline void copy_row(T* dst, const T* src, int64_t n) {
