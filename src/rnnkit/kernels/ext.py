@@ -24,9 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = [
-    "args",
-    "available", "disabled", "load", "ops", "packed", "step_rows", "use", "why_not"]
+__all__ = ["args", "available", "disabled", "load", "ops", "packed", "step_rows", "use", "why_not"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "fused.cpp"
 _NAME = "rnnkit_fused"
