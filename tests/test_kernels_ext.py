@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rnnkit.kernels import elman_sequence, ext, gru_sequence, lstm_sequence
+from rnnkit.kernels.common import Linear
 
 T, B, H = 6, 4, 5
 LENGTHS = {
@@ -127,10 +128,16 @@ def test_extension_gradcheck(ops, calls, kind, lengths):
     assert calls and all(calls)
 
 
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "mm"])
 @pytest.mark.parametrize("kind", ["rnn_tanh", "lstm", "gru"])
-def test_extension_float32_equals_python_kernel(ops, monkeypatch, kind):
-    """float32 runs the oneDNN-packed products from C++ (as Linear does in Python)."""
-    args = inputs(kind.removesuffix("_nobias"), dtype=torch.float32)
+def test_extension_float32_equals_python_kernel(ops, monkeypatch, kind, pack):
+    """float32 runs the products from C++ with oneDNN-packed weights (as Linear does in
+    Python) for large enough weights and batches, else with mm."""
+    monkeypatch.setattr(ext, "PACK_MIN_BATCH", 0 if pack else 10**9)
+    monkeypatch.setattr(ext, "PACK_MIN_NUMEL", 0)
+    args = inputs(kind, dtype=torch.float32)
+    w = args[-2] if kind == "gru" else args[-1]
+    assert (ext.packed(w.detach(), B) is not None) == (pack and Linear(w, B).packed is not None)
     mask, first = mask_of("sorted")
     fast = run(kind, args, mask, first, train=True)
     monkeypatch.setenv("RNNKIT_EXT", "0")
