@@ -1,12 +1,15 @@
 """The compiled sequence kernels (``csrc/fused.cpp``): built on first use, else Python.
 
-The C++ runs a whole sequence: per step one matrix product (oneDNN with the weight packed
-once, as :class:`rnnkit.kernels.common.Linear`, for float32; ``mm`` otherwise) and one
-fused, vectorized loop for the element-wise work, which in Python costs a dozen op
-dispatches a step. It is built with :func:`torch.utils.cpp_extension.load` into
-``$RNNKIT_CACHE`` (default ``~/.cache/rnnkit``) under a name that hashes the source, the
-torch version and the flags, so a changed source or torch rebuilds; torch's lock file
-lets concurrent processes (pytest-xdist workers) share one build.
+The C++ runs a whole sequence: per step one matrix product (in float32 for batches and
+weights large enough, oneDNN with the weight packed once, as
+:class:`rnnkit.kernels.common.Linear`; else ``mm``) and one fused loop over the rows for
+the element-wise work, which in Python costs a dozen op dispatches a step. The loops are
+vectorized by gcc with glibc's vector ``exp`` (libmvec; AVX2 or AVX-512 where the CPU has
+them). It is built with :func:`torch.utils.cpp_extension.load` (about 20 s, ninja and a
+C++ compiler needed) into ``$RNNKIT_CACHE/ext-<hash>`` (default ``~/.cache/rnnkit``),
+the hash covering the source, the flags and the torch installation, so that a changed
+source or torch rebuilds; torch's lock file lets concurrent processes (pytest-xdist
+workers) share one build.
 
 The kernels in Python stay the reference and the fallback: they run when the build fails
 (no compiler, say; a warning gives the reason, once), when ``RNNKIT_EXT=0`` is set, and
@@ -18,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import sys
 import warnings
 from pathlib import Path
 
@@ -53,9 +57,9 @@ def _build():
 
     flags = _flags()
     source = _SOURCE.read_bytes()
-    key = hashlib.sha256(
-        source + torch.__version__.encode() + " ".join(flags).encode()
-    ).hexdigest()[:16]
+    # one build per source, flags and torch installation (version, path, Python)
+    ident = " ".join([torch.__version__, torch.__file__, sys.version, *flags])
+    key = hashlib.sha256(source + ident.encode()).hexdigest()[:16]
     cache = Path(os.environ.get("RNNKIT_CACHE", Path.home() / ".cache" / "rnnkit"))
     build = cache / f"ext-{key}"
     build.mkdir(parents=True, exist_ok=True)
