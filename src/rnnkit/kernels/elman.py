@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnkit.kernels import ext
 from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry, tanh
 
 __all__ = ["elman_sequence"]
@@ -53,6 +54,15 @@ class _ElmanSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xp, h0, w, nonlinearity, mask, first_masked):
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
+        ctx.ext = ext.args(masks, mask, xp, h0, w)
+        if ctx.ext is not None:
+            ops, m, rows = ctx.ext
+            relu = nonlinearity == "relu"
+            packed = ext.packed(w, xp.shape[1])
+            y, h_last, hs = ops.elman_forward(xp, h0, w, packed, relu, m, first_masked, rows, True)
+            ctx.save_for_backward(hs, w)
+            ctx.nonlinearity, ctx.first_masked = nonlinearity, first_masked
+            return y, h_last
         hs = _elman_forward(xp.contiguous(), h0, w, nonlinearity, masks)
         ctx.save_for_backward(hs, w)
         ctx.masks, ctx.nonlinearity = masks, nonlinearity
@@ -62,6 +72,12 @@ class _ElmanSequence(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, grad_h):
         hs, w = ctx.saved_tensors
+        if ctx.ext is not None:
+            ops, m, rows = ctx.ext
+            relu, packed = ctx.nonlinearity == "relu", ext.packed(w.t(), hs.shape[1])
+            args = (ctx.first_masked, rows)
+            da, dh, dw = ops.elman_backward(grad_out, grad_h, hs, w, packed, relu, m, *args)
+            return da, dh, dw, None, None, None
         steps = hs.shape[0] - 1
         lin = Linear(w.t(), hs.shape[1])  # dA @ W_hh
         gout, pairs = ctx.masks.output_grads(grad_out), ctx.masks.split()
@@ -104,6 +120,14 @@ def elman_sequence(
         return _ElmanSequence.apply(xp, h0, weight_hh, nonlinearity, mask, first_masked)
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
+        args = ext.args(masks, mask, xp, h0, weight_hh)
+        if args is not None:
+            ops, m, rows = args
+            packed, relu = ext.packed(weight_hh, xp.shape[1]), nonlinearity == "relu"
+            y, h_last = ops.elman_forward(
+                xp, h0, weight_hh, packed, relu, m, first_masked, rows, False
+            )
+            return y, h_last
         rows = masks.prefix_rows(xp.shape[1])
         if rows is not None:
             return _elman_infer_prefix(xp.contiguous(), h0, weight_hh, nonlinearity, masks, rows)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnkit.kernels import ext
 from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry, tanh
 
 __all__ = ["gru_sequence"]
@@ -93,14 +94,34 @@ class _GRUSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xp, h0, w, b, mask, first_masked):
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
+        ctx.ext = ext.args(masks, mask, xp, h0, w, b)
+        ctx.with_bias = b is not None
+        if ctx.ext is not None:
+            ops, m, rows = ctx.ext
+            packed = ext.packed(w, xp.shape[1])
+            y, h_last, hs, gates, an = ops.gru_forward(
+                xp, h0, w, b, packed, m, first_masked, rows, True
+            )
+            ctx.save_for_backward(hs, gates, an, w)
+            ctx.first_masked = first_masked
+            return y, h_last
         hs, gates, diff, hn = _gru_forward(xp.contiguous(), h0, w, b, masks, keep=True)
         ctx.save_for_backward(hs, gates, diff, hn, w)
-        ctx.masks, ctx.with_bias = masks, b is not None
+        ctx.masks = masks
         return masks.outputs(hs[1:]), hs[-1].clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, grad_h):
+        if ctx.ext is not None:
+            ops, m, rows = ctx.ext
+            hs, gates, an, w = ctx.saved_tensors
+            packed, first = ext.packed(w.t(), hs.shape[1]), ctx.first_masked
+            dxp, dh, da, *db = ops.gru_backward(
+                grad_out, grad_h, hs, gates, an, w, packed, ctx.with_bias, m, first, rows
+            )
+            dw = da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # dW_hh = sum_t da_t^T h_{t-1}
+            return dxp, dh, dw, db[0] if db else None, None, None
         hs, gates, diff, hn, w = ctx.saved_tensors
         steps, batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
         lin = Linear(w.t(), batch)  # da @ W_hh
@@ -152,6 +173,13 @@ def gru_sequence(
         return _GRUSequence.apply(xp, h0, weight_hh, bias_hh, mask, first_masked)
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
+        args = ext.args(masks, mask, xp, h0, weight_hh, bias_hh)
+        if args is not None:
+            ops, m, rows = args
+            packed = ext.packed(weight_hh, xp.shape[1])
+            return tuple(
+                ops.gru_forward(xp, h0, weight_hh, bias_hh, packed, m, first_masked, rows, False)
+            )
         rows = masks.prefix_rows(xp.shape[1])
         if rows is not None:
             return _gru_infer_prefix(xp.contiguous(), h0, weight_hh, bias_hh, masks, rows)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnkit.kernels import ext
 from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry, tanh
 
 __all__ = ["lstm_sequence"]
@@ -119,6 +120,16 @@ class _LSTMSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xp, h0, c0, w, mask, first_masked):
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
+        ctx.ext = ext.args(masks, mask, xp, h0, c0, w)
+        if ctx.ext is not None:
+            ops, m, rows = ctx.ext
+            packed = ext.packed(w, xp.shape[1])
+            y, h_last, c_last, hs, cs, gates, tcs = ops.lstm_forward(
+                xp, h0, c0, w, packed, m, first_masked, rows, True
+            )
+            ctx.save_for_backward(hs, cs, gates, tcs, w)
+            ctx.first_masked = first_masked
+            return y, h_last, c_last
         hs, c_last, rows = _lstm_forward(xp.contiguous(), h0, c0, w, masks)
         ctx.save_for_backward(hs, rows, w)
         ctx.masks = masks
@@ -127,6 +138,15 @@ class _LSTMSequence(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, grad_h, grad_c):
+        if ctx.ext is not None:
+            ops, m, rows = ctx.ext
+            hs, cs, gates, tcs, w = ctx.saved_tensors
+            packed = ext.packed(w.t(), hs.shape[1])
+            da, dh, dc = ops.lstm_backward(
+                grad_out, grad_h, grad_c, cs, gates, tcs, w, packed, m, ctx.first_masked, rows
+            )
+            dw = da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # dW_hh = sum_t dA_t^T h_{t-1}
+            return da, dh, dc, dw, None, None
         hs, rows, w = ctx.saved_tensors
         steps, batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
         lin = Linear(w.t(), batch)  # dA @ W_hh
@@ -184,6 +204,14 @@ def lstm_sequence(
         return _LSTMSequence.apply(xp, h0, c0, weight_hh, mask, first_masked)
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
+        args = ext.args(masks, mask, xp, h0, c0, weight_hh)
+        if args is not None:
+            ops, m, rows = args
+            packed = ext.packed(weight_hh, xp.shape[1])
+            y, h_last, c_last = ops.lstm_forward(
+                xp, h0, c0, weight_hh, packed, m, first_masked, rows, False
+            )
+            return y, h_last, c_last
         rows = masks.prefix_rows(xp.shape[1])
         if rows is not None:
             return _lstm_infer_prefix(xp.contiguous(), h0, c0, weight_hh, masks, rows)

@@ -1,0 +1,550 @@
+// Compiled sequence kernels for the built-in cells: the whole time loop in C++, with each
+// step's element-wise work fused into one pass over the rows (see rnnkit/kernels/ext.py).
+//
+// Every function mirrors a Python kernel of rnnkit.kernels (elman.py, lstm.py, gru.py),
+// which stays the reference: same inputs, same saved state, same masking rules.
+//
+// Masks: ``mask`` (T, B) bool or None. Step t updates row b when b < rows[t] and
+// (t < first_masked or mask[t, b]); else the row carries its state. The output is
+// y_t = h_t where b < rows[t] and mask[t, b] (no mask: everywhere), else 0. ``rows`` (T)
+// counts the rows that the per-step products touch (a batch sorted by decreasing length:
+// the valid rows of a step are its first ones); empty means all B rows at every step.
+//
+// Per step, the recurrent product is one matrix product (oneDNN with a weight packed once
+// per sequence when the caller passes one, else at::mm / at::addmm) and the element-wise
+// work is one loop per row, written for the compiler to vectorize: ``exp`` is declared
+// with the SIMD variants of glibc's libmvec, so gcc calls its vector exp in these loops.
+// tanh is computed as 1 - 2 / (1 + exp(2x)).
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <vector>
+
+extern "C" {
+__attribute__((__simd__("notinbranch"))) float expf(float) noexcept;
+__attribute__((__simd__("notinbranch"))) double exp(double) noexcept;
+}
+
+// a pragma inside a macro argument (AT_DISPATCH's lambda) must be the _Pragma operator
+#define SIMD _Pragma("omp simd")
+
+namespace {
+
+using at::Tensor;
+using OptTensor = std::optional<Tensor>;
+
+inline float vexp(float x) { return expf(x); }
+inline double vexp(double x) { return exp(x); }
+template <typename T>
+inline T sigm(T x) { return T(1) / (T(1) + vexp(-x)); }
+template <typename T>
+inline T tanh_(T x) { return T(1) - T(2) / (T(1) + vexp(x + x)); }
+
+// x @ wt (+ bias) for x (n, in); wt is (in, out), possibly a transposed view. With
+// ``packed`` (oneDNN, float32 on CPU: the same weight packed by _reorder_linear_weight)
+// the product runs through mkldnn::_linear_pointwise.
+struct Product {
+  Tensor wt;
+  OptTensor packed, bias;
+
+  Tensor operator()(const Tensor& x) const {
+    if (packed.has_value()) {
+      static const c10::OperatorHandle op =
+          c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+      std::vector<c10::IValue> stack;
+      stack.reserve(6);
+      stack.emplace_back(x);
+      stack.emplace_back(*packed);
+      stack.emplace_back(bias.has_value() ? c10::IValue(*bias) : c10::IValue());
+      stack.emplace_back(std::string("none"));
+      stack.emplace_back(c10::List<std::optional<at::Scalar>>());
+      stack.emplace_back(c10::IValue());
+      op.callBoxed(&stack);
+      return stack[0].toTensor().contiguous();
+    }
+    if (bias.has_value()) return at::addmm(*bias, x, wt);
+    return at::mm(x, wt);
+  }
+};
+
+struct Masks {
+  const bool* m = nullptr;
+  int64_t batch, first;
+  std::vector<int64_t> rows;
+  Tensor keep_alive;
+
+  Masks(const OptTensor& mask, int64_t first_masked, c10::IntArrayRef rows_, int64_t steps,
+        int64_t batch_)
+      : batch(batch_), first(first_masked), rows(rows_.vec()) {
+    if (mask.has_value()) {
+      keep_alive = mask->to(at::kBool).contiguous();
+      TORCH_CHECK(keep_alive.numel() == steps * batch, "mask: expected (T, B) elements");
+      m = keep_alive.data_ptr<bool>();
+    }
+    if (rows.empty()) rows.assign(steps, batch);
+    TORCH_CHECK(static_cast<int64_t>(rows.size()) == steps, "rows: expected T entries");
+  }
+  bool state(int64_t t, int64_t b) const {
+    return b < rows[t] && (t < first || m == nullptr || m[t * batch + b]);
+  }
+  bool out(int64_t t, int64_t b) const {
+    return b < rows[t] && (m == nullptr || m[t * batch + b]);
+  }
+};
+
+// rows per task of at::parallel_for: torch's grain (32768 elements), below which one thread runs
+int64_t grain(int64_t width) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(width, 1)); }
+
+template <typename T>
+inline void copy_row(T* dst, const T* src, int64_t n) {
+  if (dst != src) std::copy(src, src + n, dst);
+}
+template <typename T>
+inline void zero_row(T* dst, int64_t n) {
+  std::fill(dst, dst + n, T(0));
+}
+// acc += add (rows of one step's gradient sum)
+template <typename T>
+inline void add_row(T* __restrict acc, const T* __restrict add, int64_t n) {
+SIMD
+  for (int64_t j = 0; j < n; ++j) acc[j] += add[j];
+}
+
+// --- Elman --------------------------------------------------------------------------------
+
+std::vector<Tensor> elman_forward(const Tensor& xp_, const Tensor& h0, const Tensor& w,
+                                  const OptTensor& packed, bool relu, const OptTensor& mask,
+                                  int64_t first_masked, c10::IntArrayRef rows, bool train) {
+  const Tensor xp = xp_.contiguous();
+  const int64_t S = xp.size(0), B = xp.size(1), H = h0.size(1);
+  Masks mk(mask, first_masked, rows, S, B);
+  const Product prod{w.t(), packed, std::nullopt};
+  Tensor y = at::empty({S, B, H}, xp.options());
+  Tensor hs = at::empty({train ? S + 1 : 1, B, H}, xp.options());
+  hs[0].copy_(h0);
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "elman_forward", [&] {
+    using T = scalar_t;
+    for (int64_t t = 0; t < S; ++t) {
+      const Tensor hp = hs[train ? t : 0];
+      const int64_t n = mk.rows[t];
+      const Tensor a = n > 0 ? prod(hp.narrow(0, 0, n)) : Tensor();
+      const T* A = n > 0 ? a.data_ptr<T>() : nullptr;
+      const T* hpp = hp.data_ptr<T>();
+      T* hnp = hs[train ? t + 1 : 0].data_ptr<T>();
+      const T* x = xp.data_ptr<T>() + t * B * H;
+      T* yt = y.data_ptr<T>() + t * B * H;
+      at::parallel_for(0, B, grain(H), [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          T* hn = hnp + b * H;
+          if (mk.state(t, b)) {
+            const T* ab = A + b * H;
+            const T* xb = x + b * H;
+            if (relu) {
+SIMD
+              for (int64_t j = 0; j < H; ++j) {
+                const T v = xb[j] + ab[j];
+                hn[j] = v > T(0) ? v : T(0);
+              }
+            } else {
+SIMD
+              for (int64_t j = 0; j < H; ++j) hn[j] = tanh_(xb[j] + ab[j]);
+            }
+          } else {
+            copy_row(hn, hpp + b * H, H);
+          }
+          if (mk.out(t, b))
+            copy_row(yt + b * H, static_cast<const T*>(hn), H);
+          else
+            zero_row(yt + b * H, H);
+        }
+      });
+    }
+  });
+  Tensor h_last = hs[train ? S : 0].clone();
+  if (train) return {y, h_last, hs};
+  return {y, h_last};
+}
+
+std::vector<Tensor> elman_backward(const Tensor& grad_out, const Tensor& grad_h, const Tensor& hs,
+                                   const Tensor& w, const OptTensor& packed_t, bool relu,
+                                   const OptTensor& mask, int64_t first_masked,
+                                   c10::IntArrayRef rows) {
+  const int64_t S = hs.size(0) - 1, B = hs.size(1), H = hs.size(2);
+  Masks mk(mask, first_masked, rows, S, B);
+  const Product prod{w, packed_t, std::nullopt};  // dA @ W_hh
+  const Tensor go = grad_out.contiguous();
+  Tensor da = at::empty({S, B, H}, hs.options());
+  Tensor carry = grad_h.contiguous().clone();  // (B, H): dL/dh_t not yet through a step
+  Tensor p;
+  int64_t np = 0;  // rows of p, the product dA_{t+1} W_hh
+  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "elman_backward", [&] {
+    using T = scalar_t;
+    for (int64_t t = S - 1; t >= 0; --t) {
+      const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
+      const T* g = go.data_ptr<T>() + t * B * H;
+      const T* h = hs.data_ptr<T>() + (t + 1) * B * H;
+      T* d = da.data_ptr<T>() + t * B * H;
+      T* cp = carry.data_ptr<T>();
+      at::parallel_for(0, B, grain(H), [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          T* c = cp + b * H;  // becomes dL/dh_t
+          if (b < np) add_row(c, P + b * H, H);
+          if (mk.out(t, b)) add_row(c, g + b * H, H);
+          T* db = d + b * H;
+          if (!mk.state(t, b)) {
+            zero_row(db, H);  // c carried past the step
+            continue;
+          }
+          const T* hb = h + b * H;
+          if (relu) {
+SIMD
+            for (int64_t j = 0; j < H; ++j) db[j] = hb[j] > T(0) ? c[j] : T(0);
+          } else {
+SIMD
+            for (int64_t j = 0; j < H; ++j) db[j] = c[j] * (T(1) - hb[j] * hb[j]);
+          }
+          zero_row(c, H);
+        }
+      });
+      np = mk.rows[t];
+      if (np > 0) p = prod(da[t].narrow(0, 0, np));
+    }
+    if (np > 0) carry.narrow(0, 0, np).add_(p);
+  });
+  Tensor dw = da.view({S * B, H}).t().mm(hs.narrow(0, 0, S).reshape({S * B, H}));
+  return {da, carry, dw};
+}
+
+// --- LSTM ---------------------------------------------------------------------------------
+// Saved for backward: hs (T+1, B, H), cs (T+1, B, H), gates (T, B, 4H) as [i f g o] after
+// their activations, tcs (T, B, H) = tanh(c_t).
+
+std::vector<Tensor> lstm_forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0,
+                                 const Tensor& w, const OptTensor& packed, const OptTensor& mask,
+                                 int64_t first_masked, c10::IntArrayRef rows, bool train) {
+  const Tensor xp = xp_.contiguous();
+  const int64_t S = xp.size(0), B = xp.size(1), H = h0.size(1), G = 4 * H;
+  Masks mk(mask, first_masked, rows, S, B);
+  const Product prod{w.t(), packed, std::nullopt};
+  const int64_t keep = train ? S + 1 : 1;
+  Tensor y = at::empty({S, B, H}, xp.options());
+  Tensor hs = at::empty({keep, B, H}, xp.options());
+  Tensor cs = at::empty({keep, B, H}, xp.options());
+  Tensor gates = train ? at::empty({S, B, G}, xp.options()) : Tensor();
+  Tensor tcs = train ? at::empty({S, B, H}, xp.options()) : Tensor();
+  hs[0].copy_(h0);
+  cs[0].copy_(c0);
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lstm_forward", [&] {
+    using T = scalar_t;
+    for (int64_t t = 0; t < S; ++t) {
+      const int64_t k0 = train ? t : 0, k1 = train ? t + 1 : 0;
+      const Tensor hp = hs[k0];
+      const int64_t n = mk.rows[t];
+      const Tensor a = n > 0 ? prod(hp.narrow(0, 0, n)) : Tensor();
+      const T* A = n > 0 ? a.data_ptr<T>() : nullptr;
+      const T* hpp = hp.data_ptr<T>();
+      const T* cpp = cs.data_ptr<T>() + k0 * B * H;
+      T* hnp = hs.data_ptr<T>() + k1 * B * H;
+      T* cnp = cs.data_ptr<T>() + k1 * B * H;
+      T* gp = train ? gates.data_ptr<T>() + t * B * G : nullptr;
+      T* tp = train ? tcs.data_ptr<T>() + t * B * H : nullptr;
+      const T* x = xp.data_ptr<T>() + t * B * G;
+      T* yt = y.data_ptr<T>() + t * B * H;
+      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          T* hn = hnp + b * H;
+          T* cn = cnp + b * H;
+          if (mk.state(t, b)) {
+            const T* ab = A + b * G;
+            const T* xb = x + b * G;
+            const T* cb = cpp + b * H;
+            if (train) {
+              T* gb = gp + b * G;
+              T* tb = tp + b * H;
+SIMD
+              for (int64_t j = 0; j < H; ++j) {
+                const T i = sigm(xb[j] + ab[j]);
+                const T f = sigm(xb[H + j] + ab[H + j]);
+                const T g = tanh_(xb[2 * H + j] + ab[2 * H + j]);
+                const T o = sigm(xb[3 * H + j] + ab[3 * H + j]);
+                const T c = f * cb[j] + i * g;
+                const T tc = tanh_(c);
+                gb[j] = i;
+                gb[H + j] = f;
+                gb[2 * H + j] = g;
+                gb[3 * H + j] = o;
+                tb[j] = tc;
+                cn[j] = c;
+                hn[j] = o * tc;
+              }
+            } else {
+SIMD
+              for (int64_t j = 0; j < H; ++j) {
+                const T i = sigm(xb[j] + ab[j]);
+                const T f = sigm(xb[H + j] + ab[H + j]);
+                const T g = tanh_(xb[2 * H + j] + ab[2 * H + j]);
+                const T o = sigm(xb[3 * H + j] + ab[3 * H + j]);
+                const T c = f * cb[j] + i * g;
+                cn[j] = c;
+                hn[j] = o * tanh_(c);
+              }
+            }
+          } else {
+            copy_row(hn, hpp + b * H, H);
+            copy_row(cn, cpp + b * H, H);
+          }
+          if (mk.out(t, b))
+            copy_row(yt + b * H, static_cast<const T*>(hn), H);
+          else
+            zero_row(yt + b * H, H);
+        }
+      });
+    }
+  });
+  const int64_t last = train ? S : 0;
+  Tensor h_last = hs[last].clone(), c_last = cs[last].clone();
+  if (train) return {y, h_last, c_last, hs, cs, gates, tcs};
+  return {y, h_last, c_last};
+}
+
+std::vector<Tensor> lstm_backward(const Tensor& grad_out, const Tensor& grad_h,
+                                  const Tensor& grad_c, const Tensor& cs, const Tensor& gates,
+                                  const Tensor& tcs, const Tensor& w, const OptTensor& packed_t,
+                                  const OptTensor& mask, int64_t first_masked,
+                                  c10::IntArrayRef rows) {
+  const int64_t S = gates.size(0), B = gates.size(1), H = cs.size(2), G = 4 * H;
+  Masks mk(mask, first_masked, rows, S, B);
+  const Product prod{w, packed_t, std::nullopt};  // dA @ W_hh
+  const Tensor go = grad_out.contiguous();
+  Tensor da = at::empty({S, B, G}, gates.options());
+  Tensor carry_h = grad_h.contiguous().clone();
+  Tensor carry_c = grad_c.contiguous().clone();
+  Tensor p;
+  int64_t np = 0;
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_backward", [&] {
+    using T = scalar_t;
+    for (int64_t t = S - 1; t >= 0; --t) {
+      const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
+      const T* g_out = go.data_ptr<T>() + t * B * H;
+      const T* gt = gates.data_ptr<T>() + t * B * G;
+      const T* tct = tcs.data_ptr<T>() + t * B * H;
+      const T* cprev = cs.data_ptr<T>() + t * B * H;  // c_{t-1}
+      T* dat = da.data_ptr<T>() + t * B * G;
+      T* chp = carry_h.data_ptr<T>();
+      T* ccp = carry_c.data_ptr<T>();
+      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          T* dh = chp + b * H;  // becomes dL/dh_t
+          T* dc = ccp + b * H;  // dL/dc_t from step t+1
+          if (b < np) add_row(dh, P + b * H, H);
+          if (mk.out(t, b)) add_row(dh, g_out + b * H, H);
+          T* d = dat + b * G;
+          if (!mk.state(t, b)) {
+            zero_row(d, G);  // dh and dc carried past the step
+            continue;
+          }
+          const T* gb = gt + b * G;
+          const T* tb = tct + b * H;
+          const T* cb = cprev + b * H;
+SIMD
+          for (int64_t j = 0; j < H; ++j) {
+            const T i = gb[j], f = gb[H + j], g = gb[2 * H + j], o = gb[3 * H + j];
+            const T tc = tb[j], dhj = dh[j];
+            const T dct = dc[j] + dhj * o * (T(1) - tc * tc);
+            d[j] = dct * g * (i * (T(1) - i));
+            d[H + j] = dct * cb[j] * (f * (T(1) - f));
+            d[2 * H + j] = dct * i * (T(1) - g * g);
+            d[3 * H + j] = dhj * tc * (o * (T(1) - o));
+            dc[j] = dct * f;
+            dh[j] = T(0);
+          }
+        }
+      });
+      np = mk.rows[t];
+      if (np > 0) p = prod(da[t].narrow(0, 0, np));
+    }
+    if (np > 0) carry_h.narrow(0, 0, np).add_(p);
+  });
+  return {da, carry_h, carry_c};
+}
+
+// --- GRU ----------------------------------------------------------------------------------
+// Saved for backward: hs (T+1, B, H), gates (T, B, 3H) as [r z n], an (T, B, H) the
+// n block of W_hh h_{t-1} + b_hh.
+
+std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tensor& w,
+                                const OptTensor& bias, const OptTensor& packed,
+                                const OptTensor& mask, int64_t first_masked,
+                                c10::IntArrayRef rows, bool train) {
+  const Tensor xp = xp_.contiguous();
+  const int64_t S = xp.size(0), B = xp.size(1), H = h0.size(1), G = 3 * H;
+  Masks mk(mask, first_masked, rows, S, B);
+  const Product prod{w.t(), packed, bias};
+  Tensor y = at::empty({S, B, H}, xp.options());
+  Tensor hs = at::empty({train ? S + 1 : 1, B, H}, xp.options());
+  Tensor gates = train ? at::empty({S, B, G}, xp.options()) : Tensor();
+  Tensor an = train ? at::empty({S, B, H}, xp.options()) : Tensor();
+  hs[0].copy_(h0);
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
+    using T = scalar_t;
+    for (int64_t t = 0; t < S; ++t) {
+      const Tensor hp = hs[train ? t : 0];
+      const int64_t n = mk.rows[t];
+      const Tensor a = n > 0 ? prod(hp.narrow(0, 0, n)) : Tensor();
+      const T* A = n > 0 ? a.data_ptr<T>() : nullptr;
+      const T* hpp = hp.data_ptr<T>();
+      T* hnp = hs[train ? t + 1 : 0].data_ptr<T>();
+      T* gp = train ? gates.data_ptr<T>() + t * B * G : nullptr;
+      T* anp = train ? an.data_ptr<T>() + t * B * H : nullptr;
+      const T* x = xp.data_ptr<T>() + t * B * G;
+      T* yt = y.data_ptr<T>() + t * B * H;
+      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          T* hn = hnp + b * H;
+          const T* hb = hpp + b * H;
+          if (mk.state(t, b)) {
+            const T* ab = A + b * G;
+            const T* xb = x + b * G;
+            if (train) {
+              T* gb = gp + b * G;
+              T* sb = anp + b * H;
+SIMD
+              for (int64_t j = 0; j < H; ++j) {
+                const T r = sigm(xb[j] + ab[j]);
+                const T z = sigm(xb[H + j] + ab[H + j]);
+                const T a_n = ab[2 * H + j];
+                const T c = tanh_(xb[2 * H + j] + r * a_n);
+                gb[j] = r;
+                gb[H + j] = z;
+                gb[2 * H + j] = c;
+                sb[j] = a_n;
+                hn[j] = c + z * (hb[j] - c);
+              }
+            } else {
+SIMD
+              for (int64_t j = 0; j < H; ++j) {
+                const T r = sigm(xb[j] + ab[j]);
+                const T z = sigm(xb[H + j] + ab[H + j]);
+                const T c = tanh_(xb[2 * H + j] + r * ab[2 * H + j]);
+                hn[j] = c + z * (hb[j] - c);
+              }
+            }
+          } else {
+            copy_row(hn, hb, H);
+          }
+          if (mk.out(t, b))
+            copy_row(yt + b * H, static_cast<const T*>(hn), H);
+          else
+            zero_row(yt + b * H, H);
+        }
+      });
+    }
+  });
+  Tensor h_last = hs[train ? S : 0].clone();
+  if (train) return {y, h_last, hs, gates, an};
+  return {y, h_last};
+}
+
+std::vector<Tensor> gru_backward(const Tensor& grad_out, const Tensor& grad_h, const Tensor& hs,
+                                 const Tensor& gates, const Tensor& an, const Tensor& w,
+                                 const OptTensor& packed_t, bool with_bias, const OptTensor& mask,
+                                 int64_t first_masked, c10::IntArrayRef rows) {
+  const int64_t S = hs.size(0) - 1, B = hs.size(1), H = hs.size(2), G = 3 * H;
+  Masks mk(mask, first_masked, rows, S, B);
+  const Product prod{w, packed_t, std::nullopt};  // da @ W_hh
+  const Tensor go = grad_out.contiguous();
+  Tensor da = at::empty({S, B, G}, hs.options());   // d(W_hh h_{t-1} + b_hh)
+  Tensor dxp = at::empty({S, B, G}, hs.options());  // [da^r, da^z, dA^n]
+  Tensor carry = grad_h.contiguous().clone();
+  Tensor p;
+  int64_t np = 0;
+  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gru_backward", [&] {
+    using T = scalar_t;
+    for (int64_t t = S - 1; t >= 0; --t) {
+      const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
+      const T* g_out = go.data_ptr<T>() + t * B * H;
+      const T* gt = gates.data_ptr<T>() + t * B * G;
+      const T* ant = an.data_ptr<T>() + t * B * H;
+      const T* hprev = hs.data_ptr<T>() + t * B * H;
+      T* dat = da.data_ptr<T>() + t * B * G;
+      T* dxt = dxp.data_ptr<T>() + t * B * G;
+      T* cp = carry.data_ptr<T>();
+      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          T* dh = cp + b * H;  // becomes dL/dh_t
+          if (b < np) add_row(dh, P + b * H, H);
+          if (mk.out(t, b)) add_row(dh, g_out + b * H, H);
+          T* d = dat + b * G;
+          T* dx = dxt + b * G;
+          if (!mk.state(t, b)) {
+            zero_row(d, G);
+            zero_row(dx, G);
+            continue;
+          }
+          const T* gb = gt + b * G;
+          const T* sb = ant + b * H;
+          const T* hb = hprev + b * H;
+SIMD
+          for (int64_t j = 0; j < H; ++j) {
+            const T r = gb[j], z = gb[H + j], c = gb[2 * H + j], dhj = dh[j];
+            const T direct = dhj * z;
+            const T dn = (dhj - direct) * (T(1) - c * c);  // dA^n
+            const T dr = dn * sb[j] * (r * (T(1) - r));
+            const T dz = dhj * (hb[j] - c) * (z * (T(1) - z));
+            d[j] = dr;
+            d[H + j] = dz;
+            d[2 * H + j] = dn * r;
+            dx[j] = dr;
+            dx[H + j] = dz;
+            dx[2 * H + j] = dn;
+            dh[j] = direct;
+          }
+        }
+      });
+      np = mk.rows[t];
+      if (np > 0) p = prod(da[t].narrow(0, 0, np));
+    }
+    if (np > 0) carry.narrow(0, 0, np).add_(p);
+  });
+  Tensor db = with_bias ? da.sum({0, 1}) : Tensor();
+  if (with_bias) return {dxp, carry, da, db};
+  return {dxp, carry, da};
+}
+
+}  // namespace
+
+// Catch-all kernels (no dispatch key: the packed weight is an MkldnnCPU tensor).
+TORCH_LIBRARY(rnnkit_fused, m) {
+  m.def(
+      "elman_forward(Tensor xp, Tensor h0, Tensor w, Tensor? packed, bool relu, Tensor? mask, "
+      "int first_masked, int[] rows, bool train) -> Tensor[]",
+      &elman_forward);
+  m.def(
+      "elman_backward(Tensor grad_out, Tensor grad_h, Tensor hs, Tensor w, Tensor? packed_t, "
+      "bool relu, Tensor? mask, int first_masked, int[] rows) -> Tensor[]",
+      &elman_backward);
+  m.def(
+      "lstm_forward(Tensor xp, Tensor h0, Tensor c0, Tensor w, Tensor? packed, Tensor? mask, "
+      "int first_masked, int[] rows, bool train) -> Tensor[]",
+      &lstm_forward);
+  m.def(
+      "lstm_backward(Tensor grad_out, Tensor grad_h, Tensor grad_c, Tensor cs, Tensor gates, "
+      "Tensor tcs, Tensor w, Tensor? packed_t, Tensor? mask, int first_masked, int[] rows) "
+      "-> Tensor[]",
+      &lstm_backward);
+  m.def(
+      "gru_forward(Tensor xp, Tensor h0, Tensor w, Tensor? bias, Tensor? packed, Tensor? mask, "
+      "int first_masked, int[] rows, bool train) -> Tensor[]",
+      &gru_forward);
+  m.def(
+      "gru_backward(Tensor grad_out, Tensor grad_h, Tensor hs, Tensor gates, Tensor an, "
+      "Tensor w, Tensor? packed_t, bool with_bias, Tensor? mask, int first_masked, int[] rows) "
+      "-> Tensor[]",
+      &gru_backward);
+}
