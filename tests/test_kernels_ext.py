@@ -180,3 +180,18 @@ def test_other_dtypes_use_python(ops, calls):
     with torch.no_grad():
         elman_sequence(*args)
     assert calls == [False]
+
+
+def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
+    import os
+    import time
+
+    from rnnkit.kernels import ext
+
+    lock = tmp_path / "lock"
+    assert not ext.clear_stale_lock(lock)  # none there
+    lock.touch()
+    assert not ext.clear_stale_lock(lock) and lock.exists()  # a build in progress
+    old = time.time() - ext.STALE_LOCK_SECONDS - 5
+    os.utime(lock, (old, old))
+    assert ext.clear_stale_lock(lock) and not lock.exists()  # left by a killed build

@@ -63,6 +63,7 @@ def _build():
     cache = Path(os.environ.get("RNNKIT_CACHE", Path.home() / ".cache" / "rnnkit"))
     build = cache / f"ext-{key}"
     build.mkdir(parents=True, exist_ok=True)
+    clear_stale_lock(build / "lock")
     cpp_extension.load(
         name=f"{_NAME}_{key}",
         sources=[str(_SOURCE)],
@@ -73,6 +74,25 @@ def _build():
         verbose=False,
     )
     return getattr(torch.ops, _NAME)
+
+
+#: a build lock older than this is left by a killed build (a build takes about 20 s)
+STALE_LOCK_SECONDS = 600
+
+
+def clear_stale_lock(lock: Path, max_age: float = STALE_LOCK_SECONDS) -> bool:
+    """Remove torch's build lock when it is older than ``max_age`` seconds: a build killed
+    mid-way leaves it behind, and every later process would wait on it forever. Returns
+    whether it was removed."""
+    import time
+
+    try:
+        if time.time() - lock.stat().st_mtime > max_age:
+            lock.unlink()
+            return True
+    except FileNotFoundError:
+        pass
+    return False
 
 
 def load():
