@@ -405,7 +405,7 @@ def main() -> None:
         }
         results.append(row)
         print(
-            f"{name}: {row['mean']:.2f} +- {row['std']:.2f} over {len(accs)} folds, "
+            f"{label}: {row['mean']:.2f} +- {row['std']:.2f} over {len(accs)} folds, "
             f"{row['seconds_per_fold']:.0f} s/fold",
             flush=True,
         )
