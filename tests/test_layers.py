@@ -142,9 +142,27 @@ def test_auto_takes_the_loop_kernels_for_training_on_padded_batches():
     assert layer._use_fused(None, x)
     assert not layer._use_fused(lengths, x)  # training: the loop's kernels skip padding
     with torch.no_grad():
-        assert layer._use_fused(lengths, x)  # inference: torch's packed kernel
+        assert layer._use_fused(lengths, x)  # inference at B = 3: torch's packed kernel
     assert not rk.LSTM(I, H, backend="loop")._use_fused(None, x)
     assert rk.LSTM(I, H, backend="torch")._use_fused(lengths, x)
+
+
+def test_auto_takes_the_compiled_loop_for_inference_on_padded_batches(monkeypatch):
+    from rnnkit.kernels import ext
+
+    layer = rk.GRU(I, H, bidirectional=True)
+    reference = rk.GRU(I, H, bidirectional=True, backend="torch")
+    reference.load_state_dict(layer.state_dict())
+    x, lengths = torch.randn(6, 8, I), torch.tensor([6, 2, 5, 1, 6, 3, 4, 6])
+    with torch.no_grad():
+        assert not ext.available() or not layer._use_fused(lengths, x)  # B = 8, padded
+        assert layer._use_fused(torch.full((8,), 6), x)  # nothing to skip: torch's kernel
+        out, h = layer(x, lengths=lengths)
+        want, h_want = reference(x, lengths=lengths)
+        torch.testing.assert_close(out, want)
+        torch.testing.assert_close(h, h_want)
+        monkeypatch.setattr(ext, "available", lambda: False)
+        assert layer._use_fused(lengths, x)  # the Python kernels: torch's packed path
 
 
 def test_state_dict_moves_both_ways():

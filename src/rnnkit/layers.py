@@ -212,18 +212,27 @@ class Recurrent(nn.Module):
 
     # -- the two paths -----------------------------------------------------------------
     def _use_fused(self, lengths: Tensor | None = None, x: Tensor | None = None) -> bool:
-        """Whether torch's kernel runs this call. ``"auto"`` takes it except for training on
-        a padded CPU batch with H <= 512, where torch runs its slower packed path and the
-        loop's kernels (which skip padded rows) measured 1.2-1.5x faster; at H = 650 they
-        measured slower (docs/RESULTS.md, layer benchmark)."""
+        """Whether torch's kernel runs this call. ``"auto"`` takes it except on a padded CPU
+        batch, where torch runs its slower packed path and the loop's kernels skip the
+        padded rows of a length-sorted batch (docs/RESULTS.md, layer benchmark): in training
+        with H <= 512 (1.5-2.1x torch.nn at B >= 32; slower at H = 650), and in inference at
+        B >= 8 when the compiled kernels run (0.98-1.49x against torch's 0.90-1.08x)."""
         if self.backend == "loop" or self._fused is None:
             return False
         if self.backend == "torch" or lengths is None or x is None:
             return True
+        if x.device.type != "cpu":
+            return True
         training = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         )
-        return not (training and x.device.type == "cpu" and self.hidden_size <= 512)
+        if training:
+            return self.hidden_size > 512
+        from rnnkit.kernels import ext
+
+        padded = bool((lengths < x.shape[0]).any())  # x: (T, B, I)
+        compiled = x.dtype in (torch.float32, torch.float64) and ext.available()
+        return not (padded and x.shape[1] >= 8 and compiled)
 
     def _fused_padded(self, x, hx, lengths):
         args = (self.num_layers, self.dropout, self.training, self.bidirectional)
