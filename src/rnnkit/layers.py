@@ -215,7 +215,7 @@ class Recurrent(nn.Module):
         """Whether torch's kernel runs this call. ``"auto"`` takes it except on a padded CPU
         batch, where torch runs its slower packed path and the loop's kernels skip the
         padded rows of a length-sorted batch (docs/RESULTS.md, layer benchmark): in training
-        with H <= 512 (1.5-2.1x torch.nn at B >= 32; slower at H = 650), and in inference at
+        with H <= 512 (1.6-3.1x torch.nn at B >= 32; slower at H = 650), and in inference at
         B >= 8 when the compiled kernels run (0.98-1.49x against torch's 0.90-1.08x)."""
         if self.backend == "loop" or self._fused is None:
             return False
