@@ -185,8 +185,10 @@ def nb_log_count_ratios(
         )
     if not bool(((labels == 0) | (labels == 1)).all()):
         raise ValueError("labels: the log-count ratio needs two classes, 0 and 1")
-    present = torch.zeros(len(ids), vocab_size)
-    present.scatter_(1, ids.long(), 1.0)  # (N, V): 1 where the sequence holds the word
-    p = present[labels == 1].sum(0) + alpha
-    q = present[labels == 0].sum(0) + alpha
-    return torch.log(p / p.sum()) - torch.log(q / q.sum())
+    ids = ids.long()
+    rows = torch.arange(len(ids)).unsqueeze(1).expand_as(ids)
+    pairs = (rows * vocab_size + ids).flatten().unique()  # each (sequence, word) once
+    words, label = pairs % vocab_size, labels[pairs // vocab_size]
+    p = torch.bincount(words[label == 1], minlength=vocab_size) + alpha  # (V,)
+    q = torch.bincount(words[label == 0], minlength=vocab_size) + alpha
+    return (torch.log(p / p.sum()) - torch.log(q / q.sum())).float()
