@@ -339,6 +339,9 @@ def main() -> None:
         metavar="LABEL",
         help="only score the ensemble of these saved runs (with --save-probs DIR)",
     )
+    p.add_argument(
+        "--tag", default="", help="suffix of the run's label (other settings than the defaults)"
+    )
     p.add_argument("--verbose", action="store_true", help="print every epoch's validation")
     p.add_argument("--summarise", type=Path, nargs="+", help="only tabulate these output logs")
     args = p.parse_args()
@@ -371,6 +374,7 @@ def main() -> None:
     for name in args.configs:
         label = name + (f"-nb{args.nb_dims}" if args.nb_dims else "")
         label += f"-x{args.seeds}" if args.seeds > 1 else ""
+        label += f"-{args.tag}" if args.tag else ""
         accs, t0 = [], time.perf_counter()
         for k in range(args.from_fold, args.folds):
             test_idx = folds[k]

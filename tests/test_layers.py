@@ -150,19 +150,53 @@ def test_auto_takes_the_loop_kernels_for_training_on_padded_batches():
 def test_auto_takes_the_compiled_loop_for_inference_on_padded_batches(monkeypatch):
     from rnnkit.kernels import ext
 
-    layer = rk.GRU(I, H, bidirectional=True)
-    reference = rk.GRU(I, H, bidirectional=True, backend="torch")
+    layer = rk.LSTM(I, H, bidirectional=True)
+    reference = rk.LSTM(I, H, bidirectional=True, backend="torch")
     reference.load_state_dict(layer.state_dict())
     x, lengths = torch.randn(6, 8, I), torch.tensor([6, 2, 5, 1, 6, 3, 4, 6])
     with torch.no_grad():
         assert not ext.available() or not layer._use_fused(lengths, x)  # B = 8, padded
         assert layer._use_fused(torch.full((8,), 6), x)  # nothing to skip: torch's kernel
+        out, (h, c) = layer(x, lengths=lengths)
+        want, (h_want, c_want) = reference(x, lengths=lengths)
+        torch.testing.assert_close(out, want)
+        torch.testing.assert_close(h, h_want)
+        torch.testing.assert_close(c, c_want)
+        monkeypatch.setattr(ext, "available", lambda: False)
+        assert layer._use_fused(lengths, x)  # the Python kernels: torch's packed path
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn"])
+def test_auto_takes_the_compiled_loop_for_gru_and_elman(kind, monkeypatch):
+    """torch.nn steps these cells with ATen's loop on CPU; the compiled kernels are faster, so
+    auto takes them, padded or not, in training and inference, with torch's results."""
+    from rnnkit.kernels import ext
+
+    if not ext.available():
+        pytest.skip(f"compiled kernels unavailable: {ext.why_not()}")
+    make = rk.GRU if kind == "gru" else rk.RNN
+    layer = make(I, H, num_layers=2, bidirectional=True)
+    reference = make(I, H, num_layers=2, bidirectional=True, backend="torch")
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(6, 3, I)
+    for lengths in (None, torch.tensor([6, 2, 5])):
+        assert not layer._use_fused(lengths, x)  # training
+        with torch.no_grad():
+            assert not layer._use_fused(lengths, x)
         out, h = layer(x, lengths=lengths)
         want, h_want = reference(x, lengths=lengths)
         torch.testing.assert_close(out, want)
         torch.testing.assert_close(h, h_want)
-        monkeypatch.setattr(ext, "available", lambda: False)
-        assert layer._use_fused(lengths, x)  # the Python kernels: torch's packed path
+        grads = torch.autograd.grad((out.sum(), h.sum()), list(layer.parameters()))
+        wants = torch.autograd.grad((want.sum(), h_want.sum()), list(reference.parameters()))
+        for g, w in zip(grads, wants, strict=True):
+            torch.testing.assert_close(g, w)
+    wide = make(I, 513)
+    padded = torch.tensor([6, 2, 5])
+    assert wide._use_fused(padded, x) == (kind == "gru")  # GRU training at H > 512: torch
+    assert not wide._use_fused(None, x)
+    monkeypatch.setattr(ext, "available", lambda: False)
+    assert layer._use_fused(None, x)  # the Python kernels are slower than torch's
 
 
 def test_state_dict_moves_both_ways():

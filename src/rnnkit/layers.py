@@ -212,27 +212,40 @@ class Recurrent(nn.Module):
 
     # -- the two paths -----------------------------------------------------------------
     def _use_fused(self, lengths: Tensor | None = None, x: Tensor | None = None) -> bool:
-        """Whether torch's kernel runs this call. ``"auto"`` takes it except on a padded CPU
-        batch, where torch runs its slower packed path and the loop's kernels skip the
-        padded rows of a length-sorted batch (docs/RESULTS.md, layer benchmark): in training
-        with H <= 512 (1.6-3.1x torch.nn at B >= 32; slower at H = 650), and in inference at
-        B >= 8 when the compiled kernels run (0.98-1.49x against torch's 0.90-1.08x)."""
+        """Whether torch's kernel runs this call; ``"auto"`` picks by the layer benchmark
+        (docs/RESULTS.md) on CPU, float32 and float64:
+
+        - GRU and Elman: the compiled loop kernels whenever they are available (on CPU,
+          torch.nn runs these cells with ATen's per-step loop, which they beat 1.0-8.6x),
+          except GRU training on a padded batch at H > 512;
+        - LSTM without padding: torch's kernel (oneDNN's LSTM, which the loop kernels do not
+          beat: 0.66-0.91x);
+        - a padded batch (torch runs its slower packed path; the loop kernels skip the
+          padded rows of a length-sorted batch): the loop in training with H <= 512
+          (1.6-3.1x torch.nn at B >= 32) and in inference at B >= 8 with the compiled
+          kernels.
+
+        The loop kernels' backward is not differentiable twice: use ``backend="torch"``
+        for double backward (gradient penalties)."""
         if self.backend == "loop" or self._fused is None:
             return False
-        if self.backend == "torch" or lengths is None or x is None:
+        if self.backend == "torch" or x is None or x.device.type != "cpu":
             return True
-        if x.device.type != "cpu":
-            return True
+        from rnnkit.kernels import ext
+
+        compiled = x.dtype in (torch.float32, torch.float64) and ext.available()
+        lstm = self._fused == "lstm"
+        padded = lengths is not None and bool((lengths < x.shape[0]).any())  # x: (T, B, I)
         training = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         )
+        if compiled and not lstm and not (padded and training and self._fused == "gru"):
+            return False
+        if not padded:
+            return True
         if training:
             return self.hidden_size > 512
-        from rnnkit.kernels import ext
-
-        padded = bool((lengths < x.shape[0]).any())  # x: (T, B, I)
-        compiled = x.dtype in (torch.float32, torch.float64) and ext.available()
-        return not (padded and x.shape[1] >= 8 and compiled)
+        return not (x.shape[1] >= 8 and compiled)
 
     def _fused_padded(self, x, hx, lengths):
         args = (self.num_layers, self.dropout, self.training, self.bidirectional)
