@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from pathlib import Path
 
@@ -115,5 +116,5 @@ def bench_layers(
     for impl in cols:
         ratios = [r.ratio[impl] for r in rows]
         console.print(
-            f"{impl}: min ratio {min(ratios):.2f}, median {sorted(ratios)[len(ratios) // 2]:.2f}"
+            f"{impl}: min ratio {min(ratios):.2f}, median {statistics.median(ratios):.2f}"
         )
