@@ -66,7 +66,7 @@ class Recurrent(nn.Module):
         dropout: dropout on the outputs of every layer but the last, in [0, 1).
         backend: ``"loop"`` steps the cell explicitly (any cell; :meth:`trace` uses it);
             ``"torch"`` uses torch's fused kernels (built-in cells only); ``"auto"`` picks
-            ``"torch"`` where it applies, else ``"loop"``.
+            the faster of the two where both apply (see ``_use_fused``), else ``"loop"``.
     """
 
     def __init__(
