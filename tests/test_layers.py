@@ -162,6 +162,8 @@ def test_auto_takes_the_compiled_loop_for_inference_on_padded_batches(monkeypatc
         torch.testing.assert_close(out, want)
         torch.testing.assert_close(h, h_want)
         torch.testing.assert_close(c, c_want)
+        wide = rk.LSTM(I, 513)
+        assert wide._use_fused(lengths, x)  # H > 512: torch's packed path was faster
         monkeypatch.setattr(ext, "available", lambda: False)
         assert layer._use_fused(lengths, x)  # the Python kernels: torch's packed path
 

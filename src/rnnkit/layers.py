@@ -219,11 +219,12 @@ class Recurrent(nn.Module):
           torch.nn runs these cells with ATen's per-step loop, which they beat 1.0-8.6x),
           except GRU training on a padded batch at H > 512;
         - LSTM without padding: torch's kernel (oneDNN's LSTM, which the loop kernels do not
-          beat: 0.66-0.91x);
-        - a padded batch (torch runs its slower packed path; the loop kernels skip the
-          padded rows of a length-sorted batch): the loop in training with H <= 512
+          beat: 0.58-0.94x at B >= 32);
+        - an LSTM on a padded batch (torch runs its slower packed path; the loop kernels
+          skip the padded rows of a length-sorted batch): the loop at H <= 512, in training
           (1.6-3.1x torch.nn at B >= 32) and in inference at B >= 8 with the compiled
-          kernels.
+          kernels (1.03-1.31x torch's packed path at H = 256-512, 0.79-0.83x at H = 650 in
+          two runs of ``benchmarks/padded_inference.py``).
 
         The loop kernels' backward is not differentiable twice: use ``backend="torch"``
         for double backward (gradient penalties)."""
@@ -241,11 +242,9 @@ class Recurrent(nn.Module):
         )
         if compiled and not lstm and not (padded and training and self._fused == "gru"):
             return False
-        if not padded:
+        if not padded or self.hidden_size > 512:
             return True
-        if training:
-            return self.hidden_size > 512
-        return not (x.shape[1] >= 8 and compiled)
+        return not (training or (x.shape[1] >= 8 and compiled))
 
     def _fused_padded(self, x, hx, lengths):
         args = (self.num_layers, self.dropout, self.training, self.bidirectional)
