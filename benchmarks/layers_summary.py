@@ -39,7 +39,7 @@ def summarise(rows: list[dict]) -> list[str]:
             f"  {impl} at or above {floor} in {len(scope) - len(below)} of {len(scope)} rows"
             + ("" if impl == "auto" else " with B >= 32")
         )
-        lines += [f"  below: {describe(r)}: {r['ratio'][impl]:.2f}" for r in below]
+        lines += [f"  below: {describe(r)}: {r['ratio'][impl]:.3f}" for r in below]
     control = [r["ratio"]["torch.nn again"] for r in rows]
     lines.append(f"torch.nn again (noise): {min(control):.2f}-{max(control):.2f}")
     return lines

@@ -41,8 +41,8 @@ def test_summary_counts_the_misses_of_each_target():
         "auto: median 1.00, min 0.90 over 3 rows; at B >= 32 median 0.95, min 0.90 over 2 rows"
     )
     assert "  auto at or above 0.95 in 2 of 3 rows" in lines
-    assert "  below: gru infer (32, 10, 4, 8) no lengths: 0.90" in lines
+    assert "  below: gru infer (32, 10, 4, 8) no lengths: 0.900" in lines
     assert "  loop at or above 0.7 in 1 of 2 rows with B >= 32" in lines
-    assert "  below: lstm train (32, 10, 4, 8) no lengths: 0.60" in lines
+    assert "  below: lstm train (32, 10, 4, 8) no lengths: 0.600" in lines
     assert not any("rnn train" in line for line in lines)
     assert lines[-1] == "torch.nn again (noise): 0.90-1.20"
