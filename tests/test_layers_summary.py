@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    path = ROOT / "benchmarks" / "layers_summary.py"
-    spec = importlib.util.spec_from_file_location("layers_summary", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _benchmarks import load_benchmark
 
 
 def _row(kind, batch, mode, auto, torch_, loop, again=1.0):
@@ -36,7 +25,7 @@ def test_summary_counts_the_misses_of_each_target():
         _row("gru", 32, "infer", 0.9, 1.0, 1.2),
         _row("rnn", 1, "train", 3.0, 1.0, 0.5, 1.2),  # B = 1: outside the loop's target
     ]
-    lines = _load().summarise(rows)
+    lines = load_benchmark("layers_summary").summarise(rows)
     assert lines[0] == (
         "auto: median 1.00, min 0.90 over 3 rows; at B >= 32 median 0.95, min 0.90 over 2 rows"
     )

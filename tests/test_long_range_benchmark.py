@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import _training_helpers  # noqa: F401  (one torch thread)
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    path = ROOT / "benchmarks" / "long_range.py"
-    spec = importlib.util.spec_from_file_location("long_range", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _benchmarks import load_benchmark
 
 
 def test_long_range_toy_run(tmp_path, capsys):
-    lr = _load()
+    lr = load_benchmark("long_range")
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n\nkept text\n")
     argv = [

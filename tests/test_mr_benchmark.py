@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("mr", ROOT / "benchmarks" / "mr_sentiment.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _benchmarks import load_benchmark
 
 
 def test_summarise_reads_single_runs_and_ensembles(tmp_path, capsys):
@@ -26,7 +16,7 @@ def test_summarise_reads_single_runs_and_ensembles(tmp_path, capsys):
         "gru-learned: 71.00 +- 1.00 over 2 folds, 50 s/fold\n"
         "  gru-learned-x2 fold 0: accuracy 75.00 (members 70.00 74.00, epochs 3 4)\n"
     )
-    _load().summarise([log])
+    load_benchmark("mr_sentiment").summarise([log])
     out = capsys.readouterr().out
     assert "| gru-learned | 2 | 71.00 | 1.00 | - | 50 |" in out
     assert "| gru-learned-x2 | 1 | 75.00 | - | 72.00 | - |" in out
@@ -39,7 +29,7 @@ def test_combine_averages_every_member_of_the_named_runs(tmp_path, capsys):
     wrong = np.array([[0.9, 0.1], [0.6, 0.4], [0.6, 0.4], [0.6, 0.4]])  # first one wrong, strongly
     np.save(tmp_path / "a-fold0.npy", np.stack([right, right]))
     np.save(tmp_path / "b-fold0.npy", np.stack([wrong]))
-    mr = _load()
+    mr = load_benchmark("mr_sentiment")
     mr.combine(tmp_path, ["a"])
     assert "ensemble of a: 100.00" in capsys.readouterr().out
     mr.combine(tmp_path, ["a", "b"])  # first: (0.4 + 0.4 + 0.9) / 3 > 0.5 for class 0

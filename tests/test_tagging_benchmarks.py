@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
+from _benchmarks import load_benchmark
 from rnnkit.tagging.punctuation import words_and_labels
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_sample_is_seeded_and_reaches_the_word_count():
-    p = _load("punctuation")
+    p = load_benchmark("punctuation")
     units = [words_and_labels(" ".join(["a"] * n)) for n in range(1, 21)]  # 210 words
     first = p.sample(units, 50, seed=3)
     assert sum(len(u.words) for u in first) >= 50
@@ -31,7 +20,7 @@ def test_sample_is_seeded_and_reaches_the_word_count():
 
 
 def test_baselines_and_scores():
-    p = _load("punctuation")
+    p = load_benchmark("punctuation")
     train = [words_and_labels("Why, Romeo? The LORD said: go, go."), words_and_labels("go now")]
     words = [x.words for x in train]
     gold = {"case": [x.cases for x in train], "punct": [x.puncts for x in train]}
