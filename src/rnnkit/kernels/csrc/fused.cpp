@@ -116,6 +116,37 @@ SIMD
   for (int64_t j = 0; j < n; ++j) acc[j] += add[j];
 }
 
+// What every forward kernel's step t starts from: the product A = h_{t-1} W_hh^T (+ bias)
+// over the step's first n rows (those a length-sorted batch still runs), and row-0 pointers
+// into h_{t-1}, h_t, x_t (rows of xp's width) and y_t. Training keeps h_0..h_T (h_t at
+// index t); inference keeps one state, updated in place (index 0): k0 and k1 index them.
+template <typename T>
+struct Step {
+  int64_t k0, k1, n;
+  Tensor a;
+  const T *A, *hp, *x;
+  T *hn, *y;
+  Step(const Product& prod, const Tensor& hs, const Tensor& xp, const Tensor& out,
+       const Masks& mk, int64_t t, bool train)
+      : k0(train ? t : 0), k1(train ? t + 1 : 0), n(mk.rows[t]) {
+    const int64_t B = hs.size(1), H = hs.size(2);
+    const Tensor h = hs[k0];
+    if (n > 0) a = prod(h.narrow(0, 0, n));
+    A = n > 0 ? a.data_ptr<T>() : nullptr;
+    hp = h.data_ptr<T>();
+    hn = hs.data_ptr<T>() + k1 * B * H;
+    x = xp.data_ptr<T>() + t * B * xp.size(2);
+    y = out.data_ptr<T>() + t * B * H;
+  }
+  // row b of y_t: h_t where step t's output is valid, else 0
+  void output(const Masks& mk, int64_t t, int64_t b, int64_t H) const {
+    if (mk.out(t, b))
+      copy_row(y + b * H, static_cast<const T*>(hn + b * H), H);
+    else
+      zero_row(y + b * H, H);
+  }
+};
+
 // --- Elman --------------------------------------------------------------------------------
 
 std::vector<Tensor> elman_forward(const Tensor& xp_, const Tensor& h0, const Tensor& w,
@@ -131,14 +162,9 @@ std::vector<Tensor> elman_forward(const Tensor& xp_, const Tensor& h0, const Ten
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "elman_forward", [&] {
     using T = scalar_t;
     for (int64_t t = 0; t < S; ++t) {
-      const Tensor hp = hs[train ? t : 0];
-      const int64_t n = mk.rows[t];
-      const Tensor a = n > 0 ? prod(hp.narrow(0, 0, n)) : Tensor();
-      const T* A = n > 0 ? a.data_ptr<T>() : nullptr;
-      const T* hpp = hp.data_ptr<T>();
-      T* hnp = hs[train ? t + 1 : 0].data_ptr<T>();
-      const T* x = xp.data_ptr<T>() + t * B * H;
-      T* yt = y.data_ptr<T>() + t * B * H;
+      const Step<T> st(prod, hs, xp, y, mk, t, train);
+      const T *A = st.A, *hpp = st.hp, *x = st.x;
+      T* hnp = st.hn;
       at::parallel_for(0, B, grain(H), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           T* hn = hnp + b * H;
@@ -158,10 +184,7 @@ SIMD
           } else {
             copy_row(hn, hpp + b * H, H);
           }
-          if (mk.out(t, b))
-            copy_row(yt + b * H, static_cast<const T*>(hn), H);
-          else
-            zero_row(yt + b * H, H);
+          st.output(mk, t, b, H);
         }
       });
     }
@@ -243,19 +266,13 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_, const Tensor& h0, const Tens
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lstm_forward", [&] {
     using T = scalar_t;
     for (int64_t t = 0; t < S; ++t) {
-      const int64_t k0 = train ? t : 0, k1 = train ? t + 1 : 0;
-      const Tensor hp = hs[k0];
-      const int64_t n = mk.rows[t];
-      const Tensor a = n > 0 ? prod(hp.narrow(0, 0, n)) : Tensor();
-      const T* A = n > 0 ? a.data_ptr<T>() : nullptr;
-      const T* hpp = hp.data_ptr<T>();
-      const T* cpp = cs.data_ptr<T>() + k0 * B * H;
-      T* hnp = hs.data_ptr<T>() + k1 * B * H;
-      T* cnp = cs.data_ptr<T>() + k1 * B * H;
+      const Step<T> st(prod, hs, xp, y, mk, t, train);
+      const T *A = st.A, *hpp = st.hp, *x = st.x;
+      T* hnp = st.hn;
+      const T* cpp = cs.data_ptr<T>() + st.k0 * B * H;
+      T* cnp = cs.data_ptr<T>() + st.k1 * B * H;
       T* gp = train ? gates.data_ptr<T>() + t * B * G : nullptr;
       T* tp = train ? tcs.data_ptr<T>() + t * B * H : nullptr;
-      const T* x = xp.data_ptr<T>() + t * B * G;
-      T* yt = y.data_ptr<T>() + t * B * H;
       at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           T* hn = hnp + b * H;
@@ -299,10 +316,7 @@ SIMD
             copy_row(hn, hpp + b * H, H);
             copy_row(cn, cpp + b * H, H);
           }
-          if (mk.out(t, b))
-            copy_row(yt + b * H, static_cast<const T*>(hn), H);
-          else
-            zero_row(yt + b * H, H);
+          st.output(mk, t, b, H);
         }
       });
     }
@@ -394,16 +408,11 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
     using T = scalar_t;
     for (int64_t t = 0; t < S; ++t) {
-      const Tensor hp = hs[train ? t : 0];
-      const int64_t n = mk.rows[t];
-      const Tensor a = n > 0 ? prod(hp.narrow(0, 0, n)) : Tensor();
-      const T* A = n > 0 ? a.data_ptr<T>() : nullptr;
-      const T* hpp = hp.data_ptr<T>();
-      T* hnp = hs[train ? t + 1 : 0].data_ptr<T>();
+      const Step<T> st(prod, hs, xp, y, mk, t, train);
+      const T *A = st.A, *hpp = st.hp, *x = st.x;
+      T* hnp = st.hn;
       T* gp = train ? gates.data_ptr<T>() + t * B * G : nullptr;
       T* anp = train ? an.data_ptr<T>() + t * B * H : nullptr;
-      const T* x = xp.data_ptr<T>() + t * B * G;
-      T* yt = y.data_ptr<T>() + t * B * H;
       at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           T* hn = hnp + b * H;
@@ -438,10 +447,7 @@ SIMD
           } else {
             copy_row(hn, hb, H);
           }
-          if (mk.out(t, b))
-            copy_row(yt + b * H, static_cast<const T*>(hn), H);
-          else
-            zero_row(yt + b * H, H);
+          st.output(mk, t, b, H);
         }
       });
     }
