@@ -185,6 +185,9 @@ def test_auto_takes_the_compiled_loop_for_gru_and_elman(kind, monkeypatch):
         assert not layer._use_fused(lengths, x)  # training
         with torch.no_grad():
             assert not layer._use_fused(lengths, x)
+            got, expected = layer(x, lengths=lengths), reference(x, lengths=lengths)
+            for a, b in zip(got, expected, strict=True):
+                torch.testing.assert_close(a, b)  # inference: outputs, states
         out, h = layer(x, lengths=lengths)
         want, h_want = reference(x, lengths=lengths)
         torch.testing.assert_close(out, want)
