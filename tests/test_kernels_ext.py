@@ -53,16 +53,16 @@ def mask_of(name):
     return (torch.arange(T).unsqueeze(1) < lengths).unsqueeze(2), int(lengths.min())
 
 
-def inputs(kind, bias=True, dtype=torch.float64, seed=0):
+def inputs(kind, bias=True, dtype=torch.float64, seed=0, batch=B):
     gen = torch.Generator().manual_seed(seed)
     g = {"lstm": 4, "gru": 3}.get(kind, 1)
 
     def leaf(*shape, scale=1.0):
         return (torch.randn(*shape, generator=gen, dtype=dtype) * scale).requires_grad_()
 
-    args = [leaf(T, B, g * H), leaf(B, H)]
+    args = [leaf(T, batch, g * H), leaf(batch, H)]
     if kind == "lstm":
-        args.append(leaf(B, H))
+        args.append(leaf(batch, H))
     args.append(leaf(g * H, H, scale=0.5))
     if kind == "gru":
         args.append(leaf(g * H) if bias else None)
@@ -110,6 +110,62 @@ def test_extension_equals_python_kernel(ops, calls, monkeypatch, kind, lengths, 
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     if mask is not None:  # padded outputs are exactly zero
         assert not fast[0].masked_select(~mask).any()
+
+
+@pytest.fixture
+def two_threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
+
+
+#: a batch that two threads split into two blocks of rows (at least 16 rows each)
+SPLIT_B = 37
+SPLIT_LENGTHS = {
+    "none": None,
+    "sorted": torch.arange(SPLIT_B, 0, -1) * T // SPLIT_B + 1,  # 6 .. 1, longest first
+    "random": torch.randint(1, T + 1, (SPLIT_B,), generator=torch.Generator().manual_seed(3)),
+}
+
+
+def step_rows(lengths):
+    """rows[t]: the valid rows of step t in a batch sorted by decreasing length."""
+    return [int((lengths > t).sum()) for t in range(T)]
+
+
+def test_row_blocks_split_the_batch_between_threads(ops, two_threads):
+    assert list(ops.row_blocks(SPLIT_B, [], T)) == [0, 19, SPLIT_B]  # 19 x 6 >= half of 37 x 6
+    assert list(ops.row_blocks(31, [], T)) == [0, 31]  # under 16 rows a thread: one block
+    lengths = SPLIT_LENGTHS["sorted"]
+    cuts = list(ops.row_blocks(SPLIT_B, step_rows(lengths), T))
+    assert len(cuts) == 3 and cuts[0] == 0 and cuts[2] == SPLIT_B
+    first, second = int(lengths[: cuts[1]].sum()), int(lengths[cuts[1] :].sum())
+    assert abs(first - second) <= T  # the valid steps balanced to within one row's
+    assert cuts[1] < SPLIT_B // 2  # the longer rows come first: fewer of them
+    torch.set_num_threads(1)
+    assert list(ops.row_blocks(SPLIT_B, [], T)) == [0, SPLIT_B]
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "infer"])
+@pytest.mark.parametrize("lengths", list(SPLIT_LENGTHS))
+@pytest.mark.parametrize("kind", KINDS)
+def test_extension_in_row_blocks_equals_python_kernel(
+    ops, calls, monkeypatch, two_threads, kind, lengths, train
+):
+    """Two threads, each running its block of rows through the whole sequence, give the
+    Python kernel's outputs, states and gradients (padded and not)."""
+    name = kind.removesuffix("_nobias")
+    args = inputs(name, bias=not kind.endswith("_nobias"), batch=SPLIT_B)
+    lens = SPLIT_LENGTHS[lengths]
+    mask = None if lens is None else (torch.arange(T).unsqueeze(1) < lens).unsqueeze(2)
+    first = 0 if lens is None else int(lens.min())
+    fast = run(name, args, mask, first, train)
+    assert calls and all(calls), "the compiled kernel did not run"
+    monkeypatch.setenv("RNNKIT_EXT", "0")
+    slow = run(name, args, mask, first, train)
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("lengths", ["none", "random", "sorted"])

@@ -5,7 +5,9 @@ weights large enough, oneDNN with the weight packed once, as
 :class:`rnnkit.kernels.common.Linear`; else ``mm``) and one fused loop over the rows for
 the element-wise work, which in Python costs a dozen op dispatches a step. The loops are
 vectorized by gcc with glibc's vector ``exp`` (libmvec; AVX2 or AVX-512 where the CPU has
-them). It is built with :func:`torch.utils.cpp_extension.load` (about 20 s, ninja and a
+them). A batch of at least 16 rows a thread is cut into one block of rows per thread,
+each run through the whole sequence on its own thread (one fork and join per sequence,
+none per step). It is built with :func:`torch.utils.cpp_extension.load` (about 20 s, ninja and a
 C++ compiler needed) into ``$RNNKIT_CACHE/ext-<hash>`` (default ``~/.cache/rnnkit``),
 the hash covering the source, the flags and the torch installation, so that a changed
 source or torch rebuilds; torch's lock file lets concurrent processes (pytest-xdist
@@ -41,7 +43,7 @@ def disabled() -> bool:
 
 
 def _flags() -> list[str]:
-    flags = ["-O3", "-fno-math-errno", "-fopenmp-simd"]
+    flags = ["-O3", "-fno-math-errno", "-fopenmp"]
     if platform.machine() in ("x86_64", "AMD64"):
         cpu = Path("/proc/cpuinfo")
         text = cpu.read_text() if cpu.exists() else ""
@@ -68,7 +70,7 @@ def _build():
         name=f"{_NAME}_{key}",
         sources=[str(_SOURCE)],
         extra_cflags=flags,
-        extra_ldflags=["-lmvec"] if platform.system() == "Linux" else [],
+        extra_ldflags=["-fopenmp", *(["-lmvec"] if platform.system() == "Linux" else [])],
         build_directory=str(build),
         is_python_module=False,
         verbose=False,

@@ -15,9 +15,15 @@
 // work is one loop per row, written for the compiler to vectorize: ``exp`` is declared
 // with the SIMD variants of glibc's libmvec, so gcc calls its vector exp in these loops.
 // tanh is computed as 1 - 2 / (1 + exp(2x)).
+//
+// Threads: with enough rows the batch is cut into one block of rows per thread, and each
+// thread runs its block through the whole sequence (by_rows); smaller batches run as one
+// block whose products use torch's threads. Built with -fopenmp, as torch's at::parallel_for
+// needs in an extension (without it the region runs on one thread).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
@@ -98,8 +104,61 @@ struct Masks {
   }
 };
 
-// rows per task of at::parallel_for: torch's grain (32768 elements), below which one thread runs
-int64_t grain(int64_t width) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(width, 1)); }
+// A block of batch rows [r0, r1) that one task runs through every step of the sequence.
+struct Rows {
+  int64_t r0, r1;
+  // the block's rows that step t's product touches: [r0, r0 + n)
+  int64_t valid(const Masks& mk, int64_t t) const {
+    return std::clamp<int64_t>(mk.rows[t] - r0, 0, r1 - r0);
+  }
+};
+
+// Rows a thread at least, for the batch to be split between threads (a smaller batch runs
+// as one block, its per-step products on all threads).
+constexpr int64_t kSplitMinRows = 16;
+
+// The blocks of rows that by_rows runs, as cut points 0 = c_0 < c_1 < ... < c_n = B: one
+// block per thread when each gets at least kSplitMinRows rows (not inside a parallel
+// region), cut so that the blocks' valid steps are balanced (a batch sorted by decreasing
+// length has its longest rows first); else the one block [0, B).
+std::vector<int64_t> blocks(const Masks& mk) {
+  const int64_t B = mk.batch, S = static_cast<int64_t>(mk.rows.size());
+  const int64_t n = at::in_parallel_region()
+                        ? 1
+                        : std::min<int64_t>(at::get_num_threads(), B / kSplitMinRows);
+  std::vector<int64_t> cut{0};
+  if (n > 1) {
+    std::vector<int64_t> work(B, 0);  // the steps row b runs: those with rows[t] > b
+    for (int64_t t = 0; t < S; ++t)
+      for (int64_t b = 0; b < mk.rows[t]; ++b) ++work[b];
+    int64_t total = 0, acc = 0;
+    for (int64_t w : work) total += w;
+    for (int64_t b = 0; b + 1 < B && static_cast<int64_t>(cut.size()) < n; ++b) {
+      acc += work[b];
+      if (acc * n >= total * static_cast<int64_t>(cut.size())) cut.push_back(b + 1);
+    }
+  }
+  cut.push_back(B);
+  return cut;
+}
+
+// Runs body(Rows) over the blocks of rows: each on its own thread, through the whole
+// sequence, its per-step products single-threaded (nested in the parallel region). The
+// blocks exchange nothing, so the steps need no fork and join: one parallel region per
+// sequence, where splitting each step's product and element-wise work costs two a step.
+template <typename F>
+void by_rows(const Masks& mk, F&& body) {
+  const std::vector<int64_t> cut = blocks(mk);
+  if (cut.size() == 2) {
+    body(Rows{0, mk.batch});
+    return;
+  }
+  const at::ThreadLocalState state;  // grad mode, dispatch keys: as on the calling thread
+  at::parallel_for(0, static_cast<int64_t>(cut.size()) - 1, 1, [&](int64_t c0, int64_t c1) {
+    at::ThreadLocalStateGuard guard(state);
+    for (int64_t c = c0; c < c1; ++c) body(Rows{cut[c], cut[c + 1]});
+  });
+}
 
 template <typename T>
 inline void copy_row(T* dst, const T* src, int64_t n) {
@@ -116,28 +175,31 @@ SIMD
   for (int64_t j = 0; j < n; ++j) acc[j] += add[j];
 }
 
-// What every forward kernel's step t starts from: the product A = h_{t-1} W_hh^T (+ bias)
-// over the step's first n rows (those a length-sorted batch still runs), and row-0 pointers
-// into h_{t-1}, h_t, x_t (rows of xp's width) and y_t. Training keeps h_0..h_T (h_t at
-// index t); inference keeps one state, updated in place (index 0): k0 and k1 index them.
+// What every forward kernel's step t starts from, for a block of rows: the product
+// A = h_{t-1} W_hh^T (+ bias) over the block's rows that the step runs (a length-sorted
+// batch runs its first rows[t]), row(A, b) its row for batch row b, and row-0 pointers into
+// h_{t-1}, h_t, x_t (rows of xp's width) and y_t. Training keeps h_0..h_T (h_t at index t);
+// inference keeps one state, updated in place (index 0): k0 and k1 index them.
 template <typename T>
 struct Step {
-  int64_t k0, k1, n;
+  int64_t k0, k1, r0, n;
   Tensor a;
   const T *A, *hp, *x;
   T *hn, *y;
   Step(const Product& prod, const Tensor& hs, const Tensor& xp, const Tensor& out,
-       const Masks& mk, int64_t t, bool train)
-      : k0(train ? t : 0), k1(train ? t + 1 : 0), n(mk.rows[t]) {
+       const Masks& mk, int64_t t, bool train, Rows rows)
+      : k0(train ? t : 0), k1(train ? t + 1 : 0), r0(rows.r0), n(rows.valid(mk, t)) {
     const int64_t B = hs.size(1), H = hs.size(2);
     const Tensor h = hs[k0];
-    if (n > 0) a = prod(h.narrow(0, 0, n));
+    if (n > 0) a = prod(h.narrow(0, r0, n));
     A = n > 0 ? a.data_ptr<T>() : nullptr;
     hp = h.data_ptr<T>();
     hn = hs.data_ptr<T>() + k1 * B * H;
     x = xp.data_ptr<T>() + t * B * xp.size(2);
     y = out.data_ptr<T>() + t * B * H;
   }
+  // row b of A (b in the block, run by the step)
+  const T* row(int64_t b, int64_t width) const { return A + (b - r0) * width; }
   // row b of y_t: h_t where step t's output is valid, else 0
   void output(const Masks& mk, int64_t t, int64_t b, int64_t H) const {
     if (mk.out(t, b))
@@ -161,15 +223,15 @@ std::vector<Tensor> elman_forward(const Tensor& xp_, const Tensor& h0, const Ten
   hs[0].copy_(h0);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "elman_forward", [&] {
     using T = scalar_t;
-    for (int64_t t = 0; t < S; ++t) {
-      const Step<T> st(prod, hs, xp, y, mk, t, train);
-      const T *A = st.A, *hpp = st.hp, *x = st.x;
-      T* hnp = st.hn;
-      at::parallel_for(0, B, grain(H), [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
+    by_rows(mk, [&](Rows rw) {
+      for (int64_t t = 0; t < S; ++t) {
+        const Step<T> st(prod, hs, xp, y, mk, t, train, rw);
+        const T *hpp = st.hp, *x = st.x;
+        T* hnp = st.hn;
+        for (int64_t b = rw.r0; b < rw.r1; ++b) {
           T* hn = hnp + b * H;
           if (mk.state(t, b)) {
-            const T* ab = A + b * H;
+            const T* ab = st.row(b, H);
             const T* xb = x + b * H;
             if (relu) {
 SIMD
@@ -186,8 +248,8 @@ SIMD
           }
           st.output(mk, t, b, H);
         }
-      });
-    }
+      }
+    });
   });
   Tensor h_last = hs[train ? S : 0].clone();
   if (train) return {y, h_last, hs};
@@ -204,20 +266,20 @@ std::vector<Tensor> elman_backward(const Tensor& grad_out, const Tensor& grad_h,
   const Tensor go = grad_out.contiguous();
   Tensor da = at::empty({S, B, H}, hs.options());
   Tensor carry = grad_h.contiguous().clone();  // (B, H): dL/dh_t not yet through a step
-  Tensor p;
-  int64_t np = 0;  // rows of p, the product dA_{t+1} W_hh
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "elman_backward", [&] {
     using T = scalar_t;
-    for (int64_t t = S - 1; t >= 0; --t) {
-      const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
-      const T* g = go.data_ptr<T>() + t * B * H;
-      const T* h = hs.data_ptr<T>() + (t + 1) * B * H;
-      T* d = da.data_ptr<T>() + t * B * H;
-      T* cp = carry.data_ptr<T>();
-      at::parallel_for(0, B, grain(H), [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
+    by_rows(mk, [&](Rows rw) {
+      Tensor p;
+      int64_t np = 0;  // rows of p, from rw.r0
+      for (int64_t t = S - 1; t >= 0; --t) {
+        const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
+        const T* g = go.data_ptr<T>() + t * B * H;
+        const T* h = hs.data_ptr<T>() + (t + 1) * B * H;
+        T* d = da.data_ptr<T>() + t * B * H;
+        T* cp = carry.data_ptr<T>();
+        for (int64_t b = rw.r0; b < rw.r1; ++b) {
           T* c = cp + b * H;  // becomes dL/dh_t
-          if (b < np) add_row(c, P + b * H, H);
+          if (b < rw.r0 + np) add_row(c, P + (b - rw.r0) * H, H);
           if (mk.out(t, b)) add_row(c, g + b * H, H);
           T* db = d + b * H;
           if (!mk.state(t, b)) {
@@ -234,11 +296,11 @@ SIMD
           }
           zero_row(c, H);
         }
-      });
-      np = mk.rows[t];
-      if (np > 0) p = prod(da[t].narrow(0, 0, np));
-    }
-    if (np > 0) carry.narrow(0, 0, np).add_(p);
+        np = rw.valid(mk, t);
+        if (np > 0) p = prod(da[t].narrow(0, rw.r0, np));
+      }
+      if (np > 0) carry.narrow(0, rw.r0, np).add_(p);
+    });
   });
   Tensor dw = da.view({S * B, H}).t().mm(hs.narrow(0, 0, S).reshape({S * B, H}));
   return {da, carry, dw};
@@ -265,20 +327,20 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_, const Tensor& h0, const Tens
   cs[0].copy_(c0);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lstm_forward", [&] {
     using T = scalar_t;
-    for (int64_t t = 0; t < S; ++t) {
-      const Step<T> st(prod, hs, xp, y, mk, t, train);
-      const T *A = st.A, *hpp = st.hp, *x = st.x;
-      T* hnp = st.hn;
-      const T* cpp = cs.data_ptr<T>() + st.k0 * B * H;
-      T* cnp = cs.data_ptr<T>() + st.k1 * B * H;
-      T* gp = train ? gates.data_ptr<T>() + t * B * G : nullptr;
-      T* tp = train ? tcs.data_ptr<T>() + t * B * H : nullptr;
-      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
+    by_rows(mk, [&](Rows rw) {
+      for (int64_t t = 0; t < S; ++t) {
+        const Step<T> st(prod, hs, xp, y, mk, t, train, rw);
+        const T *hpp = st.hp, *x = st.x;
+        T* hnp = st.hn;
+        const T* cpp = cs.data_ptr<T>() + st.k0 * B * H;
+        T* cnp = cs.data_ptr<T>() + st.k1 * B * H;
+        T* gp = train ? gates.data_ptr<T>() + t * B * G : nullptr;
+        T* tp = train ? tcs.data_ptr<T>() + t * B * H : nullptr;
+        for (int64_t b = rw.r0; b < rw.r1; ++b) {
           T* hn = hnp + b * H;
           T* cn = cnp + b * H;
           if (mk.state(t, b)) {
-            const T* ab = A + b * G;
+            const T* ab = st.row(b, G);
             const T* xb = x + b * G;
             const T* cb = cpp + b * H;
             if (train) {
@@ -318,8 +380,8 @@ SIMD
           }
           st.output(mk, t, b, H);
         }
-      });
-    }
+      }
+    });
   });
   const int64_t last = train ? S : 0;
   Tensor h_last = hs[last].clone(), c_last = cs[last].clone();
@@ -339,24 +401,24 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_out, const Tensor& grad_h,
   Tensor da = at::empty({S, B, G}, gates.options());
   Tensor carry_h = grad_h.contiguous().clone();
   Tensor carry_c = grad_c.contiguous().clone();
-  Tensor p;
-  int64_t np = 0;
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_backward", [&] {
     using T = scalar_t;
-    for (int64_t t = S - 1; t >= 0; --t) {
-      const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
-      const T* g_out = go.data_ptr<T>() + t * B * H;
-      const T* gt = gates.data_ptr<T>() + t * B * G;
-      const T* tct = tcs.data_ptr<T>() + t * B * H;
-      const T* cprev = cs.data_ptr<T>() + t * B * H;  // c_{t-1}
-      T* dat = da.data_ptr<T>() + t * B * G;
-      T* chp = carry_h.data_ptr<T>();
-      T* ccp = carry_c.data_ptr<T>();
-      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
+    by_rows(mk, [&](Rows rw) {
+      Tensor p;
+      int64_t np = 0;  // rows of p, from rw.r0
+      for (int64_t t = S - 1; t >= 0; --t) {
+        const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
+        const T* g_out = go.data_ptr<T>() + t * B * H;
+        const T* gt = gates.data_ptr<T>() + t * B * G;
+        const T* tct = tcs.data_ptr<T>() + t * B * H;
+        const T* cprev = cs.data_ptr<T>() + t * B * H;  // c_{t-1}
+        T* dat = da.data_ptr<T>() + t * B * G;
+        T* chp = carry_h.data_ptr<T>();
+        T* ccp = carry_c.data_ptr<T>();
+        for (int64_t b = rw.r0; b < rw.r1; ++b) {
           T* dh = chp + b * H;  // becomes dL/dh_t
           T* dc = ccp + b * H;  // dL/dc_t from step t+1
-          if (b < np) add_row(dh, P + b * H, H);
+          if (b < rw.r0 + np) add_row(dh, P + (b - rw.r0) * H, H);
           if (mk.out(t, b)) add_row(dh, g_out + b * H, H);
           T* d = dat + b * G;
           if (!mk.state(t, b)) {
@@ -379,11 +441,11 @@ SIMD
             dh[j] = T(0);
           }
         }
-      });
-      np = mk.rows[t];
-      if (np > 0) p = prod(da[t].narrow(0, 0, np));
-    }
-    if (np > 0) carry_h.narrow(0, 0, np).add_(p);
+        np = rw.valid(mk, t);
+        if (np > 0) p = prod(da[t].narrow(0, rw.r0, np));
+      }
+      if (np > 0) carry_h.narrow(0, rw.r0, np).add_(p);
+    });
   });
   return {da, carry_h, carry_c};
 }
@@ -407,18 +469,18 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
   hs[0].copy_(h0);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
     using T = scalar_t;
-    for (int64_t t = 0; t < S; ++t) {
-      const Step<T> st(prod, hs, xp, y, mk, t, train);
-      const T *A = st.A, *hpp = st.hp, *x = st.x;
-      T* hnp = st.hn;
-      T* gp = train ? gates.data_ptr<T>() + t * B * G : nullptr;
-      T* anp = train ? an.data_ptr<T>() + t * B * H : nullptr;
-      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
+    by_rows(mk, [&](Rows rw) {
+      for (int64_t t = 0; t < S; ++t) {
+        const Step<T> st(prod, hs, xp, y, mk, t, train, rw);
+        const T *hpp = st.hp, *x = st.x;
+        T* hnp = st.hn;
+        T* gp = train ? gates.data_ptr<T>() + t * B * G : nullptr;
+        T* anp = train ? an.data_ptr<T>() + t * B * H : nullptr;
+        for (int64_t b = rw.r0; b < rw.r1; ++b) {
           T* hn = hnp + b * H;
           const T* hb = hpp + b * H;
           if (mk.state(t, b)) {
-            const T* ab = A + b * G;
+            const T* ab = st.row(b, G);
             const T* xb = x + b * G;
             if (train) {
               T* gb = gp + b * G;
@@ -449,8 +511,8 @@ SIMD
           }
           st.output(mk, t, b, H);
         }
-      });
-    }
+      }
+    });
   });
   Tensor h_last = hs[train ? S : 0].clone();
   if (train) return {y, h_last, hs, gates, an};
@@ -468,23 +530,23 @@ std::vector<Tensor> gru_backward(const Tensor& grad_out, const Tensor& grad_h, c
   Tensor da = at::empty({S, B, G}, hs.options());   // d(W_hh h_{t-1} + b_hh)
   Tensor dxp = at::empty({S, B, G}, hs.options());  // [da^r, da^z, dA^n]
   Tensor carry = grad_h.contiguous().clone();
-  Tensor p;
-  int64_t np = 0;
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gru_backward", [&] {
     using T = scalar_t;
-    for (int64_t t = S - 1; t >= 0; --t) {
-      const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
-      const T* g_out = go.data_ptr<T>() + t * B * H;
-      const T* gt = gates.data_ptr<T>() + t * B * G;
-      const T* ant = an.data_ptr<T>() + t * B * H;
-      const T* hprev = hs.data_ptr<T>() + t * B * H;
-      T* dat = da.data_ptr<T>() + t * B * G;
-      T* dxt = dxp.data_ptr<T>() + t * B * G;
-      T* cp = carry.data_ptr<T>();
-      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
+    by_rows(mk, [&](Rows rw) {
+      Tensor p;
+      int64_t np = 0;  // rows of p, from rw.r0
+      for (int64_t t = S - 1; t >= 0; --t) {
+        const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
+        const T* g_out = go.data_ptr<T>() + t * B * H;
+        const T* gt = gates.data_ptr<T>() + t * B * G;
+        const T* ant = an.data_ptr<T>() + t * B * H;
+        const T* hprev = hs.data_ptr<T>() + t * B * H;
+        T* dat = da.data_ptr<T>() + t * B * G;
+        T* dxt = dxp.data_ptr<T>() + t * B * G;
+        T* cp = carry.data_ptr<T>();
+        for (int64_t b = rw.r0; b < rw.r1; ++b) {
           T* dh = cp + b * H;  // becomes dL/dh_t
-          if (b < np) add_row(dh, P + b * H, H);
+          if (b < rw.r0 + np) add_row(dh, P + (b - rw.r0) * H, H);
           if (mk.out(t, b)) add_row(dh, g_out + b * H, H);
           T* d = dat + b * G;
           T* dx = dxt + b * G;
@@ -512,21 +574,26 @@ SIMD
             dh[j] = direct;
           }
         }
-      });
-      np = mk.rows[t];
-      if (np > 0) p = prod(da[t].narrow(0, 0, np));
-    }
-    if (np > 0) carry.narrow(0, 0, np).add_(p);
+        np = rw.valid(mk, t);
+        if (np > 0) p = prod(da[t].narrow(0, rw.r0, np));
+      }
+      if (np > 0) carry.narrow(0, rw.r0, np).add_(p);
+    });
   });
   Tensor db = with_bias ? da.sum({0, 1}) : Tensor();
   if (with_bias) return {dxp, carry, da, db};
   return {dxp, carry, da};
 }
 
+std::vector<int64_t> row_blocks(int64_t batch, c10::IntArrayRef rows, int64_t steps) {
+  return blocks(Masks(std::nullopt, 0, rows, steps, batch));
+}
+
 }  // namespace
 
 // Catch-all kernels (no dispatch key: the packed weight is an MkldnnCPU tensor).
 TORCH_LIBRARY(rnnkit_fused, m) {
+  m.def("row_blocks(int batch, int[] rows, int steps) -> int[]", &row_blocks);
   m.def(
       "elman_forward(Tensor xp, Tensor h0, Tensor w, Tensor? packed, bool relu, Tensor? mask, "
       "int first_masked, int[] rows, bool train) -> Tensor[]",
