@@ -110,3 +110,33 @@ def test_float32_without_onednn_equals_with_it(kind, monkeypatch):
     plain = run_and_grad(cell, x, state, mask, first, by_autograd=False)
     for a, b in zip([*fast[0], *fast[1]], [*plain[0], *plain[1]], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("grad", [True, False], ids=["autograd", "no_grad"])
+@pytest.mark.parametrize("cell_type", [ElmanCell, LSTMCell, GRUCell])
+def test_project_with_a_mask_projects_only_the_valid_positions(cell_type, grad, monkeypatch):
+    """project(cell, x, mask): the valid positions as without the mask, zeros elsewhere, the
+    same gradients; and the product sees only the valid rows."""
+    from rnnkit.kernels import common
+
+    torch.manual_seed(0)
+    cell = cell_type(I, H).double()
+    x = leaf(T, B, I)
+    mask, _ = mask_of(LENGTHS)  # 9 of 15 valid
+    seen = []
+    real = cell.project_input
+    monkeypatch.setattr(cell, "project_input", lambda z: seen.append(z.shape) or real(z))
+    with torch.set_grad_enabled(grad):
+        full = common.project(cell, x)
+        part = common.project(cell, x, mask)
+    assert part.shape == full.shape
+    torch.testing.assert_close(part, full * mask, rtol=0, atol=1e-15)
+    if grad:
+        assert seen == [(T, B, I), (1, int(LENGTHS.sum()), I)]
+        g = torch.randn_like(full) * mask
+        grads = [torch.autograd.grad((y * g).sum(), (x, cell.weight_ih)) for y in (full, part)]
+        for a, b in zip(*grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    monkeypatch.setattr(common, "PROJECT_VALID_MAX_SHARE", 0.5)  # 9/15 valid: all projected
+    with torch.set_grad_enabled(grad):
+        torch.testing.assert_close(common.project(cell, x, mask), full, rtol=0, atol=0)

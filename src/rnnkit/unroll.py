@@ -85,7 +85,7 @@ def run_loop(
 
 def _run_kernel(cell, x, state, mask, first_masked) -> tuple[Tensor, State]:
     """A built-in cell over x (T, B, I) as one kernel with hand-written BPTT."""
-    xp, masking = project(cell, x), (mask, first_masked)  # xp: (T, B, G*H)
+    xp, masking = project(cell, x, mask), (mask, first_masked)  # xp: (T, B, G*H)
     if type(cell) is LSTMCell:
         out, h, c = lstm_sequence(xp, *state, cell.weight_hh, *masking)
         return out, (h, c)

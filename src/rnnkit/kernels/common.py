@@ -111,10 +111,27 @@ def tanh(x: Tensor, out: Tensor) -> Tensor:
     return out.add_(out).sub_(1.0)
 
 
-def project(cell, x: Tensor) -> Tensor:
+#: padded batches project only their valid positions when at most this share is valid
+#: (a gather and a scatter of rows for fewer rows through the product)
+PROJECT_VALID_MAX_SHARE = 0.9
+
+
+def project(cell, x: Tensor, mask: Tensor | None = None) -> Tensor:
     """``cell.project_input(x)`` for x (T, B, I); without autograd, through :class:`Linear`
-    (oneDNN with a packed weight is much faster than ``linear`` for small I)."""
+    (oneDNN with a packed weight is much faster than ``linear`` for small I).
+
+    With ``mask`` (T, B, 1) (True where valid) and a padded share of at least 10%, only the
+    valid positions go through the product and the padded ones are zero: their values are
+    never used (the kernels carry the state past them)."""
     x = x.contiguous()  # a strided x (batch_first) slows the product down
+    if mask is not None:
+        flat = mask.reshape(-1)
+        valid = int(flat.sum())
+        if valid <= PROJECT_VALID_MAX_SHARE * flat.numel():
+            index = flat.nonzero().squeeze(1)
+            rows = project(cell, x.flatten(0, 1).index_select(0, index).unsqueeze(0)).squeeze(0)
+            out = rows.new_zeros(flat.numel(), rows.shape[1])
+            return out.index_copy_(0, index, rows).unflatten(0, x.shape[:2])
     if needs_grad(x, cell.weight_ih, cell.bias_ih, cell.bias_hh):
         return cell.project_input(x)
     with torch.no_grad():
