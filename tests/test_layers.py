@@ -51,6 +51,36 @@ def test_padded_batch_equals_each_sequence_alone(bidirectional):
                 torch.testing.assert_close(s[:, b], a[:, 0], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_one_length_for_all_runs_the_steps_before_it(bidirectional, monkeypatch):
+    """Lengths all equal to L < T (B = 1 with a length, say): the layer runs the first L
+    steps without padding, the same results as with a length-sorted mask; zeros after L."""
+    torch.manual_seed(2)
+    x = torch.randn(3, 7, I, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([4, 4, 4])
+    ragged = torch.tensor([4, 4, 7])  # the mask path; row 2 differs, rows 0-1 compare
+    for layer in layers_under_test(bidirectional):
+        steps = []
+
+        def spy(n, z, real=layer._use_fused, steps=steps):
+            steps.append(z.shape[0])
+            return real(n, z)
+
+        monkeypatch.setattr(layer, "_use_fused", spy)
+        out, state = layer(x, lengths=lengths)
+        want, want_state = layer(x, lengths=ragged)
+        assert steps == [4, 7]
+        torch.testing.assert_close(out[:2], want[:2], rtol=0, atol=1e-12)
+        assert out.shape == want.shape and (out[:, 4:] == 0).all()
+        states = state if isinstance(state, tuple) else (state,)
+        want_states = want_state if isinstance(want_state, tuple) else (want_state,)
+        for s, w in zip(states, want_states, strict=True):
+            torch.testing.assert_close(s[:, :2], w[:, :2], rtol=0, atol=1e-12)
+        g = torch.autograd.grad(out[:2].sum(), x)[0]
+        g_want = torch.autograd.grad(want[:2].sum(), x)[0]
+        torch.testing.assert_close(g, g_want, rtol=0, atol=1e-12)
+
+
 def test_padding_content_is_ignored():
     torch.manual_seed(1)
     lengths = torch.tensor([3, 5])
@@ -162,8 +192,8 @@ def test_auto_takes_the_compiled_loop_for_inference_on_padded_batches(monkeypatc
         torch.testing.assert_close(out, want)
         torch.testing.assert_close(h, h_want)
         torch.testing.assert_close(c, c_want)
-        wide = rk.LSTM(I, 513)
-        assert wide._use_fused(lengths, x)  # H > 512: torch's packed path was faster
+        wide = rk.LSTM(I, 650)
+        assert not ext.available() or not wide._use_fused(lengths, x)  # any H
         monkeypatch.setattr(ext, "available", lambda: False)
         assert layer._use_fused(lengths, x)  # the Python kernels: torch's packed path
 
@@ -196,9 +226,8 @@ def test_auto_takes_the_compiled_loop_for_gru_and_elman(kind, monkeypatch):
         wants = torch.autograd.grad((want.sum(), h_want.sum()), list(reference.parameters()))
         for g, w in zip(grads, wants, strict=True):
             torch.testing.assert_close(g, w)
-    wide = make(I, 513)
-    padded = torch.tensor([6, 2, 5])
-    assert wide._use_fused(padded, x) == (kind == "gru")  # GRU training at H > 512: torch
+    wide = make(I, 650)
+    assert not wide._use_fused(torch.tensor([6, 2, 5]), x)
     assert not wide._use_fused(None, x)
     monkeypatch.setattr(ext, "available", lambda: False)
     assert layer._use_fused(None, x)  # the Python kernels are slower than torch's

@@ -121,10 +121,16 @@ class Recurrent(nn.Module):
                 raise ValueError("lengths: a PackedSequence carries its own lengths; pass None")
             return self._forward_packed(x, state)
         x, hx, lengths, unbatched = self._prepare(x, state, lengths)
+        steps = x.shape[0]
+        if lengths is not None and int(lengths.max()) == int(lengths.min()):
+            # one length L < T for all (B = 1, say): the first L steps without padding
+            x, lengths = x[: int(lengths[0])], None
         if self._use_fused(lengths, x):
             out, hx = self._fused_padded(x, hx, lengths)
         else:
             out, hx = self._loop(x, hx, lengths, traces=None)
+        if out.shape[0] < steps:  # zeros at the padded steps
+            out = nn.functional.pad(out, (0, 0, 0, 0, 0, steps - out.shape[0]))
         return self._finish(out, hx, unbatched)
 
     def trace(
@@ -216,15 +222,14 @@ class Recurrent(nn.Module):
         (docs/RESULTS.md) on CPU, float32 and float64:
 
         - GRU and Elman: the compiled loop kernels whenever they are available (on CPU,
-          torch.nn runs these cells with ATen's per-step loop, which they beat 1.0-8.6x),
-          except GRU training on a padded batch at H > 512;
+          torch.nn runs these cells with ATen's per-step loop, which they beat 0.98-11.8x,
+          median 1.5x, padded or not);
         - LSTM without padding: torch's kernel (oneDNN's LSTM, which the loop kernels do not
-          beat: 0.58-0.94x at B >= 32);
+          beat: 0.72-0.93x at B >= 32);
         - an LSTM on a padded batch (torch runs its slower packed path; the loop kernels
-          skip the padded rows of a length-sorted batch): the loop at H <= 512, in training
-          (1.6-3.1x torch.nn at B >= 32) and in inference at B >= 8 with the compiled
-          kernels (1.03-1.31x torch's packed path at H = 256-512, 0.79-0.83x at H = 650 in
-          two runs of ``benchmarks/padded_inference.py``).
+          skip the padded rows of a length-sorted batch and project only the valid
+          positions): the loop in training (1.5-3.3x torch.nn at B >= 32) and, with the
+          compiled kernels, in inference at B >= 8 (1.17-1.66x at B >= 32).
 
         The loop kernels' backward is not differentiable twice: use ``backend="torch"``
         for double backward (gradient penalties)."""
@@ -235,15 +240,14 @@ class Recurrent(nn.Module):
         from rnnkit.kernels import ext
 
         compiled = x.dtype in (torch.float32, torch.float64) and ext.available()
-        lstm = self._fused == "lstm"
+        if compiled and self._fused != "lstm":
+            return False
         padded = lengths is not None and bool((lengths < x.shape[0]).any())  # x: (T, B, I)
+        if not padded:
+            return True
         training = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         )
-        if compiled and not lstm and not (padded and training and self._fused == "gru"):
-            return False
-        if not padded or self.hidden_size > 512:
-            return True
         return not (training or (x.shape[1] >= 8 and compiled))
 
     def _fused_padded(self, x, hx, lengths):
