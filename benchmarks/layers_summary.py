@@ -1,10 +1,14 @@
 """The figures that docs/RESULTS.md quotes from a `rnnkit bench layers --json` file.
 
     python benchmarks/layers_summary.py docs/bench/layers.json
+    python benchmarks/layers_summary.py run1.json run2.json run3.json   # several runs
 
-Per rnnkit backend: median and minimum ratio to torch.nn over all rows and over the rows
-with B >= 32; for `loop`, the rows at B >= 32 below the issue's 0.7 target; for `auto`, the
-rows below 0.95; and the spread of the control column ("torch.nn again").
+Given several runs of the same benchmark, each row's ratios are first replaced by their
+median over the runs (one run's ratios swing by +-10% on this machine), and the rows whose
+run-to-run spread crosses a target are listed. Per rnnkit backend: median and minimum
+ratio to torch.nn over all rows and over the rows with B >= 32; for `loop`, the rows at
+B >= 32 below the issue's 0.7 target; for `auto`, the rows below 0.95; and the spread of
+the control column ("torch.nn again").
 """
 
 from __future__ import annotations
@@ -45,11 +49,53 @@ def summarise(rows: list[dict]) -> list[str]:
     return lines
 
 
+def key(row: dict) -> tuple:
+    return tuple(row[k] for k in ("kind", "B", "T", "I", "H", "lengths", "mode"))
+
+
+def median_rows(runs: list[list[dict]]) -> list[dict]:
+    """One row per configuration, each ratio the median over the runs (which must hold the
+    same rows)."""
+    keys = [key(r) for r in runs[0]]
+    by_key = [{key(r): r for r in rows} for rows in runs]
+    if any(set(found) != set(keys) for found in by_key):
+        raise SystemExit("the runs do not hold the same rows")
+    merged = []
+    for k in keys:
+        rows = [found[k] for found in by_key]
+        ratio = {
+            impl: statistics.median(r["ratio"][impl] for r in rows) for impl in rows[0]["ratio"]
+        }
+        merged.append({**rows[0], "ratio": ratio})
+    return merged
+
+
+def spread(runs: list[list[dict]]) -> list[str]:
+    """Rows whose ratios over the runs straddle a target: auto 0.95, loop 0.7 (B >= 32)."""
+    lines = []
+    for k in [key(r) for r in runs[0]]:
+        rows = [next(r for r in rows if key(r) == k) for rows in runs]
+        for impl, floor in (("auto", 0.95), ("loop", 0.7)):
+            values = [r["ratio"][impl] for r in rows]
+            if (impl == "auto" or rows[0]["B"] >= 32) and min(values) < floor <= max(values):
+                lines.append(
+                    f"  {impl} {describe(rows[0])}: " + ", ".join(f"{v:.2f}" for v in values)
+                )
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("json", type=Path, help="written by rnnkit bench layers --json")
+    p.add_argument("json", type=Path, nargs="+", help="written by rnnkit bench layers --json")
     args = p.parse_args()
-    print("\n".join(summarise(json.loads(args.json.read_text("utf-8"))["rows"])))
+    runs = [json.loads(path.read_text("utf-8"))["rows"] for path in args.json]
+    if len(runs) > 1:
+        print(f"per-row medians over {len(runs)} runs")
+    print("\n".join(summarise(median_rows(runs))))
+    if len(runs) > 1:
+        straddle = spread(runs)
+        print(f"rows whose runs straddle a target: {len(straddle)}")
+        print("\n".join(straddle))
 
 
 if __name__ == "__main__":

@@ -35,3 +35,20 @@ def test_summary_counts_the_misses_of_each_target():
     assert "  below: lstm train (32, 10, 4, 8) no lengths: 0.600" in lines
     assert not any("rnn train" in line for line in lines)
     assert lines[-1] == "torch.nn again (noise): 0.90-1.20"
+
+
+def test_several_runs_are_merged_by_per_row_medians():
+    summary = load_benchmark("layers_summary")
+    runs = [
+        [_row("lstm", 32, "train", 0.90, 1.0, 0.80), _row("gru", 32, "infer", 1.2, 1.0, 1.2)],
+        [_row("gru", 32, "infer", 1.1, 1.0, 1.3), _row("lstm", 32, "train", 0.99, 1.0, 0.60)],
+        [_row("lstm", 32, "train", 0.97, 1.0, 0.75), _row("gru", 32, "infer", 1.0, 1.0, 1.1)],
+    ]
+    merged = summary.median_rows(runs)
+    assert [r["kind"] for r in merged] == ["lstm", "gru"]
+    assert merged[0]["ratio"]["auto"] == 0.97 and merged[0]["ratio"]["loop"] == 0.75
+    assert merged[1]["ratio"]["auto"] == 1.1 and merged[1]["ratio"]["loop"] == 1.2
+    assert summary.spread(runs) == [
+        "  auto lstm train (32, 10, 4, 8) no lengths: 0.90, 0.99, 0.97",
+        "  loop lstm train (32, 10, 4, 8) no lengths: 0.80, 0.60, 0.75",
+    ]
