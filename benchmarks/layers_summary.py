@@ -8,7 +8,7 @@ median over the runs (one run's ratios swing by +-10% on this machine), and the 
 run-to-run spread crosses a target are listed. Per rnnkit backend: median and minimum
 ratio to torch.nn over all rows and over the rows with B >= 32; for `loop`, the rows at
 B >= 32 below the issue's 0.7 target; for `auto`, the rows below 0.95; and the spread of
-the control column ("torch.nn again").
+the control column ("torch.nn again"). ``--markdown`` writes the rows (medians) as a table.
 """
 
 from __future__ import annotations
@@ -63,10 +63,14 @@ def median_rows(runs: list[list[dict]]) -> list[dict]:
     merged = []
     for k in keys:
         rows = [found[k] for found in by_key]
-        ratio = {
-            impl: statistics.median(r["ratio"][impl] for r in rows) for impl in rows[0]["ratio"]
+        medians = {
+            field: {
+                impl: statistics.median(r[field][impl] for r in rows) for impl in rows[0][field]
+            }
+            for field in ("ratio", "tokens_per_s", "seconds")
+            if field in rows[0]
         }
-        merged.append({**rows[0], "ratio": ratio})
+        merged.append({**rows[0], **medians})
     return merged
 
 
@@ -87,11 +91,17 @@ def spread(runs: list[list[dict]]) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("json", type=Path, nargs="+", help="written by rnnkit bench layers --json")
+    p.add_argument("--markdown", type=Path, help="write the (median) rows as a Markdown table")
     args = p.parse_args()
     runs = [json.loads(path.read_text("utf-8"))["rows"] for path in args.json]
+    rows = median_rows(runs)
     if len(runs) > 1:
         print(f"per-row medians over {len(runs)} runs")
-    print("\n".join(summarise(median_rows(runs))))
+    print("\n".join(summarise(rows)))
+    if args.markdown:
+        from rnnkit.bench.layers import Row, markdown
+
+        args.markdown.write_text(markdown([Row(**row) for row in rows]) + "\n", "utf-8")
     if len(runs) > 1:
         straddle = spread(runs)
         print(f"rows whose runs straddle a target: {len(straddle)}")
