@@ -219,17 +219,17 @@ class Recurrent(nn.Module):
     # -- the two paths -----------------------------------------------------------------
     def _use_fused(self, lengths: Tensor | None = None, x: Tensor | None = None) -> bool:
         """Whether torch's kernel runs this call; ``"auto"`` picks by the layer benchmark
-        (docs/RESULTS.md) on CPU, float32 and float64:
+        (docs/RESULTS.md: per-row medians of three runs) on CPU, float32 and float64:
 
         - GRU and Elman: the compiled loop kernels whenever they are available (on CPU,
-          torch.nn runs these cells with ATen's per-step loop, which they beat 0.98-11.8x,
-          median 1.5x, padded or not);
+          torch.nn runs these cells with ATen's per-step loop, which they beat 1.12-11.9x,
+          median 1.57x, padded or not);
         - LSTM without padding: torch's kernel (oneDNN's LSTM, which the loop kernels do not
-          beat: 0.72-0.93x at B >= 32);
+          beat: 0.79-0.97x at B >= 32);
         - an LSTM on a padded batch (torch runs its slower packed path; the loop kernels
           skip the padded rows of a length-sorted batch and project only the valid
-          positions): the loop in training (1.5-3.3x torch.nn at B >= 32) and, with the
-          compiled kernels, in inference at B >= 8 (1.17-1.66x at B >= 32).
+          positions): the loop in training (1.56-2.82x torch.nn at B >= 32) and, with the
+          compiled kernels, in inference at B >= 8 (1.43-1.52x at B >= 32).
 
         The loop kernels' backward is not differentiable twice: use ``backend="torch"``
         for double backward (gradient penalties)."""
