@@ -209,6 +209,40 @@ struct Step {
   }
 };
 
+// The time loop that every backward kernel shares, run per block of rows (by_rows). At step
+// t = T-1 .. 0, row b's carried gradient dh (its row of ``carry``, width H) first receives
+// the product of step t+1 (dA_{t+1} W_hh over the rows that step ran) and, where y_t is an
+// output, dL/dy_t; then row(t, b, dh, active) does the cell's work: where the step updated
+// the row (active) it writes the row of da[t] (dA_t, width da.size(2)) and leaves in dh
+// what goes on to h_{t-1}; elsewhere da's row is zero here and dh is carried past the step.
+// After step 0 the block's last product is added into carry: dL/dh_0.
+template <typename T, typename RowFn>
+void backward_steps(const Masks& mk, const Product& prod, const Tensor& go, const Tensor& da,
+                    const Tensor& carry, RowFn&& row) {
+  const int64_t S = da.size(0), B = da.size(1), G = da.size(2), H = carry.size(1);
+  const T* dy = go.data_ptr<T>();
+  T* d = da.data_ptr<T>();
+  T* dh = carry.data_ptr<T>();
+  by_rows(mk, [&](Rows rw) {
+    Tensor p;
+    int64_t np = 0;  // rows of p, from rw.r0
+    for (int64_t t = S - 1; t >= 0; --t) {
+      const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
+      for (int64_t b = rw.r0; b < rw.r1; ++b) {
+        T* dhb = dh + b * H;
+        if (b < rw.r0 + np) add_row(dhb, P + (b - rw.r0) * H, H);
+        if (mk.out(t, b)) add_row(dhb, dy + (t * B + b) * H, H);
+        const bool active = mk.state(t, b);
+        if (!active) zero_row(d + (t * B + b) * G, G);
+        row(t, b, dhb, active);
+      }
+      np = rw.valid(mk, t);
+      if (np > 0) p = prod(da[t].narrow(0, rw.r0, np));
+    }
+    if (np > 0) carry.narrow(0, rw.r0, np).add_(p);
+  });
+}
+
 // --- Elman --------------------------------------------------------------------------------
 
 std::vector<Tensor> elman_forward(const Tensor& xp_, const Tensor& h0, const Tensor& w,
@@ -268,38 +302,20 @@ std::vector<Tensor> elman_backward(const Tensor& grad_out, const Tensor& grad_h,
   Tensor carry = grad_h.contiguous().clone();  // (B, H): dL/dh_t not yet through a step
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "elman_backward", [&] {
     using T = scalar_t;
-    by_rows(mk, [&](Rows rw) {
-      Tensor p;
-      int64_t np = 0;  // rows of p, from rw.r0
-      for (int64_t t = S - 1; t >= 0; --t) {
-        const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
-        const T* g = go.data_ptr<T>() + t * B * H;
-        const T* h = hs.data_ptr<T>() + (t + 1) * B * H;
-        T* d = da.data_ptr<T>() + t * B * H;
-        T* cp = carry.data_ptr<T>();
-        for (int64_t b = rw.r0; b < rw.r1; ++b) {
-          T* c = cp + b * H;  // becomes dL/dh_t
-          if (b < rw.r0 + np) add_row(c, P + (b - rw.r0) * H, H);
-          if (mk.out(t, b)) add_row(c, g + b * H, H);
-          T* db = d + b * H;
-          if (!mk.state(t, b)) {
-            zero_row(db, H);  // c carried past the step
-            continue;
-          }
-          const T* hb = h + b * H;
-          if (relu) {
+    const T* hsp = hs.data_ptr<T>();
+    T* dap = da.data_ptr<T>();
+    backward_steps<T>(mk, prod, go, da, carry, [&](int64_t t, int64_t b, T* dh, bool active) {
+      if (!active) return;
+      const T* hb = hsp + ((t + 1) * B + b) * H;  // h_t
+      T* db = dap + (t * B + b) * H;
+      if (relu) {
 SIMD
-            for (int64_t j = 0; j < H; ++j) db[j] = hb[j] > T(0) ? c[j] : T(0);
-          } else {
+        for (int64_t j = 0; j < H; ++j) db[j] = hb[j] > T(0) ? dh[j] : T(0);
+      } else {
 SIMD
-            for (int64_t j = 0; j < H; ++j) db[j] = c[j] * (T(1) - hb[j] * hb[j]);
-          }
-          zero_row(c, H);
-        }
-        np = rw.valid(mk, t);
-        if (np > 0) p = prod(da[t].narrow(0, rw.r0, np));
+        for (int64_t j = 0; j < H; ++j) db[j] = dh[j] * (T(1) - hb[j] * hb[j]);
       }
-      if (np > 0) carry.narrow(0, rw.r0, np).add_(p);
+      zero_row(dh, H);
     });
   });
   Tensor dw = da.view({S * B, H}).t().mm(hs.narrow(0, 0, S).reshape({S * B, H}));
@@ -403,48 +419,28 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_out, const Tensor& grad_h,
   Tensor carry_c = grad_c.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_backward", [&] {
     using T = scalar_t;
-    by_rows(mk, [&](Rows rw) {
-      Tensor p;
-      int64_t np = 0;  // rows of p, from rw.r0
-      for (int64_t t = S - 1; t >= 0; --t) {
-        const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
-        const T* g_out = go.data_ptr<T>() + t * B * H;
-        const T* gt = gates.data_ptr<T>() + t * B * G;
-        const T* tct = tcs.data_ptr<T>() + t * B * H;
-        const T* cprev = cs.data_ptr<T>() + t * B * H;  // c_{t-1}
-        T* dat = da.data_ptr<T>() + t * B * G;
-        T* chp = carry_h.data_ptr<T>();
-        T* ccp = carry_c.data_ptr<T>();
-        for (int64_t b = rw.r0; b < rw.r1; ++b) {
-          T* dh = chp + b * H;  // becomes dL/dh_t
-          T* dc = ccp + b * H;  // dL/dc_t from step t+1
-          if (b < rw.r0 + np) add_row(dh, P + (b - rw.r0) * H, H);
-          if (mk.out(t, b)) add_row(dh, g_out + b * H, H);
-          T* d = dat + b * G;
-          if (!mk.state(t, b)) {
-            zero_row(d, G);  // dh and dc carried past the step
-            continue;
-          }
-          const T* gb = gt + b * G;
-          const T* tb = tct + b * H;
-          const T* cb = cprev + b * H;
+    const T *gp = gates.data_ptr<T>(), *tp = tcs.data_ptr<T>(), *cp = cs.data_ptr<T>();
+    T* dap = da.data_ptr<T>();
+    T* dcp = carry_c.data_ptr<T>();
+    backward_steps<T>(mk, prod, go, da, carry_h, [&](int64_t t, int64_t b, T* dh, bool active) {
+      if (!active) return;  // dc carried past the step too
+      const T* gb = gp + (t * B + b) * G;
+      const T* tb = tp + (t * B + b) * H;
+      const T* cb = cp + (t * B + b) * H;  // c_{t-1}
+      T* d = dap + (t * B + b) * G;
+      T* dc = dcp + b * H;  // dL/dc_t from step t+1
 SIMD
-          for (int64_t j = 0; j < H; ++j) {
-            const T i = gb[j], f = gb[H + j], g = gb[2 * H + j], o = gb[3 * H + j];
-            const T tc = tb[j], dhj = dh[j];
-            const T dct = dc[j] + dhj * o * (T(1) - tc * tc);
-            d[j] = dct * g * (i * (T(1) - i));
-            d[H + j] = dct * cb[j] * (f * (T(1) - f));
-            d[2 * H + j] = dct * i * (T(1) - g * g);
-            d[3 * H + j] = dhj * tc * (o * (T(1) - o));
-            dc[j] = dct * f;
-            dh[j] = T(0);
-          }
-        }
-        np = rw.valid(mk, t);
-        if (np > 0) p = prod(da[t].narrow(0, rw.r0, np));
+      for (int64_t j = 0; j < H; ++j) {
+        const T i = gb[j], f = gb[H + j], g = gb[2 * H + j], o = gb[3 * H + j];
+        const T tc = tb[j], dhj = dh[j];
+        const T dct = dc[j] + dhj * o * (T(1) - tc * tc);
+        d[j] = dct * g * (i * (T(1) - i));
+        d[H + j] = dct * cb[j] * (f * (T(1) - f));
+        d[2 * H + j] = dct * i * (T(1) - g * g);
+        d[3 * H + j] = dhj * tc * (o * (T(1) - o));
+        dc[j] = dct * f;
+        dh[j] = T(0);
       }
-      if (np > 0) carry_h.narrow(0, rw.r0, np).add_(p);
     });
   });
   return {da, carry_h, carry_c};
@@ -532,52 +528,34 @@ std::vector<Tensor> gru_backward(const Tensor& grad_out, const Tensor& grad_h, c
   Tensor carry = grad_h.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gru_backward", [&] {
     using T = scalar_t;
-    by_rows(mk, [&](Rows rw) {
-      Tensor p;
-      int64_t np = 0;  // rows of p, from rw.r0
-      for (int64_t t = S - 1; t >= 0; --t) {
-        const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
-        const T* g_out = go.data_ptr<T>() + t * B * H;
-        const T* gt = gates.data_ptr<T>() + t * B * G;
-        const T* ant = an.data_ptr<T>() + t * B * H;
-        const T* hprev = hs.data_ptr<T>() + t * B * H;
-        T* dat = da.data_ptr<T>() + t * B * G;
-        T* dxt = dxp.data_ptr<T>() + t * B * G;
-        T* cp = carry.data_ptr<T>();
-        for (int64_t b = rw.r0; b < rw.r1; ++b) {
-          T* dh = cp + b * H;  // becomes dL/dh_t
-          if (b < rw.r0 + np) add_row(dh, P + (b - rw.r0) * H, H);
-          if (mk.out(t, b)) add_row(dh, g_out + b * H, H);
-          T* d = dat + b * G;
-          T* dx = dxt + b * G;
-          if (!mk.state(t, b)) {
-            zero_row(d, G);
-            zero_row(dx, G);
-            continue;
-          }
-          const T* gb = gt + b * G;
-          const T* sb = ant + b * H;
-          const T* hb = hprev + b * H;
-SIMD
-          for (int64_t j = 0; j < H; ++j) {
-            const T r = gb[j], z = gb[H + j], c = gb[2 * H + j], dhj = dh[j];
-            const T direct = dhj * z;
-            const T dn = (dhj - direct) * (T(1) - c * c);  // dA^n
-            const T dr = dn * sb[j] * (r * (T(1) - r));
-            const T dz = dhj * (hb[j] - c) * (z * (T(1) - z));
-            d[j] = dr;
-            d[H + j] = dz;
-            d[2 * H + j] = dn * r;
-            dx[j] = dr;
-            dx[H + j] = dz;
-            dx[2 * H + j] = dn;
-            dh[j] = direct;
-          }
-        }
-        np = rw.valid(mk, t);
-        if (np > 0) p = prod(da[t].narrow(0, rw.r0, np));
+    const T *gp = gates.data_ptr<T>(), *ap = an.data_ptr<T>(), *hp = hs.data_ptr<T>();
+    T* dap = da.data_ptr<T>();
+    T* dxp_ = dxp.data_ptr<T>();
+    backward_steps<T>(mk, prod, go, da, carry, [&](int64_t t, int64_t b, T* dh, bool active) {
+      T* dx = dxp_ + (t * B + b) * G;
+      if (!active) {
+        zero_row(dx, G);
+        return;
       }
-      if (np > 0) carry.narrow(0, rw.r0, np).add_(p);
+      const T* gb = gp + (t * B + b) * G;
+      const T* sb = ap + (t * B + b) * H;
+      const T* hb = hp + (t * B + b) * H;  // h_{t-1}
+      T* d = dap + (t * B + b) * G;
+SIMD
+      for (int64_t j = 0; j < H; ++j) {
+        const T r = gb[j], z = gb[H + j], c = gb[2 * H + j], dhj = dh[j];
+        const T direct = dhj * z;
+        const T dn = (dhj - direct) * (T(1) - c * c);  // dA^n
+        const T dr = dn * sb[j] * (r * (T(1) - r));
+        const T dz = dhj * (hb[j] - c) * (z * (T(1) - z));
+        d[j] = dr;
+        d[H + j] = dz;
+        d[2 * H + j] = dn * r;
+        dx[j] = dr;
+        dx[H + j] = dz;
+        dx[2 * H + j] = dn;
+        dh[j] = direct;
+      }
     });
   });
   Tensor db = with_bias ? da.sum({0, 1}) : Tensor();
