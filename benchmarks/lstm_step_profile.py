@@ -68,7 +68,7 @@ def main() -> None:
     print(f"LSTM inference (B, T, I, H) = {tuple(args.shape)}, {args.threads} thread(s)")
     for name, t in median.items():
         print(f"  {name:18s} {1e3 * t:7.2f} ms")
-    if args.threads == 1 or batch < 16 * args.threads:
+    if len(ops.row_blocks(batch, [], steps)) == 2:  # one block: the products above
         elementwise = median["compiled kernel"] - median["per-step products"]
         print(f"  element-wise steps (kernel - products) {1e3 * elementwise:.2f} ms")
     else:  # the kernel runs one block of rows per thread, each with one-thread products
