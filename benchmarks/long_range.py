@@ -27,8 +27,10 @@ from pathlib import Path
 import torch
 
 from rnnkit import diagnostics as dg
-from rnnkit.tasks.models import RecurrentModel, RecurrentModelConfig
-from rnnkit.tasks.registry import AddingConfig, CopyConfig, get_task
+from rnnkit.models import RecurrentModel, RecurrentModelConfig
+from rnnkit.tasks import get_task
+from rnnkit.tasks.adding import AddingConfig
+from rnnkit.tasks.copy import CopyConfig
 from rnnkit.training import (
     Callback,
     EpochBatches,

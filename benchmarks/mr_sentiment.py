@@ -51,7 +51,7 @@ from rnnkit.data import (
 from rnnkit.data.readers import read_table
 from rnnkit.data.registry import dataset_dir
 from rnnkit.models import ClassifierConfig, SequenceClassifier
-from rnnkit.tasks.sentiment import encode
+from rnnkit.tasks.classify import encode
 
 # name -> (cell, bidirectional, inputs, pooling)
 CONFIGS = {

@@ -51,7 +51,7 @@ from rnnkit.data.readers import read_conll
 from rnnkit.data.registry import dataset_dir, fetch
 from rnnkit.tagging import PRF, label_scores, macro_f1
 from rnnkit.tagging.punctuation import CASES, PUNCTS, SOURCES, Labelled, units, write_conll
-from rnnkit.tagging.task import tag_rows
+from rnnkit.tasks.tagging import tag_rows
 from rnnkit.tasks import get_task, run
 from rnnkit.training.checkpoint import load_model
 

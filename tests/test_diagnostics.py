@@ -7,7 +7,7 @@ import torch
 
 from _training_helpers import small_model
 from rnnkit import diagnostics as dg
-from rnnkit.tasks.synthetic import adding_problem
+from rnnkit.data.synthetic import adding_problem
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

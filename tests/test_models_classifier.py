@@ -7,7 +7,7 @@ import torch
 
 from rnnkit.models import ClassifierConfig, SequenceClassifier
 from rnnkit.training import TrainerConfig
-from rnnkit.training.batch import EpochBatches, SequenceBatch
+from rnnkit.data.batches import EpochBatches, SequenceBatch
 from rnnkit.training.checkpoint import load_model, locate_checkpoint
 from rnnkit.training.trainer import Trainer
 

@@ -13,7 +13,7 @@ from rnnkit.cli import app
 from rnnkit.decoding import generate
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.tasks import run
-from rnnkit.tasks.language import LMTaskConfig, build_lm, generate_text, stream_batch
+from rnnkit.tasks.lm import LMTaskConfig, build_lm, generate_text, stream_batch
 from rnnkit.training.bptt import detach_state
 from rnnkit.training.checkpoint import load_model
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rnnkit.models import SequenceTagger, TaggerConfig
-from rnnkit.training.batch import SequenceBatch
+from rnnkit.data.batches import SequenceBatch
 
 
 def make_batch(words, tags, chars=None):

@@ -15,7 +15,7 @@ from rnnkit.tagging.punctuation import (
     words_and_labels,
     write_conll,
 )
-from rnnkit.tagging.task import TaggingConfig, build_tagging
+from rnnkit.tasks.tagging import TaggingConfig, build_tagging
 
 
 def test_labels_hand_computed():

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import _training_helpers  # noqa: F401  (one torch thread)
 from rnnkit.cli import app
-from rnnkit.tagging.task import TaggingConfig, build_tagging, encode, tokenize
+from rnnkit.tasks.tagging import TaggingConfig, build_tagging, encode, tokenize
 from rnnkit.tasks import get_task, run
 
 # Each name has one type; the context words carry no information about it.

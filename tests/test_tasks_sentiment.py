@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import _training_helpers  # noqa: F401  (one torch thread)
 from rnnkit.cli import app
 from rnnkit.tasks import get_task
-from rnnkit.tasks.sentiment import SentimentConfig, read_labelled
+from rnnkit.tasks.classify import ClassifyConfig, read_labelled
 
 FILLER = ["the", "a", "movie", "film", "plot", "actors", "story", "scenes", "it", "was", "very"]
 
@@ -143,7 +143,7 @@ def test_predict_refuses_a_run_that_is_not_a_classifier(tmp_path):
 def test_task_splits_a_file_and_keeps_labels_sorted(tmp_path):
     data = tmp_path / "r.tsv"
     data.write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in reviews(200, 1)))
-    task = get_task("sentiment").build(SentimentConfig(data=str(data), max_len=3), seed=0)
+    task = get_task("sentiment").build(ClassifyConfig(data=str(data), max_len=3), seed=0)
     assert task.train.size + task.val.size + task.test.size == 200
     assert task.test.size > 0 and task.val.size > 0
     assert int(task.train.lengths.max()) <= 3
@@ -162,14 +162,14 @@ def test_task_splits_a_file_and_keeps_labels_sorted(tmp_path):
 )
 def test_bad_task_config(kw, error, match):
     with pytest.raises(error, match=match):
-        get_task("sentiment").build(SentimentConfig(**kw), seed=0)
+        get_task("sentiment").build(ClassifyConfig(**kw), seed=0)
 
 
 def test_one_label_only_is_refused(tmp_path):
     data = tmp_path / "one.csv"
     write_csv(data, [(t, "pos") for t, _ in reviews(30, 2)], header=("text", "label"))
     with pytest.raises(ValueError, match="expected >= 2 labels"):
-        get_task("sentiment").build(SentimentConfig(data=str(data)), seed=0)
+        get_task("sentiment").build(ClassifyConfig(data=str(data)), seed=0)
     texts, labels = read_labelled(data, "text", "label")
     assert len(texts) == len(labels) == 30
 
@@ -186,7 +186,7 @@ def test_shipped_config_loads():
 
 def test_vectors_name_a_file_or_a_vectors_dataset(tmp_path, monkeypatch):
     from rnnkit.data import registry
-    from rnnkit.tasks.sentiment import vectors_file
+    from rnnkit.tasks.classify import vectors_file
 
     own = tmp_path / "v.txt"
     own.write_text("great 1 2\n", encoding="utf-8")
@@ -208,7 +208,7 @@ def test_split_clitics_reaches_the_vocabulary_and_the_saved_tokenizer(tmp_path):
     data = tmp_path / "r.tsv"
     rows = [(f"{t} It isn't.", y) for t, y in reviews(100, 3)]
     data.write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
-    task = get_task("sentiment").build(SentimentConfig(data=str(data), split_clitics=True), 0)
+    task = get_task("sentiment").build(ClassifyConfig(data=str(data), split_clitics=True), 0)
     assert "n't" in task.vocab["tokens"] and "isn't" not in task.vocab["tokens"]
     assert task.vocab["tokenizer"]["split_clitics"] is True
 
@@ -221,7 +221,7 @@ def test_nb_columns_start_at_the_training_split_log_count_ratios(tmp_path):
     data.write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in reviews(300, 4)))
     vectors = tmp_path / "v.txt"
     vectors.write_text("great 1 2 3 4\nawful -1 -2 -3 -4\n", encoding="utf-8")
-    cfg = SentimentConfig(data=str(data), embedding_dim=4, nb_columns=2, vectors=str(vectors))
+    cfg = ClassifyConfig(data=str(data), embedding_dim=4, nb_columns=2, vectors=str(vectors))
     task = get_task("sentiment")
     data_ = task.build(cfg, seed=0)
     model = task.build_model(run.ModelSection(hidden_size=5), data_, 0)
@@ -236,4 +236,4 @@ def test_nb_columns_start_at_the_training_split_log_count_ratios(tmp_path):
     assert weight[vocab["great"], 2:].tolist() == [1, 2, 3, 4]  # vectors after the NB columns
     assert weight[vocab["great"], 0] > 0 > weight[vocab["awful"], 0]  # pos is label 1
     with pytest.raises(ValueError, match="nb_columns needs embedded inputs"):
-        SentimentConfig(data=str(data), embedding_dim=0, nb_columns=2)
+        ClassifyConfig(data=str(data), embedding_dim=0, nb_columns=2)

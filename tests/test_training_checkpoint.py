@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from _training_helpers import small_model, small_trainer, weights
-from rnnkit.tasks.synthetic import adding_problem
+from rnnkit.data.synthetic import adding_problem
 from rnnkit.training import CheckpointManager, load_model, load_trainer_state, save_checkpoint
 from rnnkit.training.checkpoint import optimizer_from_flat, optimizer_to_flat
 

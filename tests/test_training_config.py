@@ -6,7 +6,8 @@ import pytest
 
 import _training_helpers  # noqa: F401  (one torch thread)
 from rnnkit.config import ConfigError, apply_overrides, from_dict, parse_value
-from rnnkit.tasks.registry import AddingConfig, CopyConfig
+from rnnkit.tasks.adding import AddingConfig
+from rnnkit.tasks.copy import CopyConfig
 from rnnkit.tasks.run import load_run_config
 from rnnkit.training.config import OptimConfig, TrainerConfig
 

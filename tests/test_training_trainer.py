@@ -142,7 +142,7 @@ def test_tbptt_trainer_steps_once_per_chunk_with_targets():
 
 
 def test_tbptt_needs_carry_loss():
-    from rnnkit.tasks.synthetic import adding_problem
+    from rnnkit.data.synthetic import adding_problem
     from rnnkit.training import EpochBatches, Trainer, TrainerConfig
 
     class NoCarry(torch.nn.Module):
@@ -196,9 +196,9 @@ def test_same_seed_same_weights_different_seed_different():
 
 
 def test_tbptt_many_to_many_steps_per_chunk_and_reports_all_targets():
-    from rnnkit.tasks.models import RecurrentModel, RecurrentModelConfig
+    from rnnkit.models import RecurrentModel, RecurrentModelConfig
     from rnnkit.training import EpochBatches, Trainer, TrainerConfig
-    from rnnkit.training.batch import SequenceBatch
+    from rnnkit.data.batches import SequenceBatch
 
     gen = torch.Generator().manual_seed(0)
     lengths = torch.tensor([12, 7, 3, 10])

@@ -9,6 +9,21 @@ from rnnkit.layers import GRU, LSTM, RNN, LayerTrace, Recurrent
 
 __version__ = "0.1.0"
 
+
+def load(run_dir, which: str = "best", device: str = "cpu"):
+    """The trained model of a run directory, with its codec: see :func:`rnnkit.api.load`."""
+    from rnnkit.api import load as _load
+
+    return _load(run_dir, which, device)
+
+
+def train(task: str, out, config=None, overrides=(), records=None):
+    """Train a task into a run directory, return the model: see :func:`rnnkit.api.train`."""
+    from rnnkit.api import train as _train
+
+    return _train(task, out, config, overrides, records)
+
+
 __all__ = [
     "GRU",
     "LSTM",
@@ -21,4 +36,6 @@ __all__ = [
     "LayerTrace",
     "Recurrent",
     "__version__",
+    "load",
+    "train",
 ]

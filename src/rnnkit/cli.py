@@ -6,10 +6,9 @@ from pathlib import Path
 
 import typer
 
-from rnnkit.commands import classify, layers
 from rnnkit.commands import data as data_commands
-from rnnkit.commands import generate as generate_commands
-from rnnkit.commands import tagging as tagging_commands
+from rnnkit.commands import layers
+from rnnkit.commands import predict as predict_commands
 from rnnkit.commands import train as train_commands
 
 app = typer.Typer(help="rnnkit: recurrent neural networks toolkit.", no_args_is_help=True)
@@ -27,9 +26,7 @@ def version() -> None:
 
 
 train_commands.register(app)
-app.command()(generate_commands.generate)
-app.command()(classify.predict)
-tagging_commands.register(app)
+predict_commands.register(app)
 
 
 @app.command()

@@ -92,6 +92,28 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     return obj
 
 
+def check_table(
+    cls: type, data: Mapping[str, Any], prefix: str, fixed: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Check a table of ``cls`` fields before ``cls`` can be built: every key must be a field
+    and not one of ``fixed`` (set elsewhere), every value of the field's type. Returns the
+    table with values coerced (lists to tuples...); building ``cls`` later checks the rest."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix or '<root>'}: expected a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fixed = set(fixed)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    out = {}
+    for key, value in data.items():
+        if key in fixed:
+            raise ConfigError(f"{_join(prefix, key)}: set by the task from its data; remove it")
+        if key not in names:
+            known = ", ".join(sorted(n for n in names if n not in fixed))
+            raise ConfigError(f"{_join(prefix, key)}: unknown key (known: {known})")
+        out[key] = _coerce(hints[key], value, _join(prefix, key))
+    return out
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass tree as plain nested dicts and lists (JSON and TOML friendly)."""
     return _plain(dataclasses.asdict(obj))

@@ -317,7 +317,7 @@ def run_demo(
     say()
     say(f'Generated passage (prime "{prime}", temperature {temperature}, seed {seed}):')
     say()
-    from rnnkit.tasks.language import generate_text
+    from rnnkit.tasks.lm import generate_text
 
     sample = prime + generate_text(lm_dir, prime, length, temperature, seed=seed)
     say(sample)

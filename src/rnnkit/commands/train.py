@@ -7,9 +7,6 @@ from pathlib import Path
 
 import typer
 
-from rnnkit.config import ConfigError
-from rnnkit.data.errors import DataFormatError
-
 
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
@@ -17,7 +14,7 @@ def _fail(message: str) -> None:
 
 
 def train(
-    task: str = typer.Argument(..., help="registered task name, e.g. adding or copy"),
+    task: str = typer.Argument(..., help="registered task: adding, copy, classify, lm, tagging"),
     config: Path | None = typer.Option(None, "--config", "-c", help="TOML configuration file"),
     overrides: list[str] = typer.Option([], "--set", help="override a key: trainer.lr=0.001"),
     out: Path = typer.Option(..., "--out", "-o", help="run directory to create"),
@@ -33,10 +30,8 @@ def train(
         summary = run.train(cfg, out)
     except KeyError as e:
         _fail(str(e.args[0]))
-    except (ConfigError, FileExistsError, FileNotFoundError, DataFormatError) as e:
-        _fail(str(e))
-    except NonFiniteLossError as e:
-        _fail(str(e))
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, NonFiniteLossError) as e:
+        _fail(str(e))  # ValueError: ConfigError, DataFormatError; TypeError: the model contract
     _report(summary)
 
 
@@ -47,7 +42,7 @@ def resume(run_dir: Path = typer.Argument(..., help="run directory to continue")
 
     try:
         summary = run.resume(run_dir)
-    except (FileNotFoundError, NonFiniteLossError) as e:
+    except (FileNotFoundError, ValueError, TypeError, NonFiniteLossError) as e:
         _fail(str(e))
     _report(summary)
 
@@ -57,7 +52,7 @@ def evaluate(
     split: str = typer.Option("test", help="train, val or test"),
     which: str = typer.Option("best", help="best or latest checkpoint"),
     data: Path | None = typer.Option(
-        None, "--data", help="labelled CSV/TSV/JSONL file instead of a split (sentiment runs)"
+        None, "--data", help="a labelled file in the run's format instead of a split"
     ),
 ) -> None:
     """Evaluate a run's checkpoint on a split or a labelled file; prints JSON metrics."""
@@ -79,7 +74,7 @@ def diagnose(
 
     try:
         paths = run.diagnose(run_dir, out)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError, TypeError) as e:
         _fail(str(e))
     for p in paths:
         typer.echo(str(p))

@@ -1,14 +1,45 @@
-"""Models, one per input/output shape of the seeds; each owns its loss and prediction."""
+"""Models, one per input/output shape of the seeds; each owns its loss and prediction.
 
-from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
+All build their recurrent stack with :func:`rnnkit.models.encoder.build_encoder` from the one
+cell registry, and meet the drivers through the protocols of :mod:`rnnkit.models.contract`.
+"""
+
+from rnnkit.models.classifier import ClassifierConfig, Prediction, SequenceClassifier
+from rnnkit.models.contract import (
+    Carrying,
+    ModelContractError,
+    Predicting,
+    Stepping,
+    Traceable,
+    Trainable,
+    require,
+)
+from rnnkit.models.encoder import CELLS, CellKind, RecurrentConfig, build_encoder, register_cell
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
-from rnnkit.models.tagger import SequenceTagger, TaggerConfig
+from rnnkit.models.recurrent import RecurrentModel, RecurrentModelConfig
+from rnnkit.models.tagger import SequenceTagger, Tagged, TaggerConfig
 
 __all__ = [
+    "CELLS",
+    "Carrying",
+    "CellKind",
     "ClassifierConfig",
     "LanguageModel",
     "LanguageModelConfig",
+    "ModelContractError",
+    "Predicting",
+    "Prediction",
+    "RecurrentConfig",
+    "RecurrentModel",
+    "RecurrentModelConfig",
     "SequenceClassifier",
     "SequenceTagger",
+    "Stepping",
+    "Tagged",
     "TaggerConfig",
+    "Traceable",
+    "Trainable",
+    "build_encoder",
+    "register_cell",
+    "require",
 ]

@@ -12,9 +12,10 @@ For token ids x (B, T) with lengths n_b (padding after step n_b is ignored)::
     z = W_o dropout(s) + b_o                 # (B, K) logits, or (B, 1) for a sigmoid head
     p(y | x) = softmax(z)  or  p(y = 1 | x) = sigmoid(z)
 
-The label of sequence b is ``batch.targets[b, n_b - 1]`` (the trainer's many-to-one layout:
-the one marked step is the last valid one). The model implements the trainer's contract:
-``loss``, ``predict`` and ``get_config``/``from_config``.
+The label of sequence b is ``batch.targets[b, n_b - 1]`` (the many-to-one layout of a
+:class:`~rnnkit.data.batches.SequenceBatch`: the one marked step is the last valid one). The
+model is trainable and traceable (:mod:`rnnkit.models.contract`); with a codec
+(``rnnkit.load``) it classifies raw text: ``model.predict(["a witty film"])``.
 """
 
 from __future__ import annotations
@@ -26,49 +27,41 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-import rnnkit as rk
 from rnnkit.attention import AttentionPooling, lengths_to_mask
+from rnnkit.data.batches import SequenceBatch
 from rnnkit.data.representations import OneHot
-from rnnkit.training.batch import SequenceBatch
+from rnnkit.models.contract import Predicting, require
+from rnnkit.models.encoder import RecurrentConfig, build_encoder
 
-CELLS = {"rnn": rk.RNN, "lstm": rk.LSTM, "gru": rk.GRU}
 POOLINGS = ("last", "mean", "max", "attention")
 
 
-@dataclass(frozen=True)
-class ClassifierConfig:
-    vocab_size: int  # V, token ids in [0, V)
-    num_classes: int = 2  # K
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"  # Elman RNN, LSTM or GRU
+@dataclass(frozen=True, kw_only=True)
+class ClassifierConfig(RecurrentConfig):
+    vocab_size: int  # V, token ids in [0, V) (set by the data)
+    num_classes: int = 2  # K (set by the data)
+    padding_idx: int = 0  # id of <pad>: its embedding row is zero (set by the data)
     embedding_dim: int = 100  # D; 0: one-hot inputs (D = V)
-    hidden_size: int = 128  # H per direction
-    num_layers: int = 1  # stacked recurrent layers
     bidirectional: bool = False  # also read each sequence from its last step to its first
     pooling: Literal["last", "mean", "max", "attention"] = "last"  # summary of the outputs
     head: Literal["softmax", "sigmoid"] = "softmax"  # sigmoid: one logit, K must be 2
-    dropout: float = 0.0  # on embeddings, between layers and on the summary
     freeze_embedding: bool = False  # keep the (pretrained) embedding fixed
-    padding_idx: int = 0  # id of <pad>: its embedding row is zero
-    backend: Literal["auto", "torch", "loop"] = "auto"  # how the layers unroll time
+    # RecurrentConfig's dropout applies to the embeddings, between layers and to the summary
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        super().__post_init__()
+        if self.vocab_size < 1:
+            raise ValueError(f"vocab_size must be >= 1, got {self.vocab_size}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
         if self.embedding_dim < 0:
             raise ValueError(f"embedding_dim must be >= 0 (0: one-hot), got {self.embedding_dim}")
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {self.cell!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.head not in ("softmax", "sigmoid"):
             raise ValueError(f"head must be 'softmax' or 'sigmoid', got {self.head!r}")
         if self.head == "sigmoid" and self.num_classes != 2:
             raise ValueError(f"head 'sigmoid' needs num_classes 2, got {self.num_classes}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.padding_idx < self.vocab_size:
             raise ValueError(
                 f"padding_idx must be in [0, {self.vocab_size}), got {self.padding_idx}"
@@ -83,11 +76,16 @@ class SequenceClassifier(nn.Module):
         model = SequenceClassifier(ClassifierConfig(vocab_size=100, pooling="mean"))
         logits = model(ids, lengths)          # ids (B, T) int64, lengths (B,) -> (B, 2)
         labels, probs = model.classify(ids, lengths)   # (B,), (B, K)
+        rnnkit.load("runs/sentiment").predict(["a witty film"])   # [Prediction(...)]
     """
 
-    def __init__(self, config: ClassifierConfig) -> None:
+    kind = "classifier"
+    config_cls = ClassifierConfig
+
+    def __init__(self, config: ClassifierConfig, codec: Any = None) -> None:
         super().__init__()
         self.config = c = config
+        self.codec = codec  # a TextCodec with the label names, for predict(texts)
         if c.embedding_dim:
             self.embedding: nn.Module = nn.Embedding(
                 c.vocab_size, c.embedding_dim, padding_idx=c.padding_idx
@@ -95,16 +93,7 @@ class SequenceClassifier(nn.Module):
             self.embedding.weight.requires_grad_(not c.freeze_embedding)
         else:
             self.embedding = OneHot(c.vocab_size, padding_idx=c.padding_idx)
-        d_in = c.embedding_dim or c.vocab_size
-        self.rnn = CELLS[c.cell](
-            d_in,
-            c.hidden_size,
-            num_layers=c.num_layers,
-            bidirectional=c.bidirectional,
-            dropout=c.dropout if c.num_layers > 1 else 0.0,
-            batch_first=True,
-            backend=c.backend,
-        )
+        self.rnn = build_encoder(c.embedding_dim or c.vocab_size, c)
         width = c.hidden_size * (2 if c.bidirectional else 1)  # H'
         self.pool = AttentionPooling(width) if c.pooling == "attention" else None
         self.drop = nn.Dropout(c.dropout)
@@ -115,8 +104,8 @@ class SequenceClassifier(nn.Module):
         return dataclasses.asdict(self.config)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> SequenceClassifier:
-        return cls(ClassifierConfig(**config))
+    def from_config(cls, config: dict[str, Any], codec: Any = None) -> SequenceClassifier:
+        return cls(ClassifierConfig(**config), codec)
 
     def load_vectors(self, weight: Tensor) -> None:
         """Copy a (V, D) matrix (e.g. from :func:`rnnkit.data.build_embedding`) in."""
@@ -132,22 +121,24 @@ class SequenceClassifier(nn.Module):
             self.embedding.weight[self.config.padding_idx] = 0.0
 
     # ---- forward ----------------------------------------------------------------------------
-    def summarise(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        """ids (B, T) int64, lengths (B,) with 1 <= n_b <= T -> summary s (B, H')."""
+    def _inputs(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Checked ids (B, T) -> embedded inputs (B, T', D) cut to the longest sequence."""
         if ids.dim() != 2 or ids.dtype != torch.int64:
             raise ValueError(f"ids must be (B, T) int64, got {tuple(ids.shape)} {ids.dtype}")
         if lengths.shape != ids.shape[:1] or bool((lengths < 1).any()):
             raise ValueError(f"lengths must be (B,) = ({ids.shape[0]},) with values >= 1")
         steps = int(lengths.max())
         ids = ids[:, :steps]  # (B, T'): padding past the longest sequence changes nothing
-        x = self.drop(self.embedding(ids).to(self.out.weight.dtype))  # (B, T', D)
-        out, state = self.rnn(x, lengths=lengths)  # (B, T', H')
-        mask = lengths_to_mask(lengths, steps)  # (B, T')
+        return self.drop(self.embedding(ids).to(self.out.weight.dtype)), lengths  # (B, T', D)
+
+    def _pool(self, out: Tensor, state: Any, lengths: Tensor) -> Tensor:
+        """Outputs (B, T', H') and the final state -> summary s (B, H')."""
         c = self.config
         if c.pooling == "last":
             h = state[0] if isinstance(state, tuple) else state  # (L * dirs, B, H)
             dirs = 2 if c.bidirectional else 1
             return torch.cat(list(h[-dirs:]), dim=-1)  # (B, H'): top layer, each direction
+        mask = lengths_to_mask(lengths, out.shape[1])  # (B, T')
         if c.pooling == "mean":
             out = out * mask.unsqueeze(-1)
             return out.sum(1) / lengths.to(out.dtype).unsqueeze(-1)  # (B, H')
@@ -155,6 +146,12 @@ class SequenceClassifier(nn.Module):
             return out.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)  # (B, H')
         summary, _ = self.pool(out, mask)  # (B, H')
         return summary
+
+    def summarise(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """ids (B, T) int64, lengths (B,) with 1 <= n_b <= T -> summary s (B, H')."""
+        x, lengths = self._inputs(ids, lengths)
+        out, state = self.rnn(x, lengths=lengths)  # (B, T', H')
+        return self._pool(out, state, lengths)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         """Logits z: (B, K) for softmax, (B, 1) for sigmoid."""
@@ -180,8 +177,7 @@ class SequenceClassifier(nn.Module):
         last = (batch.lengths - 1).clamp(min=0).unsqueeze(1)  # (B, 1)
         return batch.targets.gather(1, last).squeeze(1).long()
 
-    def loss(self, batch: SequenceBatch) -> tuple[Tensor, dict[str, float]]:
-        z = self(batch.inputs, batch.lengths)
+    def _loss(self, z: Tensor, batch: SequenceBatch) -> tuple[Tensor, dict[str, float]]:
         y = self.labels(batch)  # (B,)
         if self.config.head == "sigmoid":
             loss = nn.functional.binary_cross_entropy_with_logits(z.squeeze(-1), y.to(z.dtype))
@@ -191,7 +187,43 @@ class SequenceClassifier(nn.Module):
             pred = z.argmax(-1)
         return loss, {"accuracy": float((pred == y).float().mean())}
 
+    def loss(self, batch: SequenceBatch) -> tuple[Tensor, dict[str, float]]:
+        """Mean cross-entropy of the labels, and accuracy."""
+        return self._loss(self(batch.inputs, batch.lengths), batch)
+
+    def trace(self, batch: SequenceBatch) -> tuple[Tensor, Any]:
+        """The loss and the recurrent layer's per-step trace (the loop path)."""
+        x, lengths = self._inputs(batch.inputs, batch.lengths)
+        tr = self.rnn.trace(x, lengths=lengths)
+        z = self.out(self.drop(self._pool(tr.output, tr.state, lengths)))
+        return self._loss(z, batch)[0], tr
+
+    # ---- raw text ---------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, batch: SequenceBatch) -> Tensor:
-        """Predicted labels (B,), one per sequence."""
-        return self.classify(batch.inputs, batch.lengths)[0]
+    def predict(self, texts: str | list[str], batch_size: int = 256) -> Any:
+        """The label and its probability for each text (a list, or one for one string)."""
+        require(self, Predicting)
+        single = isinstance(texts, str)
+        items = [texts] if single else list(texts)
+        was_training = self.training
+        self.eval()
+        device = self.out.weight.device
+        out = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            ids, lengths = self.codec.batch(chunk)
+            pred, probs = self.classify(ids.to(device), lengths.to(device))
+            for i, k in enumerate(pred.tolist()):
+                out.append(Prediction(chunk[i], self.codec.labels[k], float(probs[i, k])))
+        self.train(was_training)
+        return out[0] if single else out
+
+
+@dataclass(frozen=True)
+class Prediction:
+    text: str  # the input text
+    label: str  # the most probable class
+    probability: float  # its probability
+
+    def __str__(self) -> str:
+        return f"{self.label}\t{self.probability:.4f}\t{self.text}"

@@ -10,49 +10,44 @@ For token ids x_1..x_T (B, T) and a carried state s_0 (zeros when None):
 With ``tie_weights`` the output matrix W_o is the embedding E itself (Press & Wolf 2017), and
 a linear map P (H -> D) sits between the recurrent layer and W_o when H != D. The model reports
 the loss in nats, the perplexity exp(L) and bits per token L / ln 2 (bits per character for
-a character model). It implements the trainer's contract (``loss``, ``carry_loss`` for
-truncated BPTT over parallel streams, ``predict``, ``get_config``/``from_config``) and the
-decoders' (``step`` and ``prime``): a new token costs one recurrent step from the carried
-state, whatever the length of the text so far.
+a character model). It is trainable, carrying (truncated BPTT over parallel streams),
+traceable and stepping (:mod:`rnnkit.models.contract`; ``step`` and ``prime`` for the
+decoders): a new token costs one recurrent step from the carried state, whatever the length of
+the text so far. With a codec (``rnnkit.load``) it continues raw text:
+``lm.generate("ROMEO:", 200, temperature=0.8)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
-import rnnkit as rk
-from rnnkit.training.batch import SequenceBatch
+from rnnkit.data.batches import SequenceBatch
+from rnnkit.models.contract import ModelContractError
+from rnnkit.models.encoder import RecurrentConfig, build_encoder
 
-CELLS = {"rnn": rk.RNN, "lstm": rk.LSTM, "gru": rk.GRU}
 
-
-@dataclass(frozen=True)
-class LanguageModelConfig:
-    vocab_size: int  # V, tokens in the vocabulary
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"  # Elman RNN, LSTM or GRU
+@dataclass(frozen=True, kw_only=True)
+class LanguageModelConfig(RecurrentConfig):
+    vocab_size: int  # V, tokens in the vocabulary (set by the data)
     embedding_size: int = 64  # D, size of each token's embedding
     hidden_size: int = 256  # H
     num_layers: int = 2  # stacked recurrent layers
-    nonlinearity: Literal["tanh", "relu"] = "tanh"  # Elman RNN activation
-    dropout: float = 0.0  # on embeddings, between stacked layers and before the output
     tie_weights: bool = False  # share E (V, D) as the output matrix
-    backend: Literal["auto", "torch", "loop"] = "auto"  # how the layer unrolls time
     eval_chunk: int = 512  # evaluation without gradients runs long sequences in such chunks
+    # RecurrentConfig's dropout applies to embeddings, between layers and before the output
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "embedding_size", "hidden_size", "num_layers", "eval_chunk"):
+        super().__post_init__()
+        for name in ("vocab_size", "embedding_size", "eval_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {self.cell!r}")
 
 
 def _metrics(nats: float) -> dict[str, float]:
@@ -68,19 +63,15 @@ class LanguageModel(nn.Module):
     rows are full-length streams (``lengths`` is not read).
     """
 
-    def __init__(self, config: LanguageModelConfig) -> None:
+    kind = "language model"
+    config_cls = LanguageModelConfig
+
+    def __init__(self, config: LanguageModelConfig, codec: Any = None) -> None:
         super().__init__()
         self.config = c = config
-        kwargs: dict[str, Any] = {
-            "num_layers": c.num_layers,
-            "batch_first": True,
-            "dropout": c.dropout if c.num_layers > 1 else 0.0,
-            "backend": c.backend,
-        }
-        if c.cell == "rnn":
-            kwargs["nonlinearity"] = c.nonlinearity
+        self.codec = codec  # a TextCodec, for generate(text)
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_size)
-        self.rnn = CELLS[c.cell](c.embedding_size, c.hidden_size, **kwargs)
+        self.rnn = build_encoder(c.embedding_size, c)
         self.drop = nn.Dropout(c.dropout)
         tied_proj = c.tie_weights and c.hidden_size != c.embedding_size
         self.proj = nn.Linear(c.hidden_size, c.embedding_size) if tied_proj else None
@@ -94,18 +85,22 @@ class LanguageModel(nn.Module):
         return dataclasses.asdict(self.config)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> LanguageModel:
-        return cls(LanguageModelConfig(**config))
+    def from_config(cls, config: dict[str, Any], codec: Any = None) -> LanguageModel:
+        return cls(LanguageModelConfig(**config), codec)
 
     # ---- forward ----------------------------------------------------------------------------
     def forward(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """Logits (B, T, V) for token ids (B, T), and the state after the last step."""
         e = self.drop(self.embedding(tokens))  # (B, T, D)
         h, state = self.rnn(e, state)  # (B, T, H)
+        return self._logits(h), state  # (B, T, V)
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, T, H) -> logits (B, T, V)."""
         h = self.drop(h)
         if self.proj is not None:
             h = self.proj(h)  # (B, T, D)
-        return self.head(h), state  # (B, T, V)
+        return self.head(h)
 
     def _loss(self, logits: torch.Tensor, batch: SequenceBatch) -> tuple[torch.Tensor, dict]:
         mask = batch.mask  # (B, T)
@@ -137,11 +132,10 @@ class LanguageModel(nn.Module):
         loss, metrics = self._loss(logits, batch)
         return loss, metrics, state
 
-    @torch.no_grad()
-    def predict(self, batch: SequenceBatch) -> torch.Tensor:
-        """The most likely next token at the marked steps, in row-major order (n,)."""
-        logits, _ = self(batch.inputs)
-        return logits[batch.mask].argmax(-1)
+    def trace(self, batch: SequenceBatch) -> tuple[torch.Tensor, Any]:
+        """The loss and the recurrent layer's per-step trace (the loop path)."""
+        tr = self.rnn.trace(self.drop(self.embedding(batch.inputs)))
+        return self._loss(self._logits(tr.output), batch)[0], tr
 
     # ---- decoding contract ------------------------------------------------------------------
     def step(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
@@ -153,3 +147,44 @@ class LanguageModel(nn.Module):
         """Run a prefix (B, P) at once; logits (B, V) of the token after it, and the state."""
         logits, state = self(tokens, state)  # (B, P, V)
         return logits[:, -1], state
+
+    # ---- raw text -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        prime: str,
+        length: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> str:
+        """Continue the text ``prime`` by ``length`` tokens; returns the new text.
+
+        ``temperature`` 0 is greedy; ``top_k``/``top_p`` restrict sampling; ``seed`` repeats a
+        sample; ``on_text(piece)`` receives each new token's text as it is drawn (streaming).
+        """
+        from rnnkit.decoding import generate
+
+        if self.codec is None:
+            raise ModelContractError(
+                "the language model has no codec to read text with (load it with rnnkit.load)"
+            )
+        ids = self.codec.encode(prime)
+        if not ids:
+            raise ValueError(f"prime: {prime!r} holds no token of the vocabulary's tokenizer")
+        pieces: list[str] = []
+
+        def emit(token: torch.Tensor) -> None:
+            pieces.append(self.codec.piece(int(token[0])))
+            if on_text is not None:
+                on_text(pieces[-1])
+
+        was_training = self.training
+        self.eval()
+        device = self.head.weight.device
+        prefix = torch.tensor([ids], device=device)  # (1, P)
+        generate(self, prefix, length, temperature, top_k, top_p, seed, on_token=emit)
+        self.train(was_training)
+        return "".join(pieces)

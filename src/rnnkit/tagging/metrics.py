@@ -17,8 +17,6 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 
-from seqeval.metrics.sequence_labeling import get_entities, precision_recall_fscore_support
-
 
 @dataclass(frozen=True)
 class PRF:
@@ -61,6 +59,8 @@ def span_scores(gold: list[list[str]], pred: list[list[str]]) -> SpanScores:
     (1.0, 0.5, 0.0)
     """
     _check_aligned(gold, pred)
+    from seqeval.metrics.sequence_labeling import get_entities, precision_recall_fscore_support
+
     types = sorted({kind for kind, _, _ in get_entities(gold) + get_entities(pred)})
     if not types:
         return SpanScores(PRF(0.0, 0.0, 0.0, 0), {})

@@ -1,23 +1,9 @@
-"""Tasks: datasets bound to a model shape and a metric, registered by name."""
+"""Tasks: each application of the seeds as one module that binds data, a model and metrics.
 
-from rnnkit.tasks import (
-    language,  # noqa: F401  (registers the lm task)
-    sentiment,  # noqa: F401  (registers the sentiment task)
-)
-from rnnkit.tasks.models import RecurrentModel, RecurrentModelConfig
-from rnnkit.tasks.registry import TaskData, TaskSpec, get_task, register_task, task_names
-from rnnkit.tasks.synthetic import adding_problem, copy_memory
+``get_task(name)`` finds a task module by name or alias on first use (its own dependencies load
+only then); :mod:`rnnkit.tasks.run` trains, resumes, evaluates and diagnoses any of them.
+"""
 
-__all__ = [
-    "RecurrentModel",
-    "RecurrentModelConfig",
-    "TaskData",
-    "TaskSpec",
-    "adding_problem",
-    "copy_memory",
-    "get_task",
-    "register_task",
-    "task_names",
-]
+from rnnkit.tasks.base import Task, TaskData, get_task, register_task, task_names
 
-import rnnkit.tagging.task  # noqa: F401  (registers the `tagging` task)
+__all__ = ["Task", "TaskData", "get_task", "register_task", "task_names"]

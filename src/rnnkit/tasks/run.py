@@ -1,20 +1,23 @@
-"""Runs of a task: train, resume, evaluate and diagnose, each from a run directory.
+"""Runs of any task: train, resume, evaluate, predict, generate and diagnose a run directory.
 
-A run is configured by a TOML file whose schema is :class:`RunConfig` plus the task's own
-``[task]`` table, overridden by ``--set`` items::
+A run is configured by a TOML file whose schema is :class:`RunConfig`: the task's own
+``[task]`` table, the model's ``[model]`` table (its config class, less the fields the data
+fixes) and ``[trainer]``, overridden by ``--set`` items::
 
     seed = 0
-    [task]              # the task's config dataclass (AddingConfig, CopyConfig, ...)
+    [task]              # the task's config dataclass (AddingConfig, ClassifyConfig, ...)
     seq_len = 100
-    [model]             # RecurrentModelConfig fields the task does not fix
+    [model]             # the task's model config (RecurrentModelConfig, ClassifierConfig...)
     cell = "lstm"
     hidden_size = 64
     [trainer]           # TrainerConfig, with [trainer.optim], [trainer.schedule], ...
     epochs = 5
-    lr = 0.001
 
-The run directory holds ``config.json`` (everything needed to rebuild the run), the
-checkpoints, the metrics log, TensorBoard events and, after ``diagnose``, PNG plots.
+An unknown key, or a key the task's data fixes, is an error naming it. The run directory
+holds ``config.json`` (everything needed to rebuild the run), the checkpoints (each with the
+model, its config and the task's codec), the metrics log, TensorBoard events and, after
+``diagnose``, PNG plots. Nothing here names a task: every task-specific step is a hook of
+:class:`rnnkit.tasks.base.Task`.
 """
 
 from __future__ import annotations
@@ -23,38 +26,27 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from rnnkit.config import apply_overrides, from_dict, load_toml, to_dict
-from rnnkit.tasks.models import RecurrentModel, RecurrentModelConfig
-from rnnkit.tasks.registry import TaskData, get_task
-from rnnkit.training.batch import EpochBatches, SequenceBatch
+from rnnkit.config import ConfigError, apply_overrides, check_table, from_dict, load_toml, to_dict
+from rnnkit.data.batches import EpochBatches
+from rnnkit.models.contract import Traceable, require
+from rnnkit.tasks.base import Task, TaskData, get_task
 from rnnkit.training.callbacks import Callback
-from rnnkit.training.checkpoint import load_model, load_vocab, locate_checkpoint, write_atomic
+from rnnkit.training.checkpoint import load_codec, load_model, locate_checkpoint, write_atomic
 from rnnkit.training.config import TrainerConfig
 from rnnkit.training.distributed import init_distributed, seed_everything
 from rnnkit.training.trainer import Trainer, evaluate_model
 
 
 @dataclass(frozen=True)
-class ModelSection:
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"  # Elman RNN, LSTM or GRU
-    hidden_size: int = 64  # H
-    num_layers: int = 1  # stacked layers
-    nonlinearity: Literal["tanh", "relu"] = "tanh"  # Elman activation
-    recurrent_scale: float = 0.0  # > 0: W_hh = scale * orthogonal (exploding-gradient runs)
-    dropout: float = 0.0  # between stacked layers
-    backend: Literal["auto", "torch", "loop"] = "auto"  # how the layer unrolls time
-
-
-@dataclass(frozen=True)
 class RunConfig:
     task: str  # registered task name
     task_config: Any  # the task's config dataclass instance
+    model: dict[str, Any] = field(default_factory=dict)  # the [model] table, checked
     seed: int = 0  # seeds data, initialization, shuffling and dropout
-    model: ModelSection = field(default_factory=ModelSection)  # the model
     trainer: TrainerConfig = field(default_factory=TrainerConfig)  # the training loop
 
     def to_json(self) -> dict[str, Any]:
@@ -62,7 +54,7 @@ class RunConfig:
             "task": self.task,
             "seed": self.seed,
             "task_config": to_dict(self.task_config),
-            "model": to_dict(self.model),
+            "model": dict(self.model),
             "trainer": to_dict(self.trainer),
         }
 
@@ -70,9 +62,17 @@ class RunConfig:
 @dataclass(frozen=True)
 class _Sections:
     seed: int = 0  # see RunConfig
-    task: dict = field(default_factory=dict)  # validated against the task's config class
-    model: ModelSection = field(default_factory=ModelSection)  # see RunConfig
+    task: dict = field(default_factory=dict)  # checked against the task's config class
+    model: dict = field(default_factory=dict)  # checked against the task's model config
     trainer: TrainerConfig = field(default_factory=TrainerConfig)  # see RunConfig
+
+
+def _checked(spec: Task, task_table: dict, model_table: dict, seed: int, trainer) -> RunConfig:
+    task_config = from_dict(spec.config_cls, task_table, prefix="task")
+    model = check_table(spec.model_config_cls, model_table, "model", spec.fixed)
+    if spec.check is not None:
+        spec.check(task_config, model)
+    return RunConfig(spec.name, task_config, model, seed, trainer)
 
 
 def load_run_config(
@@ -81,42 +81,44 @@ def load_run_config(
     """The run configuration of ``task`` from an optional TOML file and ``key=value`` items."""
     spec = get_task(task)
     data = load_toml(path) if path is not None else {}
-    data = apply_overrides(data, overrides)
-    sections = from_dict(_Sections, data)
-    task_config = from_dict(spec.config_cls, sections.task, prefix="task")
-    return RunConfig(task, task_config, sections.seed, sections.model, sections.trainer)
+    sections = from_dict(_Sections, apply_overrides(data, overrides))
+    return _checked(spec, sections.task, sections.model, sections.seed, sections.trainer)
 
 
 def run_config_from_json(data: dict[str, Any]) -> RunConfig:
     spec = get_task(data["task"])
-    return RunConfig(
-        data["task"],
-        from_dict(spec.config_cls, data["task_config"], "task"),
-        int(data["seed"]),
-        from_dict(ModelSection, data["model"], "model"),
-        from_dict(TrainerConfig, data["trainer"], "trainer"),
-    )
+    trainer = from_dict(TrainerConfig, data["trainer"], "trainer")
+    return _checked(spec, data["task_config"], data["model"], int(data["seed"]), trainer)
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The configuration of the task run in ``run_dir``."""
     f = Path(run_dir) / "config.json"
     if not f.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory: no config.json")
-    return run_config_from_json(json.loads(f.read_text()))
+    data = json.loads(f.read_text())
+    if not data.get("task"):
+        raise ValueError(
+            f"{run_dir} was trained from Python without a task, so rnnkit cannot rebuild its "
+            "data: predict and generate read it; train with rnnkit.train(TASK, ...) for the rest"
+        )
+    return run_config_from_json(data)
 
 
 def build_model(cfg: RunConfig, data: TaskData) -> torch.nn.Module:
-    """The task's own model (``TaskSpec.build_model``) or a per-step :class:`RecurrentModel`."""
+    """The task's model from the ``[model]`` table and the fields the data fixes."""
     spec = get_task(cfg.task)
-    if spec.build_model is not None:
-        return spec.build_model(cfg.model, data, cfg.seed)
-    return RecurrentModel(RecurrentModelConfig(**to_dict(cfg.model), **data.model_shape))
+    config = from_dict(spec.model_config_cls, {**cfg.model, **data.fixed}, prefix="model")
+    model = spec.model_cls(config, data.codec)
+    if spec.init_model is not None:
+        spec.init_model(model, data, cfg.task_config, cfg.seed)
+    return model
 
 
 class ValidationScores(Callback):
     """Adds the task's own scores on the validation split to every epoch's metrics.
 
-    ``score(model, data.val, data)`` (``TaskSpec.score``: span F1 for taggers) runs after the
+    ``score(model, data.val, data)`` (``Task.score``: span F1 for taggers) runs after the
     validation loss, before any other callback sees the metrics, with the names prefixed
     ``val_``: ``trainer.monitor = "val_f1_overall"`` with ``mode = "max"`` then keeps the
     checkpoint of the best validation F1 (and early stopping and the plateau schedule follow
@@ -125,7 +127,7 @@ class ValidationScores(Callback):
 
     name = "validation_scores"
 
-    def __init__(self, score: Callable[[Any, SequenceBatch, TaskData], dict], data: TaskData):
+    def __init__(self, score: Callable[[Any, Any, TaskData], dict], data: TaskData):
         self.score, self.data = score, data
 
     def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
@@ -141,18 +143,21 @@ def _setup(
     run_dir: Path | None,
     callbacks: Sequence[Callback] = (),
     score_val: bool = False,
+    codec: Any = None,
 ) -> tuple[Trainer, TaskData]:
     dist_ctx = init_distributed()
     seed_everything(cfg.seed)
     spec = get_task(cfg.task)
     if score_val and spec.score is None:
-        raise ValueError(f"score_val: task {cfg.task!r} has no score function")
-    data = spec.build(cfg.task_config, cfg.seed)
+        raise ValueError(f"score_val: task {cfg.task!r} has no scores beyond its loss")
+    data = spec.prepare(cfg.task_config, cfg.seed, codec)
     model = build_model(cfg, data)
     t = cfg.trainer
-    train = EpochBatches(data.train, t.batch_size, shuffle=True, seed=cfg.seed)
-    val = EpochBatches(data.val, t.batch_size, shuffle=False, drop_last=False)
-    trainer = Trainer(model, t, train, val, run_dir, callbacks, dist_ctx, data.vocab)
+    train = EpochBatches(data.train, t.batch_size, shuffle=True, seed=cfg.seed, bucket=t.bucket)
+    val = EpochBatches(data.val, t.batch_size, shuffle=False, drop_last=False, bucket=t.bucket)
+    trainer = Trainer(
+        model, t, train, val, run_dir, callbacks, dist_ctx, codec=data.codec, task=cfg.task
+    )
     if score_val:
         trainer.callbacks.insert(0, ValidationScores(spec.score, data))  # before the others
     return trainer, data
@@ -191,22 +196,21 @@ def train(
     trainer, _ = _setup(cfg, run_dir, callbacks, score_val)
     if trainer.dist.is_writer:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(run_dir / "config.json", json.dumps(cfg.to_json(), indent=1).encode())
+        config = {**cfg.to_json(), "score_val": score_val}
+        write_atomic(run_dir / "config.json", json.dumps(config, indent=1).encode())
     trainer.fit()
     return _finish(trainer, run_dir)
 
 
-def resume(
-    run_dir: str | Path, callbacks: Sequence[Callback] = (), score_val: bool = False
-) -> dict[str, Any]:
-    """Continue the run in ``run_dir`` from its latest checkpoint (or from scratch).
-
-    ``score_val`` as the run was started with (see :func:`train`).
-    """
+def resume(run_dir: str | Path, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """Continue the run in ``run_dir`` from its latest checkpoint (or from scratch), with the
+    codec that checkpoint holds."""
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
-    trainer, _ = _setup(cfg, run_dir, callbacks, score_val)
-    latest = locate_checkpoint(run_dir / "checkpoints", "latest")
+    score_val = bool(json.loads((run_dir / "config.json").read_text()).get("score_val"))
+    latest = locate_checkpoint(run_dir, "latest")
+    codec = load_codec(latest) if latest is not None else None
+    trainer, _ = _setup(cfg, run_dir, callbacks, score_val, codec)
     if latest is not None:
         trainer.resume(latest)
     trainer.fit()
@@ -214,13 +218,26 @@ def resume(
 
 
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
-    path = locate_checkpoint(Path(run_dir) / "checkpoints", which)
+    """The ``best`` or ``latest`` checkpoint of a run directory."""
+    path = locate_checkpoint(Path(run_dir), which)
     if path is None:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet")
     return path
 
 
-def _split(data: TaskData, split: str) -> SequenceBatch:
+def load(run_dir: str | Path, which: str = "best", device: str = "cpu") -> torch.nn.Module:
+    """The trained model of a run directory with its codec (``model.codec``), in eval mode.
+
+    ``rnnkit.load("runs/x").predict(["a witty film"])`` for classifiers and taggers,
+    ``.generate("ROMEO:", 200)`` for language models.
+    """
+    path = checkpoint_path(run_dir, which)
+    model = load_model(path, map_location=device)
+    model.codec = load_codec(path)
+    return model.eval()
+
+
+def _split(data: TaskData, split: str) -> Any:
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
     return getattr(data, split)
@@ -234,41 +251,27 @@ def evaluate(
 ) -> dict[str, float]:
     """Loss and metrics of the run's ``which`` checkpoint on ``split``, with the baseline.
 
-    With ``data_file`` (text classification runs only), evaluate on that labelled file instead,
-    read with the run's text and label columns and encoded with the checkpoint's vocabulary.
+    With ``data_file``, evaluate on that labelled file instead (tasks that read files), encoded
+    with the checkpoint's codec.
     """
     cfg = read_run_config(run_dir)
-    if data_file is not None and cfg.task != "sentiment":
-        raise ValueError(
-            f"--data: {run_dir} is a {cfg.task!r} run; files are read for sentiment runs"
-        )
-    path = checkpoint_path(run_dir, which)
-    model = load_model(path)
+    spec = get_task(cfg.task)
+    model = load(run_dir, which)
+    batch_size = cfg.trainer.batch_size
     if data_file is not None:
-        from rnnkit.tasks.sentiment import TextClassifier, read_labelled
-
-        clf = TextClassifier(model, load_vocab(path))
-        task = cfg.task_config  # the run's text and label column names
-        texts, labels = read_labelled(data_file, task.text_column, task.label_column)
-        batch = clf.batch(texts, labels, str(data_file))
-        batches = EpochBatches(batch, cfg.trainer.batch_size, False, drop_last=False)
+        if spec.read_file is None:
+            raise ValueError(f"--data: {run_dir} is a {cfg.task!r} run, which reads no files")
+        batch = spec.read_file(cfg.task_config, str(data_file), model.codec)
+        batches = EpochBatches(batch, batch_size, False, drop_last=False, bucket=True)
         return {"n": float(batch.size), **evaluate_model(model, batches)}
-    data = get_task(cfg.task).build(cfg.task_config, cfg.seed)
-    batches = EpochBatches(_split(data, split), cfg.trainer.batch_size, False, drop_last=False)
-    out = evaluate_model(model, batches)
-    score = get_task(cfg.task).score
-    if score is not None:
-        out.update(score(model, _split(data, split), data))
+    data = spec.prepare(cfg.task_config, cfg.seed, model.codec)
+    rows = _split(data, split)
+    out = evaluate_model(model, EpochBatches(rows, batch_size, False, drop_last=False, bucket=True))
+    if spec.score is not None:
+        with torch.no_grad():
+            out.update(spec.score(model, rows, data))
     out.update({f"baseline_{k}": v for k, v in data.baseline.items()})
     return out
-
-
-def load_text_classifier(run_dir: str | Path, which: str = "best") -> Any:
-    """A :class:`~rnnkit.tasks.sentiment.TextClassifier` from a text-classification run."""
-    from rnnkit.tasks.sentiment import TextClassifier
-
-    path = checkpoint_path(run_dir, which)
-    return TextClassifier(load_model(path), load_vocab(path))
 
 
 def diagnose(run_dir: str | Path, out_dir: str | Path | None = None, n: int = 32) -> list[Path]:
@@ -277,11 +280,11 @@ def diagnose(run_dir: str | Path, out_dir: str | Path | None = None, n: int = 32
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "diagnostics"
-    out.mkdir(parents=True, exist_ok=True)
     cfg = read_run_config(run_dir)
-    data = get_task(cfg.task).build(cfg.task_config, cfg.seed)
-    batch = data.val.rows(slice(0, n))
-    trained = load_model(checkpoint_path(run_dir, "best"))
+    trained = load(run_dir, "best")
+    require(trained, Traceable, str(run_dir))
+    data = get_task(cfg.task).prepare(cfg.task_config, cfg.seed, trained.codec)
+    batch = EpochBatches._trimmed(data.val.rows(slice(0, n)))
     seed_everything(cfg.seed)
     initial = build_model(cfg, data)
     norms = {
@@ -289,6 +292,7 @@ def diagnose(run_dir: str | Path, out_dir: str | Path | None = None, n: int = 32
         "trained": dg.step_gradient_norms(trained, batch),
     }
     _, tr = trained.trace(batch)
+    out.mkdir(parents=True, exist_ok=True)
     paths = [
         dg.plot_gradient_norms(
             norms,
@@ -303,3 +307,18 @@ def diagnose(run_dir: str | Path, out_dir: str | Path | None = None, n: int = 32
     if rows:
         paths.append(dg.plot_training_curves(rows, out / "curves.png"))
     return paths
+
+
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "build_model",
+    "checkpoint_path",
+    "diagnose",
+    "evaluate",
+    "load",
+    "load_run_config",
+    "read_run_config",
+    "resume",
+    "train",
+]

@@ -1,6 +1,6 @@
 """Training: one generic trainer, full and truncated BPTT, clipping, checkpoints, resume."""
 
-from rnnkit.training.batch import EpochBatches, SequenceBatch
+from rnnkit.data.batches import EpochBatches, PairBatch, SequenceBatch
 from rnnkit.training.bptt import CarryingModel, TrainableModel, detach_state, run_bptt
 from rnnkit.training.callbacks import (
     Callback,
@@ -12,9 +12,9 @@ from rnnkit.training.callbacks import (
 )
 from rnnkit.training.checkpoint import (
     CheckpointManager,
+    load_codec,
     load_model,
     load_trainer_state,
-    load_vocab,
     locate_checkpoint,
     save_checkpoint,
 )
@@ -47,6 +47,7 @@ __all__ = [
     "MetricsLogger",
     "NonFiniteLossError",
     "OptimConfig",
+    "PairBatch",
     "ProgressBar",
     "ScheduleConfig",
     "SequenceBatch",
@@ -60,9 +61,9 @@ __all__ = [
     "evaluate_model",
     "global_grad_norm",
     "init_distributed",
+    "load_codec",
     "load_model",
     "load_trainer_state",
-    "load_vocab",
     "locate_checkpoint",
     "read_metrics",
     "run_bptt",

@@ -18,31 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 
-from rnnkit.training.batch import SequenceBatch
+from rnnkit.data.batches import SequenceBatch
+from rnnkit.models.contract import Carrying, Trainable
 
 State = Any  # a tensor, or a tuple of tensors (LSTM's (h, c)), or None before the first chunk
 
 
-@runtime_checkable
-class TrainableModel(Protocol):
-    """What the trainer needs from a model: a loss with metrics, and predictions."""
-
-    def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]: ...
-
-    def predict(self, batch: SequenceBatch) -> torch.Tensor: ...
-
-
-@runtime_checkable
-class CarryingModel(Protocol):
-    """A model whose loss can start from, and return, a recurrent state (truncated BPTT)."""
-
-    def carry_loss(
-        self, batch: SequenceBatch, state: State
-    ) -> tuple[torch.Tensor, dict[str, float], State]: ...
+TrainableModel = Trainable  # the protocols live with the models (rnnkit.models.contract)
+CarryingModel = Carrying
 
 
 def detach_state(state: State) -> State:
@@ -83,7 +70,7 @@ def run_bptt(
         loss, metrics = model.loss(batch)
         update(loss, batch.n_targets)
         return [ChunkResult(float(loss.detach()), batch.n_targets, dict(metrics))]
-    if not isinstance(model, CarryingModel):
+    if not isinstance(model, Carrying):
         raise TypeError(f"tbptt={tbptt} needs a model with carry_loss(batch, state)")
     results = []
     state: State = None

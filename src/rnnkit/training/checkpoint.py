@@ -4,7 +4,7 @@ A checkpoint directory holds::
 
     model.safetensors      the model's state_dict
     model.json             {"class": "rnnkit....Model", "config": {...}}: rebuilds the model alone
-    vocab.json             the vocabulary, when the model has one
+    codec.json             the task's codec (tokenizer, vocabulary, labels), when it has one
     optimizer.safetensors  every tensor of the optimizer state ("state.<param>.<key>")
     rng.safetensors        torch's CPU generator state
     trainer.json           everything else: optimizer scalars and param groups, schedule, step,
@@ -128,9 +128,12 @@ def save_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     trainer_state: dict[str, Any] | None = None,
-    vocab: Any = None,
+    codec: Any = None,
 ) -> Path:
-    """Write a checkpoint directory at ``path`` atomically (temporary directory + rename)."""
+    """Write a checkpoint directory at ``path`` atomically (temporary directory + rename).
+
+    ``codec``: the task's codec (an object with ``to_json()``, or its JSON dict).
+    """
     path = Path(path)
     if not hasattr(model, "get_config"):
         raise TypeError(f"{type(model).__name__} has no get_config(): cannot rebuild it")
@@ -147,8 +150,9 @@ def save_checkpoint(
         "config": model.get_config(),
     }
     _write_file(tmp / "model.json", _json_bytes(model_meta))
-    if vocab is not None:
-        _write_file(tmp / "vocab.json", _json_bytes(vocab))
+    if codec is not None:
+        data = codec.to_json() if hasattr(codec, "to_json") else codec
+        _write_file(tmp / "codec.json", _json_bytes(data))
     if optimizer is not None or trainer_state is not None:
         state = dict(trainer_state or {})
         if optimizer is not None:
@@ -186,10 +190,12 @@ def load_model(path: str | Path, map_location: str = "cpu") -> torch.nn.Module:
     return model
 
 
-def load_vocab(path: str | Path) -> Any:
-    """The checkpoint's vocabulary (JSON), or None when it has none."""
-    f = Path(path) / "vocab.json"
-    return json.loads(f.read_text()) if f.exists() else None
+def load_codec(path: str | Path) -> Any:
+    """The checkpoint's codec (:func:`rnnkit.data.codec.codec_from_json`), or None."""
+    from rnnkit.data.codec import codec_from_json
+
+    f = Path(path) / "codec.json"
+    return codec_from_json(json.loads(f.read_text())) if f.exists() else None
 
 
 def load_trainer_state(
@@ -207,13 +213,17 @@ def load_trainer_state(
 
 
 def locate_checkpoint(root: str | Path, which: str = "latest") -> Path | None:
-    """The ``latest`` or ``best`` checkpoint under ``root`` from its index, without writing.
+    """The ``latest`` or ``best`` checkpoint of a run directory or of its ``checkpoints``
+    folder (``root``), from the index, without writing.
 
     The best falls back to the latest when no metric was recorded; None when there is none.
     """
     if which not in ("latest", "best"):
         raise ValueError(f"which must be 'latest' or 'best', got {which!r}")
-    f = Path(root) / "index.json"
+    root = Path(root)
+    if not (root / "index.json").exists() and (root / "checkpoints").is_dir():
+        root = root / "checkpoints"  # a run directory
+    f = root / "index.json"
     if not f.exists():
         return None
     index = json.loads(f.read_text())
@@ -253,11 +263,11 @@ class CheckpointManager:
         optimizer: torch.optim.Optimizer | None,
         trainer_state: dict[str, Any],
         metric: float | None = None,
-        vocab: Any = None,
+        codec: Any = None,
     ) -> Path:
         """Write checkpoint ``step-<step>``, update the index, drop the ones no longer kept."""
         name = f"step-{step:08d}"
-        path = save_checkpoint(self.root / name, model, optimizer, trainer_state, vocab)
+        path = save_checkpoint(self.root / name, model, optimizer, trainer_state, codec)
         idx = self.index
         idx["kept"] = [k for k in idx["kept"] if k != name] + [name]
         idx["latest"] = name

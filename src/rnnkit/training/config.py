@@ -81,6 +81,7 @@ class EarlyStoppingConfig:
 class TrainerConfig:
     epochs: int = 10  # passes over the training data
     batch_size: int = 32  # sequences per optimizer step (global, over all processes)
+    bucket: bool = True  # batch sequences of similar length together (less padding)
     lr: float = 1e-3  # peak learning rate
     tbptt: int = 0  # truncated BPTT chunk length in steps (0: full BPTT)
     clip_norm: float = 0.0  # clip the global gradient L2 norm to this (0: off)

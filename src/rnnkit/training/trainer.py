@@ -1,9 +1,11 @@
 """One trainer for every model: the loop, BPTT, clipping, checkpoints and resume.
 
-The model provides ``loss(batch) -> (loss, metrics)`` and ``predict(batch)`` (and, for
-truncated BPTT, ``carry_loss(batch, state) -> (loss, metrics, state)``); it knows nothing of the
-loop. The trainer owns the loop and calls back through events (:mod:`rnnkit.training.callbacks`)
-for the schedule, logs, progress bars and early stopping.
+The model meets the contract of :mod:`rnnkit.models.contract`: trainable
+(``loss(batch) -> (loss, metrics)``, ``get_config()``) and, for truncated BPTT, carrying
+(``carry_loss(batch, state) -> (loss, metrics, state)``), checked with one clear sentence when
+the trainer is built; it knows nothing of the loop. The trainer owns the loop and calls back
+through events (:mod:`rnnkit.training.callbacks`) for the schedule, logs, progress bars and
+early stopping.
 
 One optimizer step per chunk (one per batch under full BPTT):
 
@@ -34,8 +36,9 @@ from typing import Any
 
 import torch
 
-from rnnkit.training.batch import EpochBatches
-from rnnkit.training.bptt import CarryingModel, ChunkResult, merge_results, run_bptt
+from rnnkit.data.batches import EpochBatches
+from rnnkit.models.contract import Carrying, Trainable, require
+from rnnkit.training.bptt import ChunkResult, merge_results, run_bptt
 from rnnkit.training.callbacks import (
     Callback,
     EarlyStopping,
@@ -68,19 +71,22 @@ class Trainer:
     """Train ``model`` on ``train_batches``; validate on ``val_batches`` after every epoch.
 
     Args:
-        model: provides ``loss``, ``predict`` (and ``carry_loss`` when ``config.tbptt > 0``),
-            and ``get_config`` for checkpoints.
+        model: trainable (``loss``, ``get_config``), and carrying (``carry_loss``) when
+            ``config.tbptt > 0`` (:mod:`rnnkit.models.contract`).
         config: the trainer's configuration.
-        train_batches: training data in a deterministic per-epoch order (``len()`` and
-            ``epoch(e, start)``, as :class:`EpochBatches`); each batch is the global batch,
-            split over processes by rows. Batches provide ``size``, ``n_targets``,
-            ``shard(rank, world)`` and, for truncated BPTT, ``time_chunks(k)``, as
-            :class:`SequenceBatch` does.
-        val_batches: validation data, or None.
-        run_dir: where checkpoints and logs go (rank 0 only); None writes nothing.
+        train_batches: training data: all rows as one batch (:class:`SequenceBatch` or
+            :class:`PairBatch`, served in ``config.batch_size`` rows, shuffled per epoch,
+            bucketed by length when ``config.bucket``), or an :class:`EpochBatches` (any object
+            with ``len()`` and ``epoch(e, start)`` giving the same batches for the same epoch).
+            Each batch is the global batch, split over processes by rows.
+        val_batches: validation data (a batch or an :class:`EpochBatches`), or None.
+        run_dir: where checkpoints and logs go (rank 0 only); None writes nothing. A new run
+            directory gets a ``config.json`` that ``rnnkit predict``/``generate`` read.
         callbacks: extra callbacks, called after the built-in ones.
         dist_ctx: the process group; one process by default.
-        vocab: JSON-friendly vocabulary saved with each checkpoint.
+        codec: the task's codec (``to_json()``), saved with each checkpoint.
+        task: the registered task name, when the data came from one (``config.json``).
+        seed: seed of the per-epoch order when ``train_batches`` is a batch.
     """
 
     def __init__(
@@ -92,23 +98,34 @@ class Trainer:
         run_dir: str | Path | None = None,
         callbacks: Sequence[Callback] = (),
         dist_ctx: DistContext | None = None,
-        vocab: Any = None,
+        codec: Any = None,
+        task: str | None = None,
+        seed: int = 0,
     ) -> None:
-        for method in ("loss", "predict"):
-            if not callable(getattr(model, method, None)):
-                raise TypeError(f"model {type(model).__name__} has no {method}(batch) method")
-        if config.tbptt and not isinstance(model, CarryingModel):
-            raise ValueError(f"tbptt={config.tbptt} needs a model with carry_loss(batch, state)")
-        self.model, self.config, self.vocab = model, config, vocab
-        self.train_batches, self.val_batches = train_batches, val_batches
+        require(model, Trainable)
+        if config.tbptt:
+            require(
+                model,
+                Carrying,
+                needs=f"carried state for truncated BPTT "
+                f"(trainer.tbptt={config.tbptt}); train it with tbptt = 0",
+            )
+        self.model, self.config, self.codec = model, config, codec
+        self.train_batches = _served(train_batches, config, True, seed)
+        self.val_batches = _served(val_batches, config, False, seed)
         self.dist = dist_ctx or DistContext()
         self.dist.broadcast_parameters(model)
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        if self.run_dir is not None and self.dist.is_writer:
+            _describe_run(self.run_dir, model, config, task, seed)
         self.optimizer = build_optimizer(model.parameters(), config.optim, config.lr)
-        steps = getattr(train_batches, "steps", 0)
+        steps = getattr(self.train_batches, "steps", 0)
         chunks = math.ceil(steps / config.tbptt) if config.tbptt and steps else 1
         self.schedule = LRSchedule(
-            config.schedule, config.lr, config.epochs * len(train_batches) * chunks, config.mode
+            config.schedule,
+            config.lr,
+            config.epochs * len(self.train_batches) * chunks,
+            config.mode,
         )
         self.lr = config.lr
         self.step = 0  # optimizer steps taken
@@ -333,7 +350,7 @@ class Trainer:
         if self.checkpoints is None:
             return None
         path = self.checkpoints.save(
-            self.step, self.model, self.optimizer, self.state_dict(), metric, self.vocab
+            self.step, self.model, self.optimizer, self.state_dict(), metric, self.codec
         )
         self._emit("on_checkpoint", path)
         return path
@@ -360,6 +377,36 @@ class Trainer:
         for cb in self.callbacks:
             if cb.name in saved:
                 cb.load_state_dict(saved[cb.name])
+
+
+def _served(data: Any, config: TrainerConfig, train: bool, seed: int) -> Any:
+    """``data`` as batches in a per-epoch order: an EpochBatches-like object as it is, a batch
+    of all rows cut into ``config.batch_size`` rows (shuffled and whole for training)."""
+    if data is None or hasattr(data, "epoch"):
+        return data
+    return EpochBatches(
+        data, config.batch_size, shuffle=train, seed=seed, drop_last=train, bucket=config.bucket
+    )
+
+
+def _describe_run(run_dir: Path, model: Any, config: TrainerConfig, task: str | None, seed: int):
+    """Write ``config.json`` for a run started from Python (a task run writes its own first)."""
+    import json
+
+    from rnnkit.config import to_dict
+    from rnnkit.training.checkpoint import write_atomic
+
+    if (run_dir / "config.json").exists():
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    described = {
+        "task": task,
+        "seed": seed,
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model": model.get_config(),
+        "trainer": to_dict(config),
+    }
+    write_atomic(run_dir / "config.json", json.dumps(described, indent=1).encode())
 
 
 @torch.no_grad()

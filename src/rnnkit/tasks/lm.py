@@ -10,33 +10,29 @@ the whole epoch (or, with ``window`` = W, through rows of W steps cut from the s
     inputs  = streams[:, :-1]   # (B, L - 1)
     targets = streams[:, 1:]    # (B, L - 1), the next token at every position
 
-The tokenizer and the vocabulary travel in the checkpoint's ``vocab.json``, which is all
-:func:`load_text_codec` needs to turn text into ids and back for ``rnnkit generate``.
+The tokenizer and the vocabulary (a :class:`~rnnkit.data.codec.TextCodec`) travel in every
+checkpoint, which is all ``rnnkit generate`` and ``rnnkit.load(run).generate(...)`` need;
+``evaluate`` and ``diagnose`` encode the text with it (a sentencepiece model is never trained
+twice). The model's own settings (embedding size, tied weights, cell) sit in ``[model]``
+(:class:`~rnnkit.models.LanguageModelConfig`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
-from rnnkit.config import to_dict
+from rnnkit.data.batches import SequenceBatch
 from rnnkit.data.batching import batchify_stream
+from rnnkit.data.codec import TextCodec
 from rnnkit.data.readers.text import read_text
 from rnnkit.data.registry import dataset_dir, fetch, load_report
-from rnnkit.data.tokenizers import (
-    CharTokenizer,
-    SentencePieceTokenizer,
-    Tokenizer,
-    WordTokenizer,
-    tokenizer_from_config,
-)
+from rnnkit.data.tokenizers import CharTokenizer, SentencePieceTokenizer, Tokenizer, WordTokenizer
 from rnnkit.data.vocab import Vocab
-from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
-from rnnkit.tasks.registry import TaskData, TaskSpec, register_task
-from rnnkit.training.batch import SequenceBatch
+from rnnkit.models.language_model import LanguageModel
+from rnnkit.tasks.base import Task, TaskData
 
 SPLIT_FILES = {"train": "train.txt", "val": "valid.txt", "test": "test.txt"}
 
@@ -54,11 +50,9 @@ class LMTaskConfig:
     streams: int = 64  # B, parallel training streams (set trainer.batch_size to this)
     window: int = 0  # > 0: cut the training streams into rows of this many steps
     eval_streams: int = 16  # parallel streams for validation and test
-    embedding_size: int = 64  # D
-    tie_weights: bool = False  # share the embedding as the output matrix
 
     def __post_init__(self) -> None:
-        for name in ("max_vocab", "subword_vocab", "streams", "eval_streams", "embedding_size"):
+        for name in ("max_vocab", "subword_vocab", "streams", "eval_streams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.window < 0:
@@ -108,101 +102,27 @@ def stream_batch(ids: list[int], streams: int, window: int = 0) -> SequenceBatch
     return SequenceBatch(x, y, mask, torch.full((b,), t, dtype=torch.int64))
 
 
-def build_lm(cfg: LMTaskConfig, seed: int) -> TaskData:
+def prepare(cfg: LMTaskConfig, seed: int, codec: TextCodec | None = None) -> TaskData:
     texts = split_texts(cfg)
-    tokenizer = make_tokenizer(cfg, texts["train"], seed)
-    tokens = {s: tokenizer.tokenize(t) for s, t in texts.items()}
-    vocab = Vocab.build([tokens["train"]], max_size=cfg.max_vocab)
-    ids = {s: vocab.encode(t) for s, t in tokens.items()}
+    if codec is None:
+        tokenizer = make_tokenizer(cfg, texts["train"], seed)
+        vocab = Vocab.build([tokenizer.tokenize(texts["train"])], max_size=cfg.max_vocab)
+        codec = TextCodec(tokenizer, vocab)
+    ids = {s: codec.encode(t) for s, t in texts.items()}
     return TaskData(
         train=stream_batch(ids["train"], cfg.streams, cfg.window),
         val=stream_batch(ids["val"], cfg.eval_streams),
         test=stream_batch(ids["test"], cfg.eval_streams),
-        model_shape={
-            "vocab_size": len(vocab),
-            "embedding_size": cfg.embedding_size,
-            "tie_weights": cfg.tie_weights,
-        },
-        vocab={"tokens": vocab.tokens, "tokenizer": tokenizer.to_config()},
+        codec=codec,
+        fixed={"vocab_size": len(codec.vocab)},
     )
 
 
-def build_lm_model(model: Any, data: TaskData, seed: int) -> LanguageModel:
-    """The model from the run's [model] section and the task's shape (unused keys ignored)."""
-    fields = {**to_dict(model), **data.model_shape}
-    names = LanguageModelConfig.__dataclass_fields__
-    return LanguageModel(LanguageModelConfig(**{k: v for k, v in fields.items() if k in names}))
-
-
-@dataclass(frozen=True)
-class TextCodec:
-    tokenizer: Tokenizer  # text <-> token strings
-    vocab: Vocab  # token strings <-> ids
-
-    def encode(self, text: str) -> list[int]:
-        return self.vocab.encode(self.tokenizer.tokenize(text))
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.detokenize(self.vocab.decode(ids))
-
-
-def load_text_codec(vocab_json: dict[str, Any]) -> TextCodec:
-    """The tokenizer and vocabulary saved by the ``lm`` task in a checkpoint."""
-    if "tokenizer" not in vocab_json:
-        raise ValueError("this checkpoint has no tokenizer: it is not a language model run")
-    return TextCodec(tokenizer_from_config(vocab_json["tokenizer"]), Vocab(vocab_json["tokens"]))
-
-
-register_task(
-    TaskSpec("lm", LMTaskConfig, build_lm, "language model on text", build_model=build_lm_model)
+TASK = Task(
+    "lm",
+    "language model on text (characters, words or subwords)",
+    LMTaskConfig,
+    LanguageModel,
+    prepare,
+    fixed=("vocab_size",),
 )
-
-
-def generate_text(
-    run_dir: str | Path,
-    prime: str,
-    length: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    which: str = "best",
-    on_text: Any = None,
-) -> str:
-    """Continue ``prime`` by ``length`` tokens with the run's checkpoint; returns the new text.
-
-    ``on_text(piece)`` receives each new token's text as it is drawn (streaming).
-    """
-    from rnnkit.decoding import generate
-    from rnnkit.tasks.run import checkpoint_path
-    from rnnkit.training.checkpoint import load_model, load_vocab
-
-    path = checkpoint_path(run_dir, which)
-    vocab_json = load_vocab(path)
-    if vocab_json is None:
-        raise ValueError(f"{path} has no vocabulary: it is not a language model run")
-    codec = load_text_codec(vocab_json)
-    model = load_model(path).eval()
-    ids = codec.encode(prime)
-    if not ids:
-        raise ValueError("prime must hold at least one token")
-    pieces: list[str] = []
-    sep = "" if isinstance(codec.tokenizer, CharTokenizer) else " "  # between word pieces
-
-    def emit(token: torch.Tensor) -> None:
-        piece = sep + codec.decode([int(token[0])])
-        pieces.append(piece)
-        if on_text is not None:
-            on_text(piece)
-
-    generate(
-        model,
-        torch.tensor([ids]),
-        length,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        seed=seed,
-        on_token=emit,
-    )
-    return "".join(pieces)

@@ -1,4 +1,4 @@
-"""Small recurrent models for the tasks: an Elman, LSTM or GRU layer and a linear head.
+"""A recurrent stack with a linear read-out at every step: the synthetic long-range tasks.
 
 For inputs x (B, T, D) (or token ids (B, T), one-hot encoded to D = vocab_size):
 
@@ -6,9 +6,8 @@ For inputs x (B, T, D) (or token ids (B, T), one-hot encoded to D = vocab_size):
     y_t = W_o h_t + b_o                 # (B, T, K)
 
 and the loss is taken only where ``batch.mask`` is set: the mean squared error of y_t (K = 1)
-or the cross-entropy of softmax(y_t) (K classes), averaged over the marked steps. The model
-implements the trainer's contract: ``loss``, ``carry_loss`` (truncated BPTT), ``predict``,
-``trace`` (diagnostics) and ``get_config``/``from_config`` (checkpoints).
+or the cross-entropy of softmax(y_t) (K classes), averaged over the marked steps. The model is
+trainable, carrying (truncated BPTT) and traceable (:mod:`rnnkit.models.contract`).
 """
 
 from __future__ import annotations
@@ -20,33 +19,27 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-import rnnkit as rk
+from rnnkit.data.batches import SequenceBatch
 from rnnkit.layers import LayerTrace
-from rnnkit.training.batch import SequenceBatch
-
-CELLS = {"rnn": rk.RNN, "lstm": rk.LSTM, "gru": rk.GRU}
+from rnnkit.models.encoder import RecurrentConfig, build_encoder
 
 
-@dataclass(frozen=True)
-class RecurrentModelConfig:
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"  # Elman RNN, LSTM or GRU
-    input_size: int = 1  # D, features per step (ignored when vocab_size > 0)
-    vocab_size: int = 0  # > 0: inputs are token ids in [0, vocab_size), one-hot encoded
+@dataclass(frozen=True, kw_only=True)
+class RecurrentModelConfig(RecurrentConfig):
+    input_size: int = 1  # D, features per step (1 when vocab_size > 0) (set by the data)
+    vocab_size: int = 0  # > 0: inputs are token ids in [0, vocab_size), one-hot (data)
+    output_size: int = 1  # K: 1 for regression, classes for classification (data)
+    objective: Literal["mse", "xent"] = "mse"  # squared error or cross-entropy (data)
     hidden_size: int = 64  # H
-    num_layers: int = 1  # stacked recurrent layers
-    nonlinearity: Literal["tanh", "relu"] = "tanh"  # Elman RNN activation
-    output_size: int = 1  # K: 1 for regression, classes for classification
-    objective: Literal["mse", "xent"] = "mse"  # squared error or cross-entropy
-    recurrent_scale: float = 0.0  # > 0: W_hh = scale * orthogonal matrix (0: layer default)
-    dropout: float = 0.0  # between stacked layers
-    backend: Literal["auto", "torch", "loop"] = "auto"  # how the layer unrolls time
+    bidirectional: bool = False  # read-outs see the whole sequence (not for carried states)
 
     def __post_init__(self) -> None:
-        for name in ("input_size", "hidden_size", "num_layers", "output_size"):
+        super().__post_init__()
+        for name in ("input_size", "output_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.vocab_size < 0 or self.recurrent_scale < 0:
-            raise ValueError("vocab_size and recurrent_scale must be >= 0")
+        if self.vocab_size < 0:
+            raise ValueError(f"vocab_size must be >= 0, got {self.vocab_size}")
         if self.objective == "mse" and self.output_size != 1:
             raise ValueError(f"objective 'mse' needs output_size 1, got {self.output_size}")
 
@@ -54,36 +47,23 @@ class RecurrentModelConfig:
 class RecurrentModel(nn.Module):
     """A recurrent layer with a linear read-out at every step (see module docstring)."""
 
-    def __init__(self, config: RecurrentModelConfig) -> None:
+    kind = "per-step model"
+    config_cls = RecurrentModelConfig
+
+    def __init__(self, config: RecurrentModelConfig, codec: Any = None) -> None:
         super().__init__()
-        self.config = config
-        c = config
-        d_in = c.vocab_size if c.vocab_size else c.input_size
-        kwargs: dict[str, Any] = {
-            "num_layers": c.num_layers,
-            "batch_first": True,
-            "dropout": c.dropout,
-            "backend": c.backend,
-        }
-        if c.cell == "rnn":
-            kwargs["nonlinearity"] = c.nonlinearity
-        self.rnn = CELLS[c.cell](d_in, c.hidden_size, **kwargs)
-        self.head = nn.Linear(c.hidden_size, c.output_size)
-        if c.recurrent_scale > 0:
-            for name, p in self.rnn.named_parameters():
-                if name.endswith("weight_hh"):
-                    with torch.no_grad():
-                        for block in p.split(c.hidden_size, dim=0):  # one (H, H) per gate
-                            nn.init.orthogonal_(block)
-                            block.mul_(c.recurrent_scale)
+        self.config = c = config
+        self.codec = codec  # what the inputs and outputs are (not needed to train)
+        self.rnn = build_encoder(c.vocab_size if c.vocab_size else c.input_size, c)
+        self.head = nn.Linear(c.hidden_size * (2 if c.bidirectional else 1), c.output_size)
 
     # ---- checkpoint contract --------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> RecurrentModel:
-        return cls(RecurrentModelConfig(**config))
+    def from_config(cls, config: dict[str, Any], codec: Any = None) -> RecurrentModel:
+        return cls(RecurrentModelConfig(**config), codec)
 
     # ---- forward ----------------------------------------------------------------------------
     def _inputs(self, batch: SequenceBatch) -> torch.Tensor:
@@ -126,7 +106,7 @@ class RecurrentModel(nn.Module):
         return loss, metrics, new
 
     @torch.no_grad()
-    def predict(self, batch: SequenceBatch) -> torch.Tensor:
+    def predict_steps(self, batch: SequenceBatch) -> torch.Tensor:
         """Predictions at the marked steps, in row-major order: values or class ids (n,)."""
         y, _ = self.run(batch)
         y = y[batch.mask]  # (n, K)

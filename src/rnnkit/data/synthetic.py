@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from rnnkit.training.batch import SequenceBatch
+from rnnkit.data.batches import SequenceBatch
 
 
 def adding_problem(n: int, steps: int, seed: int) -> SequenceBatch:

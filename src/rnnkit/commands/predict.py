@@ -1,0 +1,93 @@
+"""`rnnkit predict` and `rnnkit generate`: a trained model on raw input, for any task."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def _lines(texts: list[str] | None, file: Path | None) -> list[str]:
+    if file is not None:
+        try:
+            lines = file.read_text("utf-8").splitlines()
+        except OSError as e:
+            _fail(f"cannot read {file}: {e.strerror}")
+    else:
+        lines = list(texts) if texts else sys.stdin.read().splitlines()
+    return [t for t in lines if t.strip()]
+
+
+def predict(
+    run_dir: Path = typer.Argument(..., help="run directory of a trained model"),
+    texts: list[str] = typer.Argument(None, help="texts to predict on (default: standard input)"),
+    file: Path | None = typer.Option(None, "--file", "-f", help="predict on each line of FILE"),
+    which: str = typer.Option("best", help="best or latest checkpoint"),
+) -> None:
+    """Predict for each text, line of FILE or line of stdin, with the run's saved codec.
+
+    A classifier prints LABEL<TAB>PROBABILITY<TAB>TEXT per text; a tagger every word with its
+    tag, then the typed spans, with a blank line between texts.
+    """
+    from rnnkit.api import load
+    from rnnkit.models.contract import ModelContractError, Predicting, Stepping, require
+
+    lines = _lines(texts, file)
+    if not lines:
+        _fail("no text to predict on (give TEXT, --file or standard input)")
+    try:
+        model = load(run_dir, which)
+        hint = "; it continues text: use `rnnkit generate`" if isinstance(model, Stepping) else ""
+        require(model, Predicting, str(run_dir), needs="predict(inputs) for raw input" + hint)
+        results = model.predict(lines)
+    except (FileNotFoundError, ValueError, ModelContractError) as e:
+        _fail(str(e))
+    shown = [str(r) for r in results]
+    typer.echo(("\n\n" if any("\n" in s for s in shown) else "\n").join(shown))
+
+
+def generate(
+    run_dir: Path = typer.Argument(
+        ..., help="run directory of a model that steps (a language model)"
+    ),
+    prime: str = typer.Option("\n", "--prime", "-p", help="text to start from"),
+    length: int = typer.Option(500, "--length", "-n", help="new tokens to generate"),
+    temperature: float = typer.Option(1.0, "--temperature", "-t", help="0 for greedy"),
+    top_k: int | None = typer.Option(None, "--top-k", help="sample from the k likeliest"),
+    top_p: float | None = typer.Option(None, "--top-p", help="nucleus sampling mass"),
+    seed: int | None = typer.Option(None, "--seed", help="seed for repeatable samples"),
+    which: str = typer.Option("best", help="best or latest checkpoint"),
+) -> None:
+    """Generate text from a model with a next-token step, streaming it as it is drawn."""
+    from rnnkit.api import load
+    from rnnkit.models.contract import ModelContractError, Stepping, require
+
+    try:
+        model = load(run_dir, which)
+        require(model, Stepping, str(run_dir))
+        typer.echo(prime, nl=False)
+        model.generate(
+            prime,
+            length,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            on_text=lambda piece: typer.echo(piece, nl=False),
+        )
+    except (FileNotFoundError, ValueError, ModelContractError) as e:
+        _fail(str(e))
+    typer.echo("")
+
+
+def register(app: typer.Typer) -> None:
+    """Add predict and generate (and `tag`, predict's old name for taggers) to ``app``."""
+    app.command()(predict)
+    app.command("tag", hidden=True, help="Alias of predict.")(predict)
+    app.command()(generate)

@@ -1,0 +1,110 @@
+"""The contract between models and the code that drives them, as small protocols.
+
+A model offers some of these; the trainer, the decoders, ``rnnkit generate``, ``diagnose``
+and ``evaluate`` check the one they need with :func:`require`, which answers a model that
+lacks it with one sentence ("runs/sentiment is a classifier: it has no next-token step to
+generate with") instead of an AttributeError deep inside::
+
+    Trainable   loss(batch) -> (loss, metrics)                 every model; the trainer
+                get_config() -> dict, from_config(dict)         checkpoints rebuild it
+    Carrying    carry_loss(batch, state) -> (loss, metrics, state)      truncated BPTT
+    Stepping    step(tokens (B,), state) -> (logits (B, V), state)      decoding, generate
+    Traceable   trace(batch) -> (loss, LayerTrace)              per-step states: diagnose
+    Predicting  predict(inputs) -> predictions                  raw input in (with a codec)
+
+A model's class attribute ``kind`` names it in those sentences ("classifier",
+"language model", "tagger", "per-step model").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor
+
+__all__ = [
+    "Carrying",
+    "ModelContractError",
+    "Predicting",
+    "Stepping",
+    "Traceable",
+    "Trainable",
+    "describe",
+    "require",
+]
+
+
+class ModelContractError(TypeError):
+    """A model lacks a method the caller needs; the message says which and why."""
+
+
+@runtime_checkable
+class Trainable(Protocol):
+    """What the trainer needs: a loss with metrics, and a config that rebuilds the model."""
+
+    def loss(self, batch: Any) -> tuple[Tensor, dict[str, float]]: ...
+
+    def get_config(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Carrying(Protocol):
+    """A loss that starts from, and returns, a recurrent state (truncated BPTT)."""
+
+    def carry_loss(self, batch: Any, state: Any) -> tuple[Tensor, dict[str, float], Any]: ...
+
+
+@runtime_checkable
+class Stepping(Protocol):
+    """One decoding step with a carried state: O(1) work per new token."""
+
+    def step(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]: ...
+
+
+@runtime_checkable
+class Traceable(Protocol):
+    """The loss together with the recurrent layer's per-step trace (hidden states, gates)."""
+
+    def trace(self, batch: Any) -> tuple[Tensor, Any]: ...
+
+
+@runtime_checkable
+class Predicting(Protocol):
+    """Predictions for raw inputs (texts, sequences), through the model's codec."""
+
+    def predict(self, inputs: Any) -> Any: ...
+
+
+_NEEDS = {
+    Trainable: "loss(batch) and get_config() to train with",
+    Carrying: "carry_loss(batch, state) to carry its state through truncated BPTT with",
+    Stepping: "next-token step to generate with",
+    Traceable: "trace(batch) of per-step states to diagnose",
+    Predicting: "predict(inputs) for raw input",
+}
+
+
+def describe(model: Any) -> str:
+    """``a classifier``, ``a language model``, or the class name for other models."""
+    kind = getattr(type(model), "kind", "") or f"{type(model).__name__} model"
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def require(model: Any, protocol: type, where: str = "", needs: str = "") -> None:
+    """Raise :class:`ModelContractError` unless ``model`` implements ``protocol``.
+
+    Args:
+        model: the model to check.
+        protocol: one of the protocols above.
+        where: what the model is called in the message (a run directory); "the model" if "".
+        needs: what it lacks, in words (default: the protocol's own phrase).
+    """
+    if isinstance(model, protocol) and (
+        protocol is not Predicting or getattr(model, "codec", None) is not None
+    ):
+        return
+    subject = where or "the model"
+    what = needs or _NEEDS.get(protocol, protocol.__name__)
+    if protocol is Predicting and isinstance(model, protocol):
+        what = "codec to read raw input with (load it with rnnkit.load(run_dir))"
+    raise ModelContractError(f"{subject} is {describe(model)}: it has no {what}")
