@@ -51,10 +51,9 @@ def load(run: str | None) -> LanguageModel:
         torch.manual_seed(0)
         cfg = LanguageModelConfig(vocab_size=90, embedding_size=64, hidden_size=384, num_layers=1)
         return LanguageModel(cfg)
-    from rnnkit.tasks.run import checkpoint_path
-    from rnnkit.training.checkpoint import load_model
+    from rnnkit.api import load as load_run
 
-    return load_model(checkpoint_path(run))
+    return load_run(run)
 
 
 def main() -> None:

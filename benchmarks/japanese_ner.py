@@ -4,7 +4,7 @@ Data: the registry dataset ``japanese-ner`` (hironsancorpus, 500 sentences, its 
 400 / 50 / 50 train / valid / test split; ``rnnkit data fetch japanese-ner``). Every variant is
 the ``tagging`` task trained by ``rnnkit.tasks.run.train`` (the same code as
 ``rnnkit train tagging --set task.dataset='"japanese-ner"'``), differing only in
-``task.decoder`` (softmax / crf) and ``task.chars`` (character BiLSTM features or not).
+``model.decoder`` (softmax / crf) and ``task.chars`` (character BiLSTM features or not).
 
 Model selection: after every epoch the span F1 of the validation split is computed
 (``score_val=True``) and the checkpoint of the best validation F1 is kept
@@ -58,9 +58,9 @@ def run_variant(name: str, args: argparse.Namespace, out_dir: Path) -> dict:
     overrides = [
         f"seed={args.seed}",
         'task.dataset="japanese-ner"',
-        f'task.decoder="{decoder}"',
+        f'model.decoder="{decoder}"',
         f"task.chars={str(chars).lower()}",
-        f"task.word_dim={args.word_dim}",
+        f"model.word_dim={args.word_dim}",
         f"model.hidden_size={args.hidden}",
         f"model.dropout={args.dropout}",
         f"trainer.epochs={args.epochs}",

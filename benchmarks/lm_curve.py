@@ -20,13 +20,13 @@ from rnnkit.diagnostics import plot_learning_curve, read_step_scalars, validatio
 def val_points(run_dir: Path) -> list[tuple[int, float]]:
     """Validation loss of every kept checkpoint, evaluated on the whole validation split."""
     from rnnkit.tasks import get_task
-    from rnnkit.tasks.run import read_run_config
+    from rnnkit.tasks.run import load, read_run_config
     from rnnkit.training import EpochBatches
     from rnnkit.training.checkpoint import load_model
     from rnnkit.training.trainer import evaluate_model
 
     cfg = read_run_config(run_dir)
-    data = get_task(cfg.task).build(cfg.task_config, cfg.seed)
+    data = get_task(cfg.task).prepare(cfg.task_config, cfg.seed, load(run_dir).codec)
     batches = EpochBatches(data.val, data.val.size, shuffle=False, drop_last=False)
     index = json.loads((run_dir / "checkpoints" / "index.json").read_text())
     out = []

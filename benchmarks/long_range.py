@@ -93,7 +93,7 @@ def task_data(task: str, length: int, seed: int, n_train: int):
         if task == "adding"
         else CopyConfig(delay=length, n_train=n_train, n_val=256, n_test=256)
     )
-    return spec.build(cfg, seed)
+    return spec.prepare(cfg, seed, None)
 
 
 def make_model(cell: str, shape: dict, hidden: int, **kw) -> RecurrentModel:
@@ -103,7 +103,7 @@ def make_model(cell: str, shape: dict, hidden: int, **kw) -> RecurrentModel:
 def train_one(task: str, length: int, cell: str, args) -> dict:
     seed_everything(args.seed)
     data = task_data(task, length, args.seed, args.batch * args.eval_every * 4)
-    model = make_model(cell, data.model_shape, args.hidden)
+    model = make_model(cell, data.fixed, args.hidden)
     probe = data.val.rows(slice(0, 64))
     norms_init = dg.step_gradient_norms(model, probe)
     val = EpochBatches(data.val, 128, shuffle=False, drop_last=False)
@@ -152,9 +152,7 @@ def exploding(args) -> dict:
     data = task_data("adding", length, args.seed, args.batch * args.boom_batches)
     for clip in (0.0, 1.0):
         seed_everything(args.seed)
-        model = make_model(
-            "rnn", data.model_shape, args.hidden, nonlinearity="relu", recurrent_scale=1.3
-        )
+        model = make_model("rnn", data.fixed, args.hidden, nonlinearity="relu", recurrent_scale=1.3)
         norms = dg.step_gradient_norms(model, data.val.rows(slice(0, 64)))
         rec = StepRecorder()
 

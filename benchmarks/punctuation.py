@@ -51,9 +51,7 @@ from rnnkit.data.readers import read_conll
 from rnnkit.data.registry import dataset_dir, fetch
 from rnnkit.tagging import PRF, label_scores, macro_f1
 from rnnkit.tagging.punctuation import CASES, PUNCTS, SOURCES, Labelled, units, write_conll
-from rnnkit.tasks.tagging import tag_rows
 from rnnkit.tasks import get_task, run
-from rnnkit.training.checkpoint import load_model
 
 MODELS = ("majority", "word-majority", "lstm-l2r", "bilstm")
 HALVES = {"case": CASES, "punct": PUNCTS}
@@ -134,10 +132,10 @@ def tagger_predict(name: str, args: argparse.Namespace, data_dir: Path, run_dir:
         f'task.val="{data_dir / "valid.conll"}"',
         f'task.test="{data_dir / "test.conll"}"',
         'task.column="3"',
-        'task.decoder="softmax"',
+        'model.decoder="softmax"',
         "task.chars=false",
-        f"task.bidirectional={'true' if name == 'bilstm' else 'false'}",
-        f"task.word_dim={args.word_dim}",
+        f"model.bidirectional={'true' if name == 'bilstm' else 'false'}",
+        f"model.word_dim={args.word_dim}",
         f"task.min_freq={args.min_freq}",
         f"model.hidden_size={args.hidden}",
         f"model.dropout={args.dropout}",
@@ -155,9 +153,9 @@ def tagger_predict(name: str, args: argparse.Namespace, data_dir: Path, run_dir:
     history = summary["history"]
     losses = [h["val_loss"] for h in history]
     best = min(range(len(losses)), key=lambda e: (losses[e], e))
-    model = load_model(run.checkpoint_path(run_dir, "best"))
-    data = get_task("tagging").build(cfg.task_config, cfg.seed)
-    tags = tag_rows(model, data.test, data.vocab["tags"])
+    model = run.load(run_dir, "best")
+    data = get_task("tagging").prepare(cfg.task_config, cfg.seed, model.codec)
+    tags = model.tag_rows(data.test)
     pred = {
         "case": [[t.split("|")[0] for t in row] for row in tags],
         "punct": [[t.split("|")[1] for t in row] for row in tags],

@@ -39,7 +39,7 @@ LM_SETTINGS: tuple[str, ...] = (
     "task.streams=64",
     "task.window=1000",
     "task.eval_streams=64",  # one wide validation batch: the same loss, quicker on 2 cores
-    "task.embedding_size=64",
+    "model.embedding_size=64",
     'model.cell="lstm"',
     "model.hidden_size=256",
     "model.num_layers=1",
@@ -63,9 +63,9 @@ SENTIMENT_SETTINGS: tuple[str, ...] = (
     'task.data="movie-reviews"',
     "task.lowercase=true",
     "task.max_vocab=20000",
-    "task.embedding_dim=100",
-    "task.bidirectional=true",
-    'task.pooling="max"',
+    "model.embedding_dim=100",
+    "model.bidirectional=true",
+    'model.pooling="max"',
     'model.cell="lstm"',
     "model.hidden_size=100",
     "model.dropout=0.3",
@@ -141,7 +141,7 @@ def _datasets(cfgs: Sequence[Any]) -> list[str]:
         task = cfg.task_config
         if cfg.task == "lm" and not task.train_files:
             wanted.append(task.dataset)
-        elif cfg.task == "sentiment" and task.data in names() and not Path(task.data).is_file():
+        elif cfg.task == "classify" and task.data in names() and not Path(task.data).is_file():
             wanted.append(task.data)
     return wanted
 
@@ -281,14 +281,15 @@ def run_demo(
     reserve = min(75.0, 0.2 * max(left, 0.0))  # final validations, passage, predictions, plots
     lm_budget = LM_SHARE * max(left - reserve, 0.0)
     m = lm_cfg.model
-    header(2, f"Shakespeare character model: {m.cell.upper()}, H = {m.hidden_size}, task lm")
+    header(2, f"Shakespeare character model: {m['cell'].upper()}, H = {m['hidden_size']}, task lm")
     t = time.monotonic()
     lm = _train_stage(lm_cfg, lm_budget, lm_dir, say)
     seconds["lm"] = time.monotonic() - t
 
     sent_budget = deadline - time.monotonic() - min(30.0, 0.1 * 60.0 * minutes)
-    cell = ("Bi" if sent_cfg.task_config.bidirectional else "") + sent_cfg.model.cell.upper()
-    header(3, f"Sentiment classifier: {cell}, H = {sent_cfg.model.hidden_size}, task sentiment")
+    m = sent_cfg.model
+    cell = ("Bi" if m.get("bidirectional") else "") + m.get("cell", "lstm").upper()
+    header(3, f"Sentiment classifier: {cell}, H = {m.get('hidden_size')}, task classify")
     t = time.monotonic()
     sentiment = _train_stage(sent_cfg, sent_budget, sent_dir, say)
     seconds["sentiment"] = time.monotonic() - t
@@ -317,17 +318,11 @@ def run_demo(
     say()
     say(f'Generated passage (prime "{prime}", temperature {temperature}, seed {seed}):')
     say()
-    from rnnkit.tasks.lm import generate_text
-
-    sample = prime + generate_text(lm_dir, prime, length, temperature, seed=seed)
+    sample = prime + run.load(lm_dir).generate(prime, length, temperature, seed=seed)
     say(sample)
     say()
     say("Predictions (label, probability):")
-    clf = run.load_text_classifier(sent_dir)
-    predictions = [
-        (text, label, prob)
-        for text, (label, prob) in zip(sentences, clf.predict(sentences), strict=True)
-    ]
+    predictions = [(p.text, p.label, p.probability) for p in run.load(sent_dir).predict(sentences)]
     for text, label, prob in predictions:
         say(f"  {label:>6}  {prob:.3f}  {text}")
     seconds["results"] = time.monotonic() - t

@@ -1,0 +1,190 @@
+"""Every task through the CLI and again from Python: train, resume, evaluate, predict or
+generate, diagnose; one parametrised test, on data the test writes (or generates)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+import _training_helpers  # noqa: F401  (one torch thread)
+import rnnkit
+from rnnkit.cli import app
+
+WORDS = ["the", "a", "film", "plot", "it", "was", "very", "story"]
+
+
+def _classify(tmp_path) -> list[str]:
+    rng = random.Random(0)
+    with (tmp_path / "reviews.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for _ in range(60):
+            label = rng.choice(["pos", "neg"])
+            words = [*rng.choices(WORDS, k=4), "great" if label == "pos" else "awful"]
+            w.writerow([" ".join(words), label])
+    return [f'task.data="{tmp_path / "reviews.csv"}"', "model.embedding_dim=8", "model.dropout=0.2"]
+
+
+def _lm(tmp_path) -> list[str]:
+    rng = random.Random(0)
+    for name, n in (("train.txt", 1500), ("valid.txt", 300)):
+        text = " ".join(rng.choice(WORDS) for _ in range(n // 5)) + "\n"
+        (tmp_path / name).write_text(text)
+    return [
+        f'task.train_files=["{tmp_path / "train.txt"}"]',
+        f'task.val_files=["{tmp_path / "valid.txt"}"]',
+        "task.streams=4",
+        "task.eval_streams=2",
+        "task.window=24",
+        "model.embedding_size=8",
+        "model.num_layers=1",
+        "trainer.tbptt=8",
+    ]
+
+
+def _tagging(tmp_path) -> list[str]:
+    names = {"Mary": "PER", "John": "PER", "Paris": "LOC", "Rome": "LOC"}
+    rng = random.Random(0)
+    blocks = []
+    for _ in range(24):
+        name = rng.choice(list(names))
+        rows = [("we", "O"), ("saw", "O"), (name, f"B-{names[name]}"), ("today", "O")]
+        blocks.append("\n".join(f"{w} X {t}" for w, t in rows))
+    (tmp_path / "ner.txt").write_text("\n\n".join(blocks) + "\n")
+    f = tmp_path / "ner.txt"
+    return [f'task.train="{f}"', f'task.test="{f}"', "task.max_word_len=4", "model.word_dim=8"]
+
+
+TASKS = {
+    "adding": lambda p: ["task.seq_len=6", "task.n_train=48", "task.n_val=16", "task.n_test=16"],
+    "copy": lambda p: [
+        "task.delay=3",
+        "task.n_symbols=3",
+        "task.copy_len=2",
+        "task.n_train=48",
+        "task.n_val=16",
+        "task.n_test=16",
+    ],
+    "classify": _classify,
+    "lm": _lm,
+    "tagging": _tagging,
+}
+PREDICTS = {"classify": "a very great film", "tagging": "we saw Mary today"}
+
+
+def _cli(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def _sets(items: list[str]) -> list[str]:
+    return [a for item in items for a in ("--set", item)]
+
+
+def _final_weights(run):
+    index = json.loads((run / "checkpoints" / "index.json").read_text())
+    return load_file(run / "checkpoints" / index["latest"] / "model.safetensors")
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_task_through_cli_and_python(task, tmp_path):
+    run = tmp_path / "run"
+    settings = [
+        *TASKS[task](tmp_path),
+        "model.hidden_size=8",
+        "trainer.epochs=2",
+        "trainer.batch_size=4" if task == "lm" else "trainer.batch_size=8",
+        "trainer.checkpoint.every_steps=1",
+        "trainer.checkpoint.keep_last=100",
+        "trainer.log.tensorboard=false",
+    ]
+    code, out = _cli("train", task, *_sets(settings), "--out", str(run))
+    assert code == 0, out
+    assert out.startswith("done: 2 epochs")
+
+    # resume: rewind the run to its first checkpoint, as a kill after step 1 would leave it
+    final = _final_weights(run)
+    ckpts = run / "checkpoints"
+    index = json.loads((ckpts / "index.json").read_text())
+    first, later = index["kept"][0], index["kept"][1:]
+    for name in later:
+        shutil.rmtree(ckpts / name)
+    index.update(kept=[first], latest=first, best=first, best_value=None)
+    (ckpts / "index.json").write_text(json.dumps(index))
+    code, out = _cli("resume", str(run))
+    assert code == 0, out
+    again = _final_weights(run)
+    assert again.keys() == final.keys()
+    for k in final:
+        torch.testing.assert_close(again[k], final[k], rtol=0, atol=0, msg=k)
+
+    code, out = _cli("evaluate", str(run))
+    assert code == 0, out
+    metrics = json.loads(out)
+    assert metrics["loss"] == metrics["loss"] and metrics["loss"] >= 0  # finite, not NaN
+
+    model = rnnkit.load(run)
+    assert model.codec is not None and not model.training
+    if task in PREDICTS:
+        code, out = _cli("predict", str(run), PREDICTS[task])
+        assert code == 0, out
+        assert out.strip() == str(model.predict(PREDICTS[task])).strip()
+    else:
+        code, out = _cli("predict", str(run), "some text")
+        assert code == 1 and f"{run} is a" in out and "no predict(inputs)" in out
+    if task == "lm":
+        code, out = _cli("generate", str(run), "--prime", "the", "--length", "5", "--seed", "1")
+        assert code == 0, out
+        assert out.rstrip("\n") == "the" + model.generate("the", 5, seed=1)
+    else:
+        code, out = _cli("generate", str(run), "--prime", "x")
+        assert code == 1 and "no next-token step to generate with" in out
+
+    code, out = _cli("diagnose", str(run))
+    assert code == 0, out
+    for name in ("grad_norms.png", "gates.png", "hidden.png", "curves.png"):
+        assert (run / "diagnostics" / name).stat().st_size > 1000
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_unknown_and_fixed_keys_are_refused(task, tmp_path):
+    base = _sets(TASKS[task](tmp_path))
+    for item, named in (
+        ("model.bogus=1", "model.bogus: unknown key"),
+        ("task.bogus=1", "task.bogus: unknown key"),
+        ("model.vocab_size=3", "model.vocab_size: set by the task"),
+    ):
+        code, out = _cli("train", task, *base, "--set", item, "--out", str(tmp_path / "r"))
+        assert code == 1 and named in out, (item, out)
+        assert "Traceback" not in out
+
+
+def test_python_example_trains_a_classifier_in_ten_lines(tmp_path):
+    """The README's Python example, verbatim in spirit: texts and labels in, a run out."""
+    rng = random.Random(1)
+    labels = [rng.choice(["pos", "neg"]) for _ in range(80)]
+    texts = [
+        " ".join(rng.choices(WORDS, k=3)) + (" great" if y == "pos" else " awful") for y in labels
+    ]
+    model = rnnkit.train(
+        "classify",
+        tmp_path / "mine",
+        records=zip(texts, labels, strict=True),
+        overrides=[
+            "trainer.epochs=6",
+            "model.hidden_size=8",
+            "model.embedding_dim=8",
+            "trainer.lr=0.02",
+            "trainer.log.tensorboard=false",
+        ],
+    )
+    assert [p.label for p in model.predict(["it was great", "it was awful"])] == ["pos", "neg"]
+    code, out = _cli("evaluate", str(tmp_path / "mine"))
+    assert code == 0 and json.loads(out)["accuracy"] > 0.8
