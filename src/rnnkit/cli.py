@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from rnnkit.commands import data as data_commands
+from rnnkit.commands import demo as demo_command
 from rnnkit.commands import layers
 from rnnkit.commands import predict as predict_commands
 from rnnkit.commands import train as train_commands
@@ -27,36 +26,18 @@ def version() -> None:
 
 train_commands.register(app)
 predict_commands.register(app)
+app.command()(demo_command.demo)
 
 
 @app.command()
-def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="folder for runs and plots"),
-    minutes: float = typer.Option(
-        9.0, min=0.05, help="time budget of the whole tour, data fetching included"
-    ),
-    threads: int = typer.Option(
-        0, min=0, help="torch threads (0: all cores, fewer when other jobs keep them busy)"
-    ),
-    lm_set: list[str] = typer.Option(
-        [], "--lm-set", help="override a language-model setting: model.hidden_size=128"
-    ),
-    sentiment_set: list[str] = typer.Option(
-        [], "--sentiment-set", help="override a classifier setting: task.data=reviews.csv"
-    ),
-    length: int = typer.Option(400, min=1, help="characters of the generated passage"),
-) -> None:
-    """The main job: fetch data, train a Shakespeare LSTM and a sentiment classifier, report."""
-    from rnnkit.data.fetching import FetchError
-    from rnnkit.demo import run_demo
-    from rnnkit.training.trainer import NonFiniteLossError
+def tasks() -> None:
+    """List the registered tasks (the TASK argument of `rnnkit train`)."""
+    from rnnkit.tasks import get_task, task_names
 
-    try:
-        run_demo(out, minutes, threads, lm_set, sentiment_set, length=length)
-    except (ValueError, FetchError, NonFiniteLossError, FileExistsError, FileNotFoundError) as e:
-        # ValueError covers ConfigError (a bad --lm-set/--sentiment-set) and DataFormatError
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=1) from None
+    for name in task_names():
+        spec = get_task(name)
+        aliases = f" (alias: {', '.join(spec.aliases)})" if spec.aliases else ""
+        typer.echo(f"{name:<10} {spec.description}{aliases}")
 
 
 def main() -> None:

@@ -32,8 +32,9 @@ def predict(
 ) -> None:
     """Predict for each text, line of FILE or line of stdin, with the run's saved codec.
 
-    A classifier prints LABEL<TAB>PROBABILITY<TAB>TEXT per text; a tagger every word with its
-    tag, then the typed spans, with a blank line between texts.
+    Each prediction prints as the model formats it (LABEL<TAB>PROBABILITY<TAB>TEXT, or one
+    word and its tag per line then the typed spans); multi-line ones are separated by a blank
+    line.
     """
     from rnnkit.api import load
     from rnnkit.models.contract import ModelContractError, Predicting, Stepping, require

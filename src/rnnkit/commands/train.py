@@ -14,7 +14,7 @@ def _fail(message: str) -> None:
 
 
 def train(
-    task: str = typer.Argument(..., help="registered task: adding, copy, classify, lm, tagging"),
+    task: str = typer.Argument(..., help="a registered task (`rnnkit tasks` lists them)"),
     config: Path | None = typer.Option(None, "--config", "-c", help="TOML configuration file"),
     overrides: list[str] = typer.Option([], "--set", help="override a key: trainer.lr=0.001"),
     out: Path = typer.Option(..., "--out", "-o", help="run directory to create"),
