@@ -84,9 +84,17 @@ def plot_hidden(trace: LayerTrace, path: str | Path, layer: int = -1, row: int =
 
 
 def plot_training_curves(rows: Sequence[Mapping[str, float]], path: str | Path) -> Path:
-    """Per-epoch losses (log scale), mean gradient norm and clip-fire rate."""
+    """Per-epoch losses (log scale); mean gradient norm and clip-fire rate; and, when the run
+    logged them, validation scores on [0, 1] (accuracy, F1, ...). Every panel has a legend."""
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    scores = sorted(
+        k
+        for k in (rows[0] if rows else {})
+        if k.startswith("val_") and k != "val_loss" and all(0 <= r.get(k, -1) <= 1 for r in rows)
+    )
+    panels = 3 if scores else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.6))
+    ax1, ax2 = axes[0], axes[1]
     for key in ("train_loss", "val_loss"):
         if all(key in r for r in rows):
             ax1.semilogy(epochs, [r[key] for r in rows], marker="o", label=key)
@@ -101,6 +109,7 @@ def plot_training_curves(rows: Sequence[Mapping[str, float]], path: str | Path) 
             label="mean grad norm",
         )
     ax2.set_xlabel("epoch")
+    handles, labels = ax2.get_legend_handles_labels()
     if all("clip_rate" in r for r in rows):
         twin = ax2.twinx()
         twin.plot(
@@ -108,8 +117,18 @@ def plot_training_curves(rows: Sequence[Mapping[str, float]], path: str | Path) 
         )
         twin.set_ylim(-0.05, 1.05)
         twin.set_ylabel("clip-fire rate")
+        more = twin.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
     ax2.set_title("gradients")
-    ax2.legend(fontsize=8, loc="upper left")
+    ax2.legend(handles, labels, fontsize=8, loc="upper left")
+    if scores:
+        ax3 = axes[2]
+        for key in scores:
+            ax3.plot(epochs, [r[key] for r in rows], marker="o", label=key)
+        ax3.set_xlabel("epoch")
+        ax3.set_ylim(-0.02, 1.02)
+        ax3.set_title("validation scores")
+        ax3.legend(fontsize=8)
     return _save(fig, path)
 
 
