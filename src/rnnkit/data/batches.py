@@ -41,7 +41,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-__all__ = ["Batch", "EpochBatches", "PairBatch", "SequenceBatch", "batch_order"]
+__all__ = ["Batch", "EpochBatches", "PairBatch", "SequenceBatch", "batch_order", "trimmed"]
 
 
 @runtime_checkable
@@ -275,16 +275,17 @@ class EpochBatches:
             self.data.sort_lengths, self.batch_size, self.shuffle, self.bucket, gen, self.pool
         )
         for index in order[start : len(self)]:
-            yield self._trimmed(self.data.rows(index))
+            yield trimmed(self.data.rows(index))
 
-    @staticmethod
-    def _trimmed(batch: Any) -> Any:
-        """An aligned batch cut to its longest sequence (a bucket pads only to its own)."""
-        if not isinstance(batch, SequenceBatch) or batch.size == 0:
-            return batch
-        t = int(batch.lengths.max())
-        if t >= batch.steps:
-            return batch
-        return SequenceBatch(
-            batch.inputs[:, :t], batch.targets[:, :t], batch.mask[:, :t], batch.lengths
-        )
+
+def trimmed(batch: Any) -> Any:
+    """An aligned batch cut to its longest sequence (a bucket pads only to its own); steps
+    past every sequence's length carry no target, so the loss is unchanged."""
+    if not isinstance(batch, SequenceBatch) or batch.size == 0:
+        return batch
+    t = int(batch.lengths.max())
+    if t >= batch.steps:
+        return batch
+    return SequenceBatch(
+        batch.inputs[:, :t], batch.targets[:, :t], batch.mask[:, :t], batch.lengths
+    )

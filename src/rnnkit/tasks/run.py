@@ -22,6 +22,7 @@ model, its config and the task's codec), the metrics log, TensorBoard events and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +32,9 @@ from typing import Any
 import torch
 
 from rnnkit.config import ConfigError, apply_overrides, check_table, from_dict, load_toml, to_dict
-from rnnkit.data.batches import EpochBatches
+from rnnkit.data.batches import EpochBatches, trimmed
 from rnnkit.models.contract import Traceable, require
+from rnnkit.models.encoder import RecurrentConfig
 from rnnkit.tasks.base import Task, TaskData, get_task
 from rnnkit.training.callbacks import Callback
 from rnnkit.training.checkpoint import load_codec, load_model, locate_checkpoint, write_atomic
@@ -70,9 +72,23 @@ class _Sections:
 def _checked(spec: Task, task_table: dict, model_table: dict, seed: int, trainer) -> RunConfig:
     task_config = from_dict(spec.config_cls, task_table, prefix="task")
     model = check_table(spec.model_config_cls, model_table, "model", spec.fixed)
+    _check_recurrent(spec.model_config_cls, model)
     if spec.check is not None:
         spec.check(task_config, model)
     return RunConfig(spec.name, task_config, model, seed, trainer)
+
+
+def _check_recurrent(cls: type, model: dict[str, Any]) -> None:
+    """Check the recurrent stack's ``[model]`` keys (cell, sizes, nonlinearity, dropout...)
+    now, with the model's defaults for the rest: they depend on no data, so a bad cell name
+    is refused before any data is read rather than after."""
+    if not (isinstance(cls, type) and issubclass(cls, RecurrentConfig)):
+        return
+    names = {f.name for f in dataclasses.fields(RecurrentConfig)}
+    stack = {
+        f.name: model.get(f.name, f.default) for f in dataclasses.fields(cls) if f.name in names
+    }
+    from_dict(RecurrentConfig, stack, prefix="model")
 
 
 def load_run_config(
@@ -284,7 +300,7 @@ def diagnose(run_dir: str | Path, out_dir: str | Path | None = None, n: int = 32
     trained = load(run_dir, "best")
     require(trained, Traceable, str(run_dir))
     data = get_task(cfg.task).prepare(cfg.task_config, cfg.seed, trained.codec)
-    batch = EpochBatches._trimmed(data.val.rows(slice(0, n)))
+    batch = trimmed(data.val.rows(slice(0, n)))
     seed_everything(cfg.seed)
     initial = build_model(cfg, data)
     norms = {
