@@ -20,8 +20,10 @@ in the way Kim (2014) used word2vec; words without a vector start N(0, 1).
 Ensembles (``--seeds K``): K models per fold from seeds seed..seed+K-1, each stopped at its
 own best validation epoch; the fold's accuracy is that of their averaged probabilities.
 
-Training: each fold holds out 10% of its training part (seeded) to pick the best epoch; the
-test accuracy is that epoch's. ``torch.set_num_threads(1)``.
+Training: through rnnkit's Trainer (Adam, gradient norm clipped at 5) on length-bucketed
+batches (``EpochBatches(bucket=True)``, every training sentence each epoch); each fold holds out
+10% of its training part (seeded) to pick the best epoch by validation accuracy; the test
+accuracy is that epoch's. ``torch.set_num_threads(1)``.
 
     rnnkit data fetch movie-reviews   # likewise rotten-tomatoes and shakespeare
     python benchmarks/mr_sentiment.py --configs gru-learned --folds 10 --json out.json
@@ -48,10 +50,19 @@ from rnnkit.data import (
     nb_log_count_ratios,
     read_vectors,
 )
+from rnnkit.data.codec import TextCodec
 from rnnkit.data.readers import read_table
 from rnnkit.data.registry import dataset_dir
 from rnnkit.models import ClassifierConfig, SequenceClassifier
-from rnnkit.tasks.classify import encode
+from rnnkit.tasks.classify import labelled_batch
+from rnnkit.training import (
+    Callback,
+    EpochBatches,
+    LogConfig,
+    SequenceBatch,
+    Trainer,
+    TrainerConfig,
+)
 
 # name -> (cell, bidirectional, inputs, pooling)
 CONFIGS = {
@@ -157,18 +168,6 @@ def ppmi_svd_vectors(sentences: list[list[str]], words: set[str], dim: int, path
     return n
 
 
-def batches(n: int, size: int, lengths: torch.Tensor, gen: torch.Generator):
-    """Shuffled batches of similar lengths (sorted within pools of 50 batches)."""
-    order = torch.randperm(n, generator=gen)
-    pool = size * 50
-    out = []
-    for s in range(0, n, pool):
-        chunk = order[s : s + pool]
-        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
-        out += list(chunk.split(size))
-    return [out[i] for i in torch.randperm(len(out), generator=gen)]
-
-
 def load_columns(model, weight: torch.Tensor, start: int) -> None:
     """Copy (V, D) vectors into the embedding's columns start..start+D."""
     with torch.no_grad():
@@ -177,16 +176,33 @@ def load_columns(model, weight: torch.Tensor, start: int) -> None:
 
 
 def probabilities(model, ids, lengths) -> torch.Tensor:
-    """(N, 2) class probabilities, in evaluation mode."""
+    """(N, 2) class probabilities, in evaluation mode (the model's mode is restored)."""
+    was_training = model.training
     model.eval()
     with torch.no_grad():
         out = [model.classify(ids[i], lengths[i])[1] for i in torch.arange(len(ids)).split(512)]
-    model.train()
+    model.train(was_training)
     return torch.cat(out)
 
 
-def accuracy(model, ids, lengths, y) -> float:
-    return float((probabilities(model, ids, lengths).argmax(-1) == y).float().mean())
+class BestEpoch(Callback):
+    """After each epoch's validation: when the validation accuracy improves, keep the test
+    fold's probabilities and the epoch (1-based); with ``verbose``, print every validation."""
+
+    name = "best_epoch"
+
+    def __init__(self, test: SequenceBatch, n_val: int, verbose: bool) -> None:
+        self.test, self.n_val, self.verbose = test, n_val, verbose
+        self.best_correct, self.epoch, self.probs = -1, 0, torch.empty(0)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        val = metrics["val_accuracy"]
+        correct = round(val * self.n_val)  # a count: batch-weighted means tie exactly
+        if correct > self.best_correct:
+            self.best_correct, self.epoch = correct, epoch + 1
+            self.probs = probabilities(trainer.model, self.test.inputs, self.test.lengths)
+        if self.verbose:
+            print(f"    epoch {epoch + 1}: validation accuracy {100 * val:.2f}", flush=True)
 
 
 def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> tuple[torch.Tensor, int]:
@@ -200,8 +216,10 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> tuple
     val_idx, fit_idx = train_idx[:n_val], train_idx[n_val:]
     max_vocab = args.onehot_vocab if inputs == "onehot" else 30_000
     vocab = Vocab.build([tok.tokenize(texts[i]) for i in fit_idx.tolist()], max_size=max_vocab)
-    ids, lengths = encode(texts, tok, vocab)
+    ids, lengths = TextCodec(tok, vocab).batch(texts)
     y = torch.tensor(ys)
+    rows = labelled_batch(ids, lengths, y)  # many-to-one: each label at its last step
+    fit_batch, val_batch, test_batch = (rows.rows(i) for i in (fit_idx, val_idx, test_idx))
     torch.manual_seed(seed)
     cfg = ClassifierConfig(
         vocab_size=len(vocab),
@@ -233,31 +251,30 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> tuple
     if args.nb_dims and inputs != "onehot":
         # nb_dims more embedding columns, first, start at each word's Naive Bayes log-count
         # ratio on the fit split (Wang & Manning 2012): labels of the training part only
-        r = nb_log_count_ratios(ids[fit_idx], y[fit_idx], len(vocab))
+        r = nb_log_count_ratios(fit_batch.inputs, y[fit_idx], len(vocab))
         with torch.no_grad():
             model.embedding.weight[:, : args.nb_dims] = args.nb_scale * r.unsqueeze(1)
             model.embedding.weight[vocab.pad_id] = 0.0
     if args.freeze and inputs != "onehot":
+        # no gradient reaches it, so the Trainer's Adam leaves it as it is
         model.embedding.weight.requires_grad_(False)
-    params = [q for q in model.parameters() if q.requires_grad]
-    opt = torch.optim.Adam(params, lr=args.lr)
-    best_val, best_test, best_epoch = -1.0, torch.empty(0), 0
-    for epoch in range(1, args.epochs + 1):
-        for b in batches(len(fit_idx), args.batch_size, lengths[fit_idx], gen):
-            rows = fit_idx[b]
-            logits = model(ids[rows], lengths[rows])
-            loss = torch.nn.functional.cross_entropy(logits, y[rows])
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
-        val = accuracy(model, ids[val_idx], lengths[val_idx], y[val_idx])
-        if val > best_val:
-            best_val, best_epoch = val, epoch
-            best_test = probabilities(model, ids[test_idx], lengths[test_idx])
-        if args.verbose:
-            print(f"    epoch {epoch}: validation accuracy {100 * val:.2f}", flush=True)
-    return best_test, best_epoch
+    best = BestEpoch(test_batch, n_val, args.verbose)
+    config = TrainerConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        clip_norm=5.0,
+        bucket=True,
+        monitor="val_accuracy",
+        mode="max",
+        log=LogConfig(progress="none", tensorboard=False),
+    )
+    train = EpochBatches(
+        fit_batch, args.batch_size, shuffle=True, seed=seed, drop_last=False, bucket=True
+    )
+    val = EpochBatches(val_batch, 512, shuffle=False, drop_last=False)
+    Trainer(model, config, train, val, run_dir=None, callbacks=[best]).fit()
+    return best.probs, best.epoch
 
 
 def summarise(logs: list[Path]) -> None:

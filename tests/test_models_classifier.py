@@ -5,13 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnkit.models import ClassifierConfig, SequenceClassifier
-from rnnkit.training import TrainerConfig
+from rnnkit.data import Vocab, WordTokenizer
 from rnnkit.data.batches import EpochBatches, SequenceBatch
-from rnnkit.training.checkpoint import load_model, locate_checkpoint
+from rnnkit.data.codec import TextCodec
+from rnnkit.models import ClassifierConfig, ModelContractError, Prediction, SequenceClassifier
+from rnnkit.training import TrainerConfig
+from rnnkit.training.checkpoint import load_codec, load_model, locate_checkpoint
 from rnnkit.training.trainer import Trainer
 
 V = 12
+# ids 4..11 are the words w4..w11 (0..3 are <pad>, <unk>, <bos>, <eos>)
+CODEC = TextCodec(
+    WordTokenizer(lowercase=True),
+    Vocab(["<pad>", "<unk>", "<bos>", "<eos>", *(f"w{i}" for i in range(4, V))]),
+    labels=("neg", "pos"),
+)
 
 
 def make_batch(seqs: list[list[int]], labels: list[int]) -> SequenceBatch:
@@ -139,16 +147,19 @@ def test_learns_a_toy_task_and_round_trips_through_a_checkpoint(tmp_path, head):
         EpochBatches(train, 16, seed=0),
         EpochBatches(val, 50, shuffle=False, drop_last=False),
         run_dir=tmp_path,
-        vocab={"tokens": [str(i) for i in range(V)]},
+        codec=CODEC,
     )
     trainer.fit()
     m.eval()
-    acc = float((m.predict(val) == SequenceClassifier.labels(val)).float().mean())
+    predicted, _ = m.classify(val.inputs, val.lengths)
+    acc = float((predicted == SequenceClassifier.labels(val)).float().mean())
     assert acc >= 0.95
-    loaded = load_model(locate_checkpoint(tmp_path / "checkpoints", "latest"))
+    path = locate_checkpoint(tmp_path / "checkpoints", "latest")
+    loaded = load_model(path)
     assert isinstance(loaded, SequenceClassifier)
     assert loaded.config == m.config
     torch.testing.assert_close(loaded(val.inputs, val.lengths), m(val.inputs, val.lengths))
+    assert load_codec(path).to_json() == CODEC.to_json()  # the codec travels: raw text in
 
 
 @pytest.mark.parametrize(
@@ -175,3 +186,40 @@ def test_bad_inputs_are_refused():
         m(torch.zeros(2, 3), torch.tensor([3, 3]))
     with pytest.raises(ValueError, match="lengths"):
         m(torch.zeros(2, 3, dtype=torch.long), torch.tensor([0, 3]))
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_predict_reads_raw_text_through_the_codec(head):
+    m = SequenceClassifier(model(head=head).config, CODEC).train()
+    texts = ["w4 W5 w6", "w7", "", "w11 unknown w9"]
+    out = m.predict(texts)
+    assert m.training  # the mode is left as it was (predict runs in eval mode)
+    m.eval()
+    ids, lengths = CODEC.batch(texts)
+    assert ids[3].tolist() == [11, 1, 9] and lengths[2] == 1  # <unk>; "" reads as [<unk>]
+    labels, probs = m.classify(ids, lengths)
+    assert [p.text for p in out] == texts
+    assert [p.label for p in out] == [CODEC.labels[k] for k in labels.tolist()]
+    for b, p in enumerate(out):
+        assert p.probability == pytest.approx(float(probs[b].max())) and p.probability >= 0.5
+        assert str(p) == f"{p.label}\t{p.probability:.4f}\t{p.text}"  # the CLI's line
+    single = m.predict("w7")
+    assert isinstance(single, Prediction) and single == out[1]
+    assert m.predict(texts, batch_size=3) == out  # batches of 3 and 1 rows: same answers
+
+
+def test_predict_without_a_codec_says_what_is_missing():
+    with pytest.raises(ModelContractError, match="is a classifier: it has no codec"):
+        model().predict(["w4 w5"])
+
+
+@pytest.mark.parametrize("kw", [{"pooling": "attention", "bidirectional": True}, {"cell": "rnn"}])
+def test_trace_gives_the_loss_of_loss_in_eval_mode(kw):
+    m = model(dropout=0.4, **kw).double()  # eval mode: dropout off
+    batch = make_batch(SEQS, [0, 1, 1])
+    loss, _ = m.loss(batch)
+    traced, tr = m.trace(batch)
+    torch.testing.assert_close(traced, loss, rtol=1e-12, atol=0)
+    assert len(tr.hidden[0]) == max(map(len, SEQS))  # one record per step
+    traced.backward()
+    assert m.out.weight.grad is not None

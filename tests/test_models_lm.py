@@ -9,11 +9,12 @@ import torch
 from typer.testing import CliRunner
 
 import _training_helpers  # noqa: F401  (one torch thread)
+import rnnkit
 from rnnkit.cli import app
 from rnnkit.decoding import generate
-from rnnkit.models import LanguageModel, LanguageModelConfig
-from rnnkit.tasks import run
-from rnnkit.tasks.lm import LMTaskConfig, build_lm, generate_text, stream_batch
+from rnnkit.models import LanguageModel, LanguageModelConfig, ModelContractError
+from rnnkit.tasks import get_task, run
+from rnnkit.tasks.lm import LMTaskConfig, stream_batch
 from rnnkit.training.bptt import detach_state
 from rnnkit.training.checkpoint import load_model
 
@@ -59,6 +60,20 @@ def test_chunks_with_carried_state_equal_one_long_forward():
     assert metrics["perplexity"] == pytest.approx(math.exp(float(whole)), rel=1e-5)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_trace_gives_the_loss_of_loss_in_eval_mode(cell):
+    model = small(cell, dropout=0.3, tie_weights=True).double()  # eval: dropout is off
+    batch = stream_batch(torch.randint(0, 11, (61,)).tolist(), 3)  # (3, 19)
+    loss, _ = model.loss(batch)
+    traced, tr = model.trace(batch)
+    torch.testing.assert_close(traced, loss, rtol=1e-12, atol=0)
+    assert len(tr.hidden) == 2 and len(tr.hidden[1]) == batch.steps  # 2 layers, every step
+    top = tr.state[0] if cell == "lstm" else tr.state
+    torch.testing.assert_close(tr.hidden[1][-1], top[1])  # the last step's state, layer 2
+    traced.backward()  # the trace is in the graph: diagnostics differentiate through it
+    assert model.embedding.weight.grad is not None
+
+
 def test_tied_weights_are_one_parameter():
     model = small(tie_weights=True, hidden_size=8, embedding_size=6)
     assert model.head.weight is model.embedding.weight
@@ -96,8 +111,8 @@ def _tiny_run(tmp_path, **task):
         f'task.val_files=["{val_file}"]',
         "task.streams=4",
         "task.eval_streams=2",
-        "task.embedding_size=16",
         *(f"task.{k}={v}" for k, v in task.items()),
+        "model.embedding_size=16",
         'model.cell="gru"',
         "model.hidden_size=32",
         "trainer.epochs=6",
@@ -127,12 +142,15 @@ def test_tiny_corpus_is_learned_and_round_trips(tmp_path):
     again.load_state_dict(model.state_dict())
     x = torch.randint(0, model.config.vocab_size, (2, 7))
     torch.testing.assert_close(again(x)[0], model(x)[0])
-    text = generate_text(out, "the cat", 48, temperature=0)
+    lm = rnnkit.load(out)
+    assert not lm.training and lm.codec is not None
+    text = lm.generate("the cat", 48, temperature=0)
     assert text.startswith(" sat on the mat. the cat sat on")
     streamed: list[str] = []
-    sampled = generate_text(out, "the", 30, temperature=0.8, seed=3, on_text=streamed.append)
+    sampled = lm.generate("the", 30, temperature=0.8, seed=3, on_text=streamed.append)
     assert "".join(streamed) == sampled
-    assert sampled == generate_text(out, "the", 30, temperature=0.8, seed=3)
+    assert sampled == lm.generate("the", 30, temperature=0.8, seed=3)
+    assert not lm.training  # generate leaves the mode as it found it
 
 
 def test_cli_generate(tmp_path):
@@ -146,10 +164,22 @@ def test_cli_generate(tmp_path):
     assert r.exit_code == 0 and r.output.startswith("the mat")
     r = runner.invoke(app, ["generate", str(tmp_path / "nothing")])
     assert r.exit_code == 1 and "no checkpoint" in r.output
+    r = runner.invoke(app, ["generate", str(out), "--prime", ""])
+    assert r.exit_code == 1 and "holds no token" in r.output
+
+    # a language model continues text; it has nothing to predict for raw input
+    r = runner.invoke(app, ["predict", str(out), "the cat"])
+    assert r.exit_code == 1
+    assert r.output.strip() == (
+        f"error: {out} is a language model: it has no predict(inputs) for raw input; "
+        "it continues text: use `rnnkit generate`"
+    )
+    with pytest.raises(ModelContractError, match="no codec"):
+        LanguageModel(rnnkit.load(out).config).generate("the", 5)  # no codec: no text
 
 
 def test_word_level_task(tmp_path):
-    data = build_lm(
+    data = get_task("lm").prepare(
         LMTaskConfig(
             train_files=(str(_write(tmp_path / "t.txt", CORPUS)),),
             val_files=(str(_write(tmp_path / "v.txt", CORPUS[:96])),),
@@ -157,9 +187,11 @@ def test_word_level_task(tmp_path):
             streams=2,
             eval_streams=1,
         ),
-        seed=0,
+        0,
+        None,
     )
-    assert data.model_shape["vocab_size"] == 4 + 6  # the cat sat on mat .
+    assert data.fixed == {"vocab_size": 4 + 6}  # the cat sat on mat .
+    assert len(data.codec.encode("the cat sat on the mat.")) == 7  # words, not characters
     assert data.train.inputs.shape[0] == 2
     torch.testing.assert_close(data.train.inputs[:, 1:], data.train.targets[:, :-1])
 

@@ -1,10 +1,14 @@
 """SequenceTagger: padding invariance, character features, learning, checkpoint config."""
 
+import dataclasses
+
 import pytest
 import torch
 
-from rnnkit.models import SequenceTagger, TaggerConfig
 from rnnkit.data.batches import SequenceBatch
+from rnnkit.data.codec import TaggingCodec
+from rnnkit.data.vocab import Vocab
+from rnnkit.models import ModelContractError, SequenceTagger, Tagged, TaggerConfig
 
 
 def make_batch(words, tags, chars=None):
@@ -97,7 +101,8 @@ def test_learns_a_context_dependent_tagging():
             loss, _ = model.loss(batch)
             loss.backward()
             opt.step()
-        predicted = model.predict(batch)
+        paths = model.decode(batch)  # one tag id per word; the mask covers every word
+        predicted = torch.tensor([tag for path in paths for tag in path])
         accuracy = (predicted == batch.targets[batch.mask]).float().mean().item()
         assert accuracy > 0.97, (decoder, accuracy)
 
@@ -141,3 +146,72 @@ def test_unidirectional_tagger_reads_only_the_past(decoder):
     assert not torch.allclose(uni.emissions(a)[:, 3:], uni.emissions(b)[:, 3:])
     again = SequenceTagger.from_config(uni.get_config())
     assert again.config.bidirectional is False and again.out.in_features == 6
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["softmax", "crf-chars"])
+def test_trace_gives_the_loss_of_loss_in_eval_mode(config):
+    torch.manual_seed(0)
+    config = dataclasses.replace(config, dropout=0.5)  # off in eval mode
+    model = SequenceTagger(config).double().eval()
+    chars = [[[1, 2], [3], [4, 5, 6], [1], [2]], [[3, 3], [4]], [[5], [6, 1], [2]]]
+    batch = make_batch(
+        [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10]],
+        [[0, 1, 2, 0, 1], [1, 1], [2, 0, 0]],
+        chars if config.char_vocab_size else None,
+    )
+    loss, _ = model.loss(batch)
+    traced, tr = model.trace(batch)
+    torch.testing.assert_close(traced, loss, rtol=1e-12, atol=0)
+    assert len(tr.hidden) == 2 * config.num_layers and len(tr.hidden[0]) == 5  # both directions
+    traced.backward()
+    assert model.out.weight.grad is not None
+
+
+TAGS = ("O", "B-PER", "I-PER", "B-LOC")
+
+
+def _codec(chars: bool) -> TaggingCodec:
+    words = Vocab.build([["John", "lives", "in", "Paris", "."]])
+    letters = Vocab.build([list("JohnlivesinParis.")]) if chars else None
+    return TaggingCodec(words, TAGS, letters, max_word_len=5, scheme="BIO")
+
+
+@pytest.mark.parametrize("chars", [False, True])
+def test_predict_tags_raw_text_through_the_codec(chars):
+    torch.manual_seed(0)
+    codec = _codec(chars)
+    config = TaggerConfig(
+        vocab_size=len(codec.words),
+        num_tags=len(TAGS),
+        char_vocab_size=len(codec.chars) if chars else 0,
+        tags=TAGS,
+        scheme="BIO",
+        word_dim=6,
+        hidden_size=5,
+        char_dim=3,
+        char_hidden=2,
+    )
+    model = SequenceTagger(config, codec)
+    with torch.no_grad():  # B-LOC's emission outweighs everything else at every word
+        model.out.bias.copy_(torch.tensor([0.0, 0.0, -50.0, 50.0]))
+    texts = ["John lives in Paris.", "Unseen, words"]
+    out = model.predict(texts)
+    assert model.training  # the mode is restored
+    assert [t.tokens for t in out] == [
+        ["John", "lives", "in", "Paris", "."],
+        ["Unseen", ",", "words"],
+    ]
+    batch = codec.batch([t.tokens for t in out])
+    assert out[0].tags == model.tag_rows(batch)[0] and len(out[1].tags) == 3
+    assert all(tag == "B-LOC" for t in out for tag in t.tags)
+    assert out[1].spans == [("LOC", 0, 1), ("LOC", 1, 2), ("LOC", 2, 3)]
+    single = model.predict("John lives in Paris.")
+    assert isinstance(single, Tagged) and single == out[0]
+    assert str(out[1]) == (
+        "Unseen  B-LOC\n,       B-LOC\nwords   B-LOC\n\n"
+        "LOC\t0-1\tUnseen\nLOC\t1-2\t,\nLOC\t2-3\twords"
+    )  # the CLI's lines: word and tag, a blank line, then TYPE<TAB>start-end<TAB>words
+    with pytest.raises(ValueError, match="text 2: no words to tag"):
+        model.predict(["John", " "])
+    with pytest.raises(ModelContractError, match="is a tagger: it has no codec"):
+        SequenceTagger(config).predict("John")

@@ -10,25 +10,35 @@ import pytest
 import torch
 
 from _training_helpers import small_model, small_trainer, weights
+from rnnkit.data.codec import SymbolCodec
 from rnnkit.data.synthetic import adding_problem
-from rnnkit.training import CheckpointManager, load_model, load_trainer_state, save_checkpoint
+from rnnkit.training import (
+    CheckpointManager,
+    load_codec,
+    load_model,
+    load_trainer_state,
+    save_checkpoint,
+)
 from rnnkit.training.checkpoint import optimizer_from_flat, optimizer_to_flat
 
 
 def test_model_rebuilds_from_checkpoint_alone(tmp_path):
     model = small_model("lstm", recurrent_scale=0.5)
-    path = save_checkpoint(tmp_path / "ck", model, vocab={"tokens": ["<pad>", "a"]})
+    codec = SymbolCodec(("<pad>", "a"))
+    path = save_checkpoint(tmp_path / "ck", model, codec=codec)
     assert sorted(p.name for p in path.iterdir()) == [
+        "codec.json",
         "model.json",
         "model.safetensors",
-        "vocab.json",
     ]
     meta = json.loads((path / "model.json").read_text())
-    assert meta["class"] == "rnnkit.tasks.models.RecurrentModel"
+    assert meta["class"] == "rnnkit.models.recurrent.RecurrentModel"
     again = load_model(path)
     assert again.config == model.config
+    assert load_codec(path) == codec
     batch = adding_problem(4, 6, seed=0)
-    torch.testing.assert_close(again.predict(batch), model.predict(batch), rtol=0, atol=0)
+    want = model.predict_steps(batch)
+    torch.testing.assert_close(again.predict_steps(batch), want, rtol=0, atol=0)
 
 
 def test_loading_never_unpickles(tmp_path, monkeypatch):

@@ -84,11 +84,11 @@ def test_copy_task_trains_with_accuracy(tmp_path):
     assert r.exit_code == 0, r.output
     assert "val_accuracy=" in r.output
     from rnnkit.tasks.run import checkpoint_path
-    from rnnkit.training import load_vocab
+    from rnnkit.training import load_codec
 
-    vocab = load_vocab(checkpoint_path(tmp_path / "copy"))
-    assert vocab["tokens"][0] == "<blank>" and vocab["tokens"][-1] == "<recall>"
-    assert len(vocab["tokens"]) == 8 + 2
+    codec = load_codec(checkpoint_path(tmp_path / "copy"))
+    assert codec.symbols[0] == "<blank>" and codec.symbols[-1] == "<recall>"
+    assert len(codec.symbols) == 8 + 2
 
 
 def test_config_errors_exit_1_naming_the_key(tmp_path):

@@ -20,7 +20,7 @@ def test_toml_and_overrides_build_typed_config(tmp_path):
     )
     cfg = load_run_config("adding", f, ["trainer.lr=0.001", "trainer.optim.betas=[0.8, 0.9]"])
     assert cfg.seed == 3 and cfg.task_config == AddingConfig(seq_len=30)
-    assert cfg.model.cell == "gru"
+    assert cfg.model == {"cell": "gru"}
     assert cfg.trainer.epochs == 4 and cfg.trainer.lr == 0.001
     assert cfg.trainer.optim == OptimConfig(name="sgd", betas=(0.8, 0.9))
     copy = load_run_config("copy", None, ["task.delay=7"])
@@ -38,7 +38,11 @@ def test_toml_and_overrides_build_typed_config(tmp_path):
         ("trainer.log.tensorboard=1", "trainer.log.tensorboard: expected true or false"),
         ("task.seq_len=1", "task.seq_len must be >= 2"),
         ("task.nope=1", "task.nope: unknown key"),
-        ("model.cell=lstmm", "model.cell: expected one of"),
+        ("model.cell=lstmm", "model.cell must be one of"),
+        ("model.hidden_size=0", "model.hidden_size must be an integer >= 1"),
+        ("model.nonlinearity=relu", "model.nonlinearity='relu' applies to the Elman cell"),
+        ("model.vocab_size=3", "model.vocab_size: set by the task from its data"),
+        ("model.bogus=1", "model.bogus: unknown key"),
         ("colour=1", "colour: unknown key"),
         ("trainer.lr.x=1", "trainer.lr: expected float, got {'x': 1}"),
         ("trainer.lr", "expected KEY=VALUE"),
@@ -79,6 +83,6 @@ def test_shipped_configs_load():
 
     root = Path(__file__).resolve().parents[1] / "configs"
     adding = load_run_config("adding", root / "adding.toml")
-    assert adding.model.cell == "lstm" and adding.trainer.schedule.name == "cosine"
+    assert adding.model["cell"] == "lstm" and adding.trainer.schedule.name == "constant"
     copy = load_run_config("copy", root / "copy.toml", ["trainer.tbptt=20"])
     assert copy.trainer.monitor == "val_accuracy" and copy.trainer.tbptt == 20

@@ -143,17 +143,26 @@ def test_tbptt_trainer_steps_once_per_chunk_with_targets():
 
 def test_tbptt_needs_carry_loss():
     from rnnkit.data.synthetic import adding_problem
-    from rnnkit.training import EpochBatches, Trainer, TrainerConfig
+    from rnnkit.models import ModelContractError
+    from rnnkit.training import EpochBatches, Trainer, TrainerConfig, run_bptt
 
     class NoCarry(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
         def loss(self, batch):
-            return torch.zeros(()), {}
+            return self.w * 0, {}
 
-        def predict(self, batch):
-            return torch.zeros(())
+        def get_config(self):
+            return {}
 
-    with pytest.raises(ValueError, match="tbptt=4 needs a model with carry_loss"):
-        Trainer(NoCarry(), TrainerConfig(tbptt=4), EpochBatches(adding_problem(8, 4, 0), 4))
+    data = EpochBatches(adding_problem(8, 4, 0), 4)
+    with pytest.raises(ModelContractError, match=r"no carried state .*\(trainer\.tbptt=4\)"):
+        Trainer(NoCarry(), TrainerConfig(tbptt=4), data)
+    Trainer(NoCarry(), TrainerConfig(tbptt=0), data)  # full BPTT needs no carried state
+    with pytest.raises(TypeError, match="tbptt=4 needs a model with carry_loss"):
+        run_bptt(NoCarry(), adding_problem(8, 4, 0), 4, lambda loss, n: None)
 
 
 @pytest.mark.parametrize("tbptt", [0, 4])

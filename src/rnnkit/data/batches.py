@@ -279,12 +279,12 @@ class EpochBatches:
 
 
 def trimmed(batch: Any) -> Any:
-    """An aligned batch cut to its longest sequence (a bucket pads only to its own); steps
-    past every sequence's length carry no target, so the loss is unchanged."""
+    """An aligned batch cut to its longest sequence (a bucket pads only to its own), unless a
+    target is marked past it; the loss is unchanged."""
     if not isinstance(batch, SequenceBatch) or batch.size == 0:
         return batch
     t = int(batch.lengths.max())
-    if t >= batch.steps:
+    if t >= batch.steps or bool(batch.mask[:, t:].any()):  # a target past the lengths: keep
         return batch
     return SequenceBatch(
         batch.inputs[:, :t], batch.targets[:, :t], batch.mask[:, :t], batch.lengths
