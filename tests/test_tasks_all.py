@@ -188,3 +188,29 @@ def test_python_example_trains_a_classifier_in_ten_lines(tmp_path):
     assert [p.label for p in model.predict(["it was great", "it was awful"])] == ["pos", "neg"]
     code, out = _cli("evaluate", str(tmp_path / "mine"))
     assert code == 0 and json.loads(out)["accuracy"] > 0.8
+
+
+def test_run_of_a_python_trainer_is_read_by_the_commands(tmp_path):
+    """Your own model, codec and batches through `Trainer`: `rnnkit predict` and
+    `rnnkit.load` read the run directory it writes."""
+    from rnnkit.data import Vocab, WordTokenizer
+    from rnnkit.data.codec import TextCodec
+    from rnnkit.models import ClassifierConfig, SequenceClassifier
+    from rnnkit.tasks.classify import encode_labelled
+    from rnnkit.training import LogConfig, Trainer, TrainerConfig
+
+    rng = random.Random(2)
+    labels = [rng.choice(["pos", "neg"]) for _ in range(64)]
+    texts = [f"it was {'great' if y == 'pos' else 'awful'}" for y in labels]
+    tok = WordTokenizer()
+    codec = TextCodec(tok, Vocab.build(tok.tokenize(t) for t in texts), ("neg", "pos"))
+    batch = encode_labelled(codec, texts, labels, "texts")
+    model = SequenceClassifier(ClassifierConfig(vocab_size=len(codec.vocab), hidden_size=8))
+    log = LogConfig(progress="none", tensorboard=False)
+    config = TrainerConfig(epochs=5, batch_size=8, lr=0.03, log=log)
+    Trainer(model, config, batch, batch, run_dir=tmp_path / "own", codec=codec).fit()
+    code, out = _cli("predict", str(tmp_path / "own"), "it was great")
+    assert code == 0 and out.startswith("pos\t"), out
+    assert rnnkit.load(tmp_path / "own").predict("it was awful").label == "neg"
+    code, out = _cli("evaluate", str(tmp_path / "own"))
+    assert code == 1 and "trained from Python without a task" in out

@@ -106,5 +106,5 @@ def require(model: Any, protocol: type, where: str = "", needs: str = "") -> Non
     subject = where or "the model"
     what = needs or _NEEDS.get(protocol, protocol.__name__)
     if protocol is Predicting and isinstance(model, protocol):
-        what = "codec to read raw input with (load it with rnnkit.load(run_dir))"
+        what = "codec to read raw input with (train it through a task, or give the Trainer codec=)"
     raise ModelContractError(f"{subject} is {describe(model)}: it has no {what}")
