@@ -115,7 +115,13 @@ class Recurrent(nn.Module):
     def forward(
         self, x: Tensor | PackedSequence, state: State | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor | PackedSequence, State]:
-        """Run the layer: returns (output, final state), shaped as torch.nn's."""
+        """Run the layer: returns (output, final state), shaped as torch.nn's.
+
+        Under CPU autocast (``trainer.precision = "bf16"``) the layer runs in float32, the
+        precision of its compiled kernels; on a GPU autocast reaches torch's fused kernels."""
+        if isinstance(x, Tensor) and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return self.forward(_float32(x), _float32(state), lengths)
         if isinstance(x, PackedSequence):
             if lengths is not None:
                 raise ValueError("lengths: a PackedSequence carries its own lengths; pass None")
@@ -332,6 +338,15 @@ class Recurrent(nn.Module):
         elif self.batch_first:
             out = out.transpose(0, 1)
         return out, (hx if len(hx) > 1 else hx[0])
+
+
+def _float32(x):
+    """Floating tensors (or tuples of them) in float32; anything else as it is."""
+    if isinstance(x, tuple):
+        return tuple(_float32(t) for t in x)
+    if isinstance(x, Tensor) and x.is_floating_point() and x.dtype != torch.float64:
+        return x.float()
+    return x
 
 
 def _reverse(x: Tensor, rev: Tensor | None) -> Tensor:

@@ -39,6 +39,7 @@ from rnnkit.tasks.base import Task, TaskData, get_task
 from rnnkit.training.callbacks import Callback
 from rnnkit.training.checkpoint import load_codec, load_model, locate_checkpoint, write_atomic
 from rnnkit.training.config import TrainerConfig
+from rnnkit.training.device import move_batch
 from rnnkit.training.distributed import init_distributed, seed_everything
 from rnnkit.training.trainer import Trainer, evaluate_model
 
@@ -149,7 +150,7 @@ class ValidationScores(Callback):
     def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         was_training = trainer.model.training
         with torch.no_grad():
-            scores = self.score(trainer.model, self.data.val, self.data)
+            scores = self.score(trainer.model, move_batch(self.data.val, trainer.device), self.data)
         trainer.model.train(was_training)
         metrics.update({f"val_{k}": float(v) for k, v in scores.items()})
 
@@ -161,7 +162,7 @@ def _setup(
     score_val: bool = False,
     codec: Any = None,
 ) -> tuple[Trainer, TaskData]:
-    dist_ctx = init_distributed()
+    dist_ctx = init_distributed(cfg.trainer.device)
     seed_everything(cfg.seed)
     spec = get_task(cfg.task)
     if score_val and spec.score is None:

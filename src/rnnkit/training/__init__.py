@@ -5,6 +5,7 @@ from rnnkit.training.bptt import CarryingModel, TrainableModel, detach_state, ru
 from rnnkit.training.callbacks import (
     Callback,
     EarlyStopping,
+    LineLogger,
     MetricsLogger,
     ProgressBar,
     TensorBoardLogger,
@@ -27,6 +28,7 @@ from rnnkit.training.config import (
     ScheduleConfig,
     TrainerConfig,
 )
+from rnnkit.training.device import move_batch, resolve_device
 from rnnkit.training.distributed import DistContext, init_distributed, seed_everything
 from rnnkit.training.optim import LRSchedule, build_optimizer
 from rnnkit.training.trainer import BatchInfo, NonFiniteLossError, Trainer, evaluate_model
@@ -43,6 +45,7 @@ __all__ = [
     "EarlyStoppingConfig",
     "EpochBatches",
     "LRSchedule",
+    "LineLogger",
     "LogConfig",
     "MetricsLogger",
     "NonFiniteLossError",
@@ -65,7 +68,9 @@ __all__ = [
     "load_model",
     "load_trainer_state",
     "locate_checkpoint",
+    "move_batch",
     "read_metrics",
+    "resolve_device",
     "run_bptt",
     "save_checkpoint",
     "seed_everything",

@@ -16,7 +16,9 @@ truncated BPTT provides ``carry_loss(batch, state) -> (loss, metrics, state)``; 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +55,7 @@ def run_bptt(
     batch: SequenceBatch,
     tbptt: int,
     update: Callable[[torch.Tensor, int], None],
+    forward_context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> list[ChunkResult]:
     """Run one batch forward and call ``update(loss, n_targets)`` once per chunk.
 
@@ -62,12 +65,15 @@ def run_bptt(
         tbptt: chunk length k; 0 means full BPTT (one chunk, ``model.loss``).
         update: called with the chunk's loss (still in the graph) and its number of targets;
             it does the backward pass and the optimizer step.
+        forward_context: makes the context each forward pass and loss run in (autocast for
+            mixed precision); ``update`` runs outside it.
 
     Returns:
         One :class:`ChunkResult` per chunk, in time order.
     """
     if tbptt == 0:
-        loss, metrics = model.loss(batch)
+        with forward_context():
+            loss, metrics = model.loss(batch)
         update(loss, batch.n_targets)
         return [ChunkResult(float(loss.detach()), batch.n_targets, dict(metrics))]
     if not isinstance(model, Carrying):
@@ -75,7 +81,8 @@ def run_bptt(
     results = []
     state: State = None
     for chunk in batch.time_chunks(tbptt):
-        loss, metrics, state = model.carry_loss(chunk, state)
+        with forward_context():
+            loss, metrics, state = model.carry_loss(chunk, state)
         update(loss, chunk.n_targets)
         state = detach_state(state)
         results.append(ChunkResult(float(loss.detach()), chunk.n_targets, dict(metrics)))

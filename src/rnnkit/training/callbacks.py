@@ -252,3 +252,66 @@ class ProgressBar(Callback):
         if self.bar is not None:
             self.bar.close() if self.kind == "tqdm" else self.bar.stop()
             self.bar = None
+
+
+class LineLogger(Callback):
+    """Plain progress lines on stdout, each flushed: for logs without a terminal.
+
+    One line per epoch, and with ``print_every`` > 0 one every ``print_every`` optimizer
+    steps (the mean batch loss and the sequences per second since the previous step line)::
+
+        step 100 loss=0.1523 seq/s=4210 lr=0.001
+        epoch 2/10 step 128 train_loss=0.1498 val_loss=0.1377 lr=0.001 elapsed=12.3s
+
+    A run stopped inside an epoch (``max_steps``, ``max_minutes``) ends with a ``stopped`` line.
+    """
+
+    name = "lines"
+
+    def __init__(self, print_every: int = 100) -> None:
+        if print_every < 0:
+            raise ValueError(f"print_every must be >= 0, got {print_every}")
+        self.every = print_every
+        self.last_step = 0  # the step at the previous batch end
+        self.losses: list[float] = []  # batch losses since the previous step line
+        self.seen = 0  # sequences since the previous step line
+        self.t0 = 0.0
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.last_step = trainer.step
+        self._reset()
+
+    def _reset(self) -> None:
+        self.losses, self.seen, self.t0 = [], 0, time.perf_counter()
+
+    def on_batch_end(self, trainer: Trainer, batch_index: int, info: BatchInfo) -> None:
+        self.losses.append(info.loss)
+        self.seen += info.sequences
+        last, self.last_step = self.last_step, trainer.step
+        if not self.every or trainer.step // self.every == last // self.every:
+            return
+        rate = self.seen / max(time.perf_counter() - self.t0, 1e-9)
+        loss = sum(self.losses) / len(self.losses)
+        _say(f"step {trainer.step} loss={loss:.4g} seq/s={rate:.0f} lr={trainer.lr:.4g}")
+        self._reset()
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        shown = [f"train_loss={metrics['train_loss']:.4g}"] if "train_loss" in metrics else []
+        shown += [f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith("val_")]
+        _say(
+            f"epoch {epoch + 1}/{trainer.config.epochs} step {trainer.step} {' '.join(shown)} "
+            f"lr={trainer.lr:.4g} elapsed={trainer.elapsed():.1f}s"
+        )
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if trainer.batch_in_epoch:
+            done = f"{trainer.batch_in_epoch}/{len(trainer.train_batches)}"
+            _say(
+                f"stopped at step {trainer.step} (epoch {trainer.epoch + 1}, batch {done}) "
+                f"elapsed={trainer.elapsed():.1f}s"
+            )
+
+
+def _say(line: str) -> None:
+    """Print one line to the current stdout and flush it (seen at once in a piped log)."""
+    print(line, file=sys.stdout, flush=True)

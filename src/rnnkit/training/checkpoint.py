@@ -6,12 +6,14 @@ A checkpoint directory holds::
     model.json             {"class": "rnnkit....Model", "config": {...}}: rebuilds the model alone
     codec.json             the task's codec (tokenizer, vocabulary, labels), when it has one
     optimizer.safetensors  every tensor of the optimizer state ("state.<param>.<key>")
-    rng.safetensors        torch's CPU generator state
+    rng.safetensors        torch's CPU generator state (and the CUDA one of the training GPU)
     trainer.json           everything else: optimizer scalars and param groups, schedule, step,
                            epoch, batch position, Python and NumPy RNG states, callback states
 
 Loading reads safetensors and JSON only: no ``torch.load``, no unpickling, and the model class
-is imported only from the ``rnnkit`` package. Each file is written and fsynced inside a
+is imported only from the ``rnnkit`` package. Tensors are saved from the CPU, so a checkpoint
+written on a GPU loads anywhere: :func:`load_model` maps the weights to ``map_location`` and an
+optimizer takes its state to its parameters' device. Each file is written and fsynced inside a
 temporary directory which is then renamed into place, so a process killed at any moment leaves
 either the whole checkpoint or none. :class:`CheckpointManager` keeps the last k checkpoints
 and the best one, recorded in ``index.json`` (itself replaced atomically).
@@ -73,7 +75,7 @@ def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
     for pid, st in sd["state"].items():
         for key, value in st.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"state.{pid}.{key}"] = value.detach().clone().contiguous()
+                tensors[f"state.{pid}.{key}"] = value.detach().to("cpu", copy=True).contiguous()
             else:
                 scalars.setdefault(str(pid), {})[key] = value
     groups = [
@@ -86,7 +88,11 @@ def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
 def optimizer_from_flat(
     opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict
 ) -> None:
-    """Load what :func:`optimizer_to_flat` produced into ``opt``."""
+    """Load what :func:`optimizer_to_flat` produced into ``opt``.
+
+    ``Optimizer.load_state_dict`` moves each state tensor to its parameter's device (keeping
+    Adam's ``step`` counters on the CPU, where the non-fused optimizers want them).
+    """
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         _, pid, key = name.split(".", 2)
@@ -101,18 +107,30 @@ def optimizer_from_flat(
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Torch's CPU generator as a tensor, Python's and NumPy's generators as JSON."""
+def rng_state(
+    device: torch.device | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Torch's CPU generator (and ``device``'s when it is a GPU) as tensors, Python's and
+    NumPy's generators as JSON."""
     np_state = np.random.get_state()
     py_state = random.getstate()
-    return {"torch_cpu": torch.get_rng_state()}, {
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if device is not None and device.type == "cuda":
+        tensors["torch_cuda"] = torch.cuda.get_rng_state(device)
+    return tensors, {
         "numpy": [np_state[0], np_state[1].tolist(), *[_num(x) for x in np_state[2:]]],
         "python": [py_state[0], list(py_state[1]), py_state[2]],
     }
 
 
-def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+def set_rng_state(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], device: torch.device | None = None
+) -> None:
+    """Restore what :func:`rng_state` saved; the CUDA generator only into a CUDA ``device``."""
     torch.set_rng_state(tensors["torch_cpu"])
+    cuda = "torch_cuda" in tensors and device is not None and device.type == "cuda"
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["torch_cuda"], device)
     n = meta["numpy"]
     np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
     p = meta["python"]
@@ -129,10 +147,12 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     trainer_state: dict[str, Any] | None = None,
     codec: Any = None,
+    device: torch.device | None = None,
 ) -> Path:
     """Write a checkpoint directory at ``path`` atomically (temporary directory + rename).
 
     ``codec``: the task's codec (an object with ``to_json()``, or its JSON dict).
+    ``device``: the training device; a GPU's random generator is saved with the CPU's.
     """
     path = Path(path)
     if not hasattr(model, "get_config"):
@@ -141,7 +161,7 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     _write_file(tmp / "model.safetensors", st_save(weights))
     cls = type(model)
     model_meta = {
@@ -158,7 +178,7 @@ def save_checkpoint(
         if optimizer is not None:
             tensors, state["optimizer"] = optimizer_to_flat(optimizer)
             _write_file(tmp / "optimizer.safetensors", st_save(tensors))
-        rng_tensors, state["rng"] = rng_state()
+        rng_tensors, state["rng"] = rng_state(device)
         _write_file(tmp / "rng.safetensors", st_save(rng_tensors))
         _write_file(tmp / "trainer.json", _json_bytes(state))
     fsync_dir(tmp)
@@ -179,7 +199,7 @@ def _import_class(qualname: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def load_model(path: str | Path, map_location: str = "cpu") -> torch.nn.Module:
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild the model of checkpoint ``path`` from its JSON config and load its weights."""
     path = Path(path)
     meta = json.loads((path / "model.json").read_text())
@@ -199,16 +219,23 @@ def load_codec(path: str | Path) -> Any:
 
 
 def load_trainer_state(
-    path: str | Path, optimizer: torch.optim.Optimizer | None = None, restore_rng: bool = True
+    path: str | Path,
+    optimizer: torch.optim.Optimizer | None = None,
+    restore_rng: bool = True,
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
-    """Read trainer.json; load the optimizer state into ``optimizer`` and restore RNG states."""
+    """Read trainer.json; load the optimizer state into ``optimizer`` and restore RNG states.
+
+    ``device``: the training device; a saved CUDA generator state is restored into it when it
+    is a GPU (a run resumed on the CPU leaves the CUDA generators alone).
+    """
     path = Path(path)
     state = json.loads((path / "trainer.json").read_text())
     if optimizer is not None:
         tensors = st_load((path / "optimizer.safetensors").read_bytes())
         optimizer_from_flat(optimizer, tensors, state["optimizer"])
     if restore_rng:
-        set_rng_state(st_load((path / "rng.safetensors").read_bytes()), state["rng"])
+        set_rng_state(st_load((path / "rng.safetensors").read_bytes()), state["rng"], device)
     return state
 
 
@@ -264,10 +291,11 @@ class CheckpointManager:
         trainer_state: dict[str, Any],
         metric: float | None = None,
         codec: Any = None,
+        device: torch.device | None = None,
     ) -> Path:
         """Write checkpoint ``step-<step>``, update the index, drop the ones no longer kept."""
         name = f"step-{step:08d}"
-        path = save_checkpoint(self.root / name, model, optimizer, trainer_state, codec)
+        path = save_checkpoint(self.root / name, model, optimizer, trainer_state, codec, device)
         idx = self.index
         idx["kept"] = [k for k in idx["kept"] if k != name] + [name]
         idx["latest"] = name

@@ -7,13 +7,23 @@ overridden with ``--set trainer.optim.name=sgd``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+PRECISIONS = ("32", "bf16", "16-mixed")  # float32, bfloat16 autocast, float16 autocast + scaling
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def _check(cond: bool, name: str, value: object, want: str) -> None:
     if not cond:
         raise ValueError(f"{name} must be {want}, got {value!r}")
+
+
+def check_device_name(name: object) -> None:
+    """Refuse anything but "auto", "cpu", "cuda" and "cuda:N" (naming ``device`` and it)."""
+    ok = isinstance(name, str) and _DEVICE.fullmatch(name) is not None
+    _check(ok, "device", name, "'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
 @dataclass(frozen=True)
@@ -64,8 +74,15 @@ class CheckpointConfig:
 class LogConfig:
     format: Literal["csv", "jsonl"] = "csv"  # per-epoch metrics file: metrics.csv/.jsonl
     tensorboard: bool = True  # write TensorBoard event files under RUN_DIR/tensorboard
-    progress: Literal["auto", "rich", "tqdm", "none"] = "auto"  # progress bar ("auto": tty)
+    # progress display: "auto" is tqdm when stderr is a terminal and "lines" otherwise;
+    # "lines" prints plain, flushed lines on stdout (notebooks, nohup, CI logs)
+    progress: Literal["auto", "rich", "tqdm", "lines", "none"] = "auto"
     every_steps: int = 10  # TensorBoard step-scalar interval
+    print_every: int = 100  # "lines": also a line every this many optimizer steps (0: epochs only)
+
+    def __post_init__(self) -> None:
+        _check(self.every_steps >= 1, "every_steps", self.every_steps, ">= 1")
+        _check(self.print_every >= 0, "print_every", self.print_every, ">= 0")
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,8 @@ class TrainerConfig:
     monitor: str = "val_loss"  # metric for best checkpoint, plateau and early stopping
     mode: Literal["min", "max"] = "min"  # whether the monitored metric should go down or up
     deterministic: bool = True  # torch.use_deterministic_algorithms for exact resume
+    device: str = "auto"  # "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N"
+    precision: str | int = "32"  # "32", "bf16" or "16-mixed" (CUDA only); 32 is read as "32"
     optim: OptimConfig = field(default_factory=OptimConfig)  # optimizer
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # learning-rate schedule
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)  # checkpointing
@@ -106,3 +125,9 @@ class TrainerConfig:
         _check(self.clip_value >= 0, "clip_value", self.clip_value, ">= 0")
         _check(self.max_steps >= 0, "max_steps", self.max_steps, ">= 0")
         _check(self.max_minutes >= 0, "max_minutes", self.max_minutes, ">= 0")
+        check_device_name(self.device)
+        if isinstance(self.precision, int) and not isinstance(self.precision, bool):
+            object.__setattr__(self, "precision", str(self.precision))  # --set precision=32
+        _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {PRECISIONS}")
+        if self.precision == "16-mixed" and self.device == "cpu":
+            raise ValueError("precision='16-mixed' needs CUDA, not device='cpu'; use 'bf16'")

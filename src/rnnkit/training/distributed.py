@@ -1,4 +1,4 @@
-"""Data-parallel training over processes with ``torch.distributed`` (gloo on CPU).
+"""Data-parallel training over processes with ``torch.distributed`` (gloo on CPU, NCCL on CUDA).
 
 Launched by ``torchrun --nproc_per_node=N``, every process builds the same model from the same
 seed and reads the same global batch; rank r trains on rows ``[r B/N, (r+1) B/N)``. After the
@@ -10,6 +10,11 @@ gradient of the loss over the whole global batch:
 (each rank scales its loss by ``N n_r / n`` and the gradients are then averaged). Clipping and
 the optimizer step then run identically everywhere, so the replicas stay equal. Only rank 0
 writes checkpoints, logs and progress bars.
+
+The backend follows the device: NCCL when training runs on CUDA, each process on its own GPU
+``cuda:LOCAL_RANK`` (NCCL reduces GPU tensors only, so the metric sums go through the GPU too),
+and gloo on the CPU. Without a device, :func:`init_distributed` keeps gloo (which also reduces
+CUDA tensors, through host copies).
 """
 
 from __future__ import annotations
@@ -23,11 +28,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from rnnkit.training.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistContext:
     rank: int = 0  # this process's rank
     world: int = 1  # number of processes
+    local_rank: int = 0  # rank on this machine (torchrun's LOCAL_RANK): the GPU it uses
+    backend: str = "gloo"  # the process group's backend: "gloo" or "nccl"
 
     @property
     def is_writer(self) -> bool:
@@ -42,7 +51,8 @@ class DistContext:
         """Element-wise sum of ``values`` over processes (float64)."""
         if not self.active:
             return list(values)
-        t = torch.tensor(values, dtype=torch.float64)
+        device = "cuda" if self.backend == "nccl" else "cpu"  # NCCL: this process's GPU
+        t = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t.tolist()
 
@@ -64,14 +74,29 @@ class DistContext:
             dist.broadcast(t.data, src=0)
 
 
-def init_distributed() -> DistContext:
-    """Join the process group torchrun describes in the environment (gloo); else one process."""
+def init_distributed(device: str | None = None) -> DistContext:
+    """Join the process group torchrun describes in the environment; else one process.
+
+    Args:
+        device: the trainer's device name (``TrainerConfig.device``). When it resolves to
+            CUDA the backend is NCCL and this process's current GPU is ``cuda:LOCAL_RANK``
+            ("auto" and "cuda"; an explicit "cuda:N" is kept); otherwise, and when None, gloo.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if world <= 1:
         return DistContext()
+    backend = "gloo"
+    if device is not None:
+        resolved = resolve_device(device, local_rank)
+        if resolved.type == "cuda":
+            backend = "nccl"
+            torch.cuda.set_device(resolved)
     if not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
-    return DistContext(rank=dist.get_rank(), world=dist.get_world_size())
+        dist.init_process_group(backend=backend)
+    backend = str(dist.get_backend())
+    rank, world = dist.get_rank(), dist.get_world_size()
+    return DistContext(rank=rank, world=world, local_rank=local_rank, backend=backend)
 
 
 def shutdown_distributed() -> None:

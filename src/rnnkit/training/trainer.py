@@ -23,11 +23,26 @@ A time budget (``max_minutes``) counts the wall-clock time of :meth:`Trainer.fit
 resumes. Once a batch ends past it, the run stops there: a mid-epoch stop validates the partial
 epoch, then writes a checkpoint (the best one if its validation is), and ``stop_reason`` says
 ``"max_minutes"``. The checkpoint resumes like any other.
+
+Device and precision (:mod:`rnnkit.training.device`): the model is moved to
+``config.device`` before the optimizer is built, and each process's share of every batch is
+moved there (pinned, non-blocking) before its forward pass, in training and validation. Under
+``config.precision`` "bf16" or "16-mixed" the forward pass and loss run under autocast; the
+backward pass, clipping and step run outside it. With "16-mixed" the chunk's update becomes
+
+    g = d(s L)/dθ ; average ; g = g / s ; clip(g) ; θ = optimizer(θ, g) unless g has inf/NaN
+
+where the scaler skips a step whose gradients overflowed (and lowers s) rather than failing:
+only a non-finite *loss* is a :class:`NonFiniteLossError` then. Skipped steps still count in
+``step`` (the schedule and the checkpoints follow the data) and in the epoch's
+``skipped_steps``. The scaler's state is saved in each checkpoint; a checkpoint written on one
+device resumes on any other.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +57,7 @@ from rnnkit.training.bptt import ChunkResult, merge_results, run_bptt
 from rnnkit.training.callbacks import (
     Callback,
     EarlyStopping,
+    LineLogger,
     MetricsLogger,
     ProgressBar,
     ScheduleCallback,
@@ -50,6 +66,14 @@ from rnnkit.training.callbacks import (
 from rnnkit.training.checkpoint import CheckpointManager, load_trainer_state
 from rnnkit.training.clipping import ClipStats, clip_gradients
 from rnnkit.training.config import TrainerConfig
+from rnnkit.training.device import (
+    autocast_context,
+    check_precision,
+    make_scaler,
+    model_device,
+    move_batch,
+    resolve_device,
+)
 from rnnkit.training.distributed import DistContext
 from rnnkit.training.optim import LRSchedule, build_optimizer
 
@@ -114,11 +138,15 @@ class Trainer:
         self.train_batches = _served(train_batches, config, True, seed)
         self.val_batches = _served(val_batches, config, False, seed)
         self.dist = dist_ctx or DistContext()
+        self.device = self._pick_device()
+        model.to(self.device)  # before the optimizer, whose state follows the parameters
         self.dist.broadcast_parameters(model)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None and self.dist.is_writer:
             _describe_run(self.run_dir, model, config, task, seed)
         self.optimizer = build_optimizer(model.parameters(), config.optim, config.lr)
+        self.scaler = make_scaler(self.device, config.precision)  # "16-mixed" only
+        self._forward_context = autocast_context(self.device, config.precision)
         steps = getattr(self.train_batches, "steps", 0)
         chunks = math.ceil(steps / config.tbptt) if config.tbptt and steps else 1
         self.schedule = LRSchedule(
@@ -141,6 +169,7 @@ class Trainer:
         self.local_sequences = 0  # training sequences this process has run (this session)
         self._batch_index = 0  # index in its epoch of the batch being trained
         self._last_norm = 0.0  # pre-clipping gradient norm of the last step
+        self._skipped = 0  # steps of this epoch that the loss scaler skipped (inf gradients)
         self._sums: dict[str, float] = {}  # target-weighted sums of this epoch's train metrics
         self.checkpoints: CheckpointManager | None = None
         if self.run_dir is not None and self.dist.is_writer:
@@ -148,6 +177,17 @@ class Trainer:
                 self.run_dir / "checkpoints", config.checkpoint.keep_last, config.mode
             )
         self.callbacks = self._default_callbacks() + list(callbacks)
+
+    def _pick_device(self) -> torch.device:
+        """The configured device (cuda:LOCAL_RANK under torchrun), checked against precision."""
+        local_rank = self.dist.local_rank if self.dist.active else None
+        device = resolve_device(self.config.device, local_rank)
+        if self.dist.backend == "nccl" and device.type != "cuda":
+            raise ValueError(f"device={self.config.device!r} is {device}, but NCCL needs CUDA")
+        check_precision(self.config.precision, device)
+        if device.type == "cuda" and self.config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+        return device
 
     def _default_callbacks(self) -> list[Callback]:
         cfg = self.config
@@ -165,8 +205,10 @@ class Trainer:
         if progress == "auto":
             import sys
 
-            progress = "tqdm" if sys.stderr.isatty() else "none"
-        if progress != "none":
+            progress = "tqdm" if sys.stderr.isatty() else "lines"
+        if progress == "lines":
+            cbs.append(LineLogger(cfg.log.print_every))
+        elif progress != "none":
             cbs.append(ProgressBar(progress))
         return cbs
 
@@ -178,8 +220,13 @@ class Trainer:
 
     def fit(self) -> list[dict[str, float]]:
         """Train until ``epochs`` or ``max_steps`` or early stopping; return per-epoch metrics."""
-        previous = torch.are_deterministic_algorithms_enabled()
-        torch.use_deterministic_algorithms(self.config.deterministic or previous)
+        previous = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
+        if self.config.deterministic and not previous[0]:
+            # on CUDA an op without a deterministic kernel warns instead of stopping the run
+            torch.use_deterministic_algorithms(True, warn_only=self.device.type == "cuda")
         self.model.train()
         self._clock = (self.seconds, time.monotonic())
         self.stop_reason = ""
@@ -191,15 +238,19 @@ class Trainer:
         finally:
             self._tick(sync=False)
             self._emit("on_train_end")
-            torch.use_deterministic_algorithms(previous)
+            torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         if not self.stop_reason:
             self.stop_reason = "early_stopping" if self.should_stop else "epochs"
         return self.history
 
+    def elapsed(self) -> float:
+        """Wall-clock seconds of training so far, over resumes (this process, now)."""
+        before, start = self._clock
+        return before + time.monotonic() - start
+
     def _tick(self, sync: bool = True) -> None:
         """Bring ``seconds`` up to date (averaged over processes when a budget is set)."""
-        before, start = self._clock
-        seconds = before + time.monotonic() - start
+        seconds = self.elapsed()
         if sync and self.config.max_minutes and self.dist.world > 1:
             seconds = self.dist.sum([seconds])[0] / self.dist.world  # every process agrees
         self.seconds = seconds
@@ -224,6 +275,7 @@ class Trainer:
         if self.batch_in_epoch == 0:
             self._sums = {}
             self.clip = ClipStats()
+            self._skipped = 0
         self._emit("on_epoch_start", self.epoch)
         every = self.config.checkpoint.every_steps
         for batch in self.train_batches.epoch(self.epoch, start=self.batch_in_epoch):
@@ -232,7 +284,11 @@ class Trainer:
             local = batch.shard(self.dist.rank, self.dist.world)
             self.local_sequences += local.size
             self._batch_index, last_step = index, self.step
-            merged = merge_results(run_bptt(self.model, local, self.config.tbptt, self._update))
+            local = move_batch(local, self.device, non_blocking=True)
+            chunks = run_bptt(
+                self.model, local, self.config.tbptt, self._update, self._forward_context
+            )
+            merged = merge_results(chunks)
             self._accumulate(merged)
             self.batch_in_epoch += 1
             info = BatchInfo(merged.loss, batch.size, self._last_norm)
@@ -269,7 +325,7 @@ class Trainer:
         return metrics.get(self.config.monitor)
 
     def _update(self, loss: torch.Tensor, n_local: int) -> None:
-        """Backward, average over processes, clip and step for one chunk."""
+        """Backward, average over processes, (unscale,) clip and step for one chunk."""
         value = float(loss.detach())
         finite = math.isfinite(value)
         n_total, n_bad = self.dist.sum([float(n_local), 0.0 if finite else 1.0])
@@ -279,16 +335,31 @@ class Trainer:
         if n_total == 0:  # no targets in this chunk anywhere: nothing to learn from
             return
         self.optimizer.zero_grad(set_to_none=False)
-        (loss * (n_local * self.dist.world / n_total)).backward()
+        weighted = loss * (n_local * self.dist.world / n_total)
+        (self.scaler.scale(weighted) if self.scaler is not None else weighted).backward()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.dist.average_gradients(params)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clipping sees the true gradients
         norm, fired = clip_gradients(params, self.config.clip_norm, self.config.clip_value)
-        if not math.isfinite(norm):
-            self._fail(f"gradient norm is {norm}")
-        self.clip.record(norm, fired)
         self._last_norm = norm
-        self.optimizer.step()
+        if math.isfinite(norm):
+            self.clip.record(norm, fired)
+        elif self.scaler is not None:
+            self._skipped += 1  # overflow under loss scaling: the scaler skips this step
+        else:
+            self._fail(f"gradient norm is {norm}")
+        self._optimizer_step()
         self.step += 1
+
+    def _optimizer_step(self) -> None:
+        """``optimizer.step()``; under loss scaling the scaler's step (skipped on inf) and
+        scale update."""
+        if self.scaler is None:
+            self.optimizer.step()
+            return
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
     def _fail(self, what: str) -> None:
         last = self.checkpoints.latest() if self.checkpoints else None
@@ -313,11 +384,16 @@ class Trainer:
         out["grad_norm_max"] = self.clip.norm_max
         out["clip_rate"] = self.clip.fire_rate
         out["lr"] = self.lr
+        if self.scaler is not None:
+            out["skipped_steps"] = float(self._skipped)
+            out["loss_scale"] = float(self.scaler.get_scale())
         return out
 
     def evaluate(self, batches: EpochBatches, prefix: str = "val_") -> dict[str, float]:
         """Target-weighted mean loss and metrics over ``batches`` (no gradient, eval mode)."""
-        return evaluate_model(self.model, batches, self.dist, prefix)
+        return evaluate_model(
+            self.model, batches, self.dist, prefix, self.device, self.config.precision
+        )
 
     # ---- checkpoints ----------------------------------------------------------------------
 
@@ -336,6 +412,8 @@ class Trainer:
             "stop_reason": self.stop_reason,
             "sums": self._sums,
             "clip": self.clip.state_dict(),
+            "skipped": self._skipped,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "schedule": self.schedule.state_dict(),
             "callbacks": {
                 cb.name: cb.state_dict() for cb in self.callbacks if cb.state_dict() is not None
@@ -350,19 +428,28 @@ class Trainer:
         if self.checkpoints is None:
             return None
         path = self.checkpoints.save(
-            self.step, self.model, self.optimizer, self.state_dict(), metric, self.codec
+            self.step,
+            self.model,
+            self.optimizer,
+            self.state_dict(),
+            metric,
+            self.codec,
+            self.device,
         )
         self._emit("on_checkpoint", path)
         return path
 
     def resume(self, path: str | Path) -> None:
-        """Restore the model, optimizer, schedule, position and RNG states of checkpoint."""
+        """Restore the model, optimizer, schedule, position and RNG states of checkpoint.
+
+        The saved tensors are mapped to this trainer's device, whatever device wrote them.
+        """
         from safetensors.torch import load as st_load
 
         path = Path(path)
         weights = st_load((path / "model.safetensors").read_bytes())
-        self.model.load_state_dict(weights)
-        state = load_trainer_state(path, self.optimizer)
+        self.model.load_state_dict({k: v.to(self.device) for k, v in weights.items()})
+        state = load_trainer_state(path, self.optimizer, device=self.device)
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.lr, self.should_stop = float(state["lr"]), bool(state["should_stop"])
@@ -372,6 +459,9 @@ class Trainer:
         self._clock = (self.seconds, time.monotonic())
         self._sums = {k: float(v) for k, v in state["sums"].items()}
         self.clip.load_state_dict(state["clip"])
+        self._skipped = int(state.get("skipped", 0))
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.schedule.load_state_dict(state["schedule"])
         saved = state["callbacks"]
         for cb in self.callbacks:
@@ -411,20 +501,30 @@ def _describe_run(run_dir: Path, model: Any, config: TrainerConfig, task: str | 
 
 @torch.no_grad()
 def evaluate_model(
-    model: Any, batches: EpochBatches, dist_ctx: DistContext | None = None, prefix: str = ""
+    model: Any,
+    batches: EpochBatches,
+    dist_ctx: DistContext | None = None,
+    prefix: str = "",
+    device: torch.device | str | None = None,
+    precision: str = "32",
 ) -> dict[str, float]:
     """Target-weighted mean of ``model.loss`` and its metrics over ``batches``.
 
-    Each process evaluates its share of every batch; the sums are added over processes.
+    Each process evaluates its share of every batch, moved to ``device`` (by default the
+    model's), with the loss under ``precision``'s autocast; the sums are added over processes.
     The model is put in eval mode for the pass and restored afterwards.
     """
     dist_ctx = dist_ctx or DistContext()
+    device = model_device(model) if device is None else torch.device(device)
+    check_precision(precision, device)
+    forward_context = autocast_context(device, precision)
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {"n": 0.0, "loss": 0.0}
     for batch in batches.epoch(0):
-        local = batch.shard(dist_ctx.rank, dist_ctx.world)
-        loss, metrics = model.loss(local)
+        local = move_batch(batch.shard(dist_ctx.rank, dist_ctx.world), device)
+        with forward_context():
+            loss, metrics = model.loss(local)
         n = local.n_targets
         sums["n"] += n
         sums["loss"] += float(loss) * n
