@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from _training_helpers import small_model, small_trainer, weights
 from rnnkit.config import ConfigError, from_dict
-from rnnkit.tasks.synthetic import adding_problem
+from rnnkit.data.synthetic import adding_problem
 from rnnkit.training import (
     Callback,
     CheckpointConfig,

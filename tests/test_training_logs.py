@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from _training_helpers import small_model, small_trainer
-from rnnkit.tasks.synthetic import adding_problem
+from rnnkit.data.synthetic import adding_problem
 from rnnkit.training import (
     Callback,
     EpochBatches,

@@ -55,7 +55,7 @@ def predict(
 
 def generate(
     run_dir: Path = typer.Argument(
-        ..., help="run directory of a model that steps (a language model)"
+        ..., help="run directory of a model with a next-token step"
     ),
     prime: str = typer.Option("\n", "--prime", "-p", help="text to start from"),
     length: int = typer.Option(500, "--length", "-n", help="new tokens to generate"),
