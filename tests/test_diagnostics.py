@@ -30,11 +30,8 @@ def test_hidden_gradients_match_autograd_by_hand():
 def test_vanishing_and_exploding_norms():
     batch = adding_problem(8, 40, seed=0)
     small = dg.step_gradient_norms(small_model("rnn", recurrent_scale=0.5), batch)
-    # ReLU units pass gradient only while active, so how fast it grows depends on the draw:
-    # seed 1 (1.76 a step; seed 0 drew 1.61 before the orthogonal init moved ahead of the
-    # head's init in build_encoder, 0.89 since, with most units inactive)
     large = dg.step_gradient_norms(
-        small_model("rnn", seed=1, recurrent_scale=2.0, nonlinearity="relu"), batch
+        small_model("rnn", recurrent_scale=2.0, nonlinearity="relu"), batch
     )
     assert small.shape == (40,)
     assert dg.decay_rate(small) < 0.7  # shrinks going back in time

@@ -213,7 +213,10 @@ def test_predict_without_a_codec_says_what_is_missing():
         model().predict(["w4 w5"])
 
 
-@pytest.mark.parametrize("kw", [{"pooling": "attention", "bidirectional": True}, {"cell": "rnn"}])
+@pytest.mark.parametrize(
+    "kw",
+    [{"pooling": "attention", "bidirectional": True}, {"bidirectional": True}, {"cell": "rnn"}],
+)
 def test_trace_gives_the_loss_of_loss_in_eval_mode(kw):
     m = model(dropout=0.4, **kw).double()  # eval mode: dropout off
     batch = make_batch(SEQS, [0, 1, 1])

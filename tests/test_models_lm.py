@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import _training_helpers  # noqa: F401  (one torch thread)
 import rnnkit
 from rnnkit.cli import app
+from rnnkit.config import ConfigError
 from rnnkit.decoding import generate
 from rnnkit.models import LanguageModel, LanguageModelConfig, ModelContractError
 from rnnkit.tasks import get_task, run
@@ -208,3 +209,13 @@ def test_windows_cut_the_streams_into_rows():
     torch.testing.assert_close(batch.targets, batch.inputs + 1)
     with pytest.raises(ValueError, match="window=30"):
         stream_batch(list(range(50)), 2, window=30)
+
+
+@pytest.mark.parametrize(("key", "value"), [("embedding_size", 16), ("tie_weights", True)])
+def test_model_keys_are_unknown_in_the_task_table(key, value):
+    setting = f"{key}={str(value).lower()}"
+    with pytest.raises(ConfigError, match=rf"^task\.{key}: unknown key \(known: dataset, "):
+        run.load_run_config("lm", overrides=[f"task.{setting}"])
+    assert run.load_run_config("lm", overrides=[f"model.{setting}"]).model == {key: value}
+    with pytest.raises(ConfigError, match=r"model\.vocab_size: set by the task from its data"):
+        run.load_run_config("lm", overrides=["model.vocab_size=12"])

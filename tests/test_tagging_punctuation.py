@@ -15,7 +15,8 @@ from rnnkit.tagging.punctuation import (
     words_and_labels,
     write_conll,
 )
-from rnnkit.tasks.tagging import TaggingConfig, build_tagging
+from rnnkit.tasks import get_task
+from rnnkit.tasks.tagging import TaggingConfig
 
 
 def test_labels_hand_computed():
@@ -81,9 +82,11 @@ def test_write_conll_feeds_the_tagging_task(tmp_path):
     sentences = read_conll(f, tag_column=3)
     assert sentences[1].tokens[:3] == ["o", "romeo", "romeo"]
     assert sentences[1].tags[:3] == ["cap|none", "cap|,", "cap|!"]
-    data = build_tagging(TaggingConfig(train=str(f), test=str(f), column="2"), seed=0)
-    assert data.vocab["tags"] == ["!", ",", ".", "?", "none"]  # sorted
-    assert data.vocab["scheme"] == ""  # not span tags: token accuracy only
+    data = get_task("tagging").prepare(
+        TaggingConfig(train=str(f), test=str(f), column="2"), 0, None
+    )
+    assert data.codec.tags == ("!", ",", ".", "?", "none")  # sorted
+    assert data.codec.scheme == "" and data.fixed["scheme"] == ""  # not span tags: accuracy only
 
 
 def test_units_cut_long_texts():

@@ -8,9 +8,19 @@ import pytest
 from typer.testing import CliRunner
 
 import _training_helpers  # noqa: F401  (one torch thread)
+import rnnkit
 from rnnkit.cli import app
-from rnnkit.tasks.tagging import TaggingConfig, build_tagging, encode, tokenize
+from rnnkit.config import ConfigError
+from rnnkit.data.codec import TaggingCodec
+from rnnkit.data.vocab import Vocab
+from rnnkit.models import SequenceTagger, Tagged
 from rnnkit.tasks import get_task, run
+from rnnkit.tasks.tagging import TaggingConfig
+
+
+def prepare(cfg: TaggingConfig, codec=None):
+    return get_task("tagging").prepare(cfg, 0, codec)
+
 
 # Each name has one type; the context words carry no information about it.
 NAMES = {"Mary": "PER", "John": "PER", "Paris": "LOC", "Rome": "LOC", "Acme": "ORG"}
@@ -44,34 +54,32 @@ CONLLU = """# text = Dogs bark .
 
 def test_build_vocabularies_and_rows(tmp_path):
     f = _write_conll(tmp_path / "train.txt", _sentences())
-    data = build_tagging(TaggingConfig(train=f, test=f, max_word_len=4), seed=0)
-    vocab = data.vocab
-    assert vocab["tags"][0] == "O" and set(vocab["tags"]) == {
+    data = prepare(TaggingConfig(train=f, test=f, max_word_len=4))
+    codec = data.codec
+    assert codec.tags[0] == "O" and set(codec.tags) == {
         "O",
         "B-PER",
         "B-LOC",
         "B-ORG",
         "I-ORG",
     }
-    assert vocab["scheme"] == "BIO" and "Mary" in vocab["words"] and "M" in vocab["chars"]
+    words, chars = codec.words.tokens, codec.chars.tokens
+    assert codec.scheme == "BIO" and "Mary" in words and "M" in chars
     assert data.train.inputs.shape == (11, 4, 5)  # 11 sentences, T = 4, 1 + W = 5
     assert data.train.lengths.tolist()[:2] == [4, 2]
     row = data.train.inputs[1]  # "Mary left"
-    assert vocab["words"][row[0, 0]] == "Mary"
-    assert [vocab["chars"][i] for i in row[0, 1:]] == ["M", "a", "r", "y"]
+    assert words[row[0, 0]] == "Mary"
+    assert [chars[i] for i in row[0, 1:]] == ["M", "a", "r", "y"]
     assert row[2:].eq(0).all()  # padding steps
-    assert data.model_shape["scheme"] == "BIO" and data.model_shape["num_tags"] == 5
+    assert data.fixed["scheme"] == "BIO" and data.fixed["num_tags"] == 5
+    assert data.fixed["tags"] == codec.tags and data.fixed["char_vocab_size"] == len(chars)
+    assert prepare(TaggingConfig(train=f, test=f, chars=False)).fixed["char_vocab_size"] == 0
 
 
 def test_unknown_words_and_tags_at_encode():
-    vocab = {
-        "words": ["<pad>", "<unk>", "<bos>", "<eos>", "a"],
-        "chars": [],
-        "tags": ["O", "B-X"],
-        "max_word_len": 3,
-        "scheme": "BIO",
-    }
-    batch = encode([["a", "zzz"]], vocab, [["O", "B-NEW"]])
+    words = Vocab(["<pad>", "<unk>", "<bos>", "<eos>", "a"])
+    codec = TaggingCodec(words, ("O", "B-X"), None, max_word_len=3, scheme="BIO")
+    batch = codec.batch([["a", "zzz"]], [["O", "B-NEW"]])
     assert batch.inputs.tolist() == [[4, 1]]  # words only: (B, T); unknown word -> <unk>
     assert batch.mask.tolist() == [[True, False]]  # an unseen tag is not scored
 
@@ -79,14 +87,12 @@ def test_unknown_words_and_tags_at_encode():
 def test_conllu_column_choice(tmp_path):
     f = tmp_path / "ud.conllu"
     f.write_text(CONLLU)
-    data = build_tagging(
-        TaggingConfig(train=str(f), test=str(f), format="conllu", column="upos", spans=False), 0
+    data = prepare(
+        TaggingConfig(train=str(f), test=str(f), format="conllu", column="upos", spans=False)
     )
-    assert data.vocab["tags"] == ["NOUN", "PUNCT", "VERB"] and data.vocab["scheme"] == ""
-    deprel = build_tagging(
-        TaggingConfig(train=str(f), test=str(f), format="conllu", column="deprel"), 0
-    )
-    assert "nsubj" in deprel.vocab["tags"] and deprel.vocab["scheme"] == ""  # not span tags
+    assert data.codec.tags == ("NOUN", "PUNCT", "VERB") and data.codec.scheme == ""
+    deprel = prepare(TaggingConfig(train=str(f), test=str(f), format="conllu", column="deprel"))
+    assert "nsubj" in deprel.codec.tags and deprel.codec.scheme == ""  # not span tags
 
 
 def test_config_errors_name_the_field():
@@ -123,7 +129,7 @@ def test_registry_dataset_files(tmp_path, monkeypatch):
     root.mkdir()
     for split, n in (("train", 11), ("valid", 3), ("test", 5)):
         _write_conll(root / f"{split}.conll", _sentences()[:n])
-    data = build_tagging(TaggingConfig(dataset="japanese-ner"), seed=0)
+    data = prepare(TaggingConfig(dataset="japanese-ner"))
     assert (data.train.size, data.val.size, data.test.size) == (11, 3, 5)
     with pytest.raises(ValueError, match="either `dataset` or both"):
         TaggingConfig(dataset="japanese-ner", train="x", test="y")
@@ -132,7 +138,8 @@ def test_registry_dataset_files(tmp_path, monkeypatch):
 
 
 def test_tokenize():
-    assert tokenize("Hi, Bob's dog.") == ["Hi", ",", "Bob", "'", "s", "dog", "."]
+    codec = TaggingCodec(Vocab.build([]), ("O",))
+    assert codec.tokenize("Hi, Bob's dog.") == ["Hi", ",", "Bob", "'", "s", "dog", "."]
 
 
 @pytest.mark.parametrize("decoder", ["crf", "softmax"])
@@ -140,9 +147,8 @@ def test_train_evaluate_tag_through_the_cli(tmp_path, decoder):
     train = _write_conll(tmp_path / "train.txt", _sentences())
     cfg = tmp_path / "run.toml"
     cfg.write_text(
-        f'[task]\ntrain = "{train}"\ntest = "{train}"\ndecoder = "{decoder}"\n'
-        "word_dim = 12\nmax_word_len = 6\n"
-        "[model]\nhidden_size = 12\ndropout = 0.0\n"
+        f'[task]\ntrain = "{train}"\ntest = "{train}"\nmax_word_len = 6\n'
+        f'[model]\ndecoder = "{decoder}"\nword_dim = 12\nhidden_size = 12\ndropout = 0.0\n'
         '[trainer]\nepochs = 25\nbatch_size = 4\nlr = 0.02\n[trainer.log]\nprogress = "none"\n'
     )
     runner = CliRunner()
@@ -156,12 +162,26 @@ def test_train_evaluate_tag_through_the_cli(tmp_path, decoder):
     assert metrics["token_accuracy"] == 1.0
     assert metrics["f1_overall"] == 1.0
     assert {"f1_PER", "f1_LOC", "f1_ORG"} <= set(metrics)
+    r = runner.invoke(app, ["evaluate", str(out), "--data", train])  # a file in the run's format
+    assert r.exit_code == 0, r.output
+    on_file = json.loads(r.output)
+    assert on_file["n"] == 11 and on_file["accuracy"] == 1.0
+    assert on_file["loss"] == pytest.approx(metrics["loss"], rel=1e-5)  # the same sentences
 
     r = runner.invoke(app, ["tag", str(out), "we saw Acme Inc today"])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     assert lines[2].split() == ["Acme", "B-ORG"] and lines[3].split() == ["Inc", "I-ORG"]
     assert lines[-1].split("\t") == ["ORG", "2-4", "Acme Inc"]
+
+    # the same model from Python: a Tagged per text, whose str() is the CLI's lines
+    model = rnnkit.load(out)
+    assert isinstance(model, SequenceTagger) and model.config.decoder == decoder
+    tagged = model.predict("we saw Acme Inc today")
+    assert isinstance(tagged, Tagged)
+    assert tagged.tags == ["O", "O", "B-ORG", "I-ORG", "O"]
+    assert tagged.spans == [("ORG", 2, 4)]
+    assert str(tagged) == r.output.rstrip("\n")
 
     r = runner.invoke(app, ["tag", str(tmp_path / "missing"), "text"])
     assert r.exit_code == 1 and "has no checkpoint" in r.output
@@ -179,22 +199,53 @@ def test_train_evaluate_tag_through_the_cli(tmp_path, decoder):
         ["Inc", "I-ORG"],
     ]
     assert second[-1].split("\t") == ["ORG", "2-4", "Acme Inc"]
+    both = model.predict(["we saw Acme Inc today", "we saw Acme Inc"])
+    assert r.output == "\n\n".join(map(str, both)) + "\n"
 
 
-def test_task_is_registered_with_a_model_builder():
+def test_task_is_registered_with_its_model_and_hooks():
     spec = get_task("tagging")
-    assert spec.build_model is not None and spec.score is not None
+    assert spec.model_cls is SequenceTagger and spec.model_config_cls.__name__ == "TaggerConfig"
+    assert spec.score is not None and spec.read_file is not None and spec.check is not None
     assert spec.config_cls is TaggingConfig
+    assert set(spec.fixed) == {"vocab_size", "num_tags", "char_vocab_size", "tags", "scheme"}
 
 
 def test_bidirectional_option_reaches_the_model(tmp_path):
     f = _write_conll(tmp_path / "train.txt", _sentences())
     for bidirectional in (True, False):
-        cfg = TaggingConfig(train=f, test=f, chars=False, bidirectional=bidirectional)
-        data = build_tagging(cfg, seed=0)
-        model = get_task("tagging").build_model(run.ModelSection(hidden_size=5), data, 0)
+        cfg = run.load_run_config(
+            "tagging",
+            overrides=[
+                f'task.train="{f}"',
+                f'task.test="{f}"',
+                "task.chars=false",
+                "model.hidden_size=5",
+                f"model.bidirectional={str(bidirectional).lower()}",
+            ],
+        )
+        model = run.build_model(cfg, prepare(cfg.task_config))
         assert model.config.bidirectional is bidirectional
         assert model.out.in_features == (10 if bidirectional else 5)
+        assert model.config.tags[0] == "O" and model.config.scheme == "BIO"  # from the data
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("decoder", '"softmax"'), ("bidirectional", "false"), ("word_dim", "8")]
+)
+def test_model_keys_are_unknown_in_the_task_table(key, value):
+    files = ['task.train="a.txt"', 'task.test="a.txt"']
+    with pytest.raises(ConfigError, match=rf"^task\.{key}: unknown key \(known: "):
+        run.load_run_config("tagging", overrides=[*files, f"task.{key}={value}"])
+    assert key in run.load_run_config("tagging", overrides=[*files, f"model.{key}={value}"]).model
+
+
+def test_model_keys_that_cannot_apply_are_refused():
+    files = ['task.train="a.txt"', 'task.test="a.txt"']
+    with pytest.raises(ConfigError, match=r"model\.char_dim: unused without character input"):
+        run.load_run_config("tagging", overrides=[*files, "task.chars=false", "model.char_dim=4"])
+    with pytest.raises(ConfigError, match=r"model\.num_tags: set by the task from its data"):
+        run.load_run_config("tagging", overrides=[*files, "model.num_tags=4"])
 
 
 def test_best_checkpoint_by_validation_span_f1(tmp_path):
@@ -204,8 +255,8 @@ def test_best_checkpoint_by_validation_span_f1(tmp_path):
     overrides = [
         f'task.train="{f}"',
         f'task.test="{f}"',
-        "task.word_dim=8",
         "task.chars=false",
+        "model.word_dim=8",
         "model.hidden_size=8",
         "model.dropout=0.3",
         "trainer.epochs=12",
@@ -231,5 +282,5 @@ def test_best_checkpoint_by_validation_span_f1(tmp_path):
     scores = run.evaluate(tmp_path / "run")
     assert scores["f1_overall"] == pytest.approx(f1s[best])
     assert scores["token_accuracy"] == pytest.approx(history[best]["val_token_accuracy"])
-    with pytest.raises(ValueError, match="no score function"):
+    with pytest.raises(ValueError, match="task 'adding' has no scores beyond its loss"):
         run.train(run.load_run_config("adding"), tmp_path / "adding", score_val=True)

@@ -227,7 +227,7 @@ def test_shipped_config_loads():
 
 
 def test_vectors_name_a_file_or_a_vectors_dataset(tmp_path, monkeypatch):
-    from rnnkit.data import registry
+    from rnnkit.tasks import classify
     from rnnkit.tasks.classify import vectors_file
 
     own = tmp_path / "v.txt"
@@ -237,7 +237,7 @@ def test_vectors_name_a_file_or_a_vectors_dataset(tmp_path, monkeypatch):
         vectors_file(str(tmp_path / "absent.txt"))
     monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "cache"))
     fetched = []
-    monkeypatch.setattr(registry, "fetch", fetched.append)  # as if already in the cache
+    monkeypatch.setattr(classify, "fetch", fetched.append)  # as if already in the cache
     (tmp_path / "cache" / "glove-100d").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"holds no vectors\.txt"):
         vectors_file("glove-100d")
@@ -283,7 +283,9 @@ def test_nb_columns_start_at_the_training_split_log_count_ratios(tmp_path):
         ConfigError, match=r"task\.vectors and task\.nb_columns need model\.embedding_dim > 0"
     ):
         run.load_run_config("classify", overrides=[*task, "model.embedding_dim=0"])
-    with pytest.raises(ConfigError, match="task.nb_columns=2 must be below model.embedding_dim=2"):
+    with pytest.raises(
+        ConfigError, match=r"task\.nb_columns=2 must be below model\.embedding_dim=2"
+    ):
         run.load_run_config("classify", overrides=[*task, "model.embedding_dim=2"])
 
 

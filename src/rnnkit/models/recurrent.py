@@ -21,7 +21,7 @@ from torch import nn
 
 from rnnkit.data.batches import SequenceBatch
 from rnnkit.layers import LayerTrace
-from rnnkit.models.encoder import RecurrentConfig, build_encoder
+from rnnkit.models.encoder import RecurrentConfig, build_encoder, orthogonal_recurrence
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,8 +54,12 @@ class RecurrentModel(nn.Module):
         super().__init__()
         self.config = c = config
         self.codec = codec  # what the inputs and outputs are (not needed to train)
-        self.rnn = build_encoder(c.vocab_size if c.vocab_size else c.input_size, c)
+        # the read-out is made before the orthogonal recurrence, as in earlier releases, so a
+        # seed gives the same initial weights as before
+        self.rnn = build_encoder(c.vocab_size or c.input_size, c, recurrent_scale=0.0)
         self.head = nn.Linear(c.hidden_size * (2 if c.bidirectional else 1), c.output_size)
+        if c.recurrent_scale > 0:
+            orthogonal_recurrence(self.rnn, c.recurrent_scale, c.hidden_size)
 
     # ---- checkpoint contract --------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
