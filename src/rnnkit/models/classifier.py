@@ -209,13 +209,15 @@ class SequenceClassifier(nn.Module):
         self.eval()
         device = self.out.weight.device
         out = []
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            ids, lengths = self.codec.batch(chunk)
-            pred, probs = self.classify(ids.to(device), lengths.to(device))
-            for i, k in enumerate(pred.tolist()):
-                out.append(Prediction(chunk[i], self.codec.labels[k], float(probs[i, k])))
-        self.train(was_training)
+        try:
+            for start in range(0, len(items), batch_size):
+                chunk = items[start : start + batch_size]
+                ids, lengths = self.codec.batch(chunk)
+                pred, probs = self.classify(ids.to(device), lengths.to(device))
+                for i, k in enumerate(pred.tolist()):
+                    out.append(Prediction(chunk[i], self.codec.labels[k], float(probs[i, k])))
+        finally:
+            self.train(was_training)
         return out[0] if single else out
 
 

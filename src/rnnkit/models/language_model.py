@@ -183,8 +183,9 @@ class LanguageModel(nn.Module):
 
         was_training = self.training
         self.eval()
-        device = self.head.weight.device
-        prefix = torch.tensor([ids], device=device)  # (1, P)
-        generate(self, prefix, length, temperature, top_k, top_p, seed, on_token=emit)
-        self.train(was_training)
+        prefix = torch.tensor([ids], device=self.head.weight.device)  # (1, P)
+        try:
+            generate(self, prefix, length, temperature, top_k, top_p, seed, on_token=emit)
+        finally:
+            self.train(was_training)
         return "".join(pieces)

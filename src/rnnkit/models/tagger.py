@@ -161,9 +161,11 @@ class SequenceTagger(nn.Module):
         was_training = self.training
         self.eval()
         paths: list[list[int]] = []
-        for start in range(0, batch.size, chunk):
-            paths += self.decode(batch.rows(slice(start, start + chunk)))
-        self.train(was_training)
+        try:
+            for start in range(0, batch.size, chunk):
+                paths += self.decode(batch.rows(slice(start, start + chunk)))
+        finally:
+            self.train(was_training)
         return [[names[i] for i in path] for path in paths]
 
     def predict(self, texts: str | list[str]) -> Any:

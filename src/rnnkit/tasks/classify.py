@@ -153,7 +153,7 @@ def prepare(cfg: ClassifyConfig, seed: int, codec: TextCodec | None = None) -> T
 
 def check(cfg: ClassifyConfig, model: dict[str, Any]) -> None:
     """The vectors and NB columns fill the embedding: refuse them with one-hot inputs."""
-    dim = model.get("embedding_dim", 100)
+    dim = model.get("embedding_dim", SequenceClassifier.config_cls.embedding_dim)
     if (cfg.vectors or cfg.nb_columns) and not dim:
         raise ConfigError("task.vectors and task.nb_columns need model.embedding_dim > 0")
     if cfg.nb_columns >= max(dim, 1) and cfg.nb_columns:

@@ -280,7 +280,11 @@ def evaluate(
             raise ValueError(f"--data: {run_dir} is a {cfg.task!r} run, which reads no files")
         batch = spec.read_file(cfg.task_config, str(data_file), model.codec)
         batches = EpochBatches(batch, batch_size, False, drop_last=False, bucket=True)
-        return {"n": float(batch.size), **evaluate_model(model, batches)}
+        out = {"n": float(batch.size), **evaluate_model(model, batches)}
+        if spec.score is not None:
+            with torch.no_grad():
+                out.update(spec.score(model, batch, TaskData(None, None, batch, model.codec)))
+        return out
     data = spec.prepare(cfg.task_config, cfg.seed, model.codec)
     rows = _split(data, split)
     out = evaluate_model(model, EpochBatches(rows, batch_size, False, drop_last=False, bucket=True))
