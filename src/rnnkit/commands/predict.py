@@ -54,9 +54,7 @@ def predict(
 
 
 def generate(
-    run_dir: Path = typer.Argument(
-        ..., help="run directory of a model with a next-token step"
-    ),
+    run_dir: Path = typer.Argument(..., help="run directory of a model with a next-token step"),
     prime: str = typer.Option("\n", "--prime", "-p", help="text to start from"),
     length: int = typer.Option(500, "--length", "-n", help="new tokens to generate"),
     temperature: float = typer.Option(1.0, "--temperature", "-t", help="0 for greedy"),
