@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from rnnkit.models import RecurrentModel, RecurrentModelConfig
 from rnnkit.data.synthetic import adding_problem
+from rnnkit.models import RecurrentModel, RecurrentModelConfig
 from rnnkit.training import EpochBatches, LogConfig, Trainer, TrainerConfig
 
 # Small models on a shared 2-core machine: one thread avoids OpenMP spin contention (7x faster).

@@ -56,14 +56,14 @@ def tiny_args(data) -> list[str]:
         "task.streams=4",
         "task.window=50",
         "task.eval_streams=2",
-        "task.embedding_size=8",
+        "model.embedding_size=8",
         "model.hidden_size=16",
         "trainer.batch_size=4",
         "trainer.tbptt=25",
     ]
     sentiment = [
         f'task.data="{data / "reviews.tsv"}"',
-        "task.embedding_dim=8",
+        "model.embedding_dim=8",
         "model.hidden_size=8",
         "trainer.batch_size=16",
     ]

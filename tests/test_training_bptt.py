@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from rnnkit.models import RecurrentModel, RecurrentModelConfig
 from rnnkit.data.batches import EpochBatches, SequenceBatch
+from rnnkit.models import RecurrentModel, RecurrentModelConfig
 from rnnkit.training.bptt import detach_state, merge_results, run_bptt
 
 

@@ -86,3 +86,31 @@ def test_shipped_configs_load():
     assert adding.model["cell"] == "lstm" and adding.trainer.schedule.name == "constant"
     copy = load_run_config("copy", root / "copy.toml", ["trainer.tbptt=20"])
     assert copy.trainer.monitor == "val_accuracy" and copy.trainer.tbptt == 20
+
+
+@pytest.mark.parametrize("task", ["classify", "tagging"])
+def test_model_nonlinearity_reaches_the_model(task, tmp_path):
+    """``--set model.nonlinearity='"relu"'`` used to be ignored by these tasks' models."""
+    from rnnkit.cells import ElmanCell
+    from rnnkit.tasks import get_task
+    from rnnkit.tasks.run import build_model
+
+    if task == "classify":
+        data = tmp_path / "reviews.csv"
+        data.write_text("text,label\n" + "".join(f"film {i},{i % 2}\n" for i in range(20)))
+        files = [f'task.data="{data}"']
+    else:
+        data = tmp_path / "train.conll"
+        data.write_text("Mary B-PER\nleft O\n\nJohn B-PER\nsat O\n")
+        files = [f'task.train="{data}"', f'task.test="{data}"', "task.chars=false"]
+    sets = [*files, "model.cell=rnn", "model.hidden_size=4"]
+    # the shell's --set model.nonlinearity='"relu"' arrives as model.nonlinearity="relu"
+    for value, want in (('"relu"', "relu"), ("relu", "relu"), (None, "tanh")):
+        items = [*sets, f"model.nonlinearity={value}"] if value else sets
+        cfg = load_run_config(task, None, items)
+        assert cfg.model.get("nonlinearity", "tanh") == want
+        model = build_model(cfg, get_task(task).prepare(cfg.task_config, 0, None))
+        assert model.config.nonlinearity == want
+        cells = list(model.rnn.cells)
+        assert cells and all(isinstance(c, ElmanCell) for c in cells)
+        assert [c.nonlinearity for c in cells] == [want] * len(cells)

@@ -191,6 +191,57 @@ def test_resume_mid_epoch_in_process_gives_identical_weights(tmp_path, tbptt):
     assert ckpt.exists()
 
 
+def _ragged(n: int, seed: int):
+    """Per-step regression on sequences of lengths 2..16 (bucketing reorders them)."""
+    from rnnkit.data.batches import SequenceBatch
+
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, 17, (n,), generator=gen)
+    mask = torch.arange(16).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+    x = torch.randn(n, 16, 2, generator=gen) * mask.unsqueeze(-1)
+    return SequenceBatch(x, x.sum(-1) * mask, mask, lengths)
+
+
+@pytest.mark.parametrize("tbptt", [0, 5])
+def test_bucketed_resume_mid_epoch_gives_identical_weights(tmp_path, tbptt):
+    """The default bucketed order (TrainerConfig.bucket) over a raw batch of ragged sequences
+    is the same per (seed, epoch), so a resumed run ends with the uninterrupted run's weights."""
+    from _training_helpers import small_model
+    from rnnkit.training import CheckpointConfig, Trainer, TrainerConfig
+
+    def trainer(run_dir, **kw):
+        cfg = TrainerConfig(
+            epochs=2,
+            batch_size=8,
+            tbptt=tbptt,
+            lr=0.01,
+            checkpoint=CheckpointConfig(every_steps=3),
+            log=LogConfig(progress="none", tensorboard=False),
+            **kw,
+        )
+        assert cfg.bucket  # the default
+        train, val = _ragged(72, seed=0), _ragged(16, seed=1)
+        return Trainer(small_model("lstm"), cfg, train, val, run_dir, seed=3)
+
+    full = trainer(tmp_path / "a")
+    full.fit()
+    part = trainer(tmp_path / "b", max_steps=3)  # stops after the batch that reaches step 3
+    part.fit()
+    mid = part.checkpoints.latest()
+    resumed = trainer(tmp_path / "b")
+    resumed.resume(mid)
+    assert resumed.epoch == 0 and 0 < resumed.batch_in_epoch < len(resumed.train_batches)
+    resumed.fit()
+    assert resumed.step == full.step
+    a, b = weights(full.model), weights(resumed.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.history == full.history
+    first = [b.lengths.tolist() for b in full.train_batches.epoch(0)]
+    assert first == [b.lengths.tolist() for b in resumed.train_batches.epoch(0)]
+    spread = [max(x) - min(x) for x in first]
+    assert max(spread) < 14 and sorted(spread)[len(spread) // 2] <= 3  # bucketed by length
+
+
 def test_same_seed_same_weights_different_seed_different():
     a, b = small_trainer(None, epochs=1), small_trainer(None, epochs=1)
     a.fit()
@@ -205,9 +256,9 @@ def test_same_seed_same_weights_different_seed_different():
 
 
 def test_tbptt_many_to_many_steps_per_chunk_and_reports_all_targets():
+    from rnnkit.data.batches import SequenceBatch
     from rnnkit.models import RecurrentModel, RecurrentModelConfig
     from rnnkit.training import EpochBatches, Trainer, TrainerConfig
-    from rnnkit.data.batches import SequenceBatch
 
     gen = torch.Generator().manual_seed(0)
     lengths = torch.tensor([12, 7, 3, 10])

@@ -23,7 +23,13 @@ from typing import Any
 import torch
 
 from rnnkit.data.batches import SequenceBatch
-from rnnkit.data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer, tokenizer_from_config
+from rnnkit.data.tokenizers import (
+    CharTokenizer,
+    SentencePieceTokenizer,
+    Tokenizer,
+    WordTokenizer,
+    tokenizer_from_config,
+)
 from rnnkit.data.vocab import Vocab
 
 __all__ = [
@@ -77,9 +83,13 @@ class TextCodec:
         return self.tokenizer.detokenize(self.vocab.decode(ids))
 
     def piece(self, token_id: int) -> str:
-        """The text one generated token adds: the character itself, or a space and the word."""
-        text = self.decode([token_id])
-        return text if isinstance(self.tokenizer, CharTokenizer) else " " + text
+        """The text one generated token adds: the character itself, the subword with its own
+        word boundary (``"▁the"`` -> ``" the"``, ``"s"`` -> ``"s"``), or a space and the word."""
+        if isinstance(self.tokenizer, CharTokenizer):
+            return self.decode([token_id])
+        if isinstance(self.tokenizer, SentencePieceTokenizer):
+            return "".join(self.vocab.decode([token_id])).replace("\u2581", " ")
+        return " " + self.decode([token_id])
 
     def batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (N, T) padded with ``<pad>`` and lengths (N,); an empty text is [<unk>]."""

@@ -87,7 +87,7 @@ _NEEDS = {
 def describe(model: Any) -> str:
     """``a classifier``, ``a language model``, or the class name for other models."""
     kind = getattr(type(model), "kind", "") or f"{type(model).__name__} model"
-    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+    return f"{'an' if kind[0].lower() in 'aeiou' else 'a'} {kind}"
 
 
 def require(model: Any, protocol: type, where: str = "", needs: str = "") -> None:

@@ -87,7 +87,9 @@ def _check_recurrent(cls: type, model: dict[str, Any]) -> None:
         return
     names = {f.name for f in dataclasses.fields(RecurrentConfig)}
     stack = {
-        f.name: model.get(f.name, f.default) for f in dataclasses.fields(cls) if f.name in names
+        f.name: model.get(f.name, f.default)
+        for f in dataclasses.fields(cls)
+        if f.name in names and (f.name in model or f.default is not dataclasses.MISSING)
     }
     from_dict(RecurrentConfig, stack, prefix="model")
 
