@@ -268,6 +268,17 @@ class EpochBatches:
         n, b = self.data.size, self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
+    def chunks(self, k: int, epoch: int = 0) -> int:
+        """Truncated-BPTT chunks of ``k`` steps in the batches of ``epoch`` (each batch runs
+        up to its longest sequence); pairs, which are not cut in time, count one per batch."""
+        if not isinstance(self.data, SequenceBatch):
+            return len(self)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = batch_order(
+            self.data.lengths, self.batch_size, self.shuffle, self.bucket, gen, self.pool
+        )
+        return sum(-(-int(self.data.lengths[i].max()) // k) for i in order[: len(self)])
+
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Any]:
         """The batches of ``epoch`` from batch index ``start`` on."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)

@@ -2,7 +2,7 @@
 
 For word ids w (B, T) and, optionally, the characters of every word c (B, T, W):
 
-    e_t = [E w_t ; charBiLSTM(c_t)]            # word embedding + character features
+    e_t = [E w_t ; charBiRNN(c_t)]             # word embedding + character features
     h_1..h_T = BiRNN(e_1..e_T)                  # rk.LSTM / rk.GRU / rk.RNN, stacked
     s_t = W_o h_t + b_o                         # (B, T, K) emission scores
     softmax decoder:  p(y_t | x) = softmax(s_t)
@@ -95,7 +95,7 @@ class SequenceTagger(nn.Module):
 
     # -- forward -------------------------------------------------------------------------
     def _char_features(self, chars: Tensor) -> Tensor:
-        """Characters (B, T, W) -> the char BiLSTM's two final states (B, T, 2*Hc)."""
+        """Characters (B, T, W) -> the char BiRNN's two final states (B, T, 2*Hc)."""
         b, t, w = chars.shape
         flat = chars.reshape(b * t, w)  # (B*T, W): one word per row
         lengths = (flat != 0).sum(1).clamp(min=1)  # padding words read one pad char

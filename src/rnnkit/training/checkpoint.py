@@ -192,11 +192,20 @@ def save_checkpoint(
     return path
 
 
+MOVED = {"rnnkit.tasks.models.RecurrentModel": "rnnkit.models.recurrent.RecurrentModel"}
+
+
 def _import_class(qualname: str) -> type:
+    qualname = MOVED.get(qualname, qualname)
     module, _, name = qualname.rpartition(".")
     if not (module == "rnnkit" or module.startswith("rnnkit.")):
         raise ValueError(f"model class {qualname!r} is outside the rnnkit package; refusing it")
-    return getattr(importlib.import_module(module), name)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise ValueError(
+            f"model class {qualname!r} is not in this rnnkit (a checkpoint of another version?)"
+        ) from None
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:

@@ -147,13 +147,8 @@ class Trainer:
         self.optimizer = build_optimizer(model.parameters(), config.optim, config.lr)
         self.scaler = make_scaler(self.device, config.precision)  # "16-mixed" only
         self._forward_context = autocast_context(self.device, config.precision)
-        steps = getattr(self.train_batches, "steps", 0)
-        chunks = math.ceil(steps / config.tbptt) if config.tbptt and steps else 1
         self.schedule = LRSchedule(
-            config.schedule,
-            config.lr,
-            config.epochs * len(self.train_batches) * chunks,
-            config.mode,
+            config.schedule, config.lr, config.epochs * self._steps_per_epoch(), config.mode
         )
         self.lr = config.lr
         self.step = 0  # optimizer steps taken
@@ -188,6 +183,17 @@ class Trainer:
         if device.type == "cuda" and self.config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
         return device
+
+    def _steps_per_epoch(self) -> int:
+        """Optimizer steps in an epoch: one per batch, or per truncated-BPTT chunk (counted on
+        the first epoch's batches when the batches can say, bucketed ones being shorter)."""
+        batches, k = self.train_batches, self.config.tbptt
+        if not k:
+            return len(batches)
+        if hasattr(batches, "chunks"):
+            return batches.chunks(k)
+        steps = getattr(batches, "steps", 0)
+        return len(batches) * (math.ceil(steps / k) if steps else 1)
 
     def _default_callbacks(self) -> list[Callback]:
         cfg = self.config
