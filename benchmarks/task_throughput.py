@@ -1,9 +1,10 @@
 """Training throughput of a task, this checkout against another commit, in the same run.
 
 Each round trains one epoch of the same task configuration with each checkout's own code
-(a subprocess with that checkout's ``src`` first on the path, one torch thread, the same
-seed), interleaved; the figure is real tokens (sum of the sequence lengths) trained per
-second between the epoch's first batch and its last optimizer step, validation excluded.
+(a subprocess with that checkout's ``src`` first on the path and its own kernel cache, one
+torch thread, the same seed), interleaved after an untimed warm-up of each; the figure is
+real tokens (sum of the sequence lengths) trained per second between the epoch's first batch
+and its last optimizer step, validation excluded.
 The configuration is each checkout's own ``configs/<config>.toml`` (the same settings, in the
 keys each version reads) with ``--set`` items added::
 
@@ -19,6 +20,7 @@ faster); ``--json`` writes them.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -68,7 +70,10 @@ print(json.dumps({"tokens": clock.tokens, "seconds": clock.end - clock.start}))
 
 
 def one(src: Path, checkout: Path, task: str, config: str, items: list[str]) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS="1")
+    # each checkout its own kernel cache: torch rebuilds an extension whose source path changed
+    tag = hashlib.sha256(str(checkout).encode()).hexdigest()[:12]
+    cache = Path(tempfile.gettempdir()) / f"rnnkit-throughput-{tag}"
+    env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS="1", RNNKIT_CACHE=str(cache))
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-c", CHILD, task, str(checkout / "configs" / f"{config}.toml")]
         cmd += [str(Path(tmp) / "run"), *items]
@@ -92,6 +97,8 @@ def main() -> None:
     items = ["trainer.epochs=1", "trainer.log.tensorboard=false", *args.items]
     sides = {"before": args.before.resolve(), "after": HERE}
     rows: dict[str, list[dict]] = {k: [] for k in sides}
+    for checkout in sides.values():  # untimed: builds each checkout's compiled kernels
+        one(checkout / "src", checkout, args.task, args.config, [*items, "trainer.max_steps=2"])
     for r in range(args.rounds):
         order = list(sides) if r % 2 == 0 else list(reversed(sides))
         for name in order:
