@@ -214,3 +214,29 @@ def test_run_of_a_python_trainer_is_read_by_the_commands(tmp_path):
     assert rnnkit.load(tmp_path / "own").predict("it was awful").label == "neg"
     code, out = _cli("evaluate", str(tmp_path / "own"))
     assert code == 1 and "trained from Python without a task" in out
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_task_from_python(task, tmp_path):
+    """The same from Python: rnnkit.train, then evaluate, resume, diagnose and rnnkit.load."""
+    from rnnkit.tasks import run as runs
+
+    out = tmp_path / "py"
+    settings = [
+        *TASKS[task](tmp_path),
+        "model.hidden_size=8",
+        "trainer.epochs=1",
+        "trainer.batch_size=4" if task == "lm" else "trainer.batch_size=8",
+        "trainer.log.tensorboard=false",
+    ]
+    model = rnnkit.train(task, out, overrides=settings)
+    assert model.codec is not None
+    metrics = runs.evaluate(out)
+    assert metrics["loss"] == metrics["loss"]
+    assert runs.resume(out)["stop_reason"] == "epochs"  # a finished run stays finished
+    assert all(p.exists() for p in runs.diagnose(out))
+    loaded = rnnkit.load(out)
+    if task in PREDICTS:
+        assert str(loaded.predict(PREDICTS[task])) == str(model.predict(PREDICTS[task]))
+    if task == "lm":
+        assert loaded.generate("the", 4, seed=3) == model.generate("the", 4, seed=3)
