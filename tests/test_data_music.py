@@ -43,7 +43,8 @@ def test_midi_and_musicxml_round_trip(tmp_path: Path, fmt: str) -> None:
     source = tmp_path / "one.abc"
     source.write_text(ABC.split("\n\n")[0] + "\n", encoding="utf-8")
     out = tmp_path / ("one.mid" if fmt == "midi" else "one.musicxml")
-    music21.converter.parse(str(source)).write(fmt, fp=str(out))
+    score = music21.converter.parse(str(source), forceSource=True, storePickle=False)
+    score.write(fmt, fp=str(out))
     [score] = read_scores(out)
     pitches = [p for part in score.parts.values() for p, _ in part if p != REST]
     assert pitches == [67, 69, 71, 72, 74]

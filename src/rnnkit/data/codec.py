@@ -24,6 +24,7 @@ import torch
 
 from rnnkit.data.batches import SequenceBatch
 from rnnkit.data.tokenizers import (
+    TAGGING_PATTERN,
     CharTokenizer,
     SentencePieceTokenizer,
     Tokenizer,
@@ -128,9 +129,6 @@ class TextCodec:
             tuple(data.get("labels", ())),
             int(data.get("max_len", 0)),
         )
-
-
-TAGGING_PATTERN = r"\w+|[^\w\s]"  # words and single punctuation marks: "Hi, Bob." -> Hi , Bob .
 
 
 @register_codec

@@ -25,6 +25,11 @@ from typing import Any, Protocol, runtime_checkable
 
 NUMBER_TOKEN = "<num>"  # what normalize_numbers turns a number into
 DEFAULT_WORD_PATTERN = r"\d+(?:[.,]\d+)*|\w+(?:['’-]\w+)*|[^\w\s]"  # numbers, words, marks
+TAGGING_PATTERN = r"\w+|[^\w\s]"  # words and single punctuation marks: "Hi, Bob." -> Hi , Bob .
+# The only patterns a saved config may name: a config is data, and an arbitrary regex in it
+# is code (``(a|a)+$`` backtracks for minutes on a long line). A WordTokenizer built in
+# Python may still use any pattern.
+CONFIG_WORD_PATTERNS = frozenset({DEFAULT_WORD_PATTERN, TAGGING_PATTERN})
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _CLITIC = re.compile(r"(?i)^(.+?)(n't|'s|'re|'ll|'ve|'m|'d)$")  # does|n't, it|'s, we|'re
 
@@ -186,12 +191,24 @@ class SentencePieceTokenizer:
 
 
 def tokenizer_from_config(config: dict[str, Any]) -> Tokenizer:
-    """Rebuild a tokenizer from the dict its ``to_config()`` returned."""
+    """Rebuild a tokenizer from the dict its ``to_config()`` returned.
+
+    Raises:
+        ValueError: Unknown type, or a word pattern other than :data:`DEFAULT_WORD_PATTERN`
+            and :data:`TAGGING_PATTERN` (a regex from a file is not compiled).
+    """
     kind = config.get("type")
     options = {k: v for k, v in config.items() if k != "type"}
     if kind == "char":
         return CharTokenizer(**options)
     if kind == "word":
+        pattern = options.get("pattern", DEFAULT_WORD_PATTERN)
+        if not isinstance(pattern, str) or pattern not in CONFIG_WORD_PATTERNS:
+            raise ValueError(
+                f"tokenizer config pattern={pattern!r}: not one of the patterns rnnkit writes "
+                f"({', '.join(repr(p) for p in sorted(CONFIG_WORD_PATTERNS))}); a config is "
+                "data, so a custom regex is refused (build WordTokenizer(pattern=...) in Python)"
+            )
         return WordTokenizer(**options)
     if kind == "sentencepiece":
         return SentencePieceTokenizer(base64.b64decode(config["model"]))

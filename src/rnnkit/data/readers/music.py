@@ -4,6 +4,9 @@ A score becomes, per part, a sequence of note events ``(pitch, duration)``: ``pi
 the MIDI number of a note (the top note of a chord) or ``-1`` for a rest, ``duration`` is
 in quarter notes. That sequence is what a melody language model consumes. A file holding
 several pieces (an ABC collection) gives several :class:`Score` objects.
+
+Scores are always parsed from their source: music21's pickle cache in its scratch
+directory is neither read nor written, so no file there can run code in rnnkit.
 """
 
 from __future__ import annotations
@@ -99,7 +102,11 @@ def read_scores(path: str | Path) -> list[Score]:
     read_bytes(path)
     logging.getLogger("music21").setLevel(logging.ERROR)
     try:
-        parsed = music21.converter.parse(str(path), format=fmt)
+        # forceSource=True: never load music21's pickle cache (``<scratch>/m21-*.p.gz``),
+        # which anyone who can write the scratch dir could fill with code to run;
+        # storePickle=False: never write one either. parseFile, not parse: a path is never
+        # sniffed as inline data or a URL.
+        parsed = music21.converter.parseFile(path, format=fmt, forceSource=True, storePickle=False)
     except Exception as exc:  # music21 raises many unrelated types for bad input
         raise DataFormatError(
             path, None, f"expected a valid {fmt} score: {type(exc).__name__}: {exc}"

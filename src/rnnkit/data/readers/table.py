@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -114,13 +115,35 @@ def _json_value(value: object) -> str | list[str] | None:
     return None
 
 
+class _NonFiniteNumber(ValueError):
+    """A ``NaN``/``Infinity`` literal or a number too large for a float, in JSON text."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NonFiniteNumber(f"expected a finite number, found {name} (not valid JSON)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFiniteNumber(f"expected a finite number, found {text} (overflows a float)")
+    return value
+
+
 def iter_json_objects(path: str | Path, rows: BadRows) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line, object)`` for each non-blank line of a JSONL file that is an object."""
+    """Yield ``(line, object)`` for each non-blank line of a JSONL file that is an object.
+
+    ``NaN``, ``Infinity`` and ``-Infinity`` (which Python's json accepts but JSON does not)
+    and numbers that overflow a float are bad rows, not values.
+    """
     for line, text in iter_lines(path, rows):
         if not text.strip():
             continue
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        except _NonFiniteNumber as exc:
+            rows.bad(line, str(exc))
+            continue
         except (json.JSONDecodeError, RecursionError) as exc:
             rows.bad(line, f"expected a JSON object, found invalid JSON ({exc})")
             continue

@@ -14,11 +14,13 @@ target) last::
     0.1,0.2,0.3:1.0,1.1,1.2:Walking
 
 Each case becomes an array of shape (T, D): time first, as RNN layers take it. ``?`` is a
-missing value (NaN), allowed only with ``@missing true``.
+missing value (NaN), allowed only with ``@missing true`` (which also lets ``nan`` stand for
+one); ``inf`` and numbers beyond float32's range are always refused.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ import numpy as np
 
 from rnnkit.data.errors import BadRows, DataFormatError, iter_lines
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _BOOL_KEYS = {"timestamps", "missing", "univariate", "equallength"}
 _KEYS = _BOOL_KEYS | {
     "problemname",
@@ -100,11 +103,23 @@ def _parse_case(
                 f"expected numbers in dimension {d + 1}, found '?' without '@missing true'"
             )
         try:
-            channels.append([float("nan") if v == "?" else float(v) for v in values])
+            numbers = [float("nan") if v == "?" else float(v) for v in values]
         except ValueError as exc:
             raise ValueError(
                 f"expected comma-separated numbers in dimension {d + 1}: {exc}"
             ) from None
+        for i, (v, x) in enumerate(zip(values, numbers, strict=True)):
+            if math.isnan(x) and v != "?" and not missing_ok:
+                raise ValueError(
+                    f"expected a finite number at dimension {d + 1}, value {i + 1}, "
+                    f"found {v!r} without '@missing true'"
+                )
+            if math.isinf(x) or (math.isfinite(x) and abs(x) > _FLOAT32_MAX):
+                raise ValueError(
+                    f"expected a finite number at dimension {d + 1}, value {i + 1}, "
+                    f"found {v!r} (infinite, or beyond float32's range)"
+                )
+        channels.append(numbers)
     lengths = {len(c) for c in channels}
     if len(lengths) != 1:
         raise ValueError(
