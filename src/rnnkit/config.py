@@ -61,12 +61,17 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML file into a nested dict; a syntax error names the file."""
+    """Read a TOML file into a nested dict; a syntax error, text that is not UTF-8 or a path
+    that is not a file names the file (a missing file stays a FileNotFoundError)."""
+    if Path(path).is_dir():
+        raise ConfigError(f"{path}: is a folder, not a TOML file")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from e
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:

@@ -14,13 +14,36 @@ summed log-probability, with an optional length penalty.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["Hypothesis", "beam_search", "generate", "reorder_state", "sample_next"]
+__all__ = [
+    "Hypothesis",
+    "beam_search",
+    "check_sampling",
+    "generate",
+    "reorder_state",
+    "sample_next",
+]
+
+
+def check_sampling(
+    temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+) -> None:
+    """Refuse a temperature that is not a finite number >= 0, a top_p outside (0, 1] and a
+    top_k below 1 (ValueError naming the option)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+        raise ValueError(f"temperature: expected a number >= 0, got {temperature!r}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature: expected a finite number >= 0, got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:  # also refuses nan
+        raise ValueError(f"top_p: expected a number in (0, 1], got {top_p}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k: expected a positive integer, got {top_k}")
 
 
 def sample_next(
@@ -31,12 +54,7 @@ def sample_next(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Draw one token per row of logits (B, V): greedy when temperature is 0."""
-    if temperature < 0:
-        raise ValueError(f"temperature: expected >= 0, got {temperature}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p: expected a number in (0, 1], got {top_p}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k: expected a positive integer, got {top_k}")
+    check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits / temperature
@@ -70,6 +88,9 @@ def generate(
     when every row has produced ``eos_id``. ``on_token(tokens (B,))`` streams them."""
     if prime.dim() != 2 or prime.shape[1] < 1:
         raise ValueError(f"prime: expected a (B, P) tensor with P >= 1, got {tuple(prime.shape)}")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise ValueError(f"length: expected an integer >= 0, got {length!r}")
+    check_sampling(temperature, top_k, top_p)
     generator = None
     if seed is not None:
         generator = torch.Generator(device=prime.device).manual_seed(seed)

@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 1) -> None:
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=1)
+    raise typer.Exit(code=code)
 
 
 def _lines(texts: list[str] | None, file: Path | None) -> list[str]:
@@ -19,8 +19,19 @@ def _lines(texts: list[str] | None, file: Path | None) -> list[str]:
             lines = file.read_text("utf-8").splitlines()
         except OSError as e:
             _fail(f"cannot read {file}: {e.strerror}")
+        except UnicodeDecodeError as e:
+            _fail(f"{file}: not UTF-8 text (byte {e.start}: {e.reason}); give a text file", 2)
+    elif texts:
+        lines = list(texts)
     else:
-        lines = list(texts) if texts else sys.stdin.read().splitlines()
+        try:
+            lines = sys.stdin.read().splitlines()
+        except UnicodeDecodeError as e:
+            _fail(f"standard input: not UTF-8 text ({e.reason})", 2)
+        except (OSError, ValueError) as e:  # closed (ValueError) or unreadable standard input
+            _fail(f"cannot read standard input: {getattr(e, 'strerror', None) or e}", 2)
+    if any("\x00" in t for t in lines):
+        _fail(f"{file or 'the input'}: holds NUL bytes; give text, not a binary file", 2)
     return [t for t in lines if t.strip()]
 
 
@@ -65,8 +76,15 @@ def generate(
 ) -> None:
     """Generate text from a model with a next-token step, streaming it as it is drawn."""
     from rnnkit.api import load
+    from rnnkit.decoding import check_sampling
     from rnnkit.models.contract import ModelContractError, Stepping, require
 
+    if length < 0:
+        _fail(f"--length must be >= 0, got {length}", 2)
+    try:
+        check_sampling(temperature, top_k, top_p)
+    except ValueError as e:
+        _fail(f"--{str(e).replace('_', '-')}", 2)
     try:
         model = load(run_dir, which)
         require(model, Stepping, str(run_dir))

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
 
+from rnnkit.commands.errors import BAD_INPUT, RUNTIME, os_error_text
 
-def _fail(message: str) -> None:
+
+def _fail(message: str, code: int = 1) -> None:
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=1)
+    raise typer.Exit(code=code)
+
+
+def _message(e: Exception) -> str:
+    return os_error_text(e) if isinstance(e, OSError) else str(e)
 
 
 def train(
@@ -25,13 +32,15 @@ def train(
     from rnnkit.training.trainer import NonFiniteLossError
 
     items = [*overrides, *([f"seed={seed}"] if seed is not None else [])]
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: is a file; name a new folder for the run", BAD_INPUT)
     try:
         cfg = run.load_run_config(task, config, items)
         summary = run.train(cfg, out)
     except KeyError as e:
         _fail(str(e.args[0]))
     except (ValueError, TypeError, FileExistsError, FileNotFoundError, NonFiniteLossError) as e:
-        _fail(str(e))  # ValueError: ConfigError, DataFormatError; TypeError: the model contract
+        _fail(_message(e))  # ValueError: ConfigError, DataFormatError; TypeError: model contract
     _report(summary)
 
 
@@ -43,7 +52,7 @@ def resume(run_dir: Path = typer.Argument(..., help="run directory to continue")
     try:
         summary = run.resume(run_dir)
     except (FileNotFoundError, ValueError, TypeError, NonFiniteLossError) as e:
-        _fail(str(e))
+        _fail(_message(e))
     _report(summary)
 
 
@@ -61,8 +70,19 @@ def evaluate(
     try:
         metrics = run.evaluate(run_dir, split, which, data)
     except (FileNotFoundError, ValueError) as e:  # DataFormatError is a ValueError
-        _fail(str(e))
-    typer.echo(json.dumps(metrics, indent=1))
+        _fail(_message(e))
+    # valid JSON: a value that is not finite (NaN, inf) is written as null
+    shown = {
+        k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in metrics.items()
+    }
+    typer.echo(json.dumps(shown, indent=1, allow_nan=False))
+    loss = metrics.get("loss")
+    if isinstance(loss, float) and not math.isfinite(loss):
+        _fail(
+            f"the loss on {data or split} is {loss}, not a finite number "
+            "(the checkpoint's weights or the data hold NaN or inf)",
+            RUNTIME,
+        )
 
 
 def diagnose(
@@ -75,7 +95,7 @@ def diagnose(
     try:
         paths = run.diagnose(run_dir, out)
     except (FileNotFoundError, ValueError, TypeError) as e:
-        _fail(str(e))
+        _fail(_message(e))
     for p in paths:
         typer.echo(str(p))
 

@@ -67,9 +67,13 @@ class ScheduleCallback(Callback):
         )
 
     def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        value = metrics.get(trainer.config.monitor)
-        if value is not None:
-            trainer.schedule.observe(value)
+        monitor = trainer.config.monitor
+        if monitor not in metrics:  # the best checkpoint, plateau and early stopping need it
+            raise ValueError(
+                f"trainer.monitor={monitor!r} is not a metric of this task; "
+                f"it reports: {', '.join(sorted(metrics))}"
+            )
+        trainer.schedule.observe(metrics[monitor])
 
 
 class EarlyStopping(Callback):

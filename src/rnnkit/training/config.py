@@ -7,8 +7,10 @@ overridden with ``--set trainer.optim.name=sgd``.
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 PRECISIONS = ("32", "bf16", "16-mixed")  # float32, bfloat16 autocast, float16 autocast + scaling
@@ -18,6 +20,36 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 def _check(cond: bool, name: str, value: object, want: str) -> None:
     if not cond:
         raise ValueError(f"{name} must be {want}, got {value!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    """A finite int or float (not a bool): nan and inf are refused."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int(name: str, value: object, low: int) -> None:
+    _check(_is_int(value), name, value, "an integer")
+    _check(value >= low, name, value, f">= {low}")  # type: ignore[operator]
+
+
+def _number(name: str, value: object, want: str, ok: typing.Callable[[float], bool]) -> None:
+    """``value`` must be a finite number for which ``ok`` holds (``want`` says which)."""
+    _check(_is_number(value), name, value, "a finite number")
+    _check(ok(value), name, value, want)  # type: ignore[arg-type]
+
+
+def _choices(obj: object) -> None:
+    """Every ``Literal`` field of dataclass ``obj`` must hold one of its choices."""
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):  # type: ignore[arg-type]
+        tp = hints[f.name]
+        if typing.get_origin(tp) is Literal:
+            value, options = getattr(obj, f.name), typing.get_args(tp)
+            _check(value in options, f.name, value, f"one of {list(options)}")
 
 
 def check_device_name(name: object) -> None:
@@ -36,10 +68,16 @@ class OptimConfig:
     alpha: float = 0.99  # RMSprop squared-gradient decay
 
     def __post_init__(self) -> None:
-        _check(self.momentum >= 0, "momentum", self.momentum, ">= 0")
-        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
-        _check(all(0 <= b < 1 for b in self.betas), "betas", self.betas, "in [0, 1)")
-        _check(self.eps > 0, "eps", self.eps, "> 0")
+        _choices(self)
+        _number("momentum", self.momentum, ">= 0", lambda v: v >= 0)
+        _number("weight_decay", self.weight_decay, ">= 0", lambda v: v >= 0)
+        pair = isinstance(self.betas, tuple | list) and len(self.betas) == 2
+        _check(pair, "betas", self.betas, "two numbers")
+        _check(
+            all(_is_number(b) and 0 <= b < 1 for b in self.betas), "betas", self.betas, "in [0, 1)"
+        )
+        _number("eps", self.eps, "> 0", lambda v: v > 0)
+        _number("alpha", self.alpha, "in [0, 1)", lambda v: 0 <= v < 1)
 
 
 @dataclass(frozen=True)
@@ -53,11 +91,13 @@ class ScheduleConfig:
     patience: int = 2  # "plateau": epochs without improvement before decaying
 
     def __post_init__(self) -> None:
-        _check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, ">= 0")
-        _check(self.step_size > 0, "step_size", self.step_size, "> 0")
-        _check(0 < self.gamma <= 1, "gamma", self.gamma, "in (0, 1]")
-        _check(0 < self.factor <= 1, "factor", self.factor, "in (0, 1]")
-        _check(self.patience >= 0, "patience", self.patience, ">= 0")
+        _choices(self)
+        _int("warmup_steps", self.warmup_steps, 0)
+        _int("step_size", self.step_size, 1)
+        _number("gamma", self.gamma, "in (0, 1]", lambda v: 0 < v <= 1)
+        _number("min_lr", self.min_lr, ">= 0", lambda v: v >= 0)
+        _number("factor", self.factor, "in (0, 1]", lambda v: 0 < v <= 1)
+        _int("patience", self.patience, 0)
 
 
 @dataclass(frozen=True)
@@ -66,8 +106,8 @@ class CheckpointConfig:
     keep_last: int = 2  # number of most recent checkpoints kept (the best is always kept)
 
     def __post_init__(self) -> None:
-        _check(self.every_steps >= 0, "every_steps", self.every_steps, ">= 0")
-        _check(self.keep_last >= 1, "keep_last", self.keep_last, ">= 1")
+        _int("every_steps", self.every_steps, 0)
+        _int("keep_last", self.keep_last, 1)
 
 
 @dataclass(frozen=True)
@@ -81,8 +121,10 @@ class LogConfig:
     print_every: int = 100  # "lines": also a line every this many optimizer steps (0: epochs only)
 
     def __post_init__(self) -> None:
-        _check(self.every_steps >= 1, "every_steps", self.every_steps, ">= 1")
-        _check(self.print_every >= 0, "print_every", self.print_every, ">= 0")
+        _choices(self)
+        _check(isinstance(self.tensorboard, bool), "tensorboard", self.tensorboard, "true or false")
+        _int("every_steps", self.every_steps, 1)
+        _int("print_every", self.print_every, 0)
 
 
 @dataclass(frozen=True)
@@ -91,7 +133,8 @@ class EarlyStoppingConfig:
     min_delta: float = 0.0  # improvement smaller than this does not count
 
     def __post_init__(self) -> None:
-        _check(self.patience >= 0, "patience", self.patience, ">= 0")
+        _int("patience", self.patience, 0)
+        _number("min_delta", self.min_delta, ">= 0", lambda v: v >= 0)
 
 
 @dataclass(frozen=True)
@@ -117,14 +160,20 @@ class TrainerConfig:
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "epochs", self.epochs, ">= 1")
-        _check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
-        _check(self.lr > 0, "lr", self.lr, "> 0")
-        _check(self.tbptt >= 0, "tbptt", self.tbptt, ">= 0")
-        _check(self.clip_norm >= 0, "clip_norm", self.clip_norm, ">= 0")
-        _check(self.clip_value >= 0, "clip_value", self.clip_value, ">= 0")
-        _check(self.max_steps >= 0, "max_steps", self.max_steps, ">= 0")
-        _check(self.max_minutes >= 0, "max_minutes", self.max_minutes, ">= 0")
+        _choices(self)
+        _int("epochs", self.epochs, 1)
+        _int("batch_size", self.batch_size, 1)
+        _check(isinstance(self.bucket, bool), "bucket", self.bucket, "true or false")
+        _number("lr", self.lr, "> 0", lambda v: v > 0)
+        _int("tbptt", self.tbptt, 0)
+        _number("clip_norm", self.clip_norm, ">= 0", lambda v: v >= 0)
+        _number("clip_value", self.clip_value, ">= 0", lambda v: v >= 0)
+        _int("max_steps", self.max_steps, 0)
+        _number("max_minutes", self.max_minutes, ">= 0", lambda v: v >= 0)
+        ok = isinstance(self.monitor, str) and self.monitor.strip() != ""
+        _check(ok, "monitor", self.monitor, "a metric name such as 'val_loss'")
+        det = self.deterministic
+        _check(isinstance(det, bool), "deterministic", det, "true or false")
         check_device_name(self.device)
         if isinstance(self.precision, int) and not isinstance(self.precision, bool):
             object.__setattr__(self, "precision", str(self.precision))  # --set precision=32

@@ -1,0 +1,340 @@
+"""Issue 18, findings 4, 6 (part), 8 (part) and 9: every bad config value refused at load, an
+unknown monitored metric refused at the first validation, `evaluate` writing valid JSON and
+failing on a non-finite loss, and one line ``error: ...`` (exit 2 for bad input, 1 for a
+runtime fault) instead of a traceback, which ``--debug`` or ``RNNKIT_DEBUG=1`` brings back."""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from rnnkit import tasks
+from rnnkit.cli import app
+from rnnkit.config import ConfigError, load_toml
+from rnnkit.decoding import generate, sample_next
+from rnnkit.tasks import run
+from rnnkit.training.config import (
+    EarlyStoppingConfig,
+    OptimConfig,
+    ScheduleConfig,
+    TrainerConfig,
+)
+
+ADDING = [
+    "task.n_train=16",
+    "task.n_val=8",
+    "task.n_test=8",
+    "task.seq_len=4",
+    "trainer.epochs=1",
+    "trainer.batch_size=8",
+    "trainer.log.tensorboard=false",
+    'trainer.log.progress="none"',
+]
+
+
+def _sets(items) -> list[str]:
+    return [a for item in items for a in ("--set", item)]
+
+
+def _cli(*args: str, **kw):
+    return CliRunner().invoke(app, list(args), **kw)
+
+
+def _one_error_line(r, *needles: str) -> None:
+    """A single ``error:`` line naming ``needles``, and no traceback."""
+    assert "Traceback" not in r.output
+    assert not r.exception or isinstance(r.exception, SystemExit), r.exception
+    lines = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, r.output
+    for needle in needles:
+        assert needle in lines[0], r.output
+
+
+@pytest.fixture(scope="module")
+def adding_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("adding") / "run"
+    r = _cli("train", "adding", *_sets(ADDING), "--out", str(out))
+    assert r.exit_code == 0, r.output
+    return out
+
+
+# ---- finding 4: silent wrong training ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("trainer.schedule.min_lr=-1", "trainer.schedule.min_lr"),
+        ("trainer.schedule.min_lr=nan", "trainer.schedule.min_lr"),
+        ("trainer.schedule.min_lr=inf", "trainer.schedule.min_lr"),
+        ("trainer.epochs=1e23", "trainer.epochs"),
+        ("trainer.lr=nan", "trainer.lr"),
+        ("trainer.lr=inf", "trainer.lr"),
+        ("trainer.clip_norm=nan", "trainer.clip_norm"),
+        ("trainer.clip_value=inf", "trainer.clip_value"),
+        ("trainer.max_minutes=nan", "trainer.max_minutes"),
+        ("trainer.schedule.gamma=nan", "trainer.schedule.gamma"),
+        ("trainer.schedule.factor=inf", "trainer.schedule.factor"),
+        ("trainer.early_stopping.min_delta=nan", "trainer.early_stopping.min_delta"),
+        ("trainer.early_stopping.min_delta=-0.1", "trainer.early_stopping.min_delta"),
+        ("trainer.optim.eps=inf", "trainer.optim.eps"),
+        ("trainer.optim.momentum=nan", "trainer.optim.momentum"),
+        ("trainer.optim.weight_decay=inf", "trainer.optim.weight_decay"),
+        ("trainer.optim.alpha=nan", "trainer.optim.alpha"),
+        ("trainer.optim.betas=[nan, 0.9]", "trainer.optim.betas"),
+        ('trainer.monitor=""', "trainer.monitor"),
+        ("trainer.log.every_steps=0", "trainer.log.every_steps"),
+        ("model.recurrent_scale=nan", "model.recurrent_scale"),
+    ],
+)
+def test_bad_config_values_refused_at_load(tmp_path, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        run.load_run_config("adding", None, [*ADDING, 'trainer.schedule.name="cosine"', override])
+    out = tmp_path / "run"
+    r = _cli("train", "adding", *_sets([*ADDING, override]), "--out", str(out))
+    assert r.exit_code == 1
+    _one_error_line(r, key)
+    assert not out.exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: TrainerConfig(epochs=1e23),  # a float where an int is wanted
+        lambda: TrainerConfig(batch_size=2.5),
+        lambda: TrainerConfig(lr=float("nan")),
+        lambda: TrainerConfig(mode="up"),
+        lambda: TrainerConfig(clip_norm=float("inf")),
+        lambda: ScheduleConfig(name="cosine", min_lr=-1.0),
+        lambda: ScheduleConfig(name="linear"),
+        lambda: ScheduleConfig(warmup_steps=1.5),
+        lambda: OptimConfig(eps=float("nan")),
+        lambda: OptimConfig(name="lion"),
+        lambda: EarlyStoppingConfig(min_delta=float("nan")),
+    ],
+)
+def test_bad_values_refused_at_construction(build):
+    with pytest.raises(ValueError, match=r"must be .*, got"):
+        build()
+
+
+def test_unknown_monitored_metric_refused_at_first_validation(tmp_path):
+    r = _cli(
+        "train",
+        "adding",
+        *_sets([*ADDING, 'trainer.monitor="val_bogus"']),
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert r.exit_code == 1
+    _one_error_line(r, "'val_bogus'", "val_loss", "train_loss")
+
+
+def test_monitoring_a_train_metric_is_fine(tmp_path):
+    items = [*ADDING, 'trainer.monitor="train_loss"', 'trainer.schedule.name="plateau"']
+    r = _cli("train", "adding", *_sets(items), "--out", str(tmp_path / "run"))
+    assert r.exit_code == 0, r.output
+
+
+# ---- finding 6 (part): evaluate on a model whose loss is not finite ------------------------
+
+
+def test_evaluate_non_finite_loss_writes_valid_json_and_fails(adding_run, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(adding_run, broken)
+    for f in broken.glob("checkpoints/*/model.safetensors"):
+        weights = {k: torch.full_like(v, float("nan")) for k, v in load_file(f).items()}
+        save_file(weights, f)
+    r = _cli("evaluate", str(broken))
+    assert r.exit_code == 1
+    metrics = json.loads(r.stdout)  # strict JSON: NaN would not parse with parse_constant
+    assert metrics["loss"] is None
+    json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    _one_error_line(r, "loss", "not a finite number")
+
+    good = _cli("evaluate", str(adding_run))
+    assert good.exit_code == 0, good.output
+    assert math.isfinite(json.loads(good.stdout)["loss"])
+
+
+# ---- finding 8 (part): one sentence, exit 2 for bad input, 1 for runtime faults ------------
+
+
+def test_toml_config_not_utf8_or_a_folder(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"\xff\xfe[trainer]\nlr = 0.1\n")
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    for path in (bad, folder):
+        with pytest.raises(ConfigError, match=str(path)):
+            load_toml(path)
+        r = _cli("train", "adding", "-c", str(path), "--out", str(tmp_path / "run"))
+        assert r.exit_code != 0
+        _one_error_line(r, str(path))
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_naming_a_file(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("keep me")
+    r = _cli("train", "adding", *_sets(ADDING), "--out", str(f))
+    assert r.exit_code == 2
+    _one_error_line(r, str(f), "is a file")
+    assert f.read_text() == "keep me"
+
+
+def test_predict_file_with_binary_content(tmp_path):
+    f = tmp_path / "blob.bin"
+    f.write_bytes(b"\xff\x00\xfe\x80" * 8)
+    r = _cli("predict", str(tmp_path / "run"), "--file", str(f))
+    assert r.exit_code == 2
+    _one_error_line(r, str(f), "UTF-8")
+    nul = tmp_path / "nul.txt"
+    nul.write_bytes(b"abc\x00def\n")
+    r = _cli("predict", str(tmp_path / "run"), "--file", str(nul))
+    assert r.exit_code == 2
+    _one_error_line(r, str(nul), "NUL")
+
+
+def _write_csv(path, rows) -> None:
+    path.write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows))
+
+
+@pytest.mark.parametrize("case", ["no rows", "one label"])
+def test_classify_data_with_no_rows_or_one_label(tmp_path, case):
+    data = tmp_path / "reviews.csv"
+    rows = [] if case == "no rows" else [(f"a good film {i}", "pos") for i in range(20)]
+    _write_csv(data, rows)
+    r = _cli(
+        "train",
+        "sentiment",
+        *_sets([f'task.data="{data}"', "trainer.log.tensorboard=false"]),
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert r.exit_code != 0
+    _one_error_line(r, str(data))
+
+
+def test_tagging_on_an_empty_conll_file(tmp_path):
+    f = tmp_path / "empty.txt"
+    f.write_text("")
+    r = _cli(
+        "train",
+        "tagging",
+        *_sets([f'task.train="{f}"', f'task.test="{f}"']),
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert r.exit_code != 0
+    _one_error_line(r, str(f))
+
+
+@pytest.mark.parametrize(
+    "exc, code, needles",
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "/runs/x/ckpt"), 1, ["/runs/x/ckpt"]),
+        (OSError(errno.EROFS, "Read-only file system", "/ro/run"), 1, ["/ro/run", "Read-only"]),
+        (PermissionError(errno.EACCES, "Permission denied", "/root/run"), 2, ["/root/run"]),
+        (IsADirectoryError(errno.EISDIR, "Is a directory", "/data/dir"), 2, ["/data/dir"]),
+        (KeyError("unknown task 'nope'; known tasks: adding"), 2, ["unknown task 'nope'"]),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), 2, ["UTF-8"]),
+    ],
+)
+def test_top_level_handler_one_line_and_exit_code(monkeypatch, tmp_path, exc, code, needles):
+    def boom(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(tasks, "task_names", boom)  # `rnnkit tasks` has no handler of its own
+    r = _cli("tasks")
+    assert r.exit_code == code
+    _one_error_line(r, *needles)
+    assert "[Errno" not in r.output
+
+
+def test_runtime_os_error_during_training_exits_1(monkeypatch, tmp_path):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run"))
+
+    monkeypatch.setattr(run, "train", full)
+    r = _cli("train", "adding", *_sets(ADDING), "--out", str(tmp_path / "run"))
+    assert r.exit_code == 1
+    _one_error_line(r, "No space left on device", str(tmp_path / "run"))
+
+
+def test_debug_keeps_the_traceback(monkeypatch, tmp_path):
+    def boom(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "/runs/x")
+
+    monkeypatch.setattr(run, "diagnose", boom)
+    r = _cli("--debug", "diagnose", str(tmp_path))
+    assert isinstance(r.exception, OSError) and r.exception.errno == errno.ENOSPC
+    r = _cli("diagnose", str(tmp_path), env={"RNNKIT_DEBUG": "1"})
+    assert isinstance(r.exception, OSError)
+    r = _cli("diagnose", str(tmp_path), env={"RNNKIT_DEBUG": ""})
+    assert r.exit_code == 1 and "error: /runs/x: No space left on device" in r.output
+
+
+def test_typer_exit_and_bugs_pass_through(monkeypatch, tmp_path):
+    def leave(*args, **kwargs):
+        raise typer.Exit(code=3)
+
+    monkeypatch.setattr(run, "diagnose", leave)
+    r = _cli("diagnose", str(tmp_path))
+    assert r.exit_code == 3 and "error:" not in r.output
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(run, "diagnose", bug)
+    r = _cli("diagnose", str(tmp_path))
+    assert isinstance(r.exception, ZeroDivisionError)  # a bug keeps its traceback
+
+
+# ---- findings 8 and 9: generate's --temperature and --length --------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--length", "-1"], "--length"),
+        (["--temperature", "nan"], "--temperature"),
+        (["--temperature", "inf"], "--temperature"),
+        (["--temperature", "-0.5"], "--temperature"),
+        (["--top-p", "nan"], "--top-p"),
+    ],
+)
+def test_generate_refuses_bad_options_before_printing(tmp_path, args, needle):
+    r = _cli("generate", str(tmp_path / "run"), "--prime", "PRIME", *args)
+    assert r.exit_code == 2
+    _one_error_line(r, needle)
+    assert "PRIME" not in r.stdout
+
+
+def test_sampling_refuses_non_finite_temperature_and_negative_length():
+    logits = torch.zeros(2, 5)
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="temperature"):
+            sample_next(logits, bad)
+    assert sample_next(logits, 0.0).shape == (2,)
+
+    class Step:
+        def step(self, tokens, state):
+            return torch.zeros(tokens.shape[0], 5), state
+
+    prime = torch.zeros(1, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match="length"):
+        generate(Step(), prime, -1)
+    with pytest.raises(ValueError, match="temperature"):
+        generate(Step(), prime, 0, temperature=float("nan"))
+    assert generate(Step(), prime, 0).shape == (1, 2)
