@@ -103,7 +103,8 @@ class ScheduleConfig:
 @dataclass(frozen=True)
 class CheckpointConfig:
     every_steps: int = 0  # also checkpoint every this many optimizer steps (0: epoch ends only)
-    keep_last: int = 2  # number of most recent checkpoints kept (the best is always kept)
+    keep_last: int = 2  # most recent checkpoints kept (also the best, and the one before the
+    # latest until a later finite loss shows the latest is sound)
 
     def __post_init__(self) -> None:
         _int("every_steps", self.every_steps, 0)

@@ -63,7 +63,13 @@ from rnnkit.training.callbacks import (
     ScheduleCallback,
     TensorBoardLogger,
 )
-from rnnkit.training.checkpoint import CheckpointManager, load_trainer_state
+from rnnkit.training.checkpoint import (
+    CheckpointError,
+    CheckpointManager,
+    load_trainer_state,
+    load_weights,
+    resolve_moved,
+)
 from rnnkit.training.clipping import ClipStats, clip_gradients
 from rnnkit.training.config import TrainerConfig
 from rnnkit.training.device import (
@@ -306,8 +312,9 @@ class Trainer:
                 metric = self._validate_partial() if self.stop_reason == "max_minutes" else None
                 self.save_checkpoint(metric=metric)
                 return
-            if every and self.step // every > last_step // every:
-                self.save_checkpoint()
+            last_batch = self.batch_in_epoch >= len(self.train_batches)
+            if every and self.step // every > last_step // every and not last_batch:
+                self.save_checkpoint()  # (on an epoch's last batch the epoch's end saves it)
         metrics = self._epoch_metrics()
         if self.val_batches is not None:
             val = self.evaluate(self.val_batches)
@@ -335,7 +342,7 @@ class Trainer:
         value = float(loss.detach())
         finite = math.isfinite(value)
         n_total, n_bad = self.dist.sum([float(n_local), 0.0 if finite else 1.0])
-        if n_bad:
+        if n_bad:  # the weights of this step give a non-finite loss
             self._fail(f"loss is {value if not finite else 'non-finite on another process'}")
         self._last_norm = 0.0
         if n_total == 0:  # no targets in this chunk anywhere: nothing to learn from
@@ -353,8 +360,8 @@ class Trainer:
             self.clip.record(norm, fired)
         elif self.scaler is not None:
             self._skipped += 1  # overflow under loss scaling: the scaler skips this step
-        else:
-            self._fail(f"gradient norm is {norm}")
+        else:  # the weights of this step gave a finite loss, their gradient is not
+            self._fail(f"gradient norm is {norm}", finite_loss=True)
         self._optimizer_step()
         self.step += 1
 
@@ -367,9 +374,24 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
 
-    def _fail(self, what: str) -> None:
-        last = self.checkpoints.latest() if self.checkpoints else None
-        kept = f"; last good checkpoint: {last}" if last else ""
+    def _fail(self, what: str, finite_loss: bool = False) -> None:
+        """Stop on a non-finite loss (or gradient norm) computed with the weights of ``step``.
+
+        The checkpoint named, and made the index's latest for ``rnnkit resume``, is the newest
+        one whose weights gave a finite loss: of an earlier step (every earlier step's loss
+        was finite, or training would have stopped there), or of this step when only the
+        gradient failed; its weights are checked finite on reading (see
+        :meth:`CheckpointManager.fall_back`). A checkpoint of this step written just before
+        (its weights near 1e29, say) is taken out of the index.
+        """
+        kept = ""
+        if self.checkpoints is not None:
+            last = self.checkpoints.fall_back(self.step + 1 if finite_loss else self.step)
+            kept = (
+                f"; last good checkpoint: {last}"
+                if last
+                else "; no checkpoint with a finite loss to resume from"
+            )
         raise NonFiniteLossError(
             f"{what} at step {self.step} (epoch {self.epoch + 1}, batch {self._batch_index}){kept}"
         )
@@ -449,13 +471,23 @@ class Trainer:
         """Restore the model, optimizer, schedule, position and RNG states of checkpoint.
 
         The saved tensors are mapped to this trainer's device, whatever device wrote them.
+        Every file is checked (:mod:`rnnkit.training.checkpoint`, Integrity): a corrupt,
+        truncated or mismatched checkpoint, or an invalid trainer.json, is one
+        :class:`CheckpointError` naming the checkpoint and the file. A leftover directory that
+        this run's :class:`CheckpointManager` moved into its step's name is followed there.
         """
-        from safetensors.torch import load as st_load
-
-        path = Path(path)
-        weights = st_load((path / "model.safetensors").read_bytes())
-        self.model.load_state_dict({k: v.to(self.device) for k, v in weights.items()})
+        path = resolve_moved(Path(path))
+        load_weights(path, self.model, self.device)
         state = load_trainer_state(path, self.optimizer, device=self.device)
+        try:
+            self._load_state(state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            raise CheckpointError(
+                f"checkpoint {path}: trainer.json is invalid ({type(e).__name__}: {e})"
+            ) from None
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """The trainer's own part of trainer.json (:meth:`state_dict`)."""
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.lr, self.should_stop = float(state["lr"]), bool(state["should_stop"])
