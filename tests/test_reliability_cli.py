@@ -148,13 +148,16 @@ def test_monitoring_a_train_metric_is_fine(tmp_path):
 def test_evaluate_non_finite_loss_writes_valid_json_and_fails(adding_run, tmp_path):
     import shutil
 
-    from safetensors.torch import load_file, save_file
+    from rnnkit.training.checkpoint import load_codec, load_model, save_checkpoint
 
     broken = tmp_path / "broken"
     shutil.copytree(adding_run, broken)
-    for f in broken.glob("checkpoints/*/model.safetensors"):
-        weights = {k: torch.full_like(v, float("nan")) for k, v in load_file(f).items()}
-        save_file(weights, f)
+    for ckpt in broken.glob("checkpoints/step-*"):
+        model = load_model(ckpt)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float("nan"))
+        save_checkpoint(ckpt, model, codec=load_codec(ckpt))  # a checkpoint that verifies
     r = _cli("evaluate", str(broken))
     assert r.exit_code == 1
     metrics = json.loads(r.stdout)  # strict JSON: NaN would not parse with parse_constant

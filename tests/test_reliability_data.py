@@ -132,15 +132,19 @@ def test_tokenizer_config_with_a_custom_pattern_is_refused_fast(tmp_path: Path) 
 
 
 def test_codec_json_with_a_custom_pattern_is_refused(tmp_path: Path) -> None:
-    from rnnkit.training.checkpoint import load_codec
+    from rnnkit.models import RecurrentModel, RecurrentModelConfig
+    from rnnkit.training.checkpoint import load_codec, save_checkpoint
 
     codec = TextCodec(WordTokenizer(), Vocab.build([["good", "bad"]]), ("neg", "pos"))
     data = codec.to_json()
     data["tokenizer"]["pattern"] = EVIL
-    (tmp_path / "codec.json").write_text(json.dumps(data), encoding="utf-8")
+    # a complete, verified checkpoint whose codec.json holds the pattern (its manifest agrees:
+    # whoever writes the files can write the checksums too)
+    model = RecurrentModel(RecurrentModelConfig(hidden_size=2))
+    save_checkpoint(tmp_path / "ckpt", model, codec=data)
     start = time.perf_counter()
     with pytest.raises(ValueError, match=r"\(a\|a\)\+\$"):
-        load_codec(tmp_path)
+        load_codec(tmp_path / "ckpt")
     with pytest.raises(ValueError, match="not one of the patterns rnnkit writes"):
         codec_from_json(data)
     assert time.perf_counter() - start < 1.0
