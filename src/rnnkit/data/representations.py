@@ -90,6 +90,8 @@ def read_vectors(
             continue
         if line == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
             declared = (int(parts[0]), int(parts[1]))
+            if declared[1] >= 2**31:  # no tensor has such a dimension (torch.zeros overflows)
+                raise DataFormatError(path, 1, f"header declares dimension {parts[1]}, too large")
             dim = declared[1]
             continue
         dim = dim or len(parts) - 1

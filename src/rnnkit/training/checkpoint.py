@@ -564,6 +564,22 @@ def _import_class(qualname: str) -> type:
     return cls
 
 
+class _CallBudget(torch.overrides.TorchFunctionMode):
+    """Refuses (ValueError) the torch call past ``calls``: a config such as ``num_layers`` =
+    10**12 would build modules on the ``meta`` device for ever; one that matches the weights
+    makes a few calls per tensor of the file."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.left = calls
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.left -= 1
+        if self.left < 0:
+            raise ValueError("it builds a model far larger than the weights file")
+        return func(*args, **(kwargs or {}))
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild the model of checkpoint ``path`` from its JSON config and load its weights.
 
@@ -577,9 +593,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> to
     data = reader.file("model.safetensors")
     found = reader.shapes("model.safetensors", data)
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _CallBudget(10_000 + 100 * len(found)):
             probe = cls.from_config(meta["config"])
-    except (TypeError, ValueError, KeyError, AttributeError) as e:
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError, OverflowError) as e:
+        # RuntimeError: a size too big even for the meta device ("storage size overflowed")
         raise reader.error(MARKER, f"has an invalid model config ({e})") from None
     expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
     del probe

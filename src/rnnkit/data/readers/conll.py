@@ -76,12 +76,14 @@ def read_conll(
             continue
         split = [(n, t.split()) for n, t in block]
         width = width or len(split[0][1])
+        need = max(2, tag_column + 1 if tag_column >= 0 else -tag_column)  # tag_column exists
         bad = next(
-            ((n, f) for n, f in split if (fixed_width and len(f) != width) or len(f) < 2), None
+            ((n, f) for n, f in split if (fixed_width and len(f) != width) or len(f) < need), None
         )
         if bad is not None:
             rows.bad(
-                bad[0], f"expected {max(width, 2)} columns (token ... tag), found {len(bad[1])}"
+                bad[0],
+                f"expected {max(width, need)} columns (token ... tag), found {len(bad[1])}",
             )
             continue
         extra = {
