@@ -110,7 +110,7 @@ def test_wrong_digest_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     fake = tmp_path / "hironsancorpus-0.1.2.tar.gz"
     fake.write_bytes(b"not the package")
     result = runner.invoke(app, ["data", "fetch", "japanese-ner", "--from", str(fake)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "SHA-256" in result.output and "refusing" in result.output
     other = tmp_path / "other.tar.gz"
     other.write_bytes(b"x")
@@ -147,13 +147,13 @@ def test_cli_check_reports_skipped_rows(tmp_path: Path) -> None:
     path = tmp_path / "reviews.tsv"
     path.write_text("text\tlabel\ngood\tpos\nbroken row\n\tneg\nfine\tneg\n", encoding="utf-8")
     result = runner.invoke(app, ["data", "check", str(path), "--format", "tsv"])
-    assert result.exit_code == 1 and f"{path}:3: expected 2 columns" in result.output
+    assert result.exit_code == 2 and f"{path}:3: expected 2 columns" in result.output
     result = runner.invoke(app, ["data", "check", str(path), "--format", "tsv", "--skip-bad"])
     assert result.exit_code == 0
     assert "2 records, 2 bad rows skipped" in result.output
     assert f"skipped {path}:4: expected non-empty 'text'" in result.output
     result = runner.invoke(app, ["data", "check", str(path), "--format", "xml"])
-    assert result.exit_code == 1 and "expected one of" in result.output
+    assert result.exit_code == 2 and "expected one of" in result.output
 
 
 def test_generic_recipe_from_local_artifact_and_failed_conversion(

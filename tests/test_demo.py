@@ -120,9 +120,9 @@ def test_demo_replaces_its_own_output_but_not_a_foreign_folder(tmp_path, data):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     bad = CliRunner().invoke(app, [*args, "--out", str(out), "--lm-set", "model.hidden_size=0"])
-    assert bad.exit_code == 1 and "error: " in bad.output
+    assert bad.exit_code == 2 and "error: " in bad.output
     refused = CliRunner().invoke(app, [*args, "--out", str(foreign)])
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2
     assert "holds no earlier demo" in refused.output
     assert (foreign / "notes.txt").read_text() == "keep me"
 

@@ -193,7 +193,7 @@ def test_cli_train_with_tbptt_on_a_classifier_is_a_one_line_error(tmp_path):
     ]
     args = ["train", "classify", *[a for s in sets for a in ("--set", s)], "--out", str(out)]
     r = CliRunner().invoke(app, args)
-    assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit)
     assert r.output == (
         "error: the model is a classifier: it has no carried state for truncated BPTT "
         "(trainer.tbptt=5); train it with tbptt = 0\n"

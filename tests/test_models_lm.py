@@ -164,13 +164,13 @@ def test_cli_generate(tmp_path):
     r = runner.invoke(app, [*args[:-2], "--temperature", "1", "--top-k", "3", "--seed", "1"])
     assert r.exit_code == 0 and r.output.startswith("the mat")
     r = runner.invoke(app, ["generate", str(tmp_path / "nothing")])
-    assert r.exit_code == 1 and "no checkpoint" in r.output
+    assert r.exit_code == 2 and "no checkpoint" in r.output
     r = runner.invoke(app, ["generate", str(out), "--prime", ""])
-    assert r.exit_code == 1 and "holds no token" in r.output
+    assert r.exit_code == 2 and "holds no token" in r.output
 
     # a language model continues text; it has nothing to predict for raw input
     r = runner.invoke(app, ["predict", str(out), "the cat"])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert r.output.strip() == (
         f"error: {out} is a language model: it has no predict(inputs) for raw input; "
         "it continues text: use `rnnkit generate`"

@@ -8,6 +8,10 @@ from __future__ import annotations
 import errno
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -17,6 +21,8 @@ from typer.testing import CliRunner
 from rnnkit import tasks
 from rnnkit.cli import app
 from rnnkit.config import ConfigError, load_toml
+from rnnkit.data import registry
+from rnnkit.data.fetching import Artifact, sha256_of
 from rnnkit.decoding import generate, sample_next
 from rnnkit.tasks import run
 from rnnkit.training.config import (
@@ -98,7 +104,7 @@ def test_bad_config_values_refused_at_load(tmp_path, override, key):
         run.load_run_config("adding", None, [*ADDING, 'trainer.schedule.name="cosine"', override])
     out = tmp_path / "run"
     r = _cli("train", "adding", *_sets([*ADDING, override]), "--out", str(out))
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     _one_error_line(r, key)
     assert not out.exists()  # refused before anything was written
 
@@ -132,7 +138,7 @@ def test_unknown_monitored_metric_refused_at_first_validation(tmp_path):
         "--out",
         str(tmp_path / "run"),
     )
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     _one_error_line(r, "'val_bogus'", "val_loss", "train_loss")
 
 
@@ -182,7 +188,7 @@ def test_toml_config_not_utf8_or_a_folder(tmp_path):
         with pytest.raises(ConfigError, match=str(path)):
             load_toml(path)
         r = _cli("train", "adding", "-c", str(path), "--out", str(tmp_path / "run"))
-        assert r.exit_code != 0
+        assert r.exit_code == 2
         _one_error_line(r, str(path))
     assert not (tmp_path / "run").exists()
 
@@ -225,7 +231,7 @@ def test_classify_data_with_no_rows_or_one_label(tmp_path, case):
         "--out",
         str(tmp_path / "run"),
     )
-    assert r.exit_code != 0
+    assert r.exit_code == 2
     _one_error_line(r, str(data))
 
 
@@ -239,7 +245,7 @@ def test_tagging_on_an_empty_conll_file(tmp_path):
         "--out",
         str(tmp_path / "run"),
     )
-    assert r.exit_code != 0
+    assert r.exit_code == 2
     _one_error_line(r, str(f))
 
 
@@ -341,3 +347,105 @@ def test_sampling_refuses_non_finite_temperature_and_negative_length():
     with pytest.raises(ValueError, match="temperature"):
         generate(Step(), prime, 0, temperature=float("nan"))
     assert generate(Step(), prime, 0).shape == (1, 2)
+
+
+# ---- findings 8 and 9: the remaining tracebacks, one sentence each (exit 2) -----------------
+
+
+def test_batch_size_larger_than_the_data(tmp_path):
+    out = tmp_path / "run"
+    r = _cli("train", "adding", *_sets([*ADDING, "trainer.batch_size=64"]), "--out", str(out))
+    assert r.exit_code == 2
+    _one_error_line(r, "batch_size 64 exceeds the 16 sequences", "trainer.batch_size")
+
+
+def test_config_json_naming_an_unknown_task(adding_run, tmp_path):
+    bogus = tmp_path / "bogus"
+    shutil.copytree(adding_run, bogus)
+    config = json.loads((bogus / "config.json").read_text())
+    (bogus / "config.json").write_text(json.dumps({**config, "task": "bogus"}))
+    for command in ("evaluate", "resume"):
+        r = _cli(command, str(bogus))
+        assert r.exit_code == 2, (command, r.output)
+        _one_error_line(r, "unknown task 'bogus'")
+
+
+@pytest.fixture
+def toy_dataset(tmp_path, monkeypatch):
+    """A registered dataset ``toy`` made of one local artifact file, and that file."""
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "cache"))
+    artifact_file = tmp_path / "toy-1.0.tar.gz"
+    artifact_file.write_bytes(b"toy artifact")
+    artifact = Artifact("pypi", "toy==1.0", artifact_file.name, sha256_of(artifact_file))
+    info = registry.get("japanese-ner").info
+    toy = registry.DatasetInfo(**{**info.__dict__, "name": "toy", "artifacts": (artifact,)})
+
+    def convert(paths, out):
+        (out / "train.txt").write_bytes(paths["toy"].read_bytes())
+        return {"train": 1}
+
+    monkeypatch.setitem(registry._REGISTRY, "toy", registry.Recipe(toy, convert))
+    return artifact_file
+
+
+def test_fetch_from_a_missing_file_or_a_folder(toy_dataset, tmp_path):
+    missing = tmp_path / "elsewhere" / toy_dataset.name
+    r = _cli("data", "fetch", "toy", "--from", str(missing))
+    assert r.exit_code == 2
+    _one_error_line(r, str(missing), "no such file")
+    folder = tmp_path / "folder" / toy_dataset.name
+    folder.mkdir(parents=True)
+    r = _cli("data", "fetch", "toy", "--from", str(folder))
+    assert r.exit_code == 2
+    _one_error_line(r, str(folder), "not a regular file")
+    assert registry.load_report("toy") is None
+
+
+def test_fetch_from_a_corrupt_file_is_refused_even_when_already_fetched(toy_dataset, tmp_path):
+    r = _cli("data", "fetch", "toy", "--from", str(toy_dataset))
+    assert r.exit_code == 0, r.output
+    corrupt = tmp_path / "corrupt" / toy_dataset.name
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(b"toy artifacT")
+    r = _cli("data", "fetch", "toy", "--from", str(corrupt))
+    assert r.exit_code == 2  # was exit 0, the file silently ignored
+    _one_error_line(r, str(corrupt), "SHA-256", "refusing")
+    r = _cli("data", "fetch", "toy", "--from", str(toy_dataset))  # the right file: still fine
+    assert r.exit_code == 0, r.output
+
+
+def test_predict_with_standard_input_closed(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "rnnkit.cli", "predict", str(tmp_path / "run")],
+        preexec_fn=lambda: os.close(0),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == "error: standard input is closed; give TEXT or --file FILE"
+
+
+def test_corrupt_checkpoint_is_one_sentence_naming_the_file(adding_run, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(adding_run, broken)
+    (weights,) = (broken / "checkpoints").glob("step-*/model.safetensors")
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0xFF  # one flipped byte in the weights, the header intact
+    weights.write_bytes(bytes(data))
+    before = sorted(p.name for p in (broken / "checkpoints").iterdir())
+    for args in (
+        ["evaluate", str(broken)],
+        ["evaluate", str(broken), "--which", "latest"],
+        ["predict", str(broken), "some text"],
+        ["generate", str(broken), "--length", "3"],
+        ["resume", str(broken)],
+        ["diagnose", str(broken)],
+    ):
+        r = _cli(*args)
+        assert r.exit_code == 2, (args, r.output)
+        _one_error_line(r, str(weights.parent), "model.safetensors", "corrupt")
+    # resume refused rather than starting over: the run directory is as it was
+    assert sorted(p.name for p in (broken / "checkpoints").iterdir()) == before
+    assert weights.read_bytes() == bytes(data)

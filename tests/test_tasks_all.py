@@ -138,14 +138,14 @@ def test_task_through_cli_and_python(task, tmp_path):
         assert out.strip() == str(model.predict(PREDICTS[task])).strip()
     else:
         code, out = _cli("predict", str(run), "some text")
-        assert code == 1 and f"{run} is a" in out and "no predict(inputs)" in out
+        assert code == 2 and f"{run} is a" in out and "no predict(inputs)" in out
     if task == "lm":
         code, out = _cli("generate", str(run), "--prime", "the", "--length", "5", "--seed", "1")
         assert code == 0, out
         assert out.rstrip("\n") == "the" + model.generate("the", 5, seed=1)
     else:
         code, out = _cli("generate", str(run), "--prime", "x")
-        assert code == 1 and "no next-token step to generate with" in out
+        assert code == 2 and "no next-token step to generate with" in out
 
     code, out = _cli("diagnose", str(run))
     assert code == 0, out
@@ -162,7 +162,7 @@ def test_unknown_and_fixed_keys_are_refused(task, tmp_path):
         ("model.vocab_size=3", "model.vocab_size: set by the task"),
     ):
         code, out = _cli("train", task, *base, "--set", item, "--out", str(tmp_path / "r"))
-        assert code == 1 and named in out, (item, out)
+        assert code == 2 and named in out, (item, out)
         assert "Traceback" not in out
 
 
@@ -213,7 +213,7 @@ def test_run_of_a_python_trainer_is_read_by_the_commands(tmp_path):
     assert code == 0 and out.startswith("pos\t"), out
     assert rnnkit.load(tmp_path / "own").predict("it was awful").label == "neg"
     code, out = _cli("evaluate", str(tmp_path / "own"))
-    assert code == 1 and "trained from Python without a task" in out
+    assert code == 2 and "trained from Python without a task" in out
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))

@@ -127,19 +127,19 @@ def test_train_predict_evaluate_through_the_cli(tmp_path):
     bad = tmp_path / "bad.csv"
     write_csv(bad, [("a great film", "maybe")])
     r = runner.invoke(app, ["evaluate", str(run), "--data", str(bad)])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert "maybe" in r.output
     write_csv(bad, [("a great film", "pos")], header=("text", "label"))
     r = runner.invoke(app, ["evaluate", str(run), "--data", str(bad)])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert "review" in r.output
     r = runner.invoke(app, ["predict", str(run)], input="\n")
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert "no text" in r.output
 
     # a classifier has no next-token step: `rnnkit generate` says so in one line
     r = runner.invoke(app, ["generate", str(run), "--prime", "a great"])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert r.output == (
         f"error: {run} is a classifier: it has no next-token step to generate with\n"
     )
@@ -160,17 +160,17 @@ def test_predict_refuses_a_run_that_has_no_predict(tmp_path):
     )
     assert runner.invoke(app, ["train", "adding", *args, "--out", str(out)]).exit_code == 0
     r = runner.invoke(app, ["predict", str(out), "hello"])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert (
         r.output == f"error: {out} is a per-step model: it has no predict(inputs) for raw input\n"
     )
     r = runner.invoke(app, ["predict", str(tmp_path / "nowhere"), "hello"])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert "has no checkpoint" in r.output
     held_out = tmp_path / "held_out.csv"
     write_csv(held_out, reviews(4, 1))
     r = runner.invoke(app, ["evaluate", str(out), "--data", str(held_out)])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert f"--data: {out} is a 'adding' run, which reads no files" in r.output
 
 
@@ -309,7 +309,7 @@ def test_model_keys_are_unknown_in_the_task_table(key, tmp_path):
         r = CliRunner().invoke(
             app, ["train", "sentiment", "--set", 'task.pooling="max"', "--out", str(tmp_path)]
         )
-        assert r.exit_code == 1
+        assert r.exit_code == 2
         assert r.output.startswith("error: task.pooling: unknown key (known: data, ")
 
 

@@ -59,7 +59,7 @@ def test_train_evaluate_resume_diagnose(tmp_path):
     for p in pngs:
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = runner.invoke(app, ["train", "adding", *SMALL, "--out", str(out)])
-    assert r.exit_code == 1 and "already holds a run" in r.output
+    assert r.exit_code == 2 and "already holds a run" in r.output
 
 
 def test_copy_task_trains_with_accuracy(tmp_path):
@@ -91,14 +91,14 @@ def test_copy_task_trains_with_accuracy(tmp_path):
     assert len(codec.symbols) == 8 + 2
 
 
-def test_config_errors_exit_1_naming_the_key(tmp_path):
+def test_config_errors_exit_2_naming_the_key(tmp_path):
     runner = CliRunner()
     r = runner.invoke(app, ["train", "adding", "--set", "trainer.lrr=1", "--out", str(tmp_path)])
-    assert r.exit_code == 1 and "trainer.lrr: unknown key" in r.output
+    assert r.exit_code == 2 and "trainer.lrr: unknown key" in r.output
     r = runner.invoke(app, ["train", "nope", "--out", str(tmp_path)])
-    assert r.exit_code == 1 and "unknown task 'nope'" in r.output
+    assert r.exit_code == 2 and "unknown task 'nope'" in r.output
     r = runner.invoke(app, ["resume", str(tmp_path / "missing")])
-    assert r.exit_code == 1 and "not a run directory" in r.output
+    assert r.exit_code == 2 and "not a run directory" in r.output
 
 
 def test_exploding_run_stops_with_step_batch_and_checkpoint(tmp_path):

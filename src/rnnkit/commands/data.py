@@ -7,8 +7,7 @@ from pathlib import Path
 import typer
 
 from rnnkit.data import registry
-from rnnkit.data.errors import DataFormatError
-from rnnkit.data.fetching import FetchError, data_home
+from rnnkit.data.fetching import data_home
 from rnnkit.data.readers.check import FORMATS, check_file
 
 app = typer.Typer(
@@ -33,11 +32,7 @@ def list_() -> None:
 @app.command()
 def info(name: str) -> None:
     """Print a dataset's source, size, license, citation, files and splits."""
-    try:
-        typer.echo(registry.describe(name))
-    except KeyError as exc:
-        typer.echo(exc.args[0], err=True)
-        raise typer.Exit(2) from None
+    typer.echo(registry.describe(name))  # an unknown name: exit 2 (rnnkit.cli's handler)
 
 
 @app.command()
@@ -52,14 +47,8 @@ def fetch(
     force: bool = typer.Option(False, help="Rebuild even if already in the cache."),
 ) -> None:
     """Fetch NAME once into the cache, verify its SHA-256, convert it to plain files."""
-    try:
-        report = registry.fetch(name, from_files=from_file, force=force)
-    except KeyError as exc:
-        typer.echo(exc.args[0], err=True)
-        raise typer.Exit(2) from None
-    except (FetchError, DataFormatError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    # an unknown name or a bad --from file: exit 2; a failed download: 1 (rnnkit.cli's handler)
+    report = registry.fetch(name, from_files=from_file, force=force)
     splits = ", ".join(f"{k} {v:,}" for k, v in report.splits.items())
     typer.echo(
         f"{name}: {report.path} ({splits}; {report.bytes / 1e6:.1f} MB, "
@@ -75,11 +64,7 @@ def check(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad rows and count them."),
 ) -> None:
     """Read a local file in a supported format and report what a task would get from it."""
-    try:
-        count, skipped = check_file(path, fmt, columns.split(","), skip_bad=skip_bad)
-    except (DataFormatError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    count, skipped = check_file(path, fmt, columns.split(","), skip_bad=skip_bad)
     typer.echo(f"{path}: {count:,} records, {len(skipped):,} bad rows skipped")
     for error in skipped[:5]:
         typer.echo(f"  skipped {error}")

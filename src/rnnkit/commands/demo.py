@@ -24,13 +24,8 @@ def demo(
     length: int = typer.Option(400, min=1, help="characters of the generated passage"),
 ) -> None:
     """The main job: fetch data, train a Shakespeare LSTM and a sentiment classifier, report."""
-    from rnnkit.data.fetching import FetchError
     from rnnkit.demo import run_demo
-    from rnnkit.training.trainer import NonFiniteLossError
 
-    try:
-        run_demo(out, minutes, threads, lm_set, sentiment_set, length=length)
-    except (ValueError, FetchError, NonFiniteLossError, FileExistsError, FileNotFoundError) as e:
-        # ValueError covers ConfigError (a bad --lm-set/--sentiment-set) and DataFormatError
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=1) from None
+    # a bad --lm-set/--sentiment-set or data file exits 2, a failed fetch or a non-finite loss
+    # 1: the top-level handler in rnnkit.cli prints the one line
+    run_demo(out, minutes, threads, lm_set, sentiment_set, length=length)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import typer
 
+from rnnkit.commands.errors import check_checkpoints
 
-def _fail(message: str, code: int = 1) -> None:
+
+def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=code)
 
@@ -18,12 +20,14 @@ def _lines(texts: list[str] | None, file: Path | None) -> list[str]:
         try:
             lines = file.read_text("utf-8").splitlines()
         except OSError as e:
-            _fail(f"cannot read {file}: {e.strerror}")
+            _fail(f"cannot read {file}: {e.strerror or e}")
         except UnicodeDecodeError as e:
             _fail(f"{file}: not UTF-8 text (byte {e.start}: {e.reason}); give a text file", 2)
     elif texts:
         lines = list(texts)
     else:
+        if sys.stdin is None or sys.stdin.closed:
+            _fail("standard input is closed; give TEXT or --file FILE")
         try:
             lines = sys.stdin.read().splitlines()
         except UnicodeDecodeError as e:
@@ -48,18 +52,16 @@ def predict(
     line.
     """
     from rnnkit.api import load
-    from rnnkit.models.contract import ModelContractError, Predicting, Stepping, require
+    from rnnkit.models.contract import Predicting, Stepping, require
 
     lines = _lines(texts, file)
     if not lines:
         _fail("no text to predict on (give TEXT, --file or standard input)")
-    try:
-        model = load(run_dir, which)
-        hint = "; it continues text: use `rnnkit generate`" if isinstance(model, Stepping) else ""
-        require(model, Predicting, str(run_dir), needs="predict(inputs) for raw input" + hint)
-        results = model.predict(lines)
-    except (FileNotFoundError, ValueError, ModelContractError) as e:
-        _fail(str(e))
+    check_checkpoints(run_dir, which)  # a corrupt checkpoint: its file named, exit 2
+    model = load(run_dir, which)  # a bad run directory or checkpoint: the top-level handler
+    hint = "; it continues text: use `rnnkit generate`" if isinstance(model, Stepping) else ""
+    require(model, Predicting, str(run_dir), needs="predict(inputs) for raw input" + hint)
+    results = model.predict(lines)
     shown = [str(r) for r in results]
     typer.echo(("\n\n" if any("\n" in s for s in shown) else "\n").join(shown))
 
@@ -77,7 +79,7 @@ def generate(
     """Generate text from a model with a next-token step, streaming it as it is drawn."""
     from rnnkit.api import load
     from rnnkit.decoding import check_sampling
-    from rnnkit.models.contract import ModelContractError, Stepping, require
+    from rnnkit.models.contract import Stepping, require
 
     if length < 0:
         _fail(f"--length must be >= 0, got {length}", 2)
@@ -85,21 +87,19 @@ def generate(
         check_sampling(temperature, top_k, top_p)
     except ValueError as e:
         _fail(f"--{str(e).replace('_', '-')}", 2)
-    try:
-        model = load(run_dir, which)
-        require(model, Stepping, str(run_dir))
-        typer.echo(prime, nl=False)
-        model.generate(
-            prime,
-            length,
-            temperature,
-            top_k,
-            top_p,
-            seed,
-            on_text=lambda piece: typer.echo(piece, nl=False),
-        )
-    except (FileNotFoundError, ValueError, ModelContractError) as e:
-        _fail(str(e))
+    check_checkpoints(run_dir, which)  # a corrupt checkpoint: its file named, exit 2
+    model = load(run_dir, which)  # a bad run directory or checkpoint: the top-level handler
+    require(model, Stepping, str(run_dir))
+    typer.echo(prime, nl=False)
+    model.generate(
+        prime,
+        length,
+        temperature,
+        top_k,
+        top_p,
+        seed,
+        on_text=lambda piece: typer.echo(piece, nl=False),
+    )
     typer.echo("")
 
 

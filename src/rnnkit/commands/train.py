@@ -8,16 +8,15 @@ from pathlib import Path
 
 import typer
 
-from rnnkit.commands.errors import BAD_INPUT, RUNTIME, os_error_text
+from rnnkit.commands.errors import BAD_INPUT, RUNTIME, check_checkpoints
+
+# Failures (a bad task, key, file or run directory: exit 2; a non-finite loss, a full disk:
+# exit 1) propagate to the top-level handler in :mod:`rnnkit.cli`, which prints one line.
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=code)
-
-
-def _message(e: Exception) -> str:
-    return os_error_text(e) if isinstance(e, OSError) else str(e)
 
 
 def train(
@@ -29,30 +28,21 @@ def train(
 ) -> None:
     """Train TASK into a new run directory."""
     from rnnkit.tasks import run
-    from rnnkit.training.trainer import NonFiniteLossError
 
     items = [*overrides, *([f"seed={seed}"] if seed is not None else [])]
     if out.exists() and not out.is_dir():
         _fail(f"--out {out}: is a file; name a new folder for the run", BAD_INPUT)
-    try:
-        cfg = run.load_run_config(task, config, items)
-        summary = run.train(cfg, out)
-    except KeyError as e:
-        _fail(str(e.args[0]))
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError, NonFiniteLossError) as e:
-        _fail(_message(e))  # ValueError: ConfigError, DataFormatError; TypeError: model contract
+    cfg = run.load_run_config(task, config, items)
+    summary = run.train(cfg, out)
     _report(summary)
 
 
 def resume(run_dir: Path = typer.Argument(..., help="run directory to continue")) -> None:
     """Continue a run from its latest checkpoint."""
     from rnnkit.tasks import run
-    from rnnkit.training.trainer import NonFiniteLossError
 
-    try:
-        summary = run.resume(run_dir)
-    except (FileNotFoundError, ValueError, TypeError, NonFiniteLossError) as e:
-        _fail(_message(e))
+    check_checkpoints(run_dir)  # a corrupt checkpoint is refused, not trained over afresh
+    summary = run.resume(run_dir)
     _report(summary)
 
 
@@ -67,10 +57,8 @@ def evaluate(
     """Evaluate a run's checkpoint on a split or a labelled file; prints JSON metrics."""
     from rnnkit.tasks import run
 
-    try:
-        metrics = run.evaluate(run_dir, split, which, data)
-    except (FileNotFoundError, ValueError) as e:  # DataFormatError is a ValueError
-        _fail(_message(e))
+    check_checkpoints(run_dir, which)
+    metrics = run.evaluate(run_dir, split, which, data)
     # valid JSON: a value that is not finite (NaN, inf) is written as null
     shown = {
         k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in metrics.items()
@@ -92,10 +80,8 @@ def diagnose(
     """Plot gradient norms per time step, gates, hidden states and training curves."""
     from rnnkit.tasks import run
 
-    try:
-        paths = run.diagnose(run_dir, out)
-    except (FileNotFoundError, ValueError, TypeError) as e:
-        _fail(_message(e))
+    check_checkpoints(run_dir)
+    paths = run.diagnose(run_dir, out)
     for p in paths:
         typer.echo(str(p))
 

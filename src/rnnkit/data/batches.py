@@ -250,7 +250,10 @@ class EpochBatches:
         if pool < 1:
             raise ValueError(f"pool must be >= 1, got {pool}")
         if drop_last and data.size < batch_size:
-            raise ValueError(f"batch_size {batch_size} exceeds the {data.size} sequences")
+            raise ValueError(
+                f"batch_size {batch_size} exceeds the {data.size} sequences, so no full batch "
+                f"is left to train on; set trainer.batch_size to {data.size} or less"
+            )
         self.data = data
         self.batch_size = batch_size
         self.shuffle = shuffle

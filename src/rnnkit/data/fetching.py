@@ -29,6 +29,11 @@ class FetchError(RuntimeError):
     """A dataset could not be fetched; the message says what to install or pass instead."""
 
 
+class LocalFileError(FetchError, ValueError):
+    """A ``--from FILE`` that is missing, not a regular file, or not the recorded artifact:
+    bad input (the CLI exits 2), where a failed download is a runtime fault (exit 1)."""
+
+
 @dataclass(frozen=True)
 class Artifact:
     """One file from a registry that a dataset is made from."""
@@ -61,10 +66,24 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verify(path: Path, artifact: Artifact) -> None:
+def verify_local(path: Path, artifact: Artifact) -> None:
+    """Refuse a ``--from FILE`` that is not a readable regular file holding ``artifact``."""
+    if not path.exists():
+        raise LocalFileError(f"--from {path}: no such file")
+    if not path.is_file():
+        raise LocalFileError(
+            f"--from {path}: not a regular file; give the file {artifact.filename}"
+        )
+    try:
+        _verify(path, artifact, LocalFileError)
+    except OSError as exc:
+        raise LocalFileError(f"--from {path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _verify(path: Path, artifact: Artifact, error: type[FetchError] = FetchError) -> None:
     actual = sha256_of(path)
     if actual != artifact.sha256:
-        raise FetchError(
+        raise error(
             f"{path}: SHA-256 {actual} differs from the recorded "
             f"{artifact.sha256} of {artifact.describe()}; refusing to use it"
         )
@@ -154,7 +173,7 @@ def fetch_artifact(artifact: Artifact, local: Path | None = None) -> Path:
     if target.exists() and sha256_of(target) == artifact.sha256:
         return target
     if local is not None:
-        _verify(local, artifact)
+        verify_local(local, artifact)
         shutil.copyfile(local, target)
         return target
     with tempfile.TemporaryDirectory(dir=downloads) as tmp:

@@ -20,7 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rnnkit.data.fetching import Artifact, FetchError, data_home, fetch_artifact
+from rnnkit.data.fetching import (
+    Artifact,
+    LocalFileError,
+    data_home,
+    fetch_artifact,
+    verify_local,
+)
 
 # (artifact paths keyed by package name, output directory) -> items per split
 Converter = Callable[[dict[str, Path], Path], dict[str, int]]
@@ -115,14 +121,17 @@ def _dir_bytes(path: Path) -> int:
 
 
 def _locals(recipe: Recipe, from_files: Sequence[Path]) -> dict[str, Path]:
+    """The ``--from`` files by artifact name, each checked: the right name, a regular file,
+    the recorded SHA-256 (whether or not the dataset is already in the cache)."""
     wanted = {a.filename: a for a in recipe.info.artifacts}
     found = {}
     for path in from_files:
         if path.name not in wanted:
-            raise FetchError(
+            raise LocalFileError(
                 f"{path}: expected one of {sorted(wanted)} for "
                 f"{recipe.info.name}, found {path.name}"
             )
+        verify_local(path, wanted[path.name])
         found[path.name] = path
     return found
 
@@ -137,11 +146,11 @@ def fetch(name: str, *, from_files: Sequence[str | Path] = (), force: bool = Fal
         force: Rebuild even when the dataset is already in the cache.
     """
     recipe = get(name)
+    start = time.perf_counter()
+    local = _locals(recipe, [Path(p) for p in from_files])  # verified even when cached
     existing = load_report(name)
     if existing is not None and not force:
         return existing
-    start = time.perf_counter()
-    local = _locals(recipe, [Path(p) for p in from_files])
     paths = {a.package: fetch_artifact(a, local.get(a.filename)) for a in recipe.info.artifacts}
     out = dataset_dir(name)
     partial = out.with_name(out.name + ".partial")
