@@ -252,3 +252,17 @@ def test_jsonl_finite_numbers_and_strings_still_read(tmp_path: Path) -> None:
         {"text": "NaN", "label": "2.5"},
         {"text": "Infinity", "label": "-1e+300"},
     ]
+
+
+def test_csv_field_over_128_kib_is_read_and_one_over_the_limit_is_named(tmp_path: Path) -> None:
+    from rnnkit.data.readers import table
+
+    long_text = "word " * 40_000  # 200 kB: over Python's default csv limit of 128 KiB
+    path = tmp_path / "docs.csv"
+    path.write_text(f'text,label\n"{long_text}",pos\nshort,neg\n', encoding="utf-8")
+    rows = table.read_table(path, ["text", "label"])
+    assert [r["label"] for r in rows] == ["pos", "neg"] and len(rows[0]["text"]) > 131_072
+    huge = tmp_path / "huge.csv"
+    huge.write_text(f'text,label\n"{"x" * (table.FIELD_LIMIT + 10)}",pos\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match="longer than 16,777,216 characters"):
+        table.read_table(huge, ["text", "label"])

@@ -30,8 +30,13 @@ def _delimiter_for(path: Path, delimiter: str | None) -> str:
     return "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
 
 
+FIELD_LIMIT = 16 * 2**20  # characters in one field (Python's csv default is 128 KiB)
+
+
 def _csv_rows(path: Path, delimiter: str, rows: BadRows) -> Iterator[tuple[int, list[str]]]:
-    """Yield ``(line, fields)``, quoted fields spanning lines included."""
+    """Yield ``(line, fields)``, quoted fields spanning lines included; a field may hold up to
+    :data:`FIELD_LIMIT` characters (a long document), a longer one is a bad row saying so."""
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))
     numbered = list(iter_lines(path, rows))
     lines = [text + "\n" for _, text in numbered]
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
@@ -43,10 +48,12 @@ def _csv_rows(path: Path, delimiter: str, rows: BadRows) -> Iterator[tuple[int, 
         except StopIteration:
             return
         except csv.Error as exc:
-            rows.bad(
-                start,
-                f"expected well-formed {'TSV' if delimiter == chr(9) else 'CSV'} quoting: {exc}",
-            )
+            kind = "TSV" if delimiter == chr(9) else "CSV"
+            if "field larger than field limit" in str(exc):
+                limit = csv.field_size_limit()
+                rows.bad(start, f"a field is longer than {limit:,} characters ({kind} limit)")
+            else:
+                rows.bad(start, f"expected well-formed {kind} quoting: {exc}")
             continue
         yield (start or 0), fields
 
