@@ -338,3 +338,26 @@ def test_bad_arguments_raise_value_error_naming_them(call, argument):
 def test_error_says_what_came():
     with pytest.raises(ValueError, match=r"expected values in 1\.\.5, got min 0, max 5"):
         rk.GRU(I, H)(torch.randn(5, 2, I), lengths=torch.tensor([5, 0]))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_step_equals_forward_one_step_at_a_time(kind):
+    """Recurrent.step (the cells stepped directly, for decoding) gives forward's outputs and
+    states, carried over a whole sequence, in float64; refuses a bidirectional layer."""
+    import rnnkit as rk
+
+    cls = {"lstm": rk.LSTM, "gru": rk.GRU, "rnn": rk.RNN}[kind]
+    torch.manual_seed(0)
+    layer = cls(5, 7, num_layers=3, batch_first=True).double()
+    x = torch.randn(4, 6, 5, dtype=torch.float64)
+    out, final = layer(x)
+    state, outs = None, []
+    for t in range(6):
+        h, state = layer.step(x[:, t], state)
+        outs.append(h)
+    torch.testing.assert_close(torch.stack(outs, 1), out, rtol=0, atol=1e-12)
+    pairs = zip(state, final, strict=True) if kind == "lstm" else [(state, final)]
+    for got, want in pairs:
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="bidirectional"):
+        cls(5, 7, bidirectional=True).step(x[:, 0])

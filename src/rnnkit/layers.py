@@ -149,6 +149,33 @@ class Recurrent(nn.Module):
         out, hx = self._finish(out, hx, unbatched)
         return LayerTrace(out, hx, [t.hidden for t in traces], [t.gates for t in traces])
 
+    def step(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """One time step of a unidirectional stack, for decoding a token at a time.
+
+        ``x`` (B, I) and ``state`` as :meth:`forward` takes it ((L, B, H), or a tuple of them
+        for the LSTM; None for zeros) -> (h_t (B, H) of the top layer, the new state). Each
+        layer's cell is stepped directly (one input and one recurrent product per layer), so
+        nothing is repacked per call as a fused kernel does for a one-step sequence; the
+        result equals ``forward`` on the one-step sequence (dropout between layers too).
+        """
+        if self.bidirectional:
+            raise ValueError("step: a bidirectional layer reads the whole sequence; use forward")
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[-1] != self.input_size:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x: expected (batch, input_size={self.input_size}), got {shape}")
+        hx = self._check_state(state, x.shape[0], x, unbatched=False)
+        parts: list[list[Tensor]] = [[] for _ in hx]
+        out = x
+        for k, cell in enumerate(self.cells):
+            if k > 0 and self.dropout > 0:
+                out = nn.functional.dropout(out, self.dropout, self.training)
+            s = tuple(p[k] for p in hx)
+            out, s = cell(out, s if len(s) > 1 else s[0])
+            for i, p in enumerate(s if isinstance(s, tuple) else (s,)):
+                parts[i].append(p)
+        new = tuple(torch.stack(p) for p in parts)  # each (L, B, H)
+        return out, new if len(new) > 1 else new[0]
+
     def get_config(self) -> dict:
         """Constructor arguments of this layer (the cell as its own config)."""
         return {

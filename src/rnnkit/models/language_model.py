@@ -139,9 +139,11 @@ class LanguageModel(nn.Module):
 
     # ---- decoding contract ------------------------------------------------------------------
     def step(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
-        """Logits (B, V) of the token after ``tokens`` (B,), one recurrent step from ``state``."""
-        logits, state = self(tokens.unsqueeze(1), state)  # (B, 1, V)
-        return logits[:, -1], state
+        """Logits (B, V) of the token after ``tokens`` (B,), one recurrent step from ``state``
+        (the layer's cells stepped directly: :meth:`rnnkit.layers.Recurrent.step`)."""
+        e = self.drop(self.embedding(tokens))  # (B, D)
+        h, state = self.rnn.step(e, state)  # (B, H)
+        return self._logits(h), state  # (B, V)
 
     def prime(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """Run a prefix (B, P) at once; logits (B, V) of the token after it, and the state."""
