@@ -47,3 +47,17 @@ def small_trainer(run_dir=None, cell="gru", steps=10, n=128, batch=16, **cfg_kw)
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class LossOnly(torch.nn.Module):
+    """A trainable model and nothing more (no carried state, no step, no trace)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def loss(self, batch):
+        return self.w * 0, {}
+
+    def get_config(self):
+        return {}

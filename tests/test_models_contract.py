@@ -7,7 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import _training_helpers  # noqa: F401  (one torch thread)
+from _training_helpers import LossOnly  # (also: one torch thread)
 from rnnkit.cli import app
 from rnnkit.data.codec import TextCodec
 from rnnkit.data.synthetic import adding_problem
@@ -55,18 +55,6 @@ class Adder(torch.nn.Module):
 
     def forward(self, x):
         return x + 1
-
-
-class LossOnly(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(()))
-
-    def loss(self, batch):
-        return self.w * 0, {}
-
-    def get_config(self):
-        return {}
 
 
 def _message(model, protocol, **kw) -> str:

@@ -449,3 +449,12 @@ def test_corrupt_checkpoint_is_one_sentence_naming_the_file(adding_run, tmp_path
     # resume refused rather than starting over: the run directory is as it was
     assert sorted(p.name for p in (broken / "checkpoints").iterdir()) == before
     assert weights.read_bytes() == bytes(data)
+    # the same from Python: the refusal lives in the run functions, not in the CLI
+    import rnnkit
+    from rnnkit.tasks import run as runs
+    from rnnkit.training.checkpoint import CheckpointError
+
+    for call in (lambda: rnnkit.load(broken), lambda: runs.resume(broken)):
+        with pytest.raises(CheckpointError, match=r"model\.safetensors is corrupt"):
+            call()
+    assert sorted(p.name for p in (broken / "checkpoints").iterdir()) == before

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from _training_helpers import small_trainer, weights
+from _training_helpers import LossOnly, small_trainer, weights
 from rnnkit.training import (
     Callback,
     EarlyStoppingConfig,
@@ -146,23 +146,12 @@ def test_tbptt_needs_carry_loss():
     from rnnkit.models import ModelContractError
     from rnnkit.training import EpochBatches, Trainer, TrainerConfig, run_bptt
 
-    class NoCarry(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(()))
-
-        def loss(self, batch):
-            return self.w * 0, {}
-
-        def get_config(self):
-            return {}
-
     data = EpochBatches(adding_problem(8, 4, 0), 4)
     with pytest.raises(ModelContractError, match=r"no carried state .*\(trainer\.tbptt=4\)"):
-        Trainer(NoCarry(), TrainerConfig(tbptt=4), data)
-    Trainer(NoCarry(), TrainerConfig(tbptt=0), data)  # full BPTT needs no carried state
+        Trainer(LossOnly(), TrainerConfig(tbptt=4), data)
+    Trainer(LossOnly(), TrainerConfig(tbptt=0), data)  # full BPTT needs no carried state
     with pytest.raises(TypeError, match="tbptt=4 needs a model with carry_loss"):
-        run_bptt(NoCarry(), adding_problem(8, 4, 0), 4, lambda loss, n: None)
+        run_bptt(LossOnly(), adding_problem(8, 4, 0), 4, lambda loss, n: None)
 
 
 @pytest.mark.parametrize("tbptt", [0, 4])

@@ -8,7 +8,6 @@ Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import errno
-from pathlib import Path
 
 BAD_INPUT = 2
 RUNTIME = 1
@@ -65,27 +64,3 @@ def _text(exc: BaseException) -> str:
     """The exception's message on one line (or its type when it has none)."""
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
-
-
-def check_checkpoints(run_dir: Path, which: str = "latest") -> None:
-    """Refuse a run directory whose checkpoints all fail verification, naming the file.
-
-    Loading and resuming skip a checkpoint that does not verify and use the newest one that
-    does; when none does, loading would say "no checkpoint yet" and resuming would start over
-    from scratch. Here the newest checkpoint's own error (``checkpoint DIR: FILE is corrupt``,
-    a :class:`~rnnkit.training.checkpoint.CheckpointError`, exit 2) is raised instead.
-    """
-    from rnnkit.training.checkpoint import STEP, locate_checkpoint, verify_checkpoint
-
-    root = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
-    if not root.is_dir() or which not in ("latest", "best"):
-        return  # the command's own error says what is wrong
-    if locate_checkpoint(root, which) is not None:
-        return
-    steps = sorted(
-        (int(m[1]), p)
-        for p in root.iterdir()
-        if (m := STEP.fullmatch(p.name)) is not None and p.is_dir()
-    )
-    if steps:
-        verify_checkpoint(steps[-1][1])  # raises CheckpointError naming the file

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import typer
 
-from rnnkit.commands.errors import check_checkpoints
-
 
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
@@ -57,7 +55,6 @@ def predict(
     lines = _lines(texts, file)
     if not lines:
         _fail("no text to predict on (give TEXT, --file or standard input)")
-    check_checkpoints(run_dir, which)  # a corrupt checkpoint: its file named, exit 2
     model = load(run_dir, which)  # a bad run directory or checkpoint: the top-level handler
     hint = "; it continues text: use `rnnkit generate`" if isinstance(model, Stepping) else ""
     require(model, Predicting, str(run_dir), needs="predict(inputs) for raw input" + hint)
@@ -87,7 +84,6 @@ def generate(
         check_sampling(temperature, top_k, top_p)
     except ValueError as e:
         _fail(f"--{str(e).replace('_', '-')}", 2)
-    check_checkpoints(run_dir, which)  # a corrupt checkpoint: its file named, exit 2
     model = load(run_dir, which)  # a bad run directory or checkpoint: the top-level handler
     require(model, Stepping, str(run_dir))
     typer.echo(prime, nl=False)

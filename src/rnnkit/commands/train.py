@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from rnnkit.commands.errors import BAD_INPUT, RUNTIME, check_checkpoints
+from rnnkit.commands.errors import BAD_INPUT, RUNTIME
 
 # Failures (a bad task, key, file or run directory: exit 2; a non-finite loss, a full disk:
 # exit 1) propagate to the top-level handler in :mod:`rnnkit.cli`, which prints one line.
@@ -41,7 +41,6 @@ def resume(run_dir: Path = typer.Argument(..., help="run directory to continue")
     """Continue a run from its latest checkpoint."""
     from rnnkit.tasks import run
 
-    check_checkpoints(run_dir)  # a corrupt checkpoint is refused, not trained over afresh
     summary = run.resume(run_dir)
     _report(summary)
 
@@ -57,7 +56,6 @@ def evaluate(
     """Evaluate a run's checkpoint on a split or a labelled file; prints JSON metrics."""
     from rnnkit.tasks import run
 
-    check_checkpoints(run_dir, which)
     metrics = run.evaluate(run_dir, split, which, data)
     # valid JSON: a value that is not finite (NaN, inf) is written as null
     shown = {
@@ -80,7 +78,6 @@ def diagnose(
     """Plot gradient norms per time step, gates, hidden states and training curves."""
     from rnnkit.tasks import run
 
-    check_checkpoints(run_dir)
     paths = run.diagnose(run_dir, out)
     for p in paths:
         typer.echo(str(p))

@@ -37,7 +37,13 @@ from rnnkit.models.contract import Traceable, require
 from rnnkit.models.encoder import RecurrentConfig
 from rnnkit.tasks.base import Task, TaskData, get_task
 from rnnkit.training.callbacks import Callback
-from rnnkit.training.checkpoint import load_codec, load_model, locate_checkpoint, write_atomic
+from rnnkit.training.checkpoint import (
+    load_codec,
+    load_model,
+    locate_checkpoint,
+    refuse_unverifiable,
+    write_atomic,
+)
 from rnnkit.training.config import TrainerConfig
 from rnnkit.training.device import move_batch
 from rnnkit.training.distributed import init_distributed, seed_everything
@@ -227,6 +233,7 @@ def resume(run_dir: str | Path, callbacks: Sequence[Callback] = ()) -> dict[str,
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     score_val = bool(json.loads((run_dir / "config.json").read_text()).get("score_val"))
+    refuse_unverifiable(run_dir)  # every checkpoint corrupt: refuse, do not start afresh
     latest = locate_checkpoint(run_dir, "latest")
     codec = load_codec(latest) if latest is not None else None
     trainer, _ = _setup(cfg, run_dir, callbacks, score_val, codec)
@@ -237,7 +244,9 @@ def resume(run_dir: str | Path, callbacks: Sequence[Callback] = ()) -> dict[str,
 
 
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
-    """The ``best`` or ``latest`` checkpoint of a run directory."""
+    """The ``best`` or ``latest`` checkpoint of a run directory (a corrupt one is an error
+    naming its file)."""
+    refuse_unverifiable(Path(run_dir), which)
     path = locate_checkpoint(Path(run_dir), which)
     if path is None:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet")

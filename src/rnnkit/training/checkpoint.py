@@ -734,6 +734,25 @@ def _checkpoints_root(root: str | Path) -> Path:
     return root
 
 
+def refuse_unverifiable(root: str | Path, which: str = "latest") -> None:
+    """Raise the newest checkpoint's :class:`CheckpointError` (naming the file) when a run
+    has checkpoints but none that :func:`locate_checkpoint` can use, none verifying.
+
+    Without it, loading would say "no checkpoint yet" and resuming would start over from
+    scratch on a run whose every checkpoint is corrupt. A run whose index records no latest
+    because every checkpoint came after a non-finite loss still verifies here, and resumes
+    from scratch as its error said it would.
+    """
+    root = _checkpoints_root(root)
+    if not root.is_dir() or locate_checkpoint(root, which) is not None:
+        return
+    steps = sorted(
+        (int(m[1]), p) for p in root.iterdir() if (m := STEP.fullmatch(p.name)) and p.is_dir()
+    )
+    if steps:
+        verify_checkpoint(steps[-1][1])
+
+
 def locate_checkpoint(root: str | Path, which: str = "latest") -> Path | None:
     """The ``latest`` or ``best`` checkpoint of a run directory or of its ``checkpoints``
     folder (``root``), without writing; None when there is none.

@@ -78,9 +78,7 @@ def read_conll(
         width = width or len(split[0][1])
         need = max(2, tag_column + 1 if tag_column >= 0 else -tag_column)  # tag_column exists
         exact = fixed_width or bool(column_names)  # named columns: exactly that many
-        bad = next(
-            ((n, f) for n, f in split if (exact and len(f) != width) or len(f) < need), None
-        )
+        bad = next(((n, f) for n, f in split if (exact and len(f) != width) or len(f) < need), None)
         if bad is not None:
             rows.bad(
                 bad[0],
