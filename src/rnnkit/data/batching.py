@@ -33,7 +33,9 @@ class BucketBatchSampler(Sampler[list[int]]):
     """Yields batches of indices whose sequences have similar lengths.
 
     Each epoch: shuffle all indices, take pools of ``batch_size * pool_batches``, sort
-    each pool by length, cut it into batches, and shuffle the order of all batches.
+    each pool by length, cut it into batches, and shuffle the order of the full batches (the
+    one smaller batch last): the order :class:`rnnkit.data.batches.EpochBatches` serves the
+    trainer, as a ``torch.utils.data`` sampler.
 
     Args:
         lengths: (N,) length of each sequence.
@@ -42,7 +44,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         shuffle: Shuffle as above; with ``False``, batches are cut from indices sorted by
             length (deterministic, for evaluation).
         drop_last: Drop batches smaller than ``batch_size``.
-        seed: Base seed; epoch ``e`` uses ``seed + e`` (see :meth:`set_epoch`).
+        seed: Base seed; each epoch its own order from ``(seed, epoch)`` (see :meth:`set_epoch`).
     """
 
     def __init__(
@@ -71,23 +73,16 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def batches(self) -> list[list[int]]:
-        """This epoch's batches."""
-        rng = random.Random(self.seed + self.epoch)
-        order = list(range(len(self.lengths)))
-        pool = len(order)
-        if self.shuffle:
-            rng.shuffle(order)
-            pool = self.batch_size * self.pool_batches
-        batches = []
-        for start in range(0, len(order), pool):
-            chunk = sorted(order[start : start + pool], key=self.lengths.__getitem__)
-            batches += [
-                chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)
-            ]
+        """This epoch's batches: :func:`rnnkit.data.batches.batch_order`, the trainer's own
+        order for ``(seed, epoch)``."""
+        from rnnkit.data.batches import batch_order
+
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        lengths = torch.tensor(self.lengths, dtype=torch.long)
+        order = batch_order(lengths, self.batch_size, self.shuffle, True, gen, self.pool_batches)
+        batches = [b.tolist() for b in order]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size]
-        if self.shuffle:
-            rng.shuffle(batches)
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
