@@ -33,6 +33,7 @@ DESIGN_DATASETS = {
     "dna-splice",
     "dna-promoters",
     "digit-strips",
+    "cmudict",  # grapheme-to-phoneme (issue 14)
 }
 runner = CliRunner()
 
@@ -51,7 +52,7 @@ def test_cli_list_and_info(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("RNNKIT_DATA", str(tmp_path))
     result = runner.invoke(app, ["data", "list"])
     assert result.exit_code == 0
-    assert len([ln for ln in result.output.splitlines() if "not fetched" in ln]) == 17
+    assert len([ln for ln in result.output.splitlines() if "not fetched" in ln]) == 18
     result = runner.invoke(app, ["data", "info", "dna-splice"])
     assert result.exit_code == 0
     for field in ("source:   Debian: r-cran-mlbench", "license:", "citation:", "2,000"):

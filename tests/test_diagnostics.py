@@ -72,6 +72,29 @@ def test_plots_write_pngs(tmp_path):
         assert p.read_bytes()[:8] == PNG and p.stat().st_size > 2000
 
 
+def test_plot_attention_writes_a_png_and_checks_the_shape(tmp_path):
+    source = ["A", "B", "O", "U", "T", "</s>"]
+    target = ["AH0", "B", "AW1", "T"]
+    weights = torch.softmax(torch.randn(4, 6), dim=1)  # (U, S)
+    path = dg.plot_attention(weights, source, target, tmp_path / "sub" / "a.png", title="about")
+    assert path.read_bytes()[:8] == PNG and path.stat().st_size > 2000
+    from PIL import Image
+
+    small = Image.open(path).size
+    assert small == (round((2.5 + 0.4 * 6) * 110), round((1.8 + 0.4 * 4) * 110))  # 110 dpi
+    many = dg.plot_attention(torch.rand(30, 40).numpy(), ["x"] * 40, ["y"] * 30, tmp_path / "m.png")
+    assert all(a > b for a, b in zip(Image.open(many).size, small, strict=True))  # scaled up
+    big = dg.plot_attention(torch.rand(50, 60), ["x"] * 60, ["y"] * 50, tmp_path / "b.png")
+    assert Image.open(big).size == (16 * 110, 12 * 110)  # MAX_FIGSIZE, 16 x 12 inches
+    with pytest.raises(ValueError, match=r"weights: expected shape .* = \(4, 6\), got \(6, 4\)"):
+        dg.plot_attention(weights.T, source, target, tmp_path / "c.png")
+    with pytest.raises(ValueError, match=r"weights: .*got \(24,\)"):
+        dg.plot_attention(weights.flatten(), source, target, tmp_path / "d.png")
+    with pytest.raises(ValueError, match=r"weights: shape \(4, 0\) has no cells"):
+        dg.plot_attention(torch.zeros(4, 0), [], target, tmp_path / "e.png")
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_decay_rate_of_geometric_sequence():
     assert dg.decay_rate(torch.tensor([0.125, 0.25, 0.5, 1.0])) == pytest.approx(0.5)
 

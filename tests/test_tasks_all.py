@@ -62,6 +62,35 @@ def _tagging(tmp_path) -> list[str]:
     return [f'task.train="{f}"', f'task.test="{f}"', "task.max_word_len=4", "model.word_dim=8"]
 
 
+def _translate(tmp_path) -> list[str]:
+    rng = random.Random(0)
+    with (tmp_path / "pairs.tsv").open("w") as f:
+        f.write("source\ttarget\n")
+        for _ in range(40):
+            words = rng.choices(WORDS, k=rng.randint(2, 4))
+            f.write(f"{' '.join(words)}\t{' '.join(reversed(words))}\n")
+    f = tmp_path / "pairs.tsv"
+    return [
+        'task.dataset=""',
+        f'task.train="{f}"',
+        f'task.valid="{f}"',
+        "model.embedding_size=8",
+        'model.attention="bahdanau"',
+    ]
+
+
+def _caption(tmp_path) -> list[str]:
+    rng = random.Random(0)
+    lines = []
+    for _ in range(24):
+        digits = rng.choices(range(3), k=rng.randint(1, 3))
+        pixels = [[(d + 1) * 5 * (r == d) for d in digits for _ in range(2)] for r in range(4)]
+        lines.append(json.dumps({"pixels": pixels, "caption": " ".join(WORDS[d] for d in digits)}))
+    (tmp_path / "strips.jsonl").write_text("\n".join(lines) + "\n")
+    f = tmp_path / "strips.jsonl"
+    return ['task.dataset=""', f'task.train="{f}"', f'task.valid="{f}"', "model.conv_channels=4"]
+
+
 TASKS = {
     "adding": lambda p: ["task.seq_len=6", "task.n_train=48", "task.n_val=16", "task.n_test=16"],
     "copy": lambda p: [
@@ -75,8 +104,15 @@ TASKS = {
     "classify": _classify,
     "lm": _lm,
     "tagging": _tagging,
+    "translate": _translate,
+    "caption": _caption,
 }
-PREDICTS = {"classify": "a very great film", "tagging": "we saw Mary today"}
+PREDICTS = {
+    "classify": "a very great film",
+    "tagging": "we saw Mary today",
+    "translate": "the film was",
+}
+FIXED_KEY = {"translate": "model.target_vocab_size=3", "caption": "model.image_height=3"}
 
 
 def _cli(*args: str):
@@ -132,7 +168,15 @@ def test_task_through_cli_and_python(task, tmp_path):
 
     model = rnnkit.load(run)
     assert model.codec is not None and not model.training
-    if task in PREDICTS:
+    if task == "translate":
+        code, out = _cli("translate", str(run), PREDICTS[task], "--beam", "2", "--n-best", "2")
+        assert code == 0, out
+        best = model.translate([PREDICTS[task]], beam=2, n_best=2)[0]
+        assert out.splitlines()[0] == f"1\t{best.score:.4f}\t{best.text}"
+    if task == "caption":
+        code, out = _cli("predict", str(run), "x")  # an image is no line of text
+        assert code == 2 and "Traceback" not in out, out
+    elif task in PREDICTS:
         code, out = _cli("predict", str(run), PREDICTS[task])
         assert code == 0, out
         assert out.strip() == str(model.predict(PREDICTS[task])).strip()
@@ -143,13 +187,19 @@ def test_task_through_cli_and_python(task, tmp_path):
         code, out = _cli("generate", str(run), "--prime", "the", "--length", "5", "--seed", "1")
         assert code == 0, out
         assert out.rstrip("\n") == "the" + model.generate("the", 5, seed=1)
+    elif task in ("translate", "caption"):
+        code, out = _cli("generate", str(run), "--prime", "x")
+        assert code == 2 and "continues no text by itself" in out
     else:
         code, out = _cli("generate", str(run), "--prime", "x")
         assert code == 2 and "no next-token step to generate with" in out
 
     code, out = _cli("diagnose", str(run))
     assert code == 0, out
-    for name in ("grad_norms.png", "gates.png", "hidden.png", "curves.png"):
+    plots = ("grad_norms.png", "gates.png", "hidden.png", "curves.png")
+    if task in ("translate", "caption"):
+        plots = ("attention_0.png", "attention_2.png", "curves.png")
+    for name in plots:
         assert (run / "diagnostics" / name).stat().st_size > 1000
 
 
@@ -159,7 +209,10 @@ def test_unknown_and_fixed_keys_are_refused(task, tmp_path):
     for item, named in (
         ("model.bogus=1", "model.bogus: unknown key"),
         ("task.bogus=1", "task.bogus: unknown key"),
-        ("model.vocab_size=3", "model.vocab_size: set by the task"),
+        (
+            FIXED_KEY.get(task, "model.vocab_size=3"),
+            FIXED_KEY.get(task, "model.vocab_size=3").split("=")[0] + ": set by the task",
+        ),
     ):
         code, out = _cli("train", task, *base, "--set", item, "--out", str(tmp_path / "r"))
         assert code == 2 and named in out, (item, out)

@@ -8,12 +8,23 @@ outputs, (B, S, K)); the softmax of the scores over the valid steps gives the we
     \text{additive (Bahdanau):}\quad e_s = v^\top \tanh(W_q q + W_k k_s)
     \text{dot (Luong):}\quad e_s = q^\top k_s \qquad
     \text{general (Luong):}\quad e_s = q^\top W k_s
+    \text{concat (Luong):}\quad e_s = v^\top \tanh(W_c [q; k_s])
+        = v^\top \tanh(W_{cq} q + W_{ck} k_s)
     a = \operatorname{softmax}(e \text{ with padded steps at } -\infty), \qquad
     c = \sum_s a_s v_s
 
 Padded steps get weight exactly zero. Keys double as values unless values are given.
 :class:`AttentionPooling` uses a learned query to summarise a sequence into one vector
 (many-to-one classification).
+
+The part of a score that depends on the keys alone (additive :math:`W_k k_s + b`, general
+:math:`W k_s`, dot :math:`k_s`, concat :math:`W_{ck} k_s`) is the same at every decoder step:
+:meth:`Attention.precompute` returns it once, and ``scores``/``forward`` take it as
+``projected=`` instead of recomputing it (the results are identical)::
+
+    projected = attention.precompute(encoder_outputs)  # once per sequence
+    for t in range(steps):
+        context, weights = attention(state, encoder_outputs, mask, projected=projected)
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from torch import Tensor, nn
 
 __all__ = ["Attention", "AttentionPooling", "lengths_to_mask"]
 
-SCORES = ("additive", "dot", "general")
+SCORES = ("additive", "dot", "general", "concat")
 
 
 def lengths_to_mask(lengths: Tensor, steps: int) -> Tensor:
@@ -36,8 +47,8 @@ class Attention(nn.Module):
 
     Args:
         query_size: Q. key_size: K (and the value size unless values are given).
-        score: "additive", "dot" (needs Q == K) or "general".
-        hidden_size: size of the additive score's hidden layer (default K).
+        score: "additive", "dot" (needs Q == K), "general" or "concat".
+        hidden_size: size of the additive or concat score's hidden layer (default K).
     """
 
     def __init__(
@@ -58,21 +69,65 @@ class Attention(nn.Module):
             self.v = nn.Linear(hidden, 1, bias=False)
         elif score == "general":
             self.w = nn.Linear(key_size, query_size, bias=False)
+        elif score == "concat":
+            hidden = hidden_size or key_size
+            self.w_concat = nn.Linear(query_size + key_size, hidden, bias=False)  # W_c
+            self.v = nn.Linear(hidden, 1, bias=False)
+        self.query_size = query_size
+        self.projected_size = {"dot": key_size, "general": query_size}.get(
+            score, hidden_size or key_size
+        )
 
-    def scores(self, query: Tensor, keys: Tensor) -> Tensor:
-        """Unnormalised scores e: query (B, Q), keys (B, S, K) -> (B, S)."""
+    def precompute(self, keys: Tensor) -> Tensor:
+        """The keys-only part of the score, to pass as ``projected=`` at every step.
+
+        keys (B, S, K) -> (B, S, P): W_k k + b (additive, P = hidden), W k (general, P = Q),
+        the keys themselves (dot, P = K), W_ck k, the key columns of W_c (concat, P = hidden).
+        """
         if self.score == "additive":
-            hidden = torch.tanh(self.w_query(query).unsqueeze(1) + self.w_key(keys))  # (B,S,h)
-            return self.v(hidden).squeeze(2)
+            return self.w_key(keys)
         if self.score == "general":
-            keys = self.w(keys)  # (B, S, Q)
-        return torch.bmm(keys, query.unsqueeze(2)).squeeze(2)
+            return self.w(keys)
+        if self.score == "concat":
+            return keys @ self.w_concat.weight[:, self.query_size :].T
+        return keys
+
+    def scores(self, query: Tensor, keys: Tensor, *, projected: Tensor | None = None) -> Tensor:
+        """Unnormalised scores e: query (B, Q), keys (B, S, K) -> (B, S).
+
+        ``projected``: ``precompute(keys)``, (B, S, P), computed once for many queries.
+        """
+        if projected is None:
+            projected = self.precompute(keys)
+        elif projected.shape != (*keys.shape[:2], self.projected_size):
+            raise ValueError(
+                f"projected: expected shape {(*keys.shape[:2], self.projected_size)} "
+                f"(precompute(keys)), got {tuple(projected.shape)}"
+            )
+        if self.score in ("additive", "concat"):
+            w_query = (
+                self.w_query(query)
+                if self.score == "additive"
+                else query @ self.w_concat.weight[:, : self.query_size].T  # W_cq q
+            )
+            hidden = torch.tanh(w_query.unsqueeze(1) + projected)  # (B, S, h)
+            return self.v(hidden).squeeze(2)
+        return torch.bmm(projected, query.unsqueeze(2)).squeeze(2)  # (B, S, Q) x (B, Q, 1)
 
     def forward(
-        self, query: Tensor, keys: Tensor, mask: Tensor | None = None, values: Tensor | None = None
+        self,
+        query: Tensor,
+        keys: Tensor,
+        mask: Tensor | None = None,
+        values: Tensor | None = None,
+        *,
+        projected: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """query (B, Q), keys (B, S, K), mask (B, S) bool -> context (B, V), weights (B, S)."""
-        e = self.scores(query, keys)
+        """query (B, Q), keys (B, S, K), mask (B, S) bool -> context (B, V), weights (B, S).
+
+        ``projected``: ``precompute(keys)``, passed to reuse it across decoder steps.
+        """
+        e = self.scores(query, keys, projected=projected)
         if mask is not None:
             if mask.shape != e.shape:
                 raise ValueError(f"mask: expected shape {tuple(e.shape)}, got {tuple(mask.shape)}")

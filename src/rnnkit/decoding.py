@@ -6,10 +6,32 @@ A model decodes here when it offers::
     prime(tokens (B, P), state) -> (logits (B, V), state)   # optional: a prefix at once
     reorder_state(state, index (B',)) -> state               # optional: for beam search
 
-``state=None`` means the model's initial state. Sampling: greedy (``temperature=0``),
-temperature, top-k and top-p (nucleus), repeatable with ``seed``, streaming each new
-token to a callback. Beam search keeps the ``beam_size`` best partial sequences by
-summed log-probability, with an optional length penalty.
+``state=None`` means the model's initial state; without ``reorder_state`` a state is a tensor
+or nested tuples of tensors whose batch dimension is 1 (:func:`reorder_state`). Sampling:
+greedy (``temperature=0``), temperature, top-k and top-p (nucleus), repeatable with ``seed``,
+streaming each new token to a callback.
+
+Beam search (:func:`beam_search`) advances the K = ``beam_size`` best partial sequences of all
+B rows together, as B*K rows of one state (one ``step`` per time step). A hypothesis
+Y = (y_1, ..., y_|Y|) after ``start`` y_0 (its last token eos, or |Y| = ``max_length``) has::
+
+    s(Y)  = sum_{t=1..|Y|} log p(y_t | y_0 ... y_{t-1})      # Hypothesis.score
+    lp(Y) = ((5 + |Y|) / 6) ** alpha,  alpha = length_penalty  # GNMT, Wu et al. 2016
+    s(Y) / lp(Y)                                             # Hypothesis.normalized: the rank
+
+|Y| counts the decoded tokens, eos included (alpha = 0: plain summed log-probability). Beams
+grow by summed log-probability s; finished hypotheses are ranked by s / lp. Constraints set
+log p(y_t = v) = -inf:
+
+- ``no_repeat_ngram`` = n > 0: v when (y_{t-n+1}, ..., y_{t-1}, v) = (y_j, ..., y_{j+n-1}) for
+  some 1 <= j <= t - n (the n-gram is already in the hypothesis; ``start`` is not part of it);
+- ``min_length`` = m: v = eos while t - 1 < m (eos only after m decoded tokens).
+
+An eos among a row's K best candidates finishes a hypothesis. A row is done when it holds K
+finished hypotheses and no live beam can beat the worst of them: a live beam with s after t
+tokens reaches at most s / max(lp(t + 1), lp(max_length)) (s only falls, lp is monotone in
+|Y|), which is exact for every alpha (no heuristic stop); or when it has no live beam left.
+At ``max_length`` the live beams count as finished (without eos).
 """
 
 from __future__ import annotations
@@ -125,10 +147,39 @@ def reorder_state(state, index: Tensor, batch_dim: int = 1):
     return state.index_select(batch_dim, index)
 
 
+def _length_penalty(length: int, alpha: float) -> float:
+    """GNMT length penalty lp(Y) = ((5 + |Y|) / 6) ** alpha (Wu et al. 2016)."""
+    return ((5 + length) / 6) ** alpha
+
+
 @dataclass
 class Hypothesis:
-    tokens: list[int]  # the decoded tokens, without the start token
-    score: float  # summed log-probability (before any length penalty)
+    tokens: list[int]  # the decoded tokens, without the start token (with eos when it ended so)
+    score: float  # summed log-probability s(Y) (before any length penalty)
+    normalized: float | None = None  # s(Y) / lp(Y), the ranking key; None -> score (alpha 0)
+
+    def __post_init__(self) -> None:
+        if self.normalized is None:
+            self.normalized = self.score
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+
+
+def _blocked_ngrams(history: Tensor, n: int, vocab: int) -> Tensor:
+    """(R, V) bool: the tokens that would complete an n-gram already in each row of
+    ``history`` (R, t): v is blocked when (y[t-n+1:t], v) == y[j:j+n] for some j."""
+    rows, t = history.shape
+    banned = torch.zeros(rows, vocab + 1, dtype=torch.bool, device=history.device)
+    if t >= n:
+        windows = history.unfold(1, n, 1)  # (R, t - n + 1, n): every n-gram y[j:j+n]
+        prefix = history[:, t - n + 1 :].unsqueeze(1)  # (R, 1, n - 1): the last n - 1 tokens
+        match = (windows[..., : n - 1] == prefix).all(-1)  # (R, W): the n-gram's head matches
+        # its last token is banned; the rows' non-matching n-grams write to the spare column V
+        banned.scatter_(1, torch.where(match, windows[..., n - 1], vocab), True)
+    return banned[:, :vocab]
 
 
 @torch.no_grad()
@@ -138,44 +189,138 @@ def beam_search(
     beam_size: int = 5,
     max_length: int = 50,
     eos_id: int | None = None,
-    length_penalty: float = 1.0,
+    length_penalty: float = 0.0,
     state=None,
+    n_best: int | None = None,
+    no_repeat_ngram: int = 0,
+    min_length: int = 0,
 ) -> list[list[Hypothesis]]:
-    """Beam search from ``start`` tokens (B,): per batch row, the ``beam_size`` best
-    hypotheses, best first, ranked by score / length**length_penalty."""
-    if beam_size < 1:
-        raise ValueError(f"beam_size: expected a positive integer, got {beam_size}")
+    """Batched beam search from ``start`` tokens (B,): per batch row, the ``n_best`` (default
+    ``beam_size``) best hypotheses, best first, ranked by s(Y) / lp(Y) with the GNMT length
+    penalty lp(Y) = ((5 + |Y|) / 6) ** length_penalty (see the module docstring).
+
+    All B rows and their K = ``beam_size`` beams advance together as B*K rows of one state:
+    one ``model.step`` per time step (the first, from ``start``, on the B rows, then expanded
+    with ``model.reorder_state`` or this module's :func:`reorder_state`). ``state`` is the
+    initial state of the B rows (None: the model's own). ``no_repeat_ngram`` = n > 0 blocks a
+    token that would repeat an n-gram of the hypothesis; ``min_length`` blocks eos until that
+    many tokens are decoded. A row may return fewer than ``n_best`` hypotheses when fewer
+    sequences exist (a tiny vocabulary, blocking)."""
+    if not isinstance(start, Tensor) or start.dim() != 1:
+        shape = tuple(start.shape) if isinstance(start, Tensor) else type(start).__name__
+        raise ValueError(f"start: expected a 1-D (B,) tensor of tokens, got {shape}")
+    _check_int("beam_size", beam_size, 1)
+    _check_int("max_length", max_length, 1)
+    _check_int("no_repeat_ngram", no_repeat_ngram, 0)
+    _check_int("min_length", min_length, 0)
+    if n_best is None:
+        n_best = beam_size
+    if isinstance(n_best, bool) or not isinstance(n_best, int) or not 1 <= n_best <= beam_size:
+        raise ValueError(
+            f"n_best: expected an integer in [1, beam_size={beam_size}], got {n_best!r}"
+        )
+    if (
+        isinstance(length_penalty, bool)
+        or not isinstance(length_penalty, int | float)
+        or not math.isfinite(length_penalty)
+    ):
+        raise ValueError(f"length_penalty: expected a finite number, got {length_penalty!r}")
+    if eos_id is not None and (isinstance(eos_id, bool) or not isinstance(eos_id, int)):
+        raise ValueError(f"eos_id: expected an integer token id or None, got {eos_id!r}")
+    B, K, alpha = start.shape[0], beam_size, float(length_penalty)
+    if B == 0:
+        return []
     reorder = getattr(model, "reorder_state", reorder_state)
-    results = []
-    for b in range(start.shape[0]):  # one row at a time keeps the bookkeeping plain
-        row_state = reorder(state, torch.tensor([b])) if state is not None else None
-        logits, row_state = model.step(start[b : b + 1], row_state)
-        beams = [([], 0.0)]
-        finished: list[Hypothesis] = []
-        for _ in range(max_length):
-            logp = logits.log_softmax(-1)  # (beams, V)
-            total = torch.tensor([s for _, s in beams]).unsqueeze(1) + logp
-            flat = total.flatten()
-            top = flat.topk(min(beam_size, flat.numel()))
-            next_beams, keep = [], []
-            for value, idx in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-                src, token = divmod(idx, logp.shape[1])
-                tokens = [*beams[src][0], token]
-                if eos_id is not None and token == eos_id:
-                    finished.append(Hypothesis(tokens, value))
-                else:
-                    next_beams.append((tokens, value))
-                    keep.append(src)
-            if not next_beams or len(finished) >= beam_size:
-                break
-            index = torch.tensor(keep)
-            row_state = reorder(row_state, index)
-            beams = next_beams
-            logits, row_state = model.step(torch.tensor([t[-1] for t, _ in beams]), row_state)
-        finished += [Hypothesis(t, s) for t, s in beams] if len(finished) < beam_size else []
 
-        def rank(h: Hypothesis) -> float:
-            return h.score / max(len(h.tokens), 1) ** length_penalty
+    def lp(length: int) -> float:
+        return _length_penalty(length, alpha)
 
-        results.append(sorted(finished, key=rank, reverse=True)[:beam_size])
-    return results
+    # the first step once per row, then B -> B*K rows (row b's beams at b*K ... b*K + K - 1)
+    logits, state = model.step(start, state)
+    V, device = logits.shape[-1], logits.device  # the model's device, whatever start's
+    if eos_id is not None and not 0 <= eos_id < V:
+        raise ValueError(f"eos_id: expected a token id in [0, {V}), got {eos_id}")
+    expand = torch.arange(B, device=device).repeat_interleave(K)
+    if state is not None:
+        state = reorder(state, expand)
+    logits = logits.index_select(0, expand)
+    # only beam 0 of a row is live at first: the other K - 1 copies start at -inf
+    scores = torch.full((B, K), -math.inf, device=device)
+    scores[:, 0] = 0.0
+    history = torch.empty(B * K, 0, dtype=torch.long, device=device)  # y_1 ... y_t per beam
+    base = torch.arange(B, device=device).unsqueeze(1) * K  # (B, 1): a row's first beam
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    done = [False] * B
+    n_cand = min(2 * K if eos_id is not None else K, K * V)  # >= K candidates not ending in eos
+    positions = torch.arange(n_cand, device=device)
+
+    for t in range(max_length):  # t tokens decoded so far; choosing y_{t+1}
+        if t > 0:
+            logits, state = model.step(history[:, -1], state)
+        logp = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
+        if scores.dtype != logp.dtype:
+            scores = scores.to(logp.dtype)
+        if eos_id is not None and t < min_length:
+            logp[:, eos_id] = -math.inf
+        if no_repeat_ngram > 0:
+            logp = logp.masked_fill(_blocked_ngrams(history, no_repeat_ngram, V), -math.inf)
+        total = (scores.view(B * K, 1) + logp).view(B, K * V)
+        values, flat = total.topk(n_cand, dim=1)  # (B, C), best first
+        src, token = flat // V, flat % V  # the beam (within its row) and the token
+        is_eos = (
+            token == eos_id if eos_id is not None else torch.zeros_like(token, dtype=torch.bool)
+        )
+
+        # eos among a row's K best candidates ends a hypothesis (fairseq / HF rule)
+        active = torch.tensor([not d for d in done], device=device).unsqueeze(1)
+        ends = is_eos[:, :K] & values[:, :K].isfinite() & active
+        if bool(ends.any()):
+            where = ends.nonzero()  # (N, 2): (row, candidate)
+            rows = (where[:, 0] * K + src[where[:, 0], where[:, 1]]).tolist()
+            prefixes = history.index_select(0, torch.tensor(rows, device=device)).tolist()
+            ended = values[where[:, 0], where[:, 1]].tolist()
+            for (b, _), prefix, s in zip(where.tolist(), prefixes, ended, strict=True):
+                finished[b].append(Hypothesis([*prefix, eos_id], s, s / lp(t + 1)))
+            for b in set(where[:, 0].tolist()):
+                finished[b].sort(key=lambda h: h.normalized, reverse=True)
+                del finished[b][K:]
+
+        # the next live beams: a row's K best candidates that do not end in eos
+        order = (is_eos.long() * n_cand + positions).argsort(dim=1)[:, :K]  # non-eos first
+        scores = values.gather(1, order).masked_fill(is_eos.gather(1, order), -math.inf)
+        scores = scores.masked_fill(~active, -math.inf)  # done rows stay empty
+        index = (base + src.gather(1, order)).view(-1)  # (B*K,) source beams
+        new_token = token.gather(1, order)
+        if eos_id is not None:
+            new_token = new_token.masked_fill(~active, eos_id)  # pad the done rows with eos
+        history = torch.cat([history.index_select(0, index), new_token.view(-1, 1)], dim=1)
+        if t == max_length - 1:
+            break
+        state = reorder(state, index) if state is not None else None
+
+        # a row is done when no live beam can reach its K kept finished hypotheses: a live beam
+        # with s after t + 1 tokens scores at most s / max(lp(t + 2), lp(max_length)) later
+        # (s only falls, every log p <= 0, and lp is monotone in |Y|), or when none is left
+        best_live = scores.max(dim=1).values.tolist()
+        reach = max(lp(t + 2), lp(max_length))
+        for b in range(B):
+            full = len(finished[b]) >= K
+            done[b] = (
+                done[b]
+                or best_live[b] == -math.inf
+                or (full and best_live[b] / reach <= finished[b][-1].normalized)
+            )
+        if all(done):
+            break
+
+    # rows still open at max_length: their live beams end there (without eos)
+    final_scores, final_tokens = scores.tolist(), history.tolist()
+    length = history.shape[1]
+    for b in range(B):
+        if not done[b]:
+            for k in range(K):
+                s = final_scores[b][k]
+                if s != -math.inf:
+                    finished[b].append(Hypothesis(final_tokens[b * K + k], s, s / lp(length)))
+        finished[b].sort(key=lambda h: h.normalized, reverse=True)
+    return [hyps[:n_best] for hyps in finished]

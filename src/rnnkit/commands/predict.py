@@ -76,7 +76,7 @@ def generate(
     """Generate text from a model with a next-token step, streaming it as it is drawn."""
     from rnnkit.api import load
     from rnnkit.decoding import check_sampling
-    from rnnkit.models.contract import Stepping, require
+    from rnnkit.models.contract import Stepping, Translating, describe, require
 
     if length < 0:
         _fail(f"--length must be >= 0, got {length}", 2)
@@ -86,6 +86,9 @@ def generate(
         _fail(f"--{str(e).replace('_', '-')}", 2)
     model = load(run_dir, which)  # a bad run directory or checkpoint: the top-level handler
     require(model, Stepping, str(run_dir))
+    if not callable(getattr(model, "generate", None)):  # steps from a source: a decoder
+        hint = "; use `rnnkit translate`" if isinstance(model, Translating) else ""
+        _fail(f"{run_dir} is {describe(model)}: it continues no text by itself{hint}")
     typer.echo(prime, nl=False)
     model.generate(
         prime,
@@ -99,8 +102,72 @@ def generate(
     typer.echo("")
 
 
+def translate(
+    run_dir: Path = typer.Argument(..., help="run directory of an encoder-decoder"),
+    texts: list[str] = typer.Argument(None, help="texts to translate (default: standard input)"),
+    file: Path | None = typer.Option(None, "--file", "-f", help="translate each line of FILE"),
+    beam: int = typer.Option(1, "--beam", "-k", help="beam width (1: greedy)"),
+    n_best: int = typer.Option(1, "--n-best", "-n", help="outputs per input, best first"),
+    length_penalty: float = typer.Option(0.0, "--length-penalty", help="GNMT alpha"),
+    max_length: int | None = typer.Option(None, "--max-length", help="most output tokens"),
+    attention_plot: Path | None = typer.Option(
+        None, "--attention-plot", help="write each input's attention heatmap as DIR/N.png"
+    ),
+    which: str = typer.Option("best", help="best or latest checkpoint"),
+) -> None:
+    """Translate each text, line of FILE or line of stdin with an encoder-decoder run.
+
+    Prints one output per line; with --n-best N, N lines per input (RANK<TAB>LOG-PROB<TAB>
+    OUTPUT) and a blank line between inputs.
+    """
+    from rnnkit.api import load
+    from rnnkit.models.contract import Translating, require
+
+    if beam < 1:
+        _fail(f"--beam must be >= 1, got {beam}")
+    if not 1 <= n_best <= beam:
+        _fail(f"--n-best must be between 1 and --beam={beam}, got {n_best}")
+    if not length_penalty >= 0:
+        _fail(f"--length-penalty must be >= 0, got {length_penalty}")
+    if max_length is not None and max_length < 1:
+        _fail(f"--max-length must be >= 1, got {max_length}")
+    if attention_plot is not None and attention_plot.exists() and not attention_plot.is_dir():
+        _fail(f"--attention-plot {attention_plot}: is a file; name a folder")
+    lines = _lines(texts, file)
+    if not lines:
+        _fail("no text to translate (give TEXT, --file or standard input)")
+    model = load(run_dir, which)  # a bad run directory or checkpoint: the top-level handler
+    require(model, Translating, str(run_dir))
+    found = model.translate(
+        lines,
+        beam=beam,
+        n_best=n_best,
+        max_length=max_length,
+        length_penalty=length_penalty,
+        attention=attention_plot is not None,
+    )
+    if attention_plot is not None:
+        from rnnkit.diagnostics import plot_attention
+
+        attention_plot.mkdir(parents=True, exist_ok=True)
+        for i, t in enumerate(found):
+            if t.attention is not None:
+                plot_attention(
+                    t.attention, t.source_tokens, [*t.tokens, "<eos>"], attention_plot / f"{i}.png"
+                )
+    if n_best == 1:
+        typer.echo("\n".join(t.text for t in found))
+        return
+    blocks = []
+    for t in found:
+        ranked = [t, *t.alternatives]
+        blocks.append("\n".join(f"{r}\t{x.score:.4f}\t{x.text}" for r, x in enumerate(ranked, 1)))
+    typer.echo("\n\n".join(blocks))
+
+
 def register(app: typer.Typer) -> None:
-    """Add predict and generate (and `tag`, predict's old name for taggers) to ``app``."""
+    """Add predict, generate and translate (and `tag`, predict's old name for taggers)."""
     app.command()(predict)
     app.command("tag", hidden=True, help="Alias of predict.")(predict)
     app.command()(generate)
+    app.command()(translate)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from rnnkit.data.batches import SequenceBatch
+from rnnkit.data.batches import PairBatch, SequenceBatch
 from rnnkit.data.tokenizers import (
     TAGGING_PATTERN,
     CharTokenizer,
@@ -36,6 +36,7 @@ from rnnkit.data.vocab import Vocab
 __all__ = [
     "CODECS",
     "FeatureCodec",
+    "PairCodec",
     "SymbolCodec",
     "TaggingCodec",
     "TextCodec",
@@ -234,3 +235,175 @@ class FeatureCodec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeatureCodec:
         return cls(tuple(data["names"]))
+
+
+@register_codec
+@dataclass(frozen=True)
+class PairCodec:
+    """The two sides of an encoder-decoder: a text target and a text, image or frame source.
+
+    The target is tokenized, encoded with ``target_vocab`` and ended with ``<eos>`` (no
+    ``<bos>``: the decoder starts from it by itself). The source is text (``source_kind``
+    ``"tokens"``: ``source_tokenizer`` and ``source_vocab``, the same Vocab object as the
+    target's when the vocabulary is shared), images (``"image"``: arrays (H, W) or (C, H, W),
+    read column by column, grey levels times ``image_scale``) or feature frames (``"frames"``:
+    arrays (S, D)). ``max_source_len`` > 0 keeps only the first tokens (or columns, frames)
+    of a source.
+    """
+
+    target_tokenizer: Tokenizer
+    target_vocab: Vocab
+    source_tokenizer: Tokenizer | None = None
+    source_vocab: Vocab | None = None
+    source_kind: str = "tokens"  # "tokens", "image" or "frames"
+    max_source_len: int = 0
+    image_scale: float = 1.0
+    kind = "pair"
+
+    def __post_init__(self) -> None:
+        if self.source_kind not in ("tokens", "image", "frames"):
+            raise ValueError(
+                f"source_kind: expected 'tokens', 'image' or 'frames', got {self.source_kind!r}"
+            )
+        if self.source_kind == "tokens" and (
+            self.source_tokenizer is None or self.source_vocab is None
+        ):
+            raise ValueError("source_kind='tokens' needs a source_tokenizer and a source_vocab")
+
+    @property
+    def shared(self) -> bool:
+        """True when source and target use one vocabulary."""
+        return self.source_vocab is self.target_vocab or self.source_vocab == self.target_vocab
+
+    # ---- source --------------------------------------------------------------------------
+    def source_tokens(self, source: Any) -> list[str]:
+        """The tokens of a text source as the model sees them; column or frame numbers for
+        images and frames (the labels of an attention plot's source axis)."""
+        if self.source_kind == "tokens":
+            tokens = self.source_tokenizer.tokenize(source)  # type: ignore[union-attr]
+            return tokens[: self.max_source_len] if self.max_source_len else tokens
+        steps = self._array(source).shape[-1 if self.source_kind == "image" else 0]
+        return [str(i) for i in range(steps)]
+
+    def _array(self, source: Any) -> torch.Tensor:
+        what = "image" if self.source_kind == "image" else "frames"
+        if isinstance(source, str | bytes):
+            raise ValueError(
+                f"{what}: expected an array of numbers, got text {str(source)[:40]!r} (a "
+                f"{what} source is given from Python: model.translate([array, ...]))"
+            )
+        try:
+            x = torch.as_tensor(source, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{what}: expected an array of numbers ({exc})") from None
+        if self.source_kind == "image":
+            if x.dim() == 2:
+                x = x.unsqueeze(0)  # (1, H, W)
+            if x.dim() != 3:
+                raise ValueError(f"image: expected (H, W) or (C, H, W), got {tuple(x.shape)}")
+            x = x * self.image_scale
+            return x[..., : self.max_source_len] if self.max_source_len else x
+        if x.dim() != 2:
+            raise ValueError(f"frames: expected (S, D), got {tuple(x.shape)}")
+        return x[: self.max_source_len] if self.max_source_len else x
+
+    def encode_source(self, source: Any) -> list[int]:
+        """Source token ids of a text (``<unk>`` for an empty one)."""
+        ids = self.source_vocab.encode(self.source_tokens(source))  # type: ignore[union-attr]
+        return ids or [self.source_vocab.unk_id]  # type: ignore[union-attr]
+
+    def source_batch(self, sources: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded sources and their lengths: ids (N, S), images (N, C, H, W) padded in width
+        with zeros, or frames (N, S, D); lengths (N,) in tokens, columns or frames."""
+        if not sources:
+            raise ValueError("sources: expected at least one source, got none")
+        if self.source_kind == "tokens":
+            seqs = [self.encode_source(s) for s in sources]
+            out = torch.full((len(seqs), max(map(len, seqs))), self.source_vocab.pad_id)  # type: ignore[union-attr]
+            for b, s in enumerate(seqs):
+                out[b, : len(s)] = torch.tensor(s)
+            return out.long(), torch.tensor([len(s) for s in seqs])
+        arrays = [self._array(s) for s in sources]
+        time = -1 if self.source_kind == "image" else 0
+        lengths = torch.tensor([a.shape[time] for a in arrays])
+        if int(lengths.min()) < 1:
+            raise ValueError("sources: a source with no column or frame")
+        shape = arrays[0].shape
+        for i, a in enumerate(arrays):
+            rest = a.shape[:-1] if time == -1 else a.shape[1:]
+            if rest != (shape[:-1] if time == -1 else shape[1:]):
+                raise ValueError(
+                    f"sources[{i}]: shape {tuple(a.shape)} differs from {tuple(shape)}"
+                )
+        width = int(lengths.max())
+        if time == -1:
+            out = torch.zeros(len(arrays), *shape[:-1], width)
+            for b, a in enumerate(arrays):
+                out[b, ..., : a.shape[-1]] = a
+        else:
+            out = torch.zeros(len(arrays), width, shape[1])
+            for b, a in enumerate(arrays):
+                out[b, : a.shape[0]] = a
+        return out, lengths
+
+    # ---- target ----------------------------------------------------------------------------
+    def encode_target(self, text: str) -> list[int]:
+        """Target ids of ``text``, ended by ``<eos>``."""
+        return self.target_vocab.encode(self.target_tokenizer.tokenize(text), add_eos=True)
+
+    def target_tokens(self, ids: Sequence[int]) -> list[str]:
+        """Target token strings up to (not including) the first ``<eos>``."""
+        ids = list(ids)
+        if self.target_vocab.eos_id in ids:
+            ids = ids[: ids.index(self.target_vocab.eos_id)]
+        return self.target_vocab.decode(ids)
+
+    def decode_target(self, ids: Sequence[int]) -> str:
+        """Detokenized text of target ids, cut at the first ``<eos>``."""
+        return self.target_tokenizer.detokenize(self.target_tokens(ids))
+
+    def batch(self, sources: Sequence[Any], targets: Sequence[str]) -> PairBatch:
+        """A :class:`PairBatch` of sources and their target texts."""
+        if len(sources) != len(targets):
+            raise ValueError(f"targets: expected {len(sources)} texts, got {len(targets)}")
+        source, source_lengths = self.source_batch(sources)
+        seqs = [self.encode_target(t) for t in targets]
+        target = torch.full((len(seqs), max(map(len, seqs))), self.target_vocab.pad_id)
+        for b, s in enumerate(seqs):
+            target[b, : len(s)] = torch.tensor(s)
+        return PairBatch(
+            source, source_lengths, target.long(), torch.tensor([len(s) for s in seqs])
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        source_vocab = None
+        if self.source_vocab is not None:
+            source_vocab = "target" if self.shared else self.source_vocab.tokens
+        return {
+            "kind": self.kind,
+            "target_tokenizer": self.target_tokenizer.to_config(),
+            "target_tokens": self.target_vocab.tokens,
+            "source_tokenizer": (
+                self.source_tokenizer.to_config() if self.source_tokenizer is not None else None
+            ),
+            "source_tokens": source_vocab,
+            "source_kind": self.source_kind,
+            "max_source_len": self.max_source_len,
+            "image_scale": self.image_scale,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PairCodec:
+        target_vocab = Vocab(data["target_tokens"])
+        source = data.get("source_tokens")
+        source_vocab = target_vocab if source == "target" else Vocab(source) if source else None
+        tok = data.get("source_tokenizer")
+        return cls(
+            tokenizer_from_config(data["target_tokenizer"]),
+            target_vocab,
+            tokenizer_from_config(tok) if tok else None,
+            source_vocab,
+            str(data.get("source_kind", "tokens")),
+            int(data.get("max_source_len", 0)),
+            float(data.get("image_scale", 1.0)),
+        )

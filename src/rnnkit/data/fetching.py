@@ -46,7 +46,7 @@ class Artifact:
 
     @property
     def package(self) -> str:
-        return self.spec.split("@")[0] if self.registry == "npm" else self.spec.split("=")[0]
+        return self.spec.rsplit("@", 1)[0] if self.registry == "npm" else self.spec.split("=")[0]
 
     def describe(self) -> str:
         client = {"pypi": "PyPI", "debian": "Debian", "npm": "npm"}[self.registry]

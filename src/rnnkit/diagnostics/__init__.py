@@ -1,4 +1,5 @@
-"""Diagnostics: gradient norms per time step, gates, hidden states, training curves as PNGs."""
+"""Diagnostics: gradient norms per time step, gates, hidden states, attention weights and
+training curves as PNGs."""
 
 import json
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 from rnnkit.diagnostics.gates import GateStats, gate_statistics, hidden_matrix
 from rnnkit.diagnostics.gradients import decay_rate, hidden_gradients, step_gradient_norms
 from rnnkit.diagnostics.plots import (
+    plot_attention,
     plot_gates,
     plot_gradient_norms,
     plot_hidden,
@@ -73,6 +75,7 @@ __all__ = [
     "gate_statistics",
     "hidden_gradients",
     "hidden_matrix",
+    "plot_attention",
     "plot_gates",
     "plot_gradient_norms",
     "plot_hidden",

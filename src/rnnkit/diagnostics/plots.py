@@ -83,6 +83,55 @@ def plot_hidden(trace: LayerTrace, path: str | Path, layer: int = -1, row: int =
     return _save(fig, path)
 
 
+MAX_FIGSIZE = (16.0, 12.0)  # inches: long sequences shrink their labels instead
+
+
+def plot_attention(
+    weights: Any,
+    source_tokens: Sequence[str],
+    target_tokens: Sequence[str],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Heat map of attention weights: target steps (rows, y axis) over source steps (columns,
+    x axis, labels rotated), one cell per (target, source) pair, with a colorbar.
+
+    Args:
+        weights: (U, S) weights, a tensor or array: row u is target step u's distribution
+            over the S source steps (e.g. the ``weights`` of :class:`rnnkit.attention.Attention`
+            stacked over decoder steps).
+        source_tokens: S labels for the x axis. target_tokens: U labels for the y axis.
+        path: The PNG to write. title: Drawn above the map.
+
+    Raises:
+        ValueError: ``weights`` is not (len(target_tokens), len(source_tokens)).
+    """
+    w = torch.as_tensor(weights).detach().cpu().double()
+    expected = (len(target_tokens), len(source_tokens))
+    if tuple(w.shape) != expected:
+        raise ValueError(
+            f"weights: expected shape (len(target_tokens), len(source_tokens)) = {expected}, "
+            f"got {tuple(w.shape)}"
+        )
+    if 0 in expected:
+        raise ValueError(f"weights: shape {expected} has no cells to draw")
+    cell = 0.4  # inches per token, plus room for the labels and the colorbar
+    width = min(MAX_FIGSIZE[0], max(4.0, 2.5 + cell * expected[1]))
+    height = min(MAX_FIGSIZE[1], max(3.0, 1.8 + cell * expected[0]))
+    fontsize = max(4.0, min(9.0, 9.0 * 40 / max(40, *expected)))
+    fig, ax = plt.subplots(figsize=(width, height))
+    im = ax.imshow(w.numpy(), aspect="auto", cmap="viridis", vmin=0.0, interpolation="nearest")
+    ax.set_xticks(range(expected[1]))
+    ax.set_xticklabels([str(t) for t in source_tokens], rotation=60, ha="right", fontsize=fontsize)
+    ax.set_yticks(range(expected[0]))
+    ax.set_yticklabels([str(t) for t in target_tokens], fontsize=fontsize)
+    ax.set_xlabel("source")
+    ax.set_ylabel("target")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="attention weight")
+    return _save(fig, path)
+
+
 def plot_training_curves(rows: Sequence[Mapping[str, float]], path: str | Path) -> Path:
     """Per-epoch losses (log scale); mean gradient norm and clip-fire rate; and, when the run
     logged them, validation scores on [0, 1] (accuracy, F1, ...). Every panel has a legend."""

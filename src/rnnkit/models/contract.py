@@ -11,6 +11,9 @@ generate with") instead of an AttributeError deep inside::
     Stepping    step(tokens (B,), state) -> (logits (B, V), state)      decoding, generate
     Traceable   trace(batch) -> (loss, LayerTrace)              per-step states: diagnose
     Predicting  predict(inputs) -> predictions                  raw input in (with a codec)
+    Translating translate(inputs, beam=, n_best=, attention=)   encoder-decoders: outputs
+    Attending   explain(batch, n) -> [(weights (U, S), source tokens, output tokens)]
+                                                                attention heatmaps: diagnose
 
 A model's class attribute ``kind`` names it in those sentences ("classifier",
 "language model", "tagger", "per-step model").
@@ -23,12 +26,14 @@ from typing import Any, Protocol, runtime_checkable
 from torch import Tensor
 
 __all__ = [
+    "Attending",
     "Carrying",
     "ModelContractError",
     "Predicting",
     "Stepping",
     "Traceable",
     "Trainable",
+    "Translating",
     "describe",
     "require",
 ]
@@ -75,12 +80,29 @@ class Predicting(Protocol):
     def predict(self, inputs: Any) -> Any: ...
 
 
+@runtime_checkable
+class Translating(Protocol):
+    """Decoded outputs for raw sources (greedy or beam search), through the model's codec."""
+
+    def translate(self, inputs: Any, beam: int = 1, n_best: int = 1) -> Any: ...
+
+
+@runtime_checkable
+class Attending(Protocol):
+    """The attention of the model's own outputs on the first ``n`` rows of a batch, with the
+    tokens to label its axes."""
+
+    def explain(self, batch: Any, n: int = 3) -> list[tuple[Tensor, list[str], list[str]]]: ...
+
+
 _NEEDS = {
     Trainable: "loss(batch) and get_config() to train with",
     Carrying: "carry_loss(batch, state) to carry its state through truncated BPTT with",
     Stepping: "next-token step to generate with",
     Traceable: "trace(batch) of per-step states to diagnose",
     Predicting: "predict(inputs) for raw input",
+    Translating: "translate(inputs) to decode raw input with (it is not an encoder-decoder)",
+    Attending: "attention to explain its outputs with",
 }
 
 
@@ -100,11 +122,11 @@ def require(model: Any, protocol: type, where: str = "", needs: str = "") -> Non
         needs: what it lacks, in words (default: the protocol's own phrase).
     """
     if isinstance(model, protocol) and (
-        protocol is not Predicting or getattr(model, "codec", None) is not None
+        protocol not in (Predicting, Translating) or getattr(model, "codec", None) is not None
     ):
         return
     subject = where or "the model"
     what = needs or _NEEDS.get(protocol, protocol.__name__)
-    if protocol is Predicting and isinstance(model, protocol):
+    if protocol in (Predicting, Translating) and isinstance(model, protocol):
         what = "codec to read raw input with (train it through a task, or give the Trainer codec=)"
     raise ModelContractError(f"{subject} is {describe(model)}: it has no {what}")

@@ -39,6 +39,8 @@ class TaskData:
     codec: Any  # raw input <-> ids; saved in every checkpoint (codec.json)
     fixed: dict[str, Any] = field(default_factory=dict)  # model config fields set by the data
     baseline: dict[str, float] = field(default_factory=dict)  # a trivial predictor's scores
+    config: Any = None  # the [task] config the data was prepared from (for score hooks)
+    references: dict[str, list[str]] = field(default_factory=dict)  # raw targets per split
 
 
 @dataclass(frozen=True)

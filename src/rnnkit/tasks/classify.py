@@ -28,7 +28,7 @@ from rnnkit.config import ConfigError
 from rnnkit.data import Vocab, WordTokenizer, build_embedding, nb_log_count_ratios, read_vectors
 from rnnkit.data.batches import SequenceBatch
 from rnnkit.data.codec import TextCodec
-from rnnkit.data.readers import read_jsonl, read_table
+from rnnkit.data.readers import read_columns
 from rnnkit.data.registry import dataset_dir, fetch, load_report, names
 from rnnkit.data.splits import by_split, group_split
 from rnnkit.models.classifier import SequenceClassifier
@@ -63,15 +63,8 @@ class ClassifyConfig:
 
 def read_labelled(path: str | Path, text_column: str, label_column: str) -> tuple[list, list]:
     """Texts and label strings of a CSV/TSV (header line) or JSONL file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such labelled file: {path}")
-    columns = [text_column, label_column]
-    if path.suffix.lower() in (".jsonl", ".json"):
-        records = read_jsonl(path, columns)
-    else:
-        records = read_table(path, columns)
-    return [str(r[text_column]) for r in records], [str(r[label_column]) for r in records]
+    texts, labels = read_columns(path, [text_column, label_column], "labelled file")
+    return texts, labels
 
 
 def _splits(cfg: ClassifyConfig, seed: int) -> dict[str, tuple[list, list]]:

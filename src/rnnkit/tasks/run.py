@@ -5,6 +5,7 @@ A run is configured by a TOML file whose schema is :class:`RunConfig`: the task'
 fixes) and ``[trainer]``, overridden by ``--set`` items::
 
     seed = 0
+    score_val = false   # also score the validation split with the task's metrics each epoch
     [task]              # the task's config dataclass (AddingConfig, ClassifyConfig, ...)
     seq_len = 100
     [model]             # the task's model config (RecurrentModelConfig, ClassifierConfig...)
@@ -33,7 +34,7 @@ import torch
 
 from rnnkit.config import ConfigError, apply_overrides, check_table, from_dict, load_toml, to_dict
 from rnnkit.data.batches import EpochBatches, trimmed
-from rnnkit.models.contract import Traceable, require
+from rnnkit.models.contract import Attending, Traceable, require
 from rnnkit.models.encoder import RecurrentConfig
 from rnnkit.tasks.base import Task, TaskData, get_task
 from rnnkit.training.callbacks import Callback
@@ -57,11 +58,13 @@ class RunConfig:
     model: dict[str, Any] = field(default_factory=dict)  # the [model] table, checked
     seed: int = 0  # seeds data, initialization, shuffling and dropout
     trainer: TrainerConfig = field(default_factory=TrainerConfig)  # the training loop
+    score_val: bool = False  # the task's scores on the validation split at every validation
 
     def to_json(self) -> dict[str, Any]:
         return {
             "task": self.task,
             "seed": self.seed,
+            "score_val": self.score_val,
             "task_config": to_dict(self.task_config),
             "model": dict(self.model),
             "trainer": to_dict(self.trainer),
@@ -74,15 +77,20 @@ class _Sections:
     task: dict = field(default_factory=dict)  # checked against the task's config class
     model: dict = field(default_factory=dict)  # checked against the task's model config
     trainer: TrainerConfig = field(default_factory=TrainerConfig)  # see RunConfig
+    score_val: bool = False  # see RunConfig
 
 
-def _checked(spec: Task, task_table: dict, model_table: dict, seed: int, trainer) -> RunConfig:
+def _checked(
+    spec: Task, task_table: dict, model_table: dict, seed: int, trainer, score_val: bool = False
+) -> RunConfig:
     task_config = from_dict(spec.config_cls, task_table, prefix="task")
     model = check_table(spec.model_config_cls, model_table, "model", spec.fixed)
     _check_recurrent(spec.model_config_cls, model)
     if spec.check is not None:
         spec.check(task_config, model)
-    return RunConfig(spec.name, task_config, model, seed, trainer)
+    if score_val and spec.score is None:
+        raise ConfigError(f"score_val: task {spec.name!r} has no scores beyond its loss")
+    return RunConfig(spec.name, task_config, model, seed, trainer, score_val)
 
 
 def _check_recurrent(cls: type, model: dict[str, Any]) -> None:
@@ -107,13 +115,22 @@ def load_run_config(
     spec = get_task(task)
     data = load_toml(path) if path is not None else {}
     sections = from_dict(_Sections, apply_overrides(data, overrides))
-    return _checked(spec, sections.task, sections.model, sections.seed, sections.trainer)
+    return _checked(
+        spec, sections.task, sections.model, sections.seed, sections.trainer, sections.score_val
+    )
 
 
 def run_config_from_json(data: dict[str, Any]) -> RunConfig:
     spec = get_task(data["task"])
     trainer = from_dict(TrainerConfig, data["trainer"], "trainer")
-    return _checked(spec, data["task_config"], data["model"], int(data["seed"]), trainer)
+    return _checked(
+        spec,
+        data["task_config"],
+        data["model"],
+        int(data["seed"]),
+        trainer,
+        bool(data.get("score_val", False)),
+    )
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
@@ -218,6 +235,7 @@ def train(
     run_dir = Path(run_dir)
     if (run_dir / "config.json").exists():
         raise FileExistsError(f"{run_dir} already holds a run; use `rnnkit resume {run_dir}`")
+    score_val = score_val or cfg.score_val
     trainer, _ = _setup(cfg, run_dir, callbacks, score_val)
     if trainer.dist.is_writer:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -307,34 +325,43 @@ def evaluate(
 
 
 def diagnose(run_dir: str | Path, out_dir: str | Path | None = None, n: int = 32) -> list[Path]:
-    """Gradient norms per step (init and trained), gates, hidden states and training curves."""
+    """Plots of a trained run: gradient norms per step (init and trained), gates and hidden
+    states for a model with a trace; attention heatmaps of three validation rows for a model
+    that explains its outputs with attention; and the training curves."""
     from rnnkit import diagnostics as dg
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "diagnostics"
     cfg = read_run_config(run_dir)
     trained = load(run_dir, "best")
-    require(trained, Traceable, str(run_dir))
+    if not isinstance(trained, Attending):
+        require(trained, Traceable, str(run_dir))
     data = get_task(cfg.task).prepare(cfg.task_config, cfg.seed, trained.codec)
     batch = trimmed(data.val.rows(slice(0, n)))
-    seed_everything(cfg.seed)
-    initial = build_model(cfg, data)
-    norms = {
-        "initialization": dg.step_gradient_norms(initial, batch),
-        "trained": dg.step_gradient_norms(trained, batch),
-    }
-    _, tr = trained.trace(batch)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [
-        dg.plot_gradient_norms(
-            norms,
-            out / "grad_norms.png",
-            title=f"{cfg.task}: ||dL/dh_t||",
-            styles={"initialization": {"ls": "--"}},
-        ),
-        dg.plot_gates(dg.gate_statistics(tr), out / "gates.png"),
-        dg.plot_hidden(tr, out / "hidden.png"),
-    ]
+    paths = []
+    if isinstance(trained, Traceable):
+        seed_everything(cfg.seed)
+        initial = build_model(cfg, data)
+        norms = {
+            "initialization": dg.step_gradient_norms(initial, batch),
+            "trained": dg.step_gradient_norms(trained, batch),
+        }
+        _, tr = trained.trace(batch)
+        paths += [
+            dg.plot_gradient_norms(
+                norms,
+                out / "grad_norms.png",
+                title=f"{cfg.task}: ||dL/dh_t||",
+                styles={"initialization": {"ls": "--"}},
+            ),
+            dg.plot_gates(dg.gate_statistics(tr), out / "gates.png"),
+            dg.plot_hidden(tr, out / "hidden.png"),
+        ]
+    if isinstance(trained, Attending):
+        for i, (weights, source, target) in enumerate(trained.explain(batch, 3)):
+            path = out / f"attention_{i}.png"
+            paths.append(dg.plot_attention(weights, source, target, path, title=f"val row {i}"))
     rows = dg.read_run_metrics(run_dir)
     if rows:
         paths.append(dg.plot_training_curves(rows, out / "curves.png"))

@@ -10,7 +10,7 @@ from rnnkit.data.readers.conll import (
 )
 from rnnkit.data.readers.fasta import DNA, IUPAC_DNA, PROTEIN, FastaRecord, read_fasta, write_fasta
 from rnnkit.data.readers.music import REST, Score, read_scores
-from rnnkit.data.readers.table import read_jsonl, read_table
+from rnnkit.data.readers.table import read_columns, read_jsonl, read_table
 from rnnkit.data.readers.text import SentencePair, read_lines, read_parallel, read_text
 from rnnkit.data.readers.ts import TsData, read_ts, write_ts
 
@@ -25,6 +25,7 @@ __all__ = [
     "TaggedSentence",
     "TsData",
     "UDSentence",
+    "read_columns",
     "read_conll",
     "read_conllu",
     "read_fasta",

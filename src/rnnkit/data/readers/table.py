@@ -213,3 +213,16 @@ def read_jsonl(
         if record is not None:
             records.append(record)
     return rows.result(records)
+
+
+def read_columns(path: str | Path, columns: Sequence[str], what: str = "file") -> list[list[str]]:
+    """The values of ``columns`` in every row of a CSV/TSV (header line) or JSONL file, one
+    list per column; a missing file is an error naming it as ``what``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such {what}: {path}")
+    if path.suffix.lower() in (".jsonl", ".json"):
+        records = read_jsonl(path, columns)
+    else:
+        records = read_table(path, columns)
+    return [[str(r[c]) for r in records] for c in columns]

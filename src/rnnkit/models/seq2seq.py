@@ -1,0 +1,572 @@
+r"""``Seq2Seq``: an encoder-decoder with attention, for translation, G2P and captioning.
+
+The encoder reads a source x_1..x_S: token ids (embedded), feature frames, or an image read
+column by column after a small convolutional stack. The decoder generates y_1..y_U, one
+token at a time, from ``<bos>``; its first state comes from the encoder's last one::
+
+    m_1..m_S, (h_S, c_S) = Encoder(x_1..x_S)          # memory (B, S, K), K = dirs * H
+    s_0 = tanh(W_b [h_S^fwd; h_S^bwd])                 # bridge, per decoder layer ("linear")
+
+Attention (:mod:`rnnkit.attention`, masked on source padding) and the step t, for each
+``attention`` setting (e_t = E[y_{t-1}], the target embedding)::
+
+    "none"                 s_t = RNN(e_t, s_{t-1});                 o_t = s_t
+    "bahdanau" (additive)  c_t = Attn(s_{t-1}, m);  s_t = RNN([e_t; c_t], s_{t-1})
+                           o_t = tanh(W_c [c_t; s_t])
+    "dot" | "general" | "concat" (Luong)
+                           s_t = RNN([e_t; o_{t-1}], s_{t-1})   (input feeding; e_t alone
+                           without it);  c_t = Attn(s_t, m);  o_t = tanh(W_c [c_t; s_t])
+    p(y_t | y_<t, x) = softmax(W_o dropout(o_t) + b_o)        # (B, V)
+
+o_t is the attentional vector (size H_d, the decoder's hidden size, K by default). With
+``tie_embeddings`` W_o is the target embedding E (a projection H_d -> D between when the sizes
+differ); with ``share_embeddings`` source and target share one embedding (one vocabulary).
+Training is teacher forcing: the loss is the mean over target tokens (``<eos>`` included) of
+-log p(y_t | y_<t, x), with optional label smoothing; the model reports perplexity and token
+accuracy.
+
+The model is trainable and stepping (:mod:`rnnkit.models.contract`): ``encode(source,
+lengths)`` gives the decoder's first state, ``step(tokens, state)`` one more token from it
+with O(1) work (the state holds the memory, not the prefix), and ``reorder_state`` selects
+beams, so greedy decoding, sampling and beam search in :mod:`rnnkit.decoding` run on it
+unchanged. With a codec (``rnnkit.load``) it translates raw input::
+
+    model.translate(["In the beginning God created the heavens"], beam=5)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.attention import Attention, lengths_to_mask
+from rnnkit.data.batches import PairBatch
+from rnnkit.models.contract import ModelContractError
+from rnnkit.models.encoder import CELLS, RecurrentConfig, build_encoder
+
+__all__ = ["DecoderState", "Seq2Seq", "Seq2SeqConfig", "Translation"]
+
+ATTENTION = ("none", "bahdanau", "dot", "general", "concat")
+BOS, EOS, PAD = 2, 3, 0  # rnnkit.data.vocab's fixed ids
+
+
+@dataclass(frozen=True, kw_only=True)
+class Seq2SeqConfig(RecurrentConfig):
+    # the encoder: RecurrentConfig's cell, hidden_size (H per direction), num_layers, dropout
+    target_vocab_size: int  # V, target tokens (set by the data)
+    source_vocab_size: int = 0  # > 0: the source is token ids (set by the data)
+    source_features: int = 0  # > 0: the source is feature frames (B, S, D) (set by the data)
+    image_channels: int = 0  # > 0: the source is images (B, C, H, W) (set by the data)
+    image_height: int = 0  # H of those images (set by the data)
+    conv_channels: int = 32  # channels of the image encoder's two convolutions
+    embedding_size: int = 128  # D, token embeddings (source and target)
+    hidden_size: int = 128  # H per encoder direction
+    bidirectional: bool = True  # the encoder reads the source both ways
+    attention: Literal["none", "bahdanau", "dot", "general", "concat"] = "general"
+    input_feed: bool = True  # Luong attention: feed o_{t-1} into the next step
+    decoder_cell: str = ""  # a registered cell kind ("": the encoder's)
+    decoder_layers: int = 0  # stacked decoder layers (0: the encoder's num_layers)
+    decoder_hidden_size: int = 0  # H_d (0: K, the encoder's output size)
+    bridge: Literal["linear", "zero"] = "linear"  # the decoder's first state
+    tie_embeddings: bool = False  # W_o is the target embedding E
+    share_embeddings: bool = False  # one embedding for source and target (shared vocab)
+    label_smoothing: float = 0.0  # epsilon of the smoothed cross-entropy
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.target_vocab_size < 5:
+            raise ValueError(f"target_vocab_size must be >= 5, got {self.target_vocab_size}")
+        sources = [
+            n
+            for n in ("source_vocab_size", "source_features", "image_channels")
+            if getattr(self, n)
+        ]
+        if len(sources) != 1:
+            raise ValueError(
+                "exactly one of source_vocab_size, source_features, image_channels must be "
+                f"> 0 (the kind of source), got {sources or 'none'}"
+            )
+        for name in ("conv_channels", "embedding_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("decoder_layers", "decoder_hidden_size", "image_height"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.image_channels and self.image_height < 1:
+            raise ValueError("image_height must be >= 1 with image_channels > 0")
+        if self.attention not in ATTENTION:
+            raise ValueError(f"attention must be one of {ATTENTION}, got {self.attention!r}")
+        if self.decoder_cell and self.decoder_cell not in CELLS:
+            raise ValueError(
+                f"decoder_cell must be one of {sorted(CELLS)}, got {self.decoder_cell!r}"
+            )
+        if self.bridge not in ("linear", "zero"):
+            raise ValueError(f"bridge must be 'linear' or 'zero', got {self.bridge!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.share_embeddings and self.source_vocab_size != self.target_vocab_size:
+            raise ValueError(
+                "share_embeddings=True needs one vocabulary: source_vocab_size="
+                f"{self.source_vocab_size} but target_vocab_size={self.target_vocab_size}"
+            )
+        if self.attention == "dot" and self.decoder_hidden_size not in (0, self.memory_size):
+            raise ValueError(
+                f"attention='dot' scores s_t against the memory directly, so decoder_hidden_size "
+                f"must be {self.memory_size} (or 0), got {self.decoder_hidden_size}"
+            )
+
+    @property
+    def memory_size(self) -> int:
+        """K, the size of each encoder output."""
+        return self.hidden_size * (2 if self.bidirectional else 1)
+
+    @property
+    def decoder_size(self) -> int:
+        """H_d, the decoder's hidden size."""
+        return self.decoder_hidden_size or self.memory_size
+
+
+@dataclass
+class DecoderState:
+    """What one decoding step needs; every tensor has the batch (or beam) first except the
+    recurrent state's, which is torch's (L, B, H) or a tuple of them (LSTM)."""
+
+    hidden: Any  # s_{t-1}
+    feed: Tensor | None  # o_{t-1} (B, H_d) for input feeding, else None
+    memory: Tensor  # m (B, S, K)
+    keys: Tensor  # the attention's precomputed key part (B, S, *) (the memory without one)
+    mask: Tensor  # (B, S) bool, true on valid source steps
+    weights: Tensor | None = None  # the last step's attention (B, S)
+
+    def select(self, index: Tensor) -> DecoderState:
+        """The rows ``index`` of every part (beam search's reordering)."""
+        hidden = (
+            tuple(h.index_select(1, index) for h in self.hidden)
+            if isinstance(self.hidden, tuple)
+            else self.hidden.index_select(1, index)
+        )
+
+        def rows(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x.index_select(0, index)
+
+        return DecoderState(
+            hidden,
+            rows(self.feed),
+            rows(self.memory),  # type: ignore[arg-type]
+            rows(self.keys),  # type: ignore[arg-type]
+            rows(self.mask),  # type: ignore[arg-type]
+            rows(self.weights),
+        )
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One decoded output: its text, tokens, score and (when asked) attention."""
+
+    text: str  # detokenized output
+    tokens: list[str]  # output tokens, without <eos>
+    score: float  # summed log-probability (<eos> included)
+    source_tokens: list[str]  # the source as the model read it
+    attention: Tensor | None = None  # (U, S) weights, U = len(tokens) + 1 (the <eos> step)
+    alternatives: list[Translation] = dataclasses.field(default_factory=list)  # n-best, 2nd on
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class ImageColumns(nn.Module):
+    """Two 3x3 convolutions with ReLU, each followed by max-pooling over height only, so an
+    image (B, C, H, W) becomes W columns of C' * (H // 4) features; columns past an image's
+    width are zeroed after each convolution, so padding never leaks into valid columns."""
+
+    def __init__(self, channels: int, height: int, conv_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, conv_channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(conv_channels, conv_channels, 3, padding=1)
+        self.pool1 = nn.MaxPool2d((2, 1)) if height >= 2 else nn.Identity()
+        h = height // 2 if height >= 2 else height
+        self.pool2 = nn.MaxPool2d((2, 1)) if h >= 2 else nn.Identity()
+        h = h // 2 if h >= 2 else h
+        self.output_size = conv_channels * h
+
+    def forward(self, images: Tensor, lengths: Tensor) -> Tensor:
+        """(B, C, H, W), widths (B,) -> columns (B, W, C' * H')."""
+        keep = lengths_to_mask(lengths.to(images.device), images.shape[-1])[:, None, None, :]
+        x = images * keep
+        x = self.pool1(torch.relu(self.conv1(x)) * keep)
+        x = self.pool2(torch.relu(self.conv2(x)) * keep)
+        return x.flatten(1, 2).transpose(1, 2)  # (B, W, C' * H')
+
+
+def _top_state(state: Any, layers: int, directions: int) -> tuple[Tensor, Tensor | None]:
+    """The last layer's final h (and c) with the directions side by side: (B, dirs * H)."""
+    h, c = state if isinstance(state, tuple) else (state, None)
+
+    def top(x: Tensor) -> Tensor:
+        last = x[(layers - 1) * directions :]  # (dirs, B, H)
+        return last.transpose(0, 1).flatten(1)  # (B, dirs * H)
+
+    return top(h), (top(c) if c is not None else None)
+
+
+class Seq2Seq(nn.Module):
+    """Encoder-decoder with attention (see the module docstring for the equations)."""
+
+    kind = "encoder-decoder"
+    config_cls = Seq2SeqConfig
+
+    def __init__(self, config: Seq2SeqConfig, codec: Any = None) -> None:
+        super().__init__()
+        self.config = c = config
+        self.codec = codec  # a PairCodec, for translate(texts)
+        self.drop = nn.Dropout(c.dropout)
+        # ---- encoder
+        self.source_embedding: nn.Embedding | None = None
+        self.columns: ImageColumns | None = None
+        if c.source_vocab_size:
+            self.source_embedding = nn.Embedding(c.source_vocab_size, c.embedding_size)
+            source_size = c.embedding_size
+        elif c.image_channels:
+            self.columns = ImageColumns(c.image_channels, c.image_height, c.conv_channels)
+            source_size = self.columns.output_size
+        else:
+            source_size = c.source_features
+        self.encoder = build_encoder(source_size, c)
+        # ---- decoder
+        k, hd = c.memory_size, c.decoder_size
+        self.decoder_layers = c.decoder_layers or c.num_layers
+        self.target_embedding = nn.Embedding(c.target_vocab_size, c.embedding_size)
+        if c.share_embeddings:
+            self.target_embedding.weight = self.source_embedding.weight  # type: ignore[union-attr]
+        extra = {"none": 0, "bahdanau": k}.get(c.attention, hd if c.input_feed else 0)
+        self.decoder = build_encoder(
+            c.embedding_size + extra,
+            c,
+            cell=c.decoder_cell or c.cell,
+            hidden_size=hd,
+            num_layers=self.decoder_layers,
+            bidirectional=False,
+            recurrent_scale=0.0,
+        )
+        self.feeds = c.attention not in ("none", "bahdanau") and c.input_feed
+        self.attention: Attention | None = None
+        self.combine: nn.Linear | None = None
+        if c.attention != "none":
+            score = "additive" if c.attention == "bahdanau" else c.attention
+            self.attention = Attention(hd, k, score)
+            self.combine = nn.Linear(k + hd, hd, bias=False)  # W_c
+        # ---- bridge: the top encoder layer's final state -> every decoder layer's first one
+        self.state_parts = self.decoder.cells[0].state_size  # 2 for (h, c), else 1
+        self.bridge: nn.ModuleList | None = None
+        if c.bridge == "linear":
+            self.bridge = nn.ModuleList(
+                nn.Linear(k, self.decoder_layers * hd) for _ in range(self.state_parts)
+            )
+        # ---- output
+        self.proj: nn.Linear | None = None
+        out_in = hd
+        if c.tie_embeddings:
+            if hd != c.embedding_size:
+                self.proj = nn.Linear(hd, c.embedding_size, bias=False)
+            out_in = c.embedding_size
+        self.head = nn.Linear(out_in, c.target_vocab_size)
+        self.register_buffer("_never", torch.tensor([PAD, BOS]), persistent=False)
+        if c.tie_embeddings:
+            self.head.weight = self.target_embedding.weight
+
+    # ---- checkpoint contract --------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], codec: Any = None) -> Seq2Seq:
+        return cls(Seq2SeqConfig(**config), codec)
+
+    # ---- encoder ----------------------------------------------------------------------------
+    def encode(self, source: Tensor, source_lengths: Tensor) -> DecoderState:
+        """The decoder's first state for a batch of sources (ids (B, S), frames (B, S, D) or
+        images (B, C, H, W)) of ``source_lengths`` (B,) valid steps."""
+        c = self.config
+        lengths = source_lengths.to("cpu", torch.int64)
+        if self.source_embedding is not None:
+            x = self.drop(self.source_embedding(source))  # (B, S, D)
+        elif self.columns is not None:
+            x = self.columns(source, lengths)  # (B, W, C' H')
+        else:
+            x = source
+        memory, final = self.encoder(x, None, lengths)  # (B, S, K)
+        mask = lengths_to_mask(lengths.to(memory.device), memory.shape[1])  # (B, S)
+        b, hd, layers = memory.shape[0], c.decoder_size, self.decoder_layers
+        if self.bridge is None:
+            parts = [memory.new_zeros(layers, b, hd) for _ in range(self.state_parts)]
+        else:
+            h, cell = _top_state(final, c.num_layers, 2 if c.bidirectional else 1)
+            sources = [h, cell if cell is not None else h][: len(self.bridge)]
+
+            def bridged(linear: nn.Linear, x: Tensor) -> Tensor:
+                return torch.tanh(linear(x)).view(b, layers, hd).transpose(0, 1).contiguous()
+
+            parts = [bridged(lin, x) for lin, x in zip(self.bridge, sources, strict=True)]
+        hidden: Any = tuple(parts) if len(parts) > 1 else parts[0]
+        keys = self.attention.precompute(memory) if self.attention is not None else memory
+        feed = memory.new_zeros(b, hd) if self.feeds else None
+        return DecoderState(hidden, feed, memory, keys, mask)
+
+    # ---- decoder ----------------------------------------------------------------------------
+    def _attend(self, query: Tensor, state: DecoderState) -> tuple[Tensor, Tensor]:
+        assert self.attention is not None
+        return self.attention(query, state.memory, state.mask, projected=state.keys)
+
+    def _step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """o_t (B, H_d) and the state after one target token (B,)."""
+        e = self.drop(self.target_embedding(tokens))  # (B, D)
+        c = self.config
+        weights = None
+        if c.attention == "bahdanau":
+            h_prev = state.hidden[0] if isinstance(state.hidden, tuple) else state.hidden
+            context, weights = self._attend(h_prev[-1], state)  # from s_{t-1}
+            s, hidden = self.decoder.step(torch.cat([e, context], 1), state.hidden)
+        else:
+            x = torch.cat([e, state.feed], 1) if self.feeds else e
+            s, hidden = self.decoder.step(x, state.hidden)
+            if self.attention is not None:
+                context, weights = self._attend(s, state)
+        o = s
+        if self.combine is not None:
+            o = torch.tanh(self.combine(torch.cat([context, s], 1)))  # (B, H_d)
+        new = DecoderState(
+            hidden, o if self.feeds else None, state.memory, state.keys, state.mask, weights
+        )
+        return o, new
+
+    def _logits(self, o: Tensor) -> Tensor:
+        o = self.drop(o)
+        if self.proj is not None:
+            o = self.proj(o)
+        return self.head(o)
+
+    def forward(
+        self, source: Tensor, source_lengths: Tensor, target: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher forcing: logits (B, U, V) of every target token given the ones before it
+        (the decoder reads ``<bos>, y_1 .. y_{U-1}``), and the attention (B, U, S) or None."""
+        state = self.encode(source, source_lengths)
+        bos = target.new_full((target.shape[0], 1), BOS)
+        inputs = torch.cat([bos, target[:, :-1]], 1)  # (B, U)
+        if self.attention is None:  # no step depends on attention: the whole target at once
+            e = self.drop(self.target_embedding(inputs))  # (B, U, D)
+            s, _ = self.decoder(e, state.hidden)  # (B, U, H_d)
+            return self._logits(s), None
+        outs, weights = [], []
+        for t in range(inputs.shape[1]):
+            o, state = self._step(inputs[:, t], state)
+            outs.append(o)
+            weights.append(state.weights)
+        return self._logits(torch.stack(outs, 1)), torch.stack(weights, 1)
+
+    def loss(self, batch: PairBatch) -> tuple[Tensor, dict[str, float]]:
+        """Mean -log p per target token (``<eos>`` included), label-smoothed when set; the
+        metrics are the unsmoothed perplexity and the token accuracy."""
+        logits, _ = self(batch.source, batch.source_lengths, batch.target)  # (B, U, V)
+        u = batch.target.shape[1]
+        mask = lengths_to_mask(batch.target_lengths.to(logits.device), u)  # (B, U)
+        flat, gold = logits.flatten(0, 1), batch.target.flatten()
+        nll = nn.functional.cross_entropy(flat, gold, reduction="none").view_as(mask)
+        n = max(int(mask.sum()), 1)
+        nats = (nll * mask).sum() / n
+        loss = nats
+        if self.config.label_smoothing > 0:
+            smooth = nn.functional.cross_entropy(
+                flat, gold, reduction="none", label_smoothing=self.config.label_smoothing
+            ).view_as(mask)
+            loss = (smooth * mask).sum() / n
+        correct = ((logits.argmax(-1) == batch.target) & mask).sum()
+        value = float(nats.detach())
+        return loss, {
+            "perplexity": math.exp(min(value, 50.0)),
+            "accuracy": float(correct) / n,
+        }
+
+    # ---- decoding contract ------------------------------------------------------------------
+    def step(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, DecoderState]:
+        """Logits (B, V) of the token after ``tokens`` (B,) and the new state: one decoder
+        step from ``state``, which :meth:`encode` starts (there is no state without a source).
+        ``<pad>`` and ``<bos>`` get -inf: a decoder never emits them."""
+        if not isinstance(state, DecoderState):
+            raise ValueError(
+                "state: an encoder-decoder steps from the state encode(source, lengths) returns, "
+                f"got {type(state).__name__}"
+            )
+        o, state = self._step(tokens, state)
+        logits = self._logits(o)
+        return logits.index_fill(1, self._never, float("-inf")), state
+
+    def reorder_state(self, state: DecoderState, index: Tensor) -> DecoderState:
+        """Rows ``index`` of a decoder state (beam search)."""
+        return state.select(index.to(state.memory.device))
+
+    # ---- raw input ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(
+        self,
+        source: Tensor,
+        source_lengths: Tensor,
+        beam: int = 1,
+        n_best: int = 1,
+        max_length: int | None = None,
+        length_penalty: float = 0.0,
+        no_repeat_ngram: int = 0,
+    ) -> list[list[tuple[list[int], float]]]:
+        """Token ids (without ``<eos>``) and summed log-probabilities of the ``n_best`` best
+        outputs per source: greedy (``beam`` 1, one output) or beam search."""
+        from rnnkit.decoding import beam_search, generate
+
+        if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
+            raise ValueError(f"beam: expected an integer >= 1, got {beam!r}")
+        if max_length is None:
+            max_length = 2 * int(source_lengths.max()) + 10
+        state = self.encode(source, source_lengths)
+        b = source.shape[0]
+        device = state.memory.device
+        if beam == 1 and n_best == 1:
+            start = torch.full((b, 1), BOS, dtype=torch.long, device=device)
+            out = generate(self, start, max_length, temperature=0, state=state, eos_id=EOS)
+            rows = out[:, 1:]
+            logp = self._score(state, rows)
+            return [[(_cut(r.tolist()), s)] for r, s in zip(rows, logp.tolist(), strict=True)]
+        start = torch.full((b,), BOS, dtype=torch.long, device=device)
+        hyps = beam_search(
+            self,
+            start,
+            beam_size=beam,
+            max_length=max_length,
+            eos_id=EOS,
+            length_penalty=length_penalty,
+            state=state,
+            n_best=n_best,
+            no_repeat_ngram=no_repeat_ngram,
+        )
+        return [[(_cut(h.tokens), float(h.score)) for h in row] for row in hyps]
+
+    def _score(self, state: DecoderState, rows: Tensor) -> Tensor:
+        """Summed log-probability of each row's tokens up to and with its first ``<eos>``."""
+        tokens = torch.cat([rows.new_full((rows.shape[0], 1), BOS), rows], 1)
+        total = torch.zeros(rows.shape[0], device=rows.device)
+        alive = torch.ones(rows.shape[0], dtype=torch.bool, device=rows.device)
+        for t in range(rows.shape[1]):
+            logits, state = self.step(tokens[:, t], state)
+            logp = logits.log_softmax(-1).gather(1, rows[:, t : t + 1]).squeeze(1)
+            total += logp * alive
+            alive &= rows[:, t] != EOS
+        return total
+
+    @torch.no_grad()
+    def attention_weights(self, source: Tensor, source_lengths: Tensor, ids: list[int]) -> Tensor:
+        """The attention (U, S) of one source (batch of 1) while the decoder reads ``ids`` and
+        then ``<eos>`` (forced decoding: the weights the decoder had when it produced them)."""
+        target = torch.tensor([[*ids, EOS]], device=source.device)
+        _, weights = self(source, source_lengths, target)
+        if weights is None:
+            raise ModelContractError("the model has no attention (attention='none')")
+        return weights[0, :, : int(source_lengths[0])].cpu()
+
+    def translate(
+        self,
+        inputs: Any,
+        beam: int = 1,
+        n_best: int = 1,
+        max_length: int | None = None,
+        length_penalty: float = 0.0,
+        attention: bool = False,
+        batch_size: int = 64,
+    ) -> Any:
+        """Decode raw sources (texts, images or frame arrays) with the model's codec: a list
+        of :class:`Translation`, or one for one text.
+
+        Greedy with ``beam`` 1, beam search otherwise (``length_penalty`` alpha of GNMT);
+        each :class:`Translation` has the best output and the next ``n_best - 1`` in
+        ``alternatives``; with ``attention`` its (U, S) attention matrix too.
+        """
+        if self.codec is None:
+            raise ModelContractError(
+                "the encoder-decoder has no codec to read raw input with (load it with "
+                "rnnkit.load, or give Seq2Seq(config, codec))"
+            )
+        if isinstance(inputs, str):
+            return self.translate(
+                [inputs], beam, n_best, max_length, length_penalty, attention, batch_size
+            )[0]
+        was_training = self.training
+        self.eval()
+        device = self.head.weight.device
+        out: list[Translation] = []
+        try:
+            for i in range(0, len(inputs), batch_size):
+                chunk = list(inputs[i : i + batch_size])
+                source, lengths = self.codec.source_batch(chunk)
+                source = source.to(device)
+                rows = self.decode(source, lengths, beam, n_best, max_length, length_penalty)
+                for j, row in enumerate(rows):
+                    found = [self._translation(chunk[j], ids, s) for ids, s in row]
+                    best = found[0]
+                    if attention and self.attention is not None:
+                        one = source[j : j + 1, ..., : int(lengths[j])]
+                        if self.codec.source_kind == "frames":
+                            one = source[j : j + 1, : int(lengths[j])]
+                        w = self.attention_weights(one, lengths[j : j + 1], row[0][0])
+                        best = dataclasses.replace(best, attention=w)
+                    out.append(dataclasses.replace(best, alternatives=found[1:]))
+        finally:
+            self.train(was_training)
+        return out
+
+    def _translation(self, source: Any, ids: list[int], score: float) -> Translation:
+        codec = self.codec
+        return Translation(
+            codec.decode_target(ids), codec.target_tokens(ids), score, codec.source_tokens(source)
+        )
+
+    @torch.no_grad()
+    def explain(self, batch: PairBatch, n: int = 3) -> list[tuple[Tensor, list[str], list[str]]]:
+        """For the first ``n`` rows of ``batch``: the attention (U, S) of the greedy output,
+        the source tokens (column numbers for images) and the output tokens with ``<eos>``;
+        nothing without attention (``attention='none'``)."""
+        if self.attention is None:
+            return []
+        was_training = self.training
+        self.eval()
+        out = []
+        try:
+            device = self.head.weight.device
+            for b in range(min(n, batch.size)):
+                length = batch.source_lengths[b : b + 1]
+                s = int(length)
+                src = batch.source[b : b + 1]
+                src = (src[..., :s] if src.dim() == 4 else src[:, :s]).to(device)
+                ids = self.decode(src, length)[0][0][0]
+                weights = self.attention_weights(src, length, ids)
+                if self.codec is not None and self.codec.source_vocab is not None:
+                    source = self.codec.source_vocab.decode(src[0].tolist(), strip_specials=False)
+                else:
+                    source = [str(i) for i in range(s)]
+                target = self.codec.target_vocab.decode(ids) if self.codec is not None else []
+                if self.codec is None:
+                    target = [str(i) for i in ids]
+                out.append((weights, source, [*target, "<eos>"]))
+        finally:
+            self.train(was_training)
+        return out
+
+    def predict(self, inputs: Any) -> Any:
+        """Greedy outputs for raw sources (:meth:`translate` with its defaults)."""
+        return self.translate(inputs)
+
+
+def _cut(ids: list[int]) -> list[int]:
+    """Ids before the first ``<eos>``."""
+    return ids[: ids.index(EOS)] if EOS in ids else ids

@@ -1,0 +1,164 @@
+"""The ``caption`` task: a :class:`~rnnkit.models.Seq2Seq` from an image to a sentence.
+
+The seeds' one-to-many shape with an image in. The default data is ``digit-strips``: strips
+of 3-6 handwritten 8x8 digits side by side, captioned with the digit words ("seven three
+nine"); any JSONL file of ``{"pixels": rows of grey levels, "caption": text}`` objects works
+the same way (``task.train``, ``task.valid``, ``task.test``)::
+
+    [task]
+    dataset = "digit-strips"
+    scale = 0.0625        # pixel values times this (digit-strips: 0-16 -> 0-1)
+    [model]
+    attention = "general" # the decoder attends over the image's feature columns
+
+A small convolutional encoder turns each image (1, H, W) into W feature columns that the
+recurrent encoder reads left to right; the decoder attends over them, so its attention moves
+across the strip as it names the digits (``rnnkit translate RUN --attention-plot DIR`` on
+images is not a command-line affair: use ``model.translate(images, attention=True)``).
+Scores: exact match (the whole caption right) and BLEU; the baseline outputs the training
+split's most frequent caption.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rnnkit.data.batches import PairBatch
+from rnnkit.data.codec import PairCodec
+from rnnkit.data.errors import BadRows
+from rnnkit.data.readers.table import iter_json_objects
+from rnnkit.data.tokenizers import WordTokenizer
+from rnnkit.data.vocab import Vocab
+from rnnkit.models.seq2seq import Seq2Seq
+from rnnkit.tasks._pairs import (
+    FIXED,
+    check_metrics,
+    read_splits,
+    score_pairs,
+    store_pairs,
+    text_scores,
+)
+from rnnkit.tasks.base import Task, TaskData
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    dataset: str = "digit-strips"  # a registered image-caption dataset, or "" for files
+    train: str = ""  # JSONL of {"pixels": [[...], ...], "caption": "..."} (dataset = "")
+    valid: str = ""  # validation file (required with train)
+    test: str = ""  # test file (default: the validation file)
+    scale: float = 1 / 16  # pixel values are multiplied by this
+    lowercase: bool = True  # lower-case the captions
+    metrics: tuple[str, ...] = ("exact", "bleu")  # of bleu, chrf, exact, wer, per
+    beam: int = 1  # beam width of validation and evaluate scores (1: greedy)
+    length_penalty: float = 0.0  # GNMT alpha of beam search
+
+    def __post_init__(self) -> None:
+        if self.dataset and self.dataset != "digit-strips":
+            raise ValueError(f"dataset must be 'digit-strips' or '' (files), got {self.dataset!r}")
+        if not self.dataset and not (self.train and self.valid):
+            raise ValueError("dataset='' needs train and valid files (task.train, task.valid)")
+        if not self.scale > 0:
+            raise ValueError(f"scale must be > 0, got {self.scale}")
+        if self.beam < 1:
+            raise ValueError(f"beam must be >= 1, got {self.beam}")
+        if not self.length_penalty >= 0:
+            raise ValueError(f"length_penalty must be >= 0, got {self.length_penalty}")
+        check_metrics(self.metrics)
+
+
+def read_captions(path: str | Path) -> tuple[list[list[list[float]]], list[str]]:
+    """Images (rows of grey levels, all rows as long) and captions of a JSONL file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file of captioned images: {path}")
+    rows = BadRows(path, skip_bad=False)
+    images, captions = [], []
+    for line, obj in iter_json_objects(path, rows):
+        pixels, caption = obj.get("pixels"), obj.get("caption")
+        if not isinstance(caption, str) or not caption.strip():
+            rows.bad(line, "field 'caption': expected a non-empty string")
+        ok = (
+            isinstance(pixels, list)
+            and pixels
+            and all(isinstance(r, list) and r for r in pixels)
+            and len({len(r) for r in pixels}) == 1
+            and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for r in pixels for v in r
+            )
+        )
+        if not ok:
+            rows.bad(line, "field 'pixels': expected rows of numbers, all of one length")
+        images.append(pixels)
+        captions.append(caption)
+    if not images:
+        raise ValueError(f"{path}: no captioned image in the file")
+    return images, captions
+
+
+def prepare(cfg: CaptionConfig, seed: int, codec: PairCodec | None = None) -> TaskData:
+    splits = read_splits(cfg, ".jsonl", read_captions)
+    images, captions = splits["train"]
+    if codec is None:
+        tok = WordTokenizer(lowercase=cfg.lowercase)
+        vocab = Vocab.build([tok.tokenize(c) for c in captions])
+        codec = PairCodec(tok, vocab, source_kind="image", image_scale=cfg.scale)
+    heights = {len(img) for split in splits.values() for img in split[0]}
+    if len(heights) != 1:
+        raise ValueError(f"images: expected one height in all splits, got {sorted(heights)}")
+    common = Counter(captions).most_common(1)[0][0]
+    test_refs = splits["test"][1]
+    tok = codec.target_tokenizer
+    baseline = text_scores(
+        [common] * len(test_refs),
+        test_refs,
+        [tok.tokenize(common)] * len(test_refs),
+        [tok.tokenize(r) for r in test_refs],
+        cfg.metrics,
+    )
+    return TaskData(
+        train=codec.batch(images, captions),
+        val=codec.batch(*splits["val"]),
+        test=codec.batch(*splits["test"]),
+        codec=codec,
+        fixed={
+            "target_vocab_size": len(codec.target_vocab),
+            "image_channels": 1,
+            "image_height": heights.pop(),
+        },
+        baseline={f"frequent_caption_{k}": v for k, v in baseline.items()},
+        config=cfg,
+        references={"val": splits["val"][1], "test": test_refs},
+    )
+
+
+def read_file(cfg: CaptionConfig, path: str, codec: PairCodec) -> PairBatch:
+    """Captioned images of a JSONL file, for ``rnnkit evaluate --data``."""
+    return codec.batch(*read_captions(path))
+
+
+def store_records(records: list, path: Path) -> list[str]:
+    """Write (image rows, caption) pairs as JSONL at ``path`` (also the validation file)."""
+    return store_pairs(records, path, ("pixels", "caption"), "an (image, caption)")
+
+
+def _check(cfg: CaptionConfig, model: dict[str, Any]) -> None:
+    if model.get("share_embeddings") or model.get("source_vocab_size"):
+        raise ValueError("model.share_embeddings: an image source has no embedding to share")
+
+
+TASK = Task(
+    "caption",
+    "encoder-decoder from an image to a sentence (digit strips, image captioning)",
+    CaptionConfig,
+    Seq2Seq,
+    prepare,
+    fixed=FIXED,
+    check=_check,
+    score=score_pairs,
+    read_file=read_file,
+    store_records=store_records,
+)
