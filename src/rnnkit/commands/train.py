@@ -52,11 +52,14 @@ def evaluate(
     data: Path | None = typer.Option(
         None, "--data", help="a labelled file in the run's format instead of a split"
     ),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="a [task] setting for this evaluation: task.beam=5"
+    ),
 ) -> None:
     """Evaluate a run's checkpoint on a split or a labelled file; prints JSON metrics."""
     from rnnkit.tasks import run
 
-    metrics = run.evaluate(run_dir, split, which, data)
+    metrics = run.evaluate(run_dir, split, which, data, overrides)
     # valid JSON: a value that is not finite (NaN, inf) is written as null
     shown = {
         k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in metrics.items()

@@ -294,13 +294,17 @@ def evaluate(
     split: str = "test",
     which: str = "best",
     data_file: str | Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, float]:
     """Loss and metrics of the run's ``which`` checkpoint on ``split``, with the baseline.
 
     With ``data_file``, evaluate on that labelled file instead (tasks that read files), encoded
-    with the checkpoint's codec.
+    with the checkpoint's codec. ``overrides`` (``task.beam=5``) change ``[task]`` settings
+    for this evaluation only: how it decodes and scores, say; the data is the run's own.
     """
     cfg = read_run_config(run_dir)
+    if overrides:
+        cfg = _with_task_overrides(cfg, overrides)
     spec = get_task(cfg.task)
     model = load(run_dir, which)
     batch_size = cfg.trainer.batch_size
@@ -322,6 +326,20 @@ def evaluate(
             out.update(spec.score(model, rows, data))
     out.update({f"baseline_{k}": v for k, v in data.baseline.items()})
     return out
+
+
+def _with_task_overrides(cfg: RunConfig, overrides: Sequence[str]) -> RunConfig:
+    """``cfg`` with ``task.KEY=VALUE`` items applied (other sections are refused: a trained
+    run's model and trainer are what they were)."""
+    for item in overrides:
+        if not item.strip().startswith("task."):
+            raise ConfigError(
+                f"--set {item}: evaluate changes [task] settings only (task.beam=5, say)"
+            )
+    data = apply_overrides(
+        cfg.to_json(), [i.strip().replace("task.", "task_config.", 1) for i in overrides]
+    )
+    return run_config_from_json(data)
 
 
 def diagnose(run_dir: str | Path, out_dir: str | Path | None = None, n: int = 32) -> list[Path]:

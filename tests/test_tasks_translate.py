@@ -1,0 +1,175 @@
+"""The translate and caption tasks: codec, metrics, evaluate --set, rnnkit translate."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import _training_helpers  # noqa: F401  (one torch thread)
+import rnnkit
+from rnnkit.cli import app
+from rnnkit.data.codec import PairCodec, codec_from_json
+from rnnkit.data.tokenizers import CharTokenizer, SentencePieceTokenizer, WordTokenizer
+from rnnkit.data.vocab import Vocab
+from rnnkit.tasks._pairs import edit_distance, text_scores
+from rnnkit.tasks.translate import TranslateConfig
+
+WORDS = ["red", "green", "blue", "cat", "dog", "bird"]
+
+
+def _cli(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny reversal 'translation' run, trained once for the module."""
+    tmp = tmp_path_factory.mktemp("translate")
+    rng = random.Random(0)
+    with (tmp / "pairs.tsv").open("w") as f:
+        f.write("source\ttarget\n")
+        for _ in range(80):
+            words = rng.choices(WORDS, k=rng.randint(2, 4))
+            f.write(f"{' '.join(words)}\t{' '.join(reversed(words))}\n")
+    out = tmp / "run"
+    rnnkit.train(
+        "translate",
+        out,
+        overrides=[
+            'task.dataset=""',
+            f'task.train="{tmp / "pairs.tsv"}"',
+            f'task.valid="{tmp / "pairs.tsv"}"',
+            "model.hidden_size=16",
+            "model.embedding_size=8",
+            "trainer.epochs=3",
+            "trainer.batch_size=8",
+            "trainer.lr=0.02",
+            "trainer.log.tensorboard=false",
+        ],
+    )
+    return out
+
+
+def test_edit_distance_equals_brute_force_definition():
+    rng = random.Random(3)
+
+    def brute(a, b):  # the recursive definition
+        if not a or not b:
+            return len(a) + len(b)
+        return min(brute(a[1:], b) + 1, brute(a, b[1:]) + 1, brute(a[1:], b[1:]) + (a[0] != b[0]))
+
+    for _ in range(200):
+        a = rng.choices("xyz", k=rng.randint(0, 5))
+        b = rng.choices("xyz", k=rng.randint(0, 5))
+        assert edit_distance(a, b) == brute(a, b)
+
+
+def test_text_scores():
+    refs = ["HH AH0 L OW1", "W ER1 L D"]
+    hyps = ["HH AH0 L OW1", "W ER1 D"]
+    tok = [r.split() for r in refs]
+    got = text_scores(hyps, refs, [h.split() for h in hyps], tok, ("wer", "per", "exact"))
+    assert got == {"wer": 0.5, "per": 1 / 8, "exact": 0.5}
+    same = text_scores(refs, refs, tok, tok, ("bleu", "chrf"))
+    assert same["bleu"] == pytest.approx(100) and same["chrf"] == pytest.approx(100)
+
+
+def test_pair_codec_round_trips_shared_and_separate():
+    texts = ["the red cat", "a blue dog", "the green bird"] * 30
+    sp = SentencePieceTokenizer.train(texts, vocab_size=30, seed=0)
+    vocab = Vocab.build([sp.tokenize(t) for t in texts])
+    shared = PairCodec(sp, vocab, sp, vocab)
+    again = codec_from_json(json.loads(json.dumps(shared.to_json())))
+    assert again.shared and again.to_json() == shared.to_json()
+    assert again.encode_target("the red cat")[-1] == vocab.eos_id
+    assert again.decode_target(again.encode_target("the red cat")) == "the red cat"
+    chars = PairCodec(
+        WordTokenizer(), Vocab.build([["HH", "AY1"]]), CharTokenizer(), Vocab.build([list("HI")])
+    )
+    batch = chars.batch(["HI", "H"], ["HH AY1", "HH"])
+    assert batch.source.tolist() == [[4, 5], [4, 0]] and batch.target_lengths.tolist() == [3, 2]
+    assert not codec_from_json(chars.to_json()).shared
+
+
+def test_image_codec_pads_in_width_and_refuses_text():
+    codec = PairCodec(WordTokenizer(), Vocab.build([["one"]]), source_kind="image", image_scale=0.5)
+    images, widths = codec.source_batch([[[2, 2, 2]], [[4]]])
+    assert images.shape == (2, 1, 1, 3) and widths.tolist() == [3, 1]
+    assert images[1, 0, 0].tolist() == [2.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="image: expected an array of numbers, got text"):
+        codec.source_batch(["a photo"])
+
+
+def test_config_errors_name_the_setting():
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        TranslateConfig(dataset="europarl")
+    with pytest.raises(ValueError, match=r"task\.metrics: unknown metrics"):
+        TranslateConfig(metrics=("rouge",))
+    with pytest.raises(ValueError, match="needs train and valid files"):
+        TranslateConfig(dataset="")
+
+
+def test_evaluate_reports_scores_baseline_and_takes_task_settings(run):
+    code, out = _cli("evaluate", str(run))
+    assert code == 0, out
+    greedy = json.loads(out)
+    assert {"bleu", "chrf", "baseline_copy_bleu", "baseline_copy_chrf", "loss", "accuracy"} <= set(
+        greedy
+    )
+    code, out = _cli("evaluate", str(run), "--set", "task.beam=3", "--set", 'task.metrics=["per"]')
+    assert code == 0, out
+    beam = json.loads(out)
+    assert "per" in beam and "bleu" not in beam and beam["loss"] == greedy["loss"]
+    code, out = _cli("evaluate", str(run), "--set", "model.hidden_size=4")
+    assert code == 2 and "evaluate changes [task] settings only" in out
+
+
+def test_translate_command_n_best_stdin_and_attention_plots(run, tmp_path):
+    model = rnnkit.load(run)
+    code, out = _cli("translate", str(run), "red cat", "blue dog bird")
+    assert code == 0, out
+    assert out.splitlines() == [t.text for t in model.translate(["red cat", "blue dog bird"])]
+    result = CliRunner().invoke(
+        app, ["translate", str(run), "--beam", "3", "--n-best", "3"], input="red cat\n"
+    )
+    lines = result.output.splitlines()
+    assert result.exit_code == 0 and [ln.split("\t")[0] for ln in lines] == ["1", "2", "3"]
+    scores = [float(ln.split("\t")[1]) for ln in lines]
+    assert scores == sorted(scores, reverse=True)
+    code, out = _cli("translate", str(run), "red cat", "--attention-plot", str(tmp_path / "att"))
+    assert code == 0 and (tmp_path / "att" / "0.png").stat().st_size > 1000
+    one = model.translate("red cat", attention=True)
+    assert one.attention.shape == (len(one.tokens) + 1, 2)
+    torch.testing.assert_close(one.attention.sum(1), torch.ones(len(one.tokens) + 1))
+    for args, named in (
+        (["--beam", "0"], "--beam must be >= 1"),
+        (["--beam", "2", "--n-best", "3"], "--n-best must be between 1 and --beam=2"),
+    ):
+        code, out = _cli("translate", str(run), "red", *args)
+        assert code == 2 and named in out
+
+
+def test_translate_refuses_a_model_that_is_not_an_encoder_decoder(tmp_path):
+    rng = random.Random(0)
+    (tmp_path / "r.csv").write_text(
+        "text,label\n" + "".join(f"{rng.choice(WORDS)} x,{rng.choice('ab')}\n" for _ in range(30))
+    )
+    rnnkit.train(
+        "classify",
+        tmp_path / "c",
+        overrides=[
+            f'task.data="{tmp_path / "r.csv"}"',
+            "model.hidden_size=4",
+            "model.embedding_dim=4",
+            "trainer.epochs=1",
+            "trainer.batch_size=8",
+            "trainer.log.tensorboard=false",
+        ],
+    )
+    code, out = _cli("translate", str(tmp_path / "c"), "red")
+    assert code == 2 and "is a classifier: it has no translate(inputs)" in out
