@@ -92,3 +92,18 @@ def test_bad_arguments():
         Attention(3, 4, "dot")
     with pytest.raises(ValueError, match="mask"):
         Attention(3, 3, "dot")(torch.randn(2, 3), torch.randn(2, 4, 3), torch.ones(2, 5).bool())
+
+
+@pytest.mark.parametrize("score", ["additive", "dot", "general", "concat"])
+def test_a_block_of_queries_equals_each_query_alone(score):
+    torch.manual_seed(0)
+    att = Attention(6, 6, score).double()
+    keys = torch.randn(3, 5, 6, dtype=torch.float64)
+    queries = torch.randn(3, 4, 6, dtype=torch.float64)  # (B, U, Q)
+    mask = torch.arange(5) < torch.tensor([5, 2, 4]).unsqueeze(1)
+    context, weights = att(queries, keys, mask)
+    for u in range(4):
+        c, w = att(queries[:, u], keys, mask)
+        torch.testing.assert_close(context[:, u], c)
+        torch.testing.assert_close(weights[:, u], w)
+    assert (weights[1, :, 2:] == 0).all()

@@ -200,3 +200,12 @@ def test_learns_to_reverse_six_tokens():
     out = m.eval().decode(val.source, val.source_lengths)
     exact = sum(o[0][0] == val.target[i, :6].tolist() for i, o in enumerate(out)) / val.size
     assert exact > 0.95
+
+
+def test_no_repeat_ngram_blocks_repeats_even_greedy():
+    m = _model(attention="general")
+    src, lengths, _ = _source()
+    for beam in (1, 3):
+        for row in m.decode(src, lengths, beam=beam, max_length=12, no_repeat_ngram=1):
+            tokens = row[0][0]
+            assert len(tokens) == len(set(tokens))

@@ -93,7 +93,8 @@ class Attention(nn.Module):
         return keys
 
     def scores(self, query: Tensor, keys: Tensor, *, projected: Tensor | None = None) -> Tensor:
-        """Unnormalised scores e: query (B, Q), keys (B, S, K) -> (B, S).
+        """Unnormalised scores e: query (B, Q), keys (B, S, K) -> (B, S); or a block of
+        queries (B, U, Q) -> (B, U, S), each row scored as alone.
 
         ``projected``: ``precompute(keys)``, (B, S, P), computed once for many queries.
         """
@@ -104,14 +105,20 @@ class Attention(nn.Module):
                 f"projected: expected shape {(*keys.shape[:2], self.projected_size)} "
                 f"(precompute(keys)), got {tuple(projected.shape)}"
             )
+        block = query.dim() == 3
         if self.score in ("additive", "concat"):
             w_query = (
                 self.w_query(query)
                 if self.score == "additive"
                 else query @ self.w_concat.weight[:, : self.query_size].T  # W_cq q
             )
+            if block:  # (B, U, 1, h) + (B, 1, S, h)
+                hidden = torch.tanh(w_query.unsqueeze(2) + projected.unsqueeze(1))
+                return self.v(hidden).squeeze(3)  # (B, U, S)
             hidden = torch.tanh(w_query.unsqueeze(1) + projected)  # (B, S, h)
             return self.v(hidden).squeeze(2)
+        if block:
+            return torch.bmm(query, projected.transpose(1, 2))  # (B, U, Q) x (B, Q, S)
         return torch.bmm(projected, query.unsqueeze(2)).squeeze(2)  # (B, S, Q) x (B, Q, 1)
 
     def forward(
@@ -125,15 +132,21 @@ class Attention(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """query (B, Q), keys (B, S, K), mask (B, S) bool -> context (B, V), weights (B, S).
 
+        A block of queries (B, U, Q) (a decoder's every step at once, when no step depends on
+        the previous one's context) gives context (B, U, V) and weights (B, U, S).
         ``projected``: ``precompute(keys)``, passed to reuse it across decoder steps.
         """
         e = self.scores(query, keys, projected=projected)
+        block = query.dim() == 3
         if mask is not None:
-            if mask.shape != e.shape:
-                raise ValueError(f"mask: expected shape {tuple(e.shape)}, got {tuple(mask.shape)}")
-            e = e.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(e, dim=1)  # (B, S)
+            if mask.shape != (e.shape[0], e.shape[-1]):
+                want = (e.shape[0], e.shape[-1])
+                raise ValueError(f"mask: expected shape {want}, got {tuple(mask.shape)}")
+            e = e.masked_fill(~(mask.unsqueeze(1) if block else mask), float("-inf"))
+        weights = torch.softmax(e, dim=-1)  # (B, [U,] S)
         values = keys if values is None else values
+        if block:
+            return torch.bmm(weights, values), weights  # (B, U, V)
         context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (B, V)
         return context, weights
 

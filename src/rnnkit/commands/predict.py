@@ -110,6 +110,9 @@ def translate(
     n_best: int = typer.Option(1, "--n-best", "-n", help="outputs per input, best first"),
     length_penalty: float = typer.Option(0.0, "--length-penalty", help="GNMT alpha"),
     max_length: int | None = typer.Option(None, "--max-length", help="most output tokens"),
+    no_repeat_ngram: int = typer.Option(
+        0, "--no-repeat-ngram", help="n > 0: no n-gram twice in an output"
+    ),
     attention_plot: Path | None = typer.Option(
         None, "--attention-plot", help="write each input's attention heatmap as DIR/N.png"
     ),
@@ -129,6 +132,8 @@ def translate(
         _fail(f"--n-best must be between 1 and --beam={beam}, got {n_best}")
     if not length_penalty >= 0:
         _fail(f"--length-penalty must be >= 0, got {length_penalty}")
+    if no_repeat_ngram < 0:
+        _fail(f"--no-repeat-ngram must be >= 0, got {no_repeat_ngram}")
     if max_length is not None and max_length < 1:
         _fail(f"--max-length must be >= 1, got {max_length}")
     if attention_plot is not None and attention_plot.exists() and not attention_plot.is_dir():
@@ -145,6 +150,7 @@ def translate(
         max_length=max_length,
         length_penalty=length_penalty,
         attention=attention_plot is not None,
+        no_repeat_ngram=no_repeat_ngram,
     )
     if attention_plot is not None:
         from rnnkit.diagnostics import plot_attention

@@ -358,10 +358,15 @@ class Seq2Seq(nn.Module):
         state = self.encode(source, source_lengths)
         bos = target.new_full((target.shape[0], 1), BOS)
         inputs = torch.cat([bos, target[:, :-1]], 1)  # (B, U)
-        if self.attention is None:  # no step depends on attention: the whole target at once
+        if self.attention is None or (self.config.attention != "bahdanau" and not self.feeds):
+            # no step depends on the previous one's context: the whole target at once
             e = self.drop(self.target_embedding(inputs))  # (B, U, D)
             s, _ = self.decoder(e, state.hidden)  # (B, U, H_d)
-            return self._logits(s), None
+            if self.attention is None:
+                return self._logits(s), None
+            context, weights = self._attend(s, state)  # (B, U, K), (B, U, S)
+            o = torch.tanh(self.combine(torch.cat([context, s], 2)))  # (B, U, H_d)
+            return self._logits(o), weights
         outs, weights = [], []
         for t in range(inputs.shape[1]):
             o, state = self._step(inputs[:, t], state)
@@ -423,7 +428,8 @@ class Seq2Seq(nn.Module):
         no_repeat_ngram: int = 0,
     ) -> list[list[tuple[list[int], float]]]:
         """Token ids (without ``<eos>``) and summed log-probabilities of the ``n_best`` best
-        outputs per source: greedy (``beam`` 1, one output) or beam search."""
+        outputs per source: greedy (``beam`` 1, one output) or beam search (also at beam 1
+        with ``no_repeat_ngram`` > 0: no n-gram twice in an output)."""
         from rnnkit.decoding import beam_search, generate
 
         if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
@@ -433,7 +439,7 @@ class Seq2Seq(nn.Module):
         state = self.encode(source, source_lengths)
         b = source.shape[0]
         device = state.memory.device
-        if beam == 1 and n_best == 1:
+        if beam == 1 and n_best == 1 and not no_repeat_ngram:
             start = torch.full((b, 1), BOS, dtype=torch.long, device=device)
             out = generate(self, start, max_length, temperature=0, state=state, eos_id=EOS)
             rows = out[:, 1:]
@@ -484,11 +490,13 @@ class Seq2Seq(nn.Module):
         length_penalty: float = 0.0,
         attention: bool = False,
         batch_size: int = 64,
+        no_repeat_ngram: int = 0,
     ) -> Any:
         """Decode raw sources (texts, images or frame arrays) with the model's codec: a list
         of :class:`Translation`, or one for one text.
 
-        Greedy with ``beam`` 1, beam search otherwise (``length_penalty`` alpha of GNMT);
+        Greedy with ``beam`` 1, beam search otherwise (``length_penalty`` alpha of GNMT;
+        ``no_repeat_ngram`` n > 0 blocks any n-gram from repeating in an output);
         each :class:`Translation` has the best output and the next ``n_best - 1`` in
         ``alternatives``; with ``attention`` its (U, S) attention matrix too.
         """
@@ -499,7 +507,14 @@ class Seq2Seq(nn.Module):
             )
         if isinstance(inputs, str):
             return self.translate(
-                [inputs], beam, n_best, max_length, length_penalty, attention, batch_size
+                [inputs],
+                beam,
+                n_best,
+                max_length,
+                length_penalty,
+                attention,
+                batch_size,
+                no_repeat_ngram,
             )[0]
         was_training = self.training
         self.eval()
@@ -510,7 +525,9 @@ class Seq2Seq(nn.Module):
                 chunk = list(inputs[i : i + batch_size])
                 source, lengths = self.codec.source_batch(chunk)
                 source = source.to(device)
-                rows = self.decode(source, lengths, beam, n_best, max_length, length_penalty)
+                rows = self.decode(
+                    source, lengths, beam, n_best, max_length, length_penalty, no_repeat_ngram
+                )
                 for j, row in enumerate(rows):
                     found = [self._translation(chunk[j], ids, s) for ids, s in row]
                     best = found[0]

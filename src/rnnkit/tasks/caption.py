@@ -21,6 +21,7 @@ split's most frequent caption.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ class CaptionConfig:
     valid: str = ""  # validation file (required with train)
     test: str = ""  # test file (default: the validation file)
     scale: float = 1 / 16  # pixel values are multiplied by this
+    compose: int = 0  # > 0: add this many training strips recomposed from the training glyphs
     lowercase: bool = True  # lower-case the captions
     metrics: tuple[str, ...] = ("exact", "bleu")  # of bleu, chrf, exact, wer, per
     beam: int = 1  # beam width of validation and evaluate scores (1: greedy)
@@ -61,6 +63,8 @@ class CaptionConfig:
             raise ValueError(f"dataset must be 'digit-strips' or '' (files), got {self.dataset!r}")
         if not self.dataset and not (self.train and self.valid):
             raise ValueError("dataset='' needs train and valid files (task.train, task.valid)")
+        if self.compose < 0:
+            raise ValueError(f"compose must be >= 0, got {self.compose}")
         if not self.scale > 0:
             raise ValueError(f"scale must be > 0, got {self.scale}")
         if self.beam < 1:
@@ -99,9 +103,41 @@ def read_captions(path: str | Path) -> tuple[list[list[list[float]]], list[str]]
     return images, captions
 
 
+def recompose(
+    images: list, captions: list[str], count: int, seed: int, sizes: tuple[int, int] = (3, 6)
+) -> tuple[list, list[str]]:
+    """``count`` new strips of ``sizes`` glyphs drawn (seeded) from the glyphs of the given
+    strips, where a strip of k words is k equal-width glyphs side by side (digit-strips):
+    more training strips from the same training images (augmentation; no other split's image
+    is read). A strip whose width is not a multiple of its word count is an error."""
+    glyphs = []
+    for i, (image, caption) in enumerate(zip(images, captions, strict=True)):
+        words, width = caption.split(), len(image[0])
+        if width % len(words):
+            raise ValueError(
+                f"task.compose: strip {i} is {width} columns wide for {len(words)} words, not "
+                "one equal-width glyph per word"
+            )
+        w = width // len(words)
+        glyphs += [
+            ([row[j * w : (j + 1) * w] for row in image], word) for j, word in enumerate(words)
+        ]
+    rng = random.Random(seed)
+    new_images, new_captions = [], []
+    for _ in range(count):
+        chosen = [rng.choice(glyphs) for _ in range(rng.randint(*sizes))]
+        rows = len(chosen[0][0])
+        new_images.append([[v for g, _ in chosen for v in g[r]] for r in range(rows)])
+        new_captions.append(" ".join(word for _, word in chosen))
+    return new_images, new_captions
+
+
 def prepare(cfg: CaptionConfig, seed: int, codec: PairCodec | None = None) -> TaskData:
     splits = read_splits(cfg, ".jsonl", read_captions)
     images, captions = splits["train"]
+    if cfg.compose:
+        extra = recompose(images, captions, cfg.compose, seed)
+        images, captions = images + extra[0], captions + extra[1]
     if codec is None:
         tok = WordTokenizer(lowercase=cfg.lowercase)
         vocab = Vocab.build([tok.tokenize(c) for c in captions])
