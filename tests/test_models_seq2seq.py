@@ -37,7 +37,13 @@ def _source(b=3, s=5, vocab=12):
 
 @pytest.mark.parametrize(
     ("attention", "cell", "input_feed"),
-    [(a, c, f) for a in ATTENTION for c in ("lstm", "gru", "rnn") for f in (True, False)],
+    [
+        (a, c, f)
+        for a in ATTENTION
+        for c in ("lstm", "gru", "rnn")
+        for f in (True, False)
+        if f or a not in ("none", "bahdanau")
+    ],
 )
 def test_stepping_equals_teacher_forcing(attention, cell, input_feed):
     m = _model(attention=attention, cell=cell, num_layers=2, input_feed=input_feed)
@@ -167,6 +173,7 @@ def test_loss_counts_only_valid_target_tokens():
         ({"share_embeddings": True}, "share_embeddings=True needs one vocabulary"),
         ({"attention": "dot", "decoder_hidden_size": 5}, "decoder_hidden_size must be 16"),
         ({"label_smoothing": 1.0}, "label_smoothing must be in [0, 1)"),
+        ({"attention": "bahdanau", "input_feed": False}, "input_feed=False applies to Luong"),
     ],
 )
 def test_config_errors_name_the_setting(kw, named):

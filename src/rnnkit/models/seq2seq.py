@@ -101,6 +101,12 @@ class Seq2SeqConfig(RecurrentConfig):
             raise ValueError("image_height must be >= 1 with image_channels > 0")
         if self.attention not in ATTENTION:
             raise ValueError(f"attention must be one of {ATTENTION}, got {self.attention!r}")
+        if not self.input_feed and self.attention in ("none", "bahdanau"):
+            raise ValueError(
+                f"input_feed=False applies to Luong attention (dot, general, concat); "
+                f"attention={self.attention!r} has no attentional vector to feed or not, so "
+                "leave input_feed true"
+            )
         if self.decoder_cell and self.decoder_cell not in CELLS:
             raise ValueError(
                 f"decoder_cell must be one of {sorted(CELLS)}, got {self.decoder_cell!r}"
