@@ -173,3 +173,20 @@ def test_translate_refuses_a_model_that_is_not_an_encoder_decoder(tmp_path):
     )
     code, out = _cli("translate", str(tmp_path / "c"), "red")
     assert code == 2 and "is a classifier: it has no translate(inputs)" in out
+
+
+def test_recompose_builds_strips_from_the_given_glyphs_only():
+    from rnnkit.tasks.caption import recompose
+
+    one = [[1, 1], [1, 1]]  # 2x2 glyphs
+    two = [[2, 2], [2, 2]]
+    images = [[a + b for a, b in zip(one, two, strict=True)]]  # "one two", 4 columns
+    new, captions = recompose(images, ["one two"], 50, seed=0)
+    assert (new, captions) == recompose(images, ["one two"], 50, seed=0)  # seeded
+    for image, caption in zip(new, captions, strict=True):
+        words = caption.split()
+        assert 3 <= len(words) <= 6 and len(image) == 2 and len(image[0]) == 2 * len(words)
+        for j, word in enumerate(words):
+            assert image[0][2 * j] == {"one": 1, "two": 2}[word]
+    with pytest.raises(ValueError, match="not one equal-width glyph per word"):
+        recompose([[[1, 2, 3]]], ["one two"], 1, seed=0)
