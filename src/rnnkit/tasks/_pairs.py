@@ -5,10 +5,13 @@ on tokens (the error rates of grapheme-to-phoneme and captioning)::
 
     bleu    corpus BLEU, sacrebleu's default 13a tokenization, 0-100
     chrf    corpus chrF2, 0-100
-    exact   fraction of outputs equal to their reference (token for token)
-    wer     fraction of outputs with any error: 1 - exact (G2P's word error rate)
+    exact   fraction of sources whose output equals a reference (token for token)
+    wer     fraction of sources whose output has any error: 1 - exact (G2P's word error rate)
     per     token edit distance / reference tokens, summed over the corpus (G2P's phoneme
             error rate; the word error rate of speech recognition when tokens are words)
+
+The token metrics count rows with one source once, against their closest reference (a word's
+alternative pronunciations in CMUdict), as G2P results are reported.
 
 References are the raw target texts of the split (``TaskData.references``), never texts
 rebuilt from ids, so a word outside the vocabulary counts against the model.
@@ -132,22 +135,60 @@ def references_for(batch: Any, data: TaskData) -> list[str] | None:
     return None
 
 
+def same_source_groups(batch: Any) -> list[list[int]]:
+    """Rows of a :class:`PairBatch` grouped by identical source (valid steps only), in order
+    of first appearance: the alternative references of one source."""
+    groups: dict[bytes, list[int]] = {}
+    for i in range(batch.size):
+        n = int(batch.source_lengths[i])
+        row = batch.source[i]
+        valid = row[..., :n] if row.dim() == 3 else row[:n]
+        groups.setdefault(valid.contiguous().numpy().tobytes(), []).append(i)
+    return list(groups.values())
+
+
 def score_pairs(model: Any, batch: Any, data: TaskData) -> dict[str, float]:
     """The task's metrics (``data.config.metrics``) of the outputs on ``batch``, decoded with
-    ``data.config.beam`` (1: greedy) and ``data.config.length_penalty``."""
+    ``data.config.beam`` (1: greedy) and ``data.config.length_penalty``.
+
+    BLEU and chrF score every row against its own reference. The token metrics (exact, wer,
+    per) count the rows of one source once, against the reference closest to the output
+    (fewest token edits), as G2P results are reported: a word with two pronunciations is
+    right when it matches either."""
     cfg = data.config
     codec = data.codec
-    ids = decode_rows(model, batch, cfg.beam, cfg.length_penalty)
     refs = references_for(batch, data)
     if refs is None:  # a file given to evaluate: its targets, through the vocabulary
         refs = [
             codec.decode_target(t[:n].tolist())
             for t, n in zip(batch.target, batch.target_lengths, strict=True)
         ]
+    ids = decode_rows(model, batch, cfg.beam, cfg.length_penalty)
     hyps = [codec.decode_target(i) for i in ids]
     hyp_tokens = [codec.target_tokens(i) for i in ids]
     ref_tokens = [codec.target_tokenizer.tokenize(r) for r in refs]
-    return text_scores(hyps, refs, hyp_tokens, ref_tokens, metrics_of(cfg))
+    metrics = metrics_of(cfg)
+    out = text_scores(
+        hyps, refs, hyp_tokens, ref_tokens, [m for m in metrics if m in ("bleu", "chrf")]
+    )
+    token_metrics = [m for m in metrics if m not in ("bleu", "chrf")]
+    if token_metrics:
+        groups = same_source_groups(batch)
+        first = [g[0] for g in groups]
+        closest = [
+            min(g, key=lambda r, h=hyp_tokens[g[0]]: edit_distance(h, ref_tokens[r]))
+            for g in groups
+        ]
+        out.update(
+            text_scores(
+                [hyps[i] for i in first],
+                [refs[r] for r in closest],
+                [hyp_tokens[i] for i in first],
+                [ref_tokens[r] for r in closest],
+                token_metrics,
+            )
+        )
+    return {m: out[m] for m in metrics}
 
 
 def metrics_of(cfg: Any) -> tuple[str, ...]:
