@@ -34,7 +34,9 @@ def convert(package: Path, out: Path) -> dict[str, int]:
 
 
 def read_split(folder: Path, split: str) -> list[tuple[str, str]]:
-    rows = read_table(folder / f"{split}.tsv", ["word", "phonemes"])
+    rows = read_table(folder / f"{split}.tsv", ["word", "phonemes", "phones"])
+    for r in rows:  # phones: the same pronunciation without its stress digits
+        assert r["phones"] == "".join(c for c in r["phonemes"] if c not in "012")
     return [(r["word"], r["phonemes"]) for r in rows]
 
 
@@ -87,7 +89,7 @@ def test_convert_keeps_every_pronunciation_of_a_word_in_one_split(tmp_path: Path
     split_of: dict[str, str] = {}
     found: dict[str, list[str]] = defaultdict(list)
     for split in SPLITS:
-        assert (out / f"{split}.tsv").read_text("utf-8").splitlines()[0] == "word\tphonemes"
+        assert (out / f"{split}.tsv").read_text("utf-8").splitlines()[0] == "word\tphonemes\tphones"
         rows = read_split(out, split)
         assert len(rows) == counts[split]
         for word, phonemes in rows:

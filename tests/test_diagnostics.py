@@ -108,3 +108,21 @@ def test_float64_keeps_vanishing_norms_that_float32_flushes_to_zero():
     assert float(coarse[0]) == 0.0  # below float32's smallest subnormal
     torch.testing.assert_close(fine[-1].float(), coarse[-1], rtol=1e-4, atol=0)
     assert next(model.parameters()).dtype == torch.float32  # the model is left as it was
+
+
+def test_plot_attention_draws_an_image_above_its_columns(tmp_path):
+    from rnnkit.diagnostics import plot_attention
+
+    weights = torch.softmax(torch.randn(3, 6), 1)
+    path = plot_attention(
+        weights,
+        [str(i) for i in range(6)],
+        ["a", "b", "<eos>"],
+        tmp_path / "a.png",
+        image=torch.rand(4, 6),
+    )
+    assert path.stat().st_size > 1000
+    with pytest.raises(ValueError, match="image: expected"):
+        plot_attention(
+            weights, list("abcdef"), ["a", "b", "c"], tmp_path / "b.png", image=torch.rand(4, 5)
+        )

@@ -22,7 +22,8 @@ from rnnkit.layers import LayerTrace
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -92,9 +93,12 @@ def plot_attention(
     target_tokens: Sequence[str],
     path: str | Path,
     title: str = "",
+    image: Any = None,
 ) -> Path:
     """Heat map of attention weights: target steps (rows, y axis) over source steps (columns,
-    x axis, labels rotated), one cell per (target, source) pair, with a colorbar.
+    x axis, labels rotated), one cell per (target, source) pair, with a colorbar; with
+    ``image`` (H, S) (the source read column by column), the image above it, column over
+    column.
 
     Args:
         weights: (U, S) weights, a tensor or array: row u is target step u's distribution
@@ -119,7 +123,29 @@ def plot_attention(
     width = min(MAX_FIGSIZE[0], max(4.0, 2.5 + cell * expected[1]))
     height = min(MAX_FIGSIZE[1], max(3.0, 1.8 + cell * expected[0]))
     fontsize = max(4.0, min(9.0, 9.0 * 40 / max(40, *expected)))
-    fig, ax = plt.subplots(figsize=(width, height))
+    top = None
+    if image is not None:
+        pixels = torch.as_tensor(image).detach().cpu().double()
+        if pixels.dim() != 2 or pixels.shape[1] != expected[1]:
+            raise ValueError(
+                f"image: expected (H, {expected[1]}) (one column per source step), got "
+                f"{tuple(pixels.shape)}"
+            )
+        ratio = [max(1.0, pixels.shape[0] / 4), max(1.0, expected[0])]
+        fig, (top, ax) = plt.subplots(
+            2,
+            1,
+            figsize=(width, height + 1.0),
+            sharex=True,
+            height_ratios=ratio,
+            layout="constrained",
+        )
+        top.imshow(pixels.numpy(), aspect="auto", cmap="gray_r", interpolation="nearest")
+        top.set_yticks([])
+        top.set_title(title)
+        title = ""
+    else:
+        fig, ax = plt.subplots(figsize=(width, height))
     im = ax.imshow(w.numpy(), aspect="auto", cmap="viridis", vmin=0.0, interpolation="nearest")
     ax.set_xticks(range(expected[1]))
     ax.set_xticklabels([str(t) for t in source_tokens], rotation=60, ha="right", fontsize=fontsize)
@@ -128,7 +154,8 @@ def plot_attention(
     ax.set_xlabel("source")
     ax.set_ylabel("target")
     ax.set_title(title)
-    fig.colorbar(im, ax=ax, label="attention weight")
+    axes = [top, ax] if image is not None else ax  # one width for both: columns align
+    fig.colorbar(im, ax=axes, label="attention weight")
     return _save(fig, path)
 
 

@@ -12,7 +12,7 @@ generate with") instead of an AttributeError deep inside::
     Traceable   trace(batch) -> (loss, LayerTrace)              per-step states: diagnose
     Predicting  predict(inputs) -> predictions                  raw input in (with a codec)
     Translating translate(inputs, beam=, n_best=, attention=)   encoder-decoders: outputs
-    Attending   explain(batch, n) -> [(weights (U, S), source tokens, output tokens)]
+    Attending   explain(batch, n) -> [Explanation(weights (U, S), source, output, image)]
                                                                 attention heatmaps: diagnose
 
 A model's class attribute ``kind`` names it in those sentences ("classifier",
@@ -21,6 +21,7 @@ A model's class attribute ``kind`` names it in those sentences ("classifier",
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
@@ -28,6 +29,7 @@ from torch import Tensor
 __all__ = [
     "Attending",
     "Carrying",
+    "Explanation",
     "ModelContractError",
     "Predicting",
     "Stepping",
@@ -87,12 +89,22 @@ class Translating(Protocol):
     def translate(self, inputs: Any, beam: int = 1, n_best: int = 1) -> Any: ...
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """The attention behind one output: what an attention heatmap draws."""
+
+    weights: Tensor  # (U, S): output step u's weights over the S source steps
+    source: list[str]  # S labels: source tokens, or column numbers of an image
+    target: list[str]  # U labels: the output tokens, <eos> last
+    image: Tensor | None = None  # (H, S) for an image source, drawn above the map
+
+
 @runtime_checkable
 class Attending(Protocol):
     """The attention of the model's own outputs on the first ``n`` rows of a batch, with the
     tokens to label its axes."""
 
-    def explain(self, batch: Any, n: int = 3) -> list[tuple[Tensor, list[str], list[str]]]: ...
+    def explain(self, batch: Any, n: int = 3) -> list[Explanation]: ...
 
 
 _NEEDS = {

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from rnnkit.attention import Attention, lengths_to_mask
 from rnnkit.data.batches import PairBatch
-from rnnkit.models.contract import ModelContractError
+from rnnkit.models.contract import Explanation, ModelContractError
 from rnnkit.models.encoder import CELLS, RecurrentConfig, build_encoder
 
 __all__ = ["DecoderState", "Seq2Seq", "Seq2SeqConfig", "Translation"]
@@ -555,10 +555,10 @@ class Seq2Seq(nn.Module):
         )
 
     @torch.no_grad()
-    def explain(self, batch: PairBatch, n: int = 3) -> list[tuple[Tensor, list[str], list[str]]]:
+    def explain(self, batch: PairBatch, n: int = 3) -> list[Explanation]:
         """For the first ``n`` rows of ``batch``: the attention (U, S) of the greedy output,
-        the source tokens (column numbers for images) and the output tokens with ``<eos>``;
-        nothing without attention (``attention='none'``)."""
+        the source tokens (column numbers for images), the output tokens with ``<eos>`` and,
+        for an image, the image (H, W); nothing without attention (``attention='none'``)."""
         if self.attention is None:
             return []
         was_training = self.training
@@ -580,7 +580,8 @@ class Seq2Seq(nn.Module):
                 target = self.codec.target_vocab.decode(ids) if self.codec is not None else []
                 if self.codec is None:
                     target = [str(i) for i in ids]
-                out.append((weights, source, [*target, "<eos>"]))
+                image = src[0].mean(0).cpu() if src.dim() == 4 else None  # channels averaged
+                out.append(Explanation(weights, source, [*target, "<eos>"], image))
         finally:
             self.train(was_training)
         return out

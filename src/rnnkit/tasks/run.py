@@ -377,9 +377,10 @@ def diagnose(run_dir: str | Path, out_dir: str | Path | None = None, n: int = 32
             dg.plot_hidden(tr, out / "hidden.png"),
         ]
     if isinstance(trained, Attending):
-        for i, (weights, source, target) in enumerate(trained.explain(batch, 3)):
+        for i, e in enumerate(trained.explain(batch, 3)):
             path = out / f"attention_{i}.png"
-            paths.append(dg.plot_attention(weights, source, target, path, title=f"val row {i}"))
+            title = f"validation row {i}"
+            paths.append(dg.plot_attention(e.weights, e.source, e.target, path, title, e.image))
     rows = dg.read_run_metrics(run_dir)
     if rows:
         paths.append(dg.plot_training_curves(rows, out / "curves.png"))

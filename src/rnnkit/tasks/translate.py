@@ -54,7 +54,7 @@ DATASETS: dict[str, dict[str, Any]] = {
     },
     "cmudict": {
         "source": "word",
-        "target": "phonemes",
+        "target": "phones",  # 39 phonemes without stress, the benchmark's; or "phonemes"
         "tokenizer": "char",
         "target_tokenizer": "word",
         "metrics": ("wer", "per"),

@@ -7,7 +7,9 @@ vowels (0 none, 1 primary, 2 secondary). The package names no release; by its co
 in ``vp.txt``, except the five brace ones (``{BRACE``, ``}CLOSE-BRACE``, ...), which stay in
 ``dict.txt`` and in the dataset.
 
-A word's alternate pronunciations are numbered ``WORD(1)``, ``WORD(2)``, ...; the recipe
+Each row also gives the pronunciation without stress digits (``phones``: the 39 phonemes
+of the standard G2P benchmark, Bisani and Ney 2008, on which published error rates are
+reported). A word's alternate pronunciations are numbered ``WORD(1)``, ``WORD(2)``, ...; the recipe
 writes them as further rows of the same word (after its first, as in the source) and keeps
 all of them in one split (split by word), so a grapheme-to-phoneme model is never tested on
 a word it saw in training.
@@ -36,7 +38,8 @@ ARTIFACT = Artifact(
     "eee9eeb110cc4d849497ac63fa39cf42e9acb427f378bf3296aa6f7e18c58a89",
 )
 MEMBER = "package/data/dict.txt"
-HEADER = ("word", "phonemes")
+HEADER = ("word", "phonemes", "phones")
+_STRESS = re.compile(r"[012]")
 _ALTERNATE = re.compile(r"(.+)\((\d+)\)")  # WORD(1): the second pronunciation of WORD
 _PHONEME = re.compile(r"[A-Z]{1,2}[012]?")  # AH0, B, NG, ER1
 
@@ -78,10 +81,11 @@ def parse_dict(text: str, source: str = MEMBER) -> list[tuple[str, str]]:
         license="BSD-2-Clause (CMUdict, Carnegie Mellon University); Apache-2.0 (package code)",
         citation="The Carnegie Mellon University Pronouncing Dictionary (CMUdict), "
         "http://www.speech.cs.cmu.edu/cgi-bin/cmudict; npm package by the stdlib authors",
-        files="{train,valid,test}.tsv with header word, phonemes: the word as in the source "
-        "(upper case; apostrophes, dots, hyphens, underscores, digits kept), phonemes "
-        "space-separated with stress digits ('AH0 B AW1 T'); one row per pronunciation "
-        "(read_table(path, ['word', 'phonemes']))",
+        files="{train,valid,test}.tsv with header word, phonemes, phones: the word as in the "
+        "source (upper case; apostrophes, dots, hyphens, underscores, digits kept), phonemes "
+        "space-separated with stress digits ('AH0 B AW1 T'), phones without them ('AH B AW "
+        "T', the 39-phoneme benchmark); one row per pronunciation "
+        "(read_table(path, ['word', 'phones']))",
         splits="seeded 80/10/10 of the rows by word (seed 0): all pronunciations of a word "
         "in one split, no word in two splits (100,059 / 12,479 / 12,466 words)",
     )
@@ -98,6 +102,7 @@ def convert(paths: dict[str, Path], out: Path) -> dict[str, int]:
     if not rows:
         raise FetchError(f"{source}: {MEMBER} holds no pronunciations")
     names = group_split([word for word, _ in rows], seed=0)
+    rows = [(word, phonemes, _STRESS.sub("", phonemes)) for word, phonemes in rows]
     return write_splits(
         out, rows, names, ".tsv", lambda path, members: write_tsv(path, HEADER, members)
     )
