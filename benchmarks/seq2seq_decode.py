@@ -82,10 +82,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = Seq2SeqConfig(
-        source_vocab_size=8000,
-        target_vocab_size=8000,
-        hidden_size=256,
-        embedding_size=256,
+        source_vocab_size=4000,
+        target_vocab_size=4000,
+        hidden_size=128,
+        embedding_size=128,
         bidirectional=True,
         attention="general",
         share_embeddings=True,
