@@ -216,3 +216,16 @@ def test_no_repeat_ngram_blocks_repeats_even_greedy():
         for row in m.decode(src, lengths, beam=beam, max_length=12, no_repeat_ngram=1):
             tokens = row[0][0]
             assert len(tokens) == len(set(tokens))
+
+
+def test_loss_equals_torch_cross_entropy_with_label_smoothing():
+    m = _model(attention="general", label_smoothing=0.1).train(False)
+    src, lengths, tgt = _source()
+    tl = torch.tensor([4, 2, 3])
+    logits, _ = m(src, lengths, tgt)
+    mask = torch.arange(4) < tl.unsqueeze(1)
+    want = torch.nn.functional.cross_entropy(logits[mask], tgt[mask], label_smoothing=0.1)
+    got, metrics = m.loss(PairBatch(src, lengths, tgt, tl))
+    torch.testing.assert_close(got, want)
+    nll = torch.nn.functional.cross_entropy(logits[mask], tgt[mask])
+    assert metrics["perplexity"] == pytest.approx(float(nll.exp()), rel=1e-5)

@@ -361,6 +361,13 @@ class Seq2Seq(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """Teacher forcing: logits (B, U, V) of every target token given the ones before it
         (the decoder reads ``<bos>, y_1 .. y_{U-1}``), and the attention (B, U, S) or None."""
+        o, weights = self._outputs(source, source_lengths, target)
+        return self._logits(o), weights
+
+    def _outputs(
+        self, source: Tensor, source_lengths: Tensor, target: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """The attentional vectors o_t (B, U, H_d) under teacher forcing, and the attention."""
         state = self.encode(source, source_lengths)
         bos = target.new_full((target.shape[0], 1), BOS)
         inputs = torch.cat([bos, target[:, :-1]], 1)  # (B, U)
@@ -369,39 +376,33 @@ class Seq2Seq(nn.Module):
             e = self.drop(self.target_embedding(inputs))  # (B, U, D)
             s, _ = self.decoder(e, state.hidden)  # (B, U, H_d)
             if self.attention is None:
-                return self._logits(s), None
+                return s, None
             context, weights = self._attend(s, state)  # (B, U, K), (B, U, S)
-            o = torch.tanh(self.combine(torch.cat([context, s], 2)))  # (B, U, H_d)
-            return self._logits(o), weights
+            return torch.tanh(self.combine(torch.cat([context, s], 2))), weights  # (B, U, H_d)
         outs, weights = [], []
         for t in range(inputs.shape[1]):
             o, state = self._step(inputs[:, t], state)
             outs.append(o)
             weights.append(state.weights)
-        return self._logits(torch.stack(outs, 1)), torch.stack(weights, 1)
+        return torch.stack(outs, 1), torch.stack(weights, 1)
 
     def loss(self, batch: PairBatch) -> tuple[Tensor, dict[str, float]]:
-        """Mean -log p per target token (``<eos>`` included), label-smoothed when set; the
-        metrics are the unsmoothed perplexity and the token accuracy."""
-        logits, _ = self(batch.source, batch.source_lengths, batch.target)  # (B, U, V)
-        u = batch.target.shape[1]
-        mask = lengths_to_mask(batch.target_lengths.to(logits.device), u)  # (B, U)
-        flat, gold = logits.flatten(0, 1), batch.target.flatten()
-        nll = nn.functional.cross_entropy(flat, gold, reduction="none").view_as(mask)
-        n = max(int(mask.sum()), 1)
-        nats = (nll * mask).sum() / n
-        loss = nats
-        if self.config.label_smoothing > 0:
-            smooth = nn.functional.cross_entropy(
-                flat, gold, reduction="none", label_smoothing=self.config.label_smoothing
-            ).view_as(mask)
-            loss = (smooth * mask).sum() / n
-        correct = ((logits.argmax(-1) == batch.target) & mask).sum()
+        """Mean -log p per target token (``<eos>`` included), label-smoothed when set:
+        (1 - eps) * -log p(y_t) + eps * mean_v -log p(v), as torch's cross-entropy; the
+        metrics are the unsmoothed perplexity and the token accuracy. Logits are computed at
+        the valid target positions only (padding costs no output projection)."""
+        o, _ = self._outputs(batch.source, batch.source_lengths, batch.target)  # (B, U, H_d)
+        mask = lengths_to_mask(batch.target_lengths.to(o.device), batch.target.shape[1])
+        logp = self._logits(o[mask]).log_softmax(-1)  # (N, V), N valid target tokens
+        gold = batch.target.to(o.device)[mask]  # (N,)
+        nll = -logp.gather(1, gold.unsqueeze(1)).squeeze(1)  # (N,)
+        nats = nll.mean()
+        eps = self.config.label_smoothing
+        loss = (1 - eps) * nats - eps * logp.mean(-1).mean() if eps > 0 else nats
+        with torch.no_grad():
+            accuracy = float((logp.argmax(-1) == gold).float().mean())
         value = float(nats.detach())
-        return loss, {
-            "perplexity": math.exp(min(value, 50.0)),
-            "accuracy": float(correct) / n,
-        }
+        return loss, {"perplexity": math.exp(min(value, 50.0)), "accuracy": accuracy}
 
     # ---- decoding contract ------------------------------------------------------------------
     def step(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, DecoderState]:
