@@ -168,3 +168,25 @@ def test_rewriting_a_step_replaces_it(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json", "step-00000001"]
     got, want = weights(load_model(manager.latest())), weights(small_model(seed=5))
     assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_tied_weights_survive_a_checkpoint(tmp_path):
+    """A model whose parameters share memory (tied embeddings) saves, loads and stays tied."""
+    from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
+    from rnnkit.training.checkpoint import load_model, save_checkpoint
+
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(
+        source_vocab_size=9,
+        target_vocab_size=9,
+        hidden_size=4,
+        embedding_size=8,
+        share_embeddings=True,
+        tie_embeddings=True,
+    )
+    model = Seq2Seq(config)
+    save_checkpoint(tmp_path / "ckpt", model)
+    loaded = load_model(tmp_path / "ckpt")
+    assert loaded.head.weight is loaded.source_embedding.weight  # still one parameter
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v, rtol=0, atol=0)

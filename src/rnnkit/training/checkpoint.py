@@ -486,8 +486,7 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     files: dict[str, dict[str, Any]] = {}
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    files["model.safetensors"] = _write_file(tmp / "model.safetensors", st_save(weights))
+    files["model.safetensors"] = _write_file(tmp / "model.safetensors", st_save(_weights(model)))
     _reached("after-weights", name)
     if codec is not None:
         data = codec.to_json() if hasattr(codec, "to_json") else codec
@@ -578,6 +577,19 @@ class _CallBudget(torch.overrides.TorchFunctionMode):
         if self.left < 0:
             raise ValueError("it builds a model far larger than the weights file")
         return func(*args, **(kwargs or {}))
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state_dict as CPU tensors of their own: a parameter tied to another (a language
+    model's output matrix and its embedding) is written under each of its names, since
+    safetensors stores no shared memory; loading fills the tied parameter twice, alike."""
+    weights, seen = {}, set()
+    for k, v in model.state_dict().items():
+        t = v.detach().cpu().contiguous()
+        where = (t.untyped_storage().data_ptr(), t.storage_offset(), t.numel())
+        weights[k] = t.clone() if where in seen or t.untyped_storage().nbytes() != t.nbytes else t
+        seen.add(where)
+    return weights
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
