@@ -190,3 +190,17 @@ def test_recompose_builds_strips_from_the_given_glyphs_only():
             assert image[0][2 * j] == {"one": 1, "two": 2}[word]
     with pytest.raises(ValueError, match="not one equal-width glyph per word"):
         recompose([[[1, 2, 3]]], ["one two"], 1, seed=0)
+
+
+def test_a_bad_captioned_image_is_refused_naming_file_and_line(tmp_path):
+    from rnnkit.data.errors import DataFormatError
+    from rnnkit.tasks.caption import read_captions
+
+    f = tmp_path / "strips.jsonl"
+    good = json.dumps({"pixels": [[0, 1], [2, 3]], "caption": "one"})
+    f.write_text(good + "\n" + json.dumps({"pixels": [[0, 1], [2]], "caption": "two"}) + "\n")
+    with pytest.raises(DataFormatError, match=r"strips\.jsonl:2: field .pixels."):
+        read_captions(f)
+    f.write_text(good + "\n" + json.dumps({"pixels": [[0]], "caption": ""}) + "\n")
+    with pytest.raises(DataFormatError, match=r"strips\.jsonl:2: field .caption."):
+        read_captions(f)
