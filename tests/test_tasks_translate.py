@@ -204,3 +204,10 @@ def test_a_bad_captioned_image_is_refused_naming_file_and_line(tmp_path):
     f.write_text(good + "\n" + json.dumps({"pixels": [[0]], "caption": ""}) + "\n")
     with pytest.raises(DataFormatError, match=r"strips\.jsonl:2: field .caption."):
         read_captions(f)
+
+
+def test_translate_answers_in_input_order_whatever_the_batching(run):
+    model = rnnkit.load(run)
+    texts = ["red cat dog bird", "blue", "green dog", "red", "cat bird dog red"]
+    together = [t.text for t in model.translate(texts, batch_size=2)]
+    assert together == [model.translate(t).text for t in texts]

@@ -526,10 +526,14 @@ class Seq2Seq(nn.Module):
         was_training = self.training
         self.eval()
         device = self.head.weight.device
-        out: list[Translation] = []
+        # decode in chunks of similar source length (less padding), answer in input order
+        inputs = list(inputs)
+        order = sorted(range(len(inputs)), key=lambda i: len(self.codec.source_tokens(inputs[i])))
+        out: list[Translation | None] = [None] * len(inputs)
         try:
-            for i in range(0, len(inputs), batch_size):
-                chunk = list(inputs[i : i + batch_size])
+            for start in range(0, len(order), batch_size):
+                index = order[start : start + batch_size]
+                chunk = [inputs[i] for i in index]
                 source, lengths = self.codec.source_batch(chunk)
                 source = source.to(device)
                 rows = self.decode(
@@ -544,7 +548,7 @@ class Seq2Seq(nn.Module):
                             one = source[j : j + 1, : int(lengths[j])]
                         w = self.attention_weights(one, lengths[j : j + 1], row[0][0])
                         best = dataclasses.replace(best, attention=w)
-                    out.append(dataclasses.replace(best, alternatives=found[1:]))
+                    out[index[j]] = dataclasses.replace(best, alternatives=found[1:])
         finally:
             self.train(was_training)
         return out
