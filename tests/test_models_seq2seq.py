@@ -174,6 +174,7 @@ def test_loss_counts_only_valid_target_tokens():
         ({"attention": "dot", "decoder_hidden_size": 5}, "decoder_hidden_size must be 16"),
         ({"label_smoothing": 1.0}, "label_smoothing must be in [0, 1)"),
         ({"attention": "bahdanau", "input_feed": False}, "input_feed=False applies to Luong"),
+        ({"conv_channels": 8}, "this source is not an image"),
     ],
 )
 def test_config_errors_name_the_setting(kw, named):

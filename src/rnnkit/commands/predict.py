@@ -132,6 +132,8 @@ def translate(
         _fail(f"--n-best must be between 1 and --beam={beam}, got {n_best}")
     if not length_penalty >= 0:
         _fail(f"--length-penalty must be >= 0, got {length_penalty}")
+    if length_penalty and beam == 1:
+        _fail("--length-penalty applies to beam search: give --beam 2 or more too")
     if no_repeat_ngram < 0:
         _fail(f"--no-repeat-ngram must be >= 0, got {no_repeat_ngram}")
     if max_length is not None and max_length < 1:

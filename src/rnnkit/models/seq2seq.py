@@ -101,6 +101,11 @@ class Seq2SeqConfig(RecurrentConfig):
             raise ValueError("image_height must be >= 1 with image_channels > 0")
         if self.attention not in ATTENTION:
             raise ValueError(f"attention must be one of {ATTENTION}, got {self.attention!r}")
+        if self.conv_channels != 32 and not self.image_channels:
+            raise ValueError(
+                f"conv_channels={self.conv_channels} sizes the image encoder; this source is not "
+                "an image"
+            )
         if not self.input_feed and self.attention in ("none", "bahdanau"):
             raise ValueError(
                 f"input_feed=False applies to Luong attention (dot, general, concat); "
@@ -441,6 +446,11 @@ class Seq2Seq(nn.Module):
 
         if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
             raise ValueError(f"beam: expected an integer >= 1, got {beam!r}")
+        if length_penalty and beam == 1:
+            raise ValueError(
+                f"length_penalty={length_penalty} ranks the hypotheses of a beam; greedy "
+                "decoding (beam 1) has none to rank: give beam > 1"
+            )
         if max_length is None:
             max_length = 2 * int(source_lengths.max()) + 10
         state = self.encode(source, source_lengths)

@@ -71,6 +71,8 @@ class CaptionConfig:
             raise ValueError(f"beam must be >= 1, got {self.beam}")
         if not self.length_penalty >= 0:
             raise ValueError(f"length_penalty must be >= 0, got {self.length_penalty}")
+        if self.length_penalty and self.beam == 1:
+            raise ValueError("length_penalty applies to beam search: set beam > 1 too")
         check_metrics(self.metrics)
 
 

@@ -107,6 +107,8 @@ class TranslateConfig:
             raise ValueError(f"max_length must be >= 0, got {self.max_length}")
         if not self.length_penalty >= 0:
             raise ValueError(f"length_penalty must be >= 0, got {self.length_penalty}")
+        if self.length_penalty and self.beam == 1:
+            raise ValueError("length_penalty applies to beam search: set beam > 1 too")
         check_metrics(self.metrics)
 
     def setting(self, name: str) -> Any:
