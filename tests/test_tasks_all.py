@@ -91,6 +91,22 @@ def _caption(tmp_path) -> list[str]:
     return ['task.dataset=""', f'task.train="{f}"', f'task.valid="{f}"', "model.conv_channels=4"]
 
 
+def _series(tmp_path) -> list[str]:
+    import numpy as np
+
+    from rnnkit.data.readers import write_ts
+
+    rng = np.random.default_rng(0)
+    labels = [str(k % 2) for k in range(40)]
+    series = [
+        np.sin(np.arange(rng.integers(5, 9)) * (1 + int(y)))[:, None] * [1.0, 2.0]
+        + 0.1 * rng.standard_normal((1, 2))
+        for y in labels
+    ]
+    write_ts(tmp_path / "series.ts", series, labels, problem_name="Toy", class_labels=["0", "1"])
+    return [f'task.data="{tmp_path / "series.ts"}"', 'model.pooling="mean"']
+
+
 TASKS = {
     "adding": lambda p: ["task.seq_len=6", "task.n_train=48", "task.n_val=16", "task.n_test=16"],
     "copy": lambda p: [
@@ -106,6 +122,7 @@ TASKS = {
     "tagging": _tagging,
     "translate": _translate,
     "caption": _caption,
+    "classify-series": _series,
 }
 PREDICTS = {
     "classify": "a very great film",
@@ -176,6 +193,13 @@ def test_task_through_cli_and_python(task, tmp_path):
     if task == "caption":
         code, out = _cli("predict", str(run), "x")  # an image is no line of text
         assert code == 2 and "Traceback" not in out, out
+    elif task == "classify-series":  # cases of a .ts file, not lines of text
+        code, out = _cli("predict", str(run), "--file", str(tmp_path / "series.ts"))
+        assert code == 0, out
+        from rnnkit.data.readers import read_ts
+
+        cases = read_ts(tmp_path / "series.ts").series
+        assert out.splitlines() == [str(p) for p in model.predict(cases)]
     elif task in PREDICTS:
         code, out = _cli("predict", str(run), PREDICTS[task])
         assert code == 0, out
@@ -197,6 +221,8 @@ def test_task_through_cli_and_python(task, tmp_path):
     code, out = _cli("diagnose", str(run))
     assert code == 0, out
     plots = ("grad_norms.png", "gates.png", "hidden.png", "curves.png")
+    if task in ("classify", "classify-series"):
+        plots = (*plots, "confusion.png")
     if task in ("translate", "caption"):
         plots = ("attention_0.png", "attention_2.png", "curves.png")
     for name in plots:

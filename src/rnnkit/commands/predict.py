@@ -40,24 +40,39 @@ def _lines(texts: list[str] | None, file: Path | None) -> list[str]:
 def predict(
     run_dir: Path = typer.Argument(..., help="run directory of a trained model"),
     texts: list[str] = typer.Argument(None, help="texts to predict on (default: standard input)"),
-    file: Path | None = typer.Option(None, "--file", "-f", help="predict on each line of FILE"),
+    file: Path | None = typer.Option(
+        None,
+        "--file",
+        "-f",
+        help="predict on each line of FILE (each case, for a model of sequences)",
+    ),
     which: str = typer.Option("best", help="best or latest checkpoint"),
 ) -> None:
     """Predict for each text, line of FILE or line of stdin, with the run's saved codec.
 
-    Each prediction prints as the model formats it (LABEL<TAB>PROBABILITY<TAB>TEXT, or one
-    word and its tag per line then the typed spans); multi-line ones are separated by a blank
-    line.
+    A model of sequences of numbers or symbols reads FILE in its own formats instead (.ts,
+    FASTA, CSV, JSONL, .npy: one case per record). Each prediction prints as the model
+    formats it (LABEL<TAB>PROBABILITY<TAB>TEXT, or one word and its tag per line then the
+    typed spans); multi-line ones are separated by a blank line.
     """
     from rnnkit.api import load
     from rnnkit.models.contract import Predicting, Stepping, require
 
-    lines = _lines(texts, file)
-    if not lines:
-        _fail("no text to predict on (give TEXT, --file or standard input)")
     model = load(run_dir, which)  # a bad run directory or checkpoint: the top-level handler
     hint = "; it continues text: use `rnnkit generate`" if isinstance(model, Stepping) else ""
     require(model, Predicting, str(run_dir), needs="predict(inputs) for raw input" + hint)
+    reader = getattr(model.codec, "read_inputs", None)  # codecs of arrays read their own files
+    if file is not None and callable(reader):
+        if not file.is_file():
+            _fail(f"--file {file}: no such file")
+        try:
+            lines = reader(file)  # DataFormatError names the file and line
+        except (ValueError, OSError) as e:
+            _fail(str(e))
+    else:
+        lines = _lines(texts, file)
+    if not len(lines):
+        _fail("no text or input to predict on (give TEXT, --file or standard input)")
     results = model.predict(lines)
     shown = [str(r) for r in results]
     typer.echo(("\n\n" if any("\n" in s for s in shown) else "\n").join(shown))

@@ -55,11 +55,16 @@ def evaluate(
     overrides: list[str] = typer.Option(
         [], "--set", help="a [task] setting for this evaluation: task.beam=5"
     ),
+    confusion: Path | None = typer.Option(
+        None, "--confusion", help="write the confusion matrix as this PNG (classifiers)"
+    ),
 ) -> None:
     """Evaluate a run's checkpoint on a split or a labelled file; prints JSON metrics."""
     from rnnkit.tasks import run
 
-    metrics = run.evaluate(run_dir, split, which, data, overrides)
+    if confusion is not None and confusion.is_dir():
+        _fail(f"--confusion {confusion}: is a folder; name a .png file", BAD_INPUT)
+    metrics = run.evaluate(run_dir, split, which, data, overrides, confusion)
     # valid JSON: a value that is not finite (NaN, inf) is written as null
     shown = {
         k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in metrics.items()

@@ -37,6 +37,8 @@ __all__ = [
     "CODECS",
     "FeatureCodec",
     "PairCodec",
+    "SeriesCodec",
+    "Standardizer",
     "SymbolCodec",
     "TaggingCodec",
     "TextCodec",
@@ -202,6 +204,67 @@ class TaggingCodec:
         )
 
 
+@dataclass(frozen=True)
+class Standardizer:
+    """Per-feature standardisation of frames, fitted on the training split only::
+
+        mu_d = mean over all training frames t of x_{t,d}
+        sigma_d = std over the same frames (1 where a feature is constant)
+        z_{t,d} = (x_{t,d} - mu_d) / sigma_d
+
+    Saved inside the codec that uses it, so prediction applies the training statistics.
+    """
+
+    mean: tuple[float, ...]  # (D,) mu
+    std: tuple[float, ...]  # (D,) sigma, all > 0
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"std: expected {len(self.mean)} values, got {len(self.std)}")
+        if any(not s > 0 for s in self.std):
+            raise ValueError(f"std: every value must be > 0, got {self.std}")
+
+    @classmethod
+    def fit(cls, arrays: Sequence[Any]) -> Standardizer:
+        """Statistics of every frame of ``arrays`` (each (T_i, D)), computed in float64."""
+        if not arrays:
+            raise ValueError("arrays: expected at least one (T, D) array to fit, got none")
+        x = torch.cat(
+            [torch.as_tensor(a, dtype=torch.float64).reshape(-1, a.shape[-1]) for a in arrays]
+        )
+        mean = x.mean(0)
+        std = x.std(0, unbiased=False)
+        std = torch.where(std > 1e-12, std, torch.ones_like(std))
+        return cls(tuple(mean.tolist()), tuple(std.tolist()))
+
+    @classmethod
+    def identity(cls, d: int) -> Standardizer:
+        """No change: mean 0, std 1 for each of ``d`` features."""
+        return cls((0.0,) * d, (1.0,) * d)
+
+    @property
+    def features(self) -> int:
+        """D."""
+        return len(self.mean)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """z = (x - mu) / sigma over the last dimension of ``x`` (..., D)."""
+        if x.shape[-1] != self.features:
+            raise ValueError(
+                f"frames: expected {self.features} features per step, got {x.shape[-1]}"
+            )
+        mean = torch.tensor(self.mean, dtype=x.dtype)
+        std = torch.tensor(self.std, dtype=x.dtype)
+        return (x - mean) / std
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Standardizer:
+        return cls(tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"]))
+
+
 @register_codec
 @dataclass(frozen=True)
 class SymbolCodec:
@@ -235,6 +298,110 @@ class FeatureCodec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeatureCodec:
         return cls(tuple(data["names"]))
+
+
+@register_codec
+@dataclass(frozen=True)
+class SeriesCodec:
+    """Labelled sequences for many-to-one classification: numbers or symbols.
+
+    Numbers (``standardizer`` given): each case is an array (T, D), standardised per feature
+    with the training split's statistics, padded with zeros into (N, T, D) float32. Symbols
+    (``vocab`` given): each case is a string, one symbol per character, encoded to ids (N, T)
+    (``<unk>`` for a symbol the training split never had). The label names sit in ``labels``
+    (id k is ``labels[k]``)::
+
+        codec = SeriesCodec(("ei", "ie", "n"), vocab=Vocab(["<pad>", "<unk>", ..., "A", "C"]))
+        inputs, lengths = codec.batch(["ACGT", "GGA"])      # (2, 4) int64, (2,)
+        cases = codec.read_inputs("new.fasta")              # what `rnnkit predict --file` reads
+    """
+
+    labels: tuple[str, ...]
+    standardizer: Standardizer | None = None  # numbers: per-feature statistics
+    vocab: Vocab | None = None  # symbols: one token per character
+    kind = "series"
+
+    def __post_init__(self) -> None:
+        if (self.standardizer is None) == (self.vocab is None):
+            raise ValueError("SeriesCodec: give a standardizer (numbers) or a vocab (symbols)")
+
+    @property
+    def input_kind(self) -> str:
+        """ "frames" or "symbols"."""
+        return "frames" if self.standardizer is not None else "symbols"
+
+    def encode(self, item: Any) -> torch.Tensor:
+        """One case: standardised frames (T, D) float32, or symbol ids (T,) int64."""
+        if self.vocab is not None:
+            if not isinstance(item, str) or not item:
+                raise ValueError(f"expected a non-empty string of symbols, got {item!r:.60}")
+            return torch.tensor(self.vocab.encode(list(item)), dtype=torch.long)
+        if isinstance(item, str | bytes):
+            raise ValueError(f"expected an array of numbers (T, D), got text {item!r:.40}")
+        try:
+            x = torch.as_tensor(item, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"expected an array of numbers (T, D) ({exc})") from None
+        if x.dim() == 1:
+            x = x.unsqueeze(-1)  # (T, 1): a univariate series
+        if x.dim() != 2 or x.shape[0] < 1:
+            raise ValueError(f"expected an array (T, D) with T >= 1, got {tuple(x.shape)}")
+        return self.standardizer(x)  # type: ignore[misc]
+
+    def batch(self, items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded inputs (N, T, D) float32 or (N, T) int64, and lengths (N,)."""
+        if not items:
+            raise ValueError("items: expected at least one case, got none")
+        seqs = [self.encode(x) for x in items]
+        lengths = torch.tensor([len(s) for s in seqs])
+        out = torch.zeros(len(seqs), int(lengths.max()), *seqs[0].shape[1:], dtype=seqs[0].dtype)
+        for b, s in enumerate(seqs):
+            out[b, : len(s)] = s
+        return out, lengths
+
+    def label_ids(self, labels: Sequence[str], where: str) -> torch.Tensor:
+        """(N,) ids of label names; an unknown label is an error naming ``where``."""
+        index = {label: k for k, label in enumerate(self.labels)}
+        unknown = sorted({y for y in labels if y not in index})
+        if unknown:
+            raise ValueError(
+                f"{where}: labels {unknown[:5]} are not among the training labels {self.labels}"
+            )
+        return torch.tensor([index[y] for y in labels], dtype=torch.long)
+
+    def read_inputs(self, path: Any) -> list:
+        """The cases of a .ts, FASTA, CSV/TSV, JSONL or .npy file, labels not needed."""
+        from rnnkit.data.readers.series import read_series
+
+        found = read_series(path, labelled=False)
+        if found.kind != self.input_kind:
+            raise ValueError(f"{path}: holds {found.kind}, but this model reads {self.input_kind}")
+        return found.items
+
+    def describe(self, item: Any) -> str:
+        """A short name of a case for printed predictions."""
+        if isinstance(item, str):
+            return item if len(item) <= 60 else item[:57] + "..."
+        shape = tuple(getattr(item, "shape", ()))
+        return "series " + "x".join(map(str, shape)) if shape else "series"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "labels": list(self.labels),
+            "standardizer": self.standardizer.to_json() if self.standardizer else None,
+            "tokens": self.vocab.tokens if self.vocab is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SeriesCodec:
+        std = data.get("standardizer")
+        tokens = data.get("tokens")
+        return cls(
+            tuple(data["labels"]),
+            Standardizer.from_json(std) if std else None,
+            Vocab(tokens) if tokens else None,
+        )
 
 
 @register_codec

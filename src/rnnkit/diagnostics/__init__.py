@@ -8,6 +8,7 @@ from rnnkit.diagnostics.gates import GateStats, gate_statistics, hidden_matrix
 from rnnkit.diagnostics.gradients import decay_rate, hidden_gradients, step_gradient_norms
 from rnnkit.diagnostics.plots import (
     plot_attention,
+    plot_confusion,
     plot_gates,
     plot_gradient_norms,
     plot_hidden,
@@ -76,6 +77,7 @@ __all__ = [
     "hidden_gradients",
     "hidden_matrix",
     "plot_attention",
+    "plot_confusion",
     "plot_gates",
     "plot_gradient_norms",
     "plot_hidden",

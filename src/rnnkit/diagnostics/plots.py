@@ -253,3 +253,48 @@ def plot_learning_curve(
         right.grid(True, alpha=0.3)
         right.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_confusion(counts: Any, labels: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Confusion matrix: true classes (rows) over predicted classes (columns), each cell
+    shaded by the fraction of its row and printed with its count; the title gains the
+    accuracy (the trace over the total).
+
+    Args:
+        counts: (K, K) counts, a tensor or array: ``counts[i, j]`` cases of class i predicted j.
+        labels: the K class names. path: the PNG to write. title: drawn above, before the
+            accuracy.
+
+    Raises:
+        ValueError: ``counts`` is not (K, K) with K = len(labels), or holds no case.
+    """
+    c = torch.as_tensor(counts).detach().cpu().double()
+    k = len(labels)
+    if tuple(c.shape) != (k, k) or k == 0:
+        raise ValueError(
+            f"counts: expected shape ({k}, {k}) (one row per label), got {tuple(c.shape)}"
+        )
+    total = float(c.sum())
+    if total <= 0:
+        raise ValueError("counts: no case to draw (all counts are zero)")
+    rows = c / c.sum(1, keepdim=True).clamp_min(1)  # fraction of each true class
+    size = min(MAX_FIGSIZE[0], max(4.0, 1.5 + 0.55 * k))
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    im = ax.imshow(rows.numpy(), cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fontsize = max(5.0, min(9.0, 90 / k))
+    for i in range(k):
+        for j in range(k):
+            n = int(c[i, j])
+            if n:
+                color = "white" if rows[i, j] > 0.5 else "black"
+                ax.text(j, i, str(n), ha="center", va="center", fontsize=fontsize, color=color)
+    ax.set_xticks(range(k))
+    ax.set_xticklabels([str(x) for x in labels], rotation=45, ha="right", fontsize=fontsize)
+    ax.set_yticks(range(k))
+    ax.set_yticklabels([str(x) for x in labels], fontsize=fontsize)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    accuracy = float(c.diagonal().sum()) / total
+    ax.set_title(f"{title + ': ' if title else ''}accuracy {accuracy:.3f} ({int(total)} cases)")
+    fig.colorbar(im, ax=ax, label="fraction of the true class")
+    return _save(fig, path)

@@ -1,8 +1,9 @@
 """Many-to-one: a recurrent encoder, a summary of its outputs and a classifier on top.
 
-For token ids x (B, T) with lengths n_b (padding after step n_b is ignored)::
+For token ids x (B, T), or frames of numbers x (B, T, D), with lengths n_b (padding after
+step n_b is ignored)::
 
-    e_t = E x_t  or  onehot(x_t)             # (B, T, D), learned/pretrained embedding or one-hot
+    e_t = E x_t  or  onehot(x_t)  or  x_t    # (B, T, D), embedding, one-hot, or the frame
     h_1..h_T = RNN(e_1..e_T)                 # (B, T, H'), H' = 2H if bidirectional
     s = summary(h, n)                        # (B, H')
         last: forward h_{n_b} (and the backward direction's h_1), each sequence's own last step
@@ -38,7 +39,8 @@ POOLINGS = ("last", "mean", "max", "attention")
 
 @dataclass(frozen=True, kw_only=True)
 class ClassifierConfig(RecurrentConfig):
-    vocab_size: int  # V, token ids in [0, V) (set by the data)
+    vocab_size: int = 0  # V, token ids in [0, V) (set by the data); 0 for frames
+    input_features: int = 0  # D of each frame of numbers (set by the data); 0 for token ids
     num_classes: int = 2  # K (set by the data)
     padding_idx: int = 0  # id of <pad>: its embedding row is zero (set by the data)
     embedding_dim: int = 100  # D; 0: one-hot inputs (D = V)
@@ -50,8 +52,19 @@ class ClassifierConfig(RecurrentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.vocab_size < 1:
-            raise ValueError(f"vocab_size must be >= 1, got {self.vocab_size}")
+        if self.vocab_size < 0 or self.input_features < 0:
+            raise ValueError(
+                f"vocab_size and input_features must be >= 0, got {self.vocab_size} and "
+                f"{self.input_features}"
+            )
+        if (self.vocab_size > 0) == (self.input_features > 0):
+            raise ValueError(
+                "exactly one of vocab_size (token ids) and input_features (frames of numbers) "
+                f"must be > 0, got vocab_size={self.vocab_size}, "
+                f"input_features={self.input_features}"
+            )
+        if self.input_features and self.freeze_embedding:
+            raise ValueError("freeze_embedding: frames of numbers (input_features > 0) have none")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
         if self.embedding_dim < 0:
@@ -62,7 +75,7 @@ class ClassifierConfig(RecurrentConfig):
             raise ValueError(f"head must be 'softmax' or 'sigmoid', got {self.head!r}")
         if self.head == "sigmoid" and self.num_classes != 2:
             raise ValueError(f"head 'sigmoid' needs num_classes 2, got {self.num_classes}")
-        if not 0 <= self.padding_idx < self.vocab_size:
+        if self.vocab_size and not 0 <= self.padding_idx < self.vocab_size:
             raise ValueError(
                 f"padding_idx must be in [0, {self.vocab_size}), got {self.padding_idx}"
             )
@@ -86,14 +99,17 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         self.config = c = config
         self.codec = codec  # a TextCodec with the label names, for predict(texts)
-        if c.embedding_dim:
-            self.embedding: nn.Module = nn.Embedding(
-                c.vocab_size, c.embedding_dim, padding_idx=c.padding_idx
-            )
+        self.embedding: nn.Module | None = None  # frames go in as they are
+        if c.input_features:
+            width_in = c.input_features
+        elif c.embedding_dim:
+            self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=c.padding_idx)
             self.embedding.weight.requires_grad_(not c.freeze_embedding)
+            width_in = c.embedding_dim
         else:
             self.embedding = OneHot(c.vocab_size, padding_idx=c.padding_idx)
-        self.rnn = build_encoder(c.embedding_dim or c.vocab_size, c)
+            width_in = c.vocab_size
+        self.rnn = build_encoder(width_in, c)
         width = c.hidden_size * (2 if c.bidirectional else 1)  # H'
         self.pool = AttentionPooling(width) if c.pooling == "attention" else None
         self.drop = nn.Dropout(c.dropout)
@@ -110,7 +126,7 @@ class SequenceClassifier(nn.Module):
     def load_vectors(self, weight: Tensor) -> None:
         """Copy a (V, D) matrix (e.g. from :func:`rnnkit.data.build_embedding`) in."""
         if not isinstance(self.embedding, nn.Embedding):
-            raise ValueError("load_vectors: the model has one-hot inputs (embedding_dim=0)")
+            raise ValueError("load_vectors: the model has no embedding (one-hot or frame inputs)")
         if tuple(weight.shape) != tuple(self.embedding.weight.shape):
             raise ValueError(
                 f"weight shape {tuple(weight.shape)} differs from the embedding's "
@@ -122,13 +138,23 @@ class SequenceClassifier(nn.Module):
 
     # ---- forward ----------------------------------------------------------------------------
     def _inputs(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """Checked ids (B, T) -> embedded inputs (B, T', D) cut to the longest sequence."""
-        if ids.dim() != 2 or ids.dtype != torch.int64:
+        """Checked ids (B, T) -> embedded inputs (B, T', D) cut to the longest sequence;
+        frames (B, T, D) pass as they are (no dropout on measured values)."""
+        d = self.config.input_features
+        if d:
+            if ids.dim() != 3 or ids.shape[-1] != d or not ids.is_floating_point():
+                raise ValueError(
+                    f"inputs must be frames (B, T, {d}) of floats, got {tuple(ids.shape)} "
+                    f"{ids.dtype}"
+                )
+        elif ids.dim() != 2 or ids.dtype != torch.int64:
             raise ValueError(f"ids must be (B, T) int64, got {tuple(ids.shape)} {ids.dtype}")
         if lengths.shape != ids.shape[:1] or bool((lengths < 1).any()):
             raise ValueError(f"lengths must be (B,) = ({ids.shape[0]},) with values >= 1")
         steps = int(lengths.max())
         ids = ids[:, :steps]  # (B, T'): padding past the longest sequence changes nothing
+        if self.embedding is None:
+            return ids.to(self.out.weight.dtype), lengths  # (B, T', D)
         return self.drop(self.embedding(ids).to(self.out.weight.dtype)), lengths  # (B, T', D)
 
     def _pool(self, out: Tensor, state: Any, lengths: Tensor) -> Tensor:
@@ -191,6 +217,21 @@ class SequenceClassifier(nn.Module):
         """Mean cross-entropy of the labels, and accuracy."""
         return self._loss(self(batch.inputs, batch.lengths), batch)
 
+    @torch.no_grad()
+    def confusion(self, batch: SequenceBatch) -> Tensor:
+        """(K, K) int64 counts: row = true label, column = predicted label."""
+        k = self.config.num_classes
+        pred, _ = self.classify(batch.inputs, batch.lengths)
+        index = self.labels(batch) * k + pred  # (B,)
+        return torch.bincount(index.cpu(), minlength=k * k).reshape(k, k)
+
+    def class_names(self) -> list[str]:
+        """The label names (from the codec), or class numbers without one."""
+        labels = getattr(self.codec, "labels", None)
+        return (
+            [str(x) for x in labels] if labels else [str(k) for k in range(self.config.num_classes)]
+        )
+
     def trace(self, batch: SequenceBatch) -> tuple[Tensor, Any]:
         """The loss and the recurrent layer's per-step trace (the loop path)."""
         x, lengths = self._inputs(batch.inputs, batch.lengths)
@@ -200,11 +241,15 @@ class SequenceClassifier(nn.Module):
 
     # ---- raw text ---------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, texts: str | list[str], batch_size: int = 256) -> Any:
-        """The label and its probability for each text (a list, or one for one string)."""
+    def predict(self, texts: Any, batch_size: int = 256) -> Any:
+        """The label and its probability for each text (a list, or one for one string), or
+        for each case of a series codec (strings of symbols, arrays (T, D))."""
         require(self, Predicting)
-        single = isinstance(texts, str)
+        single = isinstance(texts, str) or (
+            self.config.input_features > 0 and getattr(texts, "ndim", 0) in (1, 2)
+        )
         items = [texts] if single else list(texts)
+        name = getattr(self.codec, "describe", str)
         was_training = self.training
         self.eval()
         device = self.out.weight.device
@@ -215,7 +260,8 @@ class SequenceClassifier(nn.Module):
                 ids, lengths = self.codec.batch(chunk)
                 pred, probs = self.classify(ids.to(device), lengths.to(device))
                 for i, k in enumerate(pred.tolist()):
-                    out.append(Prediction(chunk[i], self.codec.labels[k], float(probs[i, k])))
+                    label, p = self.codec.labels[k], float(probs[i, k])
+                    out.append(Prediction(name(chunk[i]), label, p))
         finally:
             self.train(was_training)
         return out[0] if single else out

@@ -14,6 +14,7 @@ generate with") instead of an AttributeError deep inside::
     Translating translate(inputs, beam=, n_best=, attention=)   encoder-decoders: outputs
     Attending   explain(batch, n) -> [Explanation(weights (U, S), source, output, image)]
                                                                 attention heatmaps: diagnose
+    Classifying confusion(batch) -> (K, K) counts, class_names()    confusion matrices
 
 A model's class attribute ``kind`` names it in those sentences ("classifier",
 "language model", "tagger", "per-step model").
@@ -29,6 +30,7 @@ from torch import Tensor
 __all__ = [
     "Attending",
     "Carrying",
+    "Classifying",
     "Explanation",
     "ModelContractError",
     "Predicting",
@@ -107,6 +109,16 @@ class Attending(Protocol):
     def explain(self, batch: Any, n: int = 3) -> list[Explanation]: ...
 
 
+@runtime_checkable
+class Classifying(Protocol):
+    """One class per sequence: the counts of true (rows) against predicted (columns) classes
+    of a batch, and the class names in the order of those rows."""
+
+    def confusion(self, batch: Any) -> Tensor: ...
+
+    def class_names(self) -> list[str]: ...
+
+
 _NEEDS = {
     Trainable: "loss(batch) and get_config() to train with",
     Carrying: "carry_loss(batch, state) to carry its state through truncated BPTT with",
@@ -115,6 +127,7 @@ _NEEDS = {
     Predicting: "predict(inputs) for raw input",
     Translating: "translate(inputs) to decode raw input with (it is not an encoder-decoder)",
     Attending: "attention to explain its outputs with",
+    Classifying: "single class per sequence to draw a confusion matrix of",
 }
 
 

@@ -29,7 +29,7 @@ from rnnkit.data import Vocab, WordTokenizer, build_embedding, nb_log_count_rati
 from rnnkit.data.batches import SequenceBatch
 from rnnkit.data.codec import TextCodec
 from rnnkit.data.readers import read_columns
-from rnnkit.data.registry import dataset_dir, fetch, load_report, names
+from rnnkit.data.registry import dataset_dir, fetch, get, load_report, names
 from rnnkit.data.splits import by_split, group_split
 from rnnkit.models.classifier import SequenceClassifier
 from rnnkit.tasks.base import Task, TaskData
@@ -74,6 +74,17 @@ def _splits(cfg: ClassifyConfig, seed: int) -> dict[str, tuple[list, list]]:
     if not path.is_file():
         if cfg.data not in names():
             raise ValueError(f"task.data={cfg.data!r} is neither a file nor a dataset ({names()})")
+        info = get(cfg.data).info
+        if ".tsv" not in info.files:  # no labelled text: say which task reads it
+            hint = (
+                "use the classify-series task"
+                if ".ts:" in info.files or ".fasta:" in info.files
+                else "give a labelled file, or a text-classification dataset"
+            )
+            raise ValueError(
+                f"task.data={cfg.data!r}: dataset {cfg.data} ({info.task}) holds no labelled "
+                f"text; {hint}"
+            )
         if load_report(cfg.data) is None:
             fetch(cfg.data)
         folder = dataset_dir(cfg.data)
@@ -98,7 +109,7 @@ def _splits(cfg: ClassifyConfig, seed: int) -> dict[str, tuple[list, list]]:
 
 def labelled_batch(ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> SequenceBatch:
     """The many-to-one layout: each label at its sequence's last step, the only marked step."""
-    n, t = ids.shape
+    n, t = ids.shape[:2]
     steps = torch.arange(n)
     targets = torch.zeros(n, t, dtype=torch.long)
     mask = torch.zeros(n, t, dtype=torch.bool)

@@ -34,7 +34,7 @@ import torch
 
 from rnnkit.config import ConfigError, apply_overrides, check_table, from_dict, load_toml, to_dict
 from rnnkit.data.batches import EpochBatches, trimmed
-from rnnkit.models.contract import Attending, Traceable, require
+from rnnkit.models.contract import Attending, Classifying, Traceable, require
 from rnnkit.models.encoder import RecurrentConfig
 from rnnkit.tasks.base import Task, TaskData, get_task
 from rnnkit.training.callbacks import Callback
@@ -295,18 +295,23 @@ def evaluate(
     which: str = "best",
     data_file: str | Path | None = None,
     overrides: Sequence[str] = (),
+    confusion_plot: str | Path | None = None,
 ) -> dict[str, float]:
     """Loss and metrics of the run's ``which`` checkpoint on ``split``, with the baseline.
 
     With ``data_file``, evaluate on that labelled file instead (tasks that read files), encoded
     with the checkpoint's codec. ``overrides`` (``task.beam=5``) change ``[task]`` settings
     for this evaluation only: how it decodes and scores, say; the data is the run's own.
+    ``confusion_plot``: a PNG path for the confusion matrix of what was evaluated (a model
+    with one class per sequence).
     """
     cfg = read_run_config(run_dir)
     if overrides:
         cfg = _with_task_overrides(cfg, overrides)
     spec = get_task(cfg.task)
     model = load(run_dir, which)
+    if confusion_plot is not None:
+        require(model, Classifying, str(run_dir))
     batch_size = cfg.trainer.batch_size
     if data_file is not None:
         if spec.read_file is None:
@@ -317,6 +322,8 @@ def evaluate(
         if spec.score is not None:
             with torch.no_grad():
                 out.update(spec.score(model, batch, TaskData(None, None, batch, model.codec)))
+        if confusion_plot is not None:
+            plot_confusion_of(model, batch, batch_size, confusion_plot, Path(data_file).name)
         return out
     data = spec.prepare(cfg.task_config, cfg.seed, model.codec)
     rows = _split(data, split)
@@ -325,7 +332,32 @@ def evaluate(
         with torch.no_grad():
             out.update(spec.score(model, rows, data))
     out.update({f"baseline_{k}": v for k, v in data.baseline.items()})
+    if confusion_plot is not None:
+        plot_confusion_of(model, rows, batch_size, confusion_plot, f"{cfg.task}, {split}")
     return out
+
+
+def plot_confusion_of(
+    model: Any, rows: Any, batch_size: int, path: str | Path, title: str = ""
+) -> Path:
+    """The confusion matrix of ``model`` (:class:`Classifying`) on ``rows``, as a PNG."""
+    from rnnkit.diagnostics import plot_confusion
+
+    was_training = model.training
+    model.eval()
+    counts = None
+    try:
+        for batch in EpochBatches(rows, batch_size, False, drop_last=False, bucket=True).epoch(0):
+            part = model.confusion(move_batch(batch, _device_of(model)))
+            counts = part if counts is None else counts + part
+    finally:
+        model.train(was_training)
+    return plot_confusion(counts, model.class_names(), path, title)
+
+
+def _device_of(model: Any) -> torch.device:
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def _with_task_overrides(cfg: RunConfig, overrides: Sequence[str]) -> RunConfig:
@@ -345,7 +377,8 @@ def _with_task_overrides(cfg: RunConfig, overrides: Sequence[str]) -> RunConfig:
 def diagnose(run_dir: str | Path, out_dir: str | Path | None = None, n: int = 32) -> list[Path]:
     """Plots of a trained run: gradient norms per step (init and trained), gates and hidden
     states for a model with a trace; attention heatmaps of three validation rows for a model
-    that explains its outputs with attention; and the training curves."""
+    that explains its outputs with attention; the validation split's confusion matrix for a
+    model with one class per sequence; and the training curves."""
     from rnnkit import diagnostics as dg
 
     run_dir = Path(run_dir)
@@ -381,6 +414,11 @@ def diagnose(run_dir: str | Path, out_dir: str | Path | None = None, n: int = 32
             path = out / f"attention_{i}.png"
             title = f"validation row {i}"
             paths.append(dg.plot_attention(e.weights, e.source, e.target, path, title, e.image))
+    if isinstance(trained, Classifying):
+        size = cfg.trainer.batch_size
+        paths.append(
+            plot_confusion_of(trained, data.val, size, out / "confusion.png", "validation")
+        )
     rows = dg.read_run_metrics(run_dir)
     if rows:
         paths.append(dg.plot_training_curves(rows, out / "curves.png"))
