@@ -192,6 +192,26 @@ def test_recompose_builds_strips_from_the_given_glyphs_only():
         recompose([[[1, 2, 3]]], ["one two"], 1, seed=0)
 
 
+def test_compose_valid_recomposes_validation_strips_from_validation_glyphs(tmp_path):
+    from rnnkit.tasks.caption import CaptionConfig, prepare
+
+    def strip(words, level):  # each glyph 2 columns of one grey level per split
+        return {"pixels": [[level] * 2 * len(words)] * 2, "caption": " ".join(words)}
+
+    for name, level in (("train", 1), ("valid", 2), ("test", 3)):
+        rows = [strip(["one", "two"], level), strip(["two", "one", "one"], level)]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
+    files = {k: str(tmp_path / f"{k}.jsonl") for k in ("train", "valid", "test")}
+    cfg = CaptionConfig(dataset="", scale=1.0, compose_valid=40, **files)
+    data = prepare(cfg, 0, None)
+    assert data.val.size == 40 and len(data.references["val"]) == 40
+    levels = set(data.val.source.unique().tolist())
+    assert levels <= {0.0, 2.0}  # validation glyphs (and width padding) only
+    assert data.test.size == 2 and data.train.size == 2  # the other splits are untouched
+    with pytest.raises(ValueError, match="compose_valid must be >= 0"):
+        CaptionConfig(compose_valid=-1)
+
+
 def test_a_bad_captioned_image_is_refused_naming_file_and_line(tmp_path):
     from rnnkit.data.errors import DataFormatError
     from rnnkit.tasks.caption import read_captions
