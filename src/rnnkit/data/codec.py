@@ -416,6 +416,13 @@ class PairCodec:
     read column by column, grey levels times ``image_scale``) or feature frames (``"frames"``:
     arrays (S, D)). ``max_source_len`` > 0 keeps only the first tokens (or columns, frames)
     of a source.
+
+    ``standardizer`` (frames only): each frame is standardised with the training split's
+    per-feature statistics before it reaches the model, here and in prediction alike.
+    ``target_eos=False`` leaves ``<eos>`` off the targets: a CTC target is its labels alone,
+    since a CTC model emits no end token (its output ends where the frames do).
+    :meth:`read_inputs` reads image or frame sources from a ``.npy``/``.npz`` file
+    (``rnnkit predict RUN --file utterance.npy``).
     """
 
     target_tokenizer: Tokenizer
@@ -425,6 +432,8 @@ class PairCodec:
     source_kind: str = "tokens"  # "tokens", "image" or "frames"
     max_source_len: int = 0
     image_scale: float = 1.0
+    standardizer: Standardizer | None = None  # frames: z = (x - mu) / sigma per feature
+    target_eos: bool = True  # end every target with <eos> (False for CTC)
     kind = "pair"
 
     def __post_init__(self) -> None:
@@ -436,6 +445,10 @@ class PairCodec:
             self.source_tokenizer is None or self.source_vocab is None
         ):
             raise ValueError("source_kind='tokens' needs a source_tokenizer and a source_vocab")
+        if self.standardizer is not None and self.source_kind != "frames":
+            raise ValueError(
+                f"standardizer: applies to feature frames, not to source_kind={self.source_kind!r}"
+            )
 
     @property
     def shared(self) -> bool:
@@ -472,6 +485,8 @@ class PairCodec:
             return x[..., : self.max_source_len] if self.max_source_len else x
         if x.dim() != 2:
             raise ValueError(f"frames: expected (S, D), got {tuple(x.shape)}")
+        if self.standardizer is not None:
+            x = self.standardizer(x)  # (S, D): z_{t,d} = (x_{t,d} - mu_d) / sigma_d
         return x[: self.max_source_len] if self.max_source_len else x
 
     def encode_source(self, source: Any) -> list[int]:
@@ -513,10 +528,68 @@ class PairCodec:
                 out[b, : a.shape[0]] = a
         return out, lengths
 
+    def read_inputs(self, path: Any) -> list[Any]:
+        """The sources held by a file (``rnnkit predict RUN --file F``): the non-blank lines
+        of a text file for a text source; for image or frame sources a NumPy file.
+
+        ``.npy``: one array, frames (S, D) or (N, S, D) for N sources; images (H, W), or
+        (N, H, W) / (N, C, H, W) for N. ``.npz``: each array one source, in the file's
+        order (sources of different lengths). Read with ``allow_pickle=False``; anything else
+        is a :class:`~rnnkit.data.errors.DataFormatError` naming the file.
+        """
+        from pathlib import Path
+
+        import numpy as np
+
+        from rnnkit.data.errors import DataFormatError
+
+        path = Path(path)
+        if self.source_kind == "tokens":  # a text source: the file's non-blank lines
+            try:
+                lines = path.read_text("utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                raise DataFormatError(path, None, f"cannot read it as UTF-8 text ({e})") from None
+            return [line for line in lines if line.strip()]
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise DataFormatError(path, None, "no such file") from None
+        except (OSError, ValueError, EOFError) as e:
+            raise DataFormatError(path, None, f"not a NumPy .npy or .npz file ({e})") from None
+        frames = self.source_kind == "frames"
+        stacked = not isinstance(loaded, np.lib.npyio.NpzFile)  # .npy: N sources stacked
+        if not stacked:  # .npz: each array one source
+            with loaded:
+                try:
+                    arrays = [np.asarray(loaded[k]) for k in loaded.files]
+                except ValueError as e:  # an object array
+                    raise DataFormatError(path, None, f"not an array of numbers ({e})") from None
+            dims, shapes = ((2,), "(S, D)") if frames else ((2, 3), "(H, W) or (C, H, W)")
+        else:  # one array: one source, or N along the first axis
+            arrays = [loaded]
+            dims, shapes = (
+                ((2, 3), "(S, D) or (N, S, D)")
+                if frames
+                else ((2, 3, 4), "(H, W), (N, H, W) or (N, C, H, W)")
+            )
+        if not arrays:
+            raise DataFormatError(path, None, "holds no array")
+        out: list[Any] = []
+        for a in arrays:
+            if a.dtype.kind not in "biuf" or a.size == 0 or a.ndim not in dims:
+                raise DataFormatError(
+                    path, None, f"expected numbers of shape {shapes}, got {a.dtype} {a.shape}"
+                )
+            if not np.isfinite(a).all():
+                raise DataFormatError(path, None, "holds NaN or infinite values")
+            out += list(a) if stacked and a.ndim > 2 else [a]
+        return out
+
     # ---- target ----------------------------------------------------------------------------
     def encode_target(self, text: str) -> list[int]:
-        """Target ids of ``text``, ended by ``<eos>``."""
-        return self.target_vocab.encode(self.target_tokenizer.tokenize(text), add_eos=True)
+        """Target ids of ``text``, ended by ``<eos>`` (unless ``target_eos`` is False)."""
+        tokens = self.target_tokenizer.tokenize(text)
+        return self.target_vocab.encode(tokens, add_eos=self.target_eos)
 
     def target_tokens(self, ids: Sequence[int]) -> list[str]:
         """Target token strings up to (not including) the first ``<eos>``."""
@@ -557,6 +630,8 @@ class PairCodec:
             "source_kind": self.source_kind,
             "max_source_len": self.max_source_len,
             "image_scale": self.image_scale,
+            "standardizer": self.standardizer.to_json() if self.standardizer else None,
+            "target_eos": self.target_eos,
         }
 
     @classmethod
@@ -573,4 +648,6 @@ class PairCodec:
             str(data.get("source_kind", "tokens")),
             int(data.get("max_source_len", 0)),
             float(data.get("image_scale", 1.0)),
+            Standardizer.from_json(data["standardizer"]) if data.get("standardizer") else None,
+            bool(data.get("target_eos", True)),  # codecs saved before the option had <eos>
         )

@@ -14,6 +14,7 @@ from rnnkit.models.contract import (
     Trainable,
     require,
 )
+from rnnkit.models.ctc import CTCRecognizer, CTCRecognizerConfig, Transcript
 from rnnkit.models.encoder import CELLS, CellKind, RecurrentConfig, build_encoder, register_cell
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
 from rnnkit.models.recurrent import RecurrentModel, RecurrentModelConfig
@@ -21,6 +22,8 @@ from rnnkit.models.tagger import SequenceTagger, Tagged, TaggerConfig
 
 __all__ = [
     "CELLS",
+    "CTCRecognizer",
+    "CTCRecognizerConfig",
     "Carrying",
     "CellKind",
     "ClassifierConfig",
@@ -39,6 +42,7 @@ __all__ = [
     "TaggerConfig",
     "Traceable",
     "Trainable",
+    "Transcript",
     "build_encoder",
     "register_cell",
     "require",
