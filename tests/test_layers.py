@@ -313,7 +313,7 @@ def test_dropout_only_between_layers_and_only_in_training():
 @pytest.mark.parametrize(
     ("call", "argument"),
     [
-        (lambda: rk.LSTM(I, H, dropout=1.0), "dropout"),
+        (lambda: rk.LSTM(I, H, dropout=1.5), "dropout"),
         (lambda: rk.LSTM(I, H, dropout=-0.1), "dropout"),
         (lambda: rk.GRU(I, H, num_layers=0), "num_layers"),
         (lambda: rk.RNN(I, H, nonlinearity="gelu"), "nonlinearity"),

@@ -76,7 +76,7 @@ def test_chunk_losses_recombine_to_full_loss_and_gradients_are_truncated():
     assert merged.n_targets == batch.n_targets
     assert abs(merged.loss - float(full_loss.detach())) < 1e-5
     # truncation drops the gradient paths longer than k steps: W_hh's gradient differs
-    w_hh = [n for n, _ in model.named_parameters()].index("rnn.cells.0.weight_hh")
+    w_hh = [n for n, _ in model.named_parameters()].index("rnn.weight_hh_l0")
     assert not torch.allclose(full[w_hh], trunc[w_hh], atol=1e-6)
 
 

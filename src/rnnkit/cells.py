@@ -13,9 +13,15 @@ time steps in one matrix product before it loops:
 * ``project_input(x)``: (..., I) -> (..., G*H), the input part ``W_ih x + b_ih``;
 * ``recurrent_step(xp_t, state)``: the rest of the step, from the projected input.
 
-``forward(x_t, state)`` is the two chained (:class:`GatedCell`). A user's own cell
-subclasses :class:`CellBase` and implements ``forward`` and ``get_config``; a layer calls
-its ``forward`` at every step.
+``forward(x_t, state)`` is the two chained (:class:`GatedCell`), with torch.nn's checks:
+input and state of one batch (no broadcasting), the weights' dtype, and an unbatched (I,)
+input giving unbatched results. A user's own cell subclasses :class:`CellBase` and
+implements ``forward`` and ``get_config``; a layer calls its ``forward`` at every step.
+
+Inside a layer the built-in cells hold no weights of their own: the layer owns them under
+torch.nn's names (``weight_ih_l0``, ...) and each cell reads its own from there
+(:meth:`GatedCell.lend_weights`), so that hooks and parametrisations on the layer reach
+every path that reads a weight.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from rnnkit.errors import ShapeError, check_dtype, check_flag, check_size, describe
 
 State = Tensor | tuple[Tensor, ...]
 
@@ -47,20 +55,33 @@ class CellBase(nn.Module, abc.ABC):
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
-        _check_positive("input_size", input_size)
-        _check_positive("hidden_size", hidden_size)
+        check_size("input_size", input_size)
+        check_size("hidden_size", hidden_size)
         self.input_size = input_size
         self.hidden_size = hidden_size
 
     @property
     def state_size(self) -> int:
-        """How many (B, H) tensors the state holds: 1, or 2 for the LSTM's (h, c)."""
+        """How many (B, ...) tensors the state holds: 1, or 2 for the LSTM's (h, c)."""
         return 1
 
+    @property
+    def output_size(self) -> int:
+        """Features of h_t: H, or the projected LSTM's P."""
+        return self.hidden_size
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        """Features of each tensor of the state: h_t's first, H for the others."""
+        return (self.output_size,) + (self.hidden_size,) * (self.state_size - 1)
+
     def init_state(self, batch_size: int, device=None, dtype=None) -> State:
-        """Zeros: a (B, H) tensor, or a tuple of ``state_size`` of them."""
-        z = torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
-        return z if self.state_size == 1 else tuple(z.clone() for _ in range(self.state_size))
+        """Zeros: a (B, H) tensor, or a tuple of ``state_size`` of them ((B, P), (B, H)
+        for a projected LSTM)."""
+        parts = tuple(
+            torch.zeros(batch_size, n, device=device, dtype=dtype) for n in self.state_sizes
+        )
+        return parts if self.state_size > 1 else parts[0]
 
     @staticmethod
     def output(state: State) -> Tensor:
@@ -76,11 +97,20 @@ class CellBase(nn.Module, abc.ABC):
         return {"input_size": self.input_size, "hidden_size": self.hidden_size}
 
     def clone(self, input_size: int | None = None) -> CellBase:
-        """A new cell of the same kind with fresh weights, optionally another input size."""
+        """A new cell of the same kind with fresh weights, optionally another input size,
+        on this cell's device and in its floating-point dtype."""
         config = self.get_config()
         if input_size is not None:
             config["input_size"] = input_size
-        return type(self)(**config)
+        new = type(self)(**config)
+        like = self._reference_weight()
+        if like is None:
+            return new
+        return new.to(like.device, like.dtype if like.is_floating_point() else None)
+
+    def _reference_weight(self) -> Tensor | None:
+        """A weight whose device and dtype are the cell's (None for a cell without one)."""
+        return next(self.parameters(), None)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -96,6 +126,8 @@ class GatedCell(CellBase):
     Args:
         input_size: I. hidden_size: H. bias: whether ``bias_ih`` / ``bias_hh`` exist.
         num_gates: G, how many H-sized blocks the weight matrices stack.
+        device, dtype: where and in what dtype the weights are made (torch.nn's factory
+            arguments).
     """
 
     #: gate names in the order they are stacked in ``weight_ih`` / ``weight_hh``.
@@ -103,16 +135,28 @@ class GatedCell(CellBase):
     #: whether ``project_input`` adds ``b_hh`` too (true unless b_hh sits inside a gate,
     #: as in the GRU's ``r * (W_hn h + b_hn)``).
     fold_hidden_bias: bool = True
+    #: the weights a layer owns under torch.nn's names, in torch.nn's order (those present).
+    torch_weights: tuple[str, ...] = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, num_gates: int = 1):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        num_gates: int = 1,
+        device=None,
+        dtype=None,
+    ):
         super().__init__(input_size, hidden_size)
+        check_flag("bias", bias)
         self.bias = bias
+        factory = {"device": device, "dtype": dtype}
         g = num_gates * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(g, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(g, hidden_size))
+        self.weight_ih = nn.Parameter(torch.empty(g, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(g, self.output_size, **factory))
         if bias:
-            self.bias_ih = nn.Parameter(torch.empty(g))
-            self.bias_hh = nn.Parameter(torch.empty(g))
+            self.bias_ih = nn.Parameter(torch.empty(g, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(g, **factory))
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
@@ -124,6 +168,47 @@ class GatedCell(CellBase):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
+    # -- weights owned by a layer ------------------------------------------------------
+    def lend_weights(self, owner: nn.Module, suffix: str) -> list[str]:
+        """Move this cell's :attr:`torch_weights` to ``owner`` as its parameters
+        ``name + suffix`` (``weight_hh`` -> ``weight_hh_l1_reverse``); returns those names.
+
+        From then on the cell reads ``owner``'s attribute whenever it reads a weight, so
+        whatever ``owner`` holds under that name is what the cell computes with: a pruned
+        or weight-normalised tensor set by a forward pre-hook, a parametrisation, a tied
+        parameter. ``cell.weight_hh = p`` sets ``owner``'s."""
+        if "_lender" in self.__dict__:
+            raise ValueError("cell: its weights already belong to a layer; pass cell.clone()")
+        names = [n for n in self.torch_weights if self._parameters.get(n) is not None]
+        for name in names:
+            owner.register_parameter(name + suffix, self._parameters.pop(name))
+        self.__dict__["_lender"] = (owner, suffix, frozenset(names))
+        return [name + suffix for name in names]
+
+    def borrow_from(self, owner: nn.Module) -> None:
+        """Read the lent weights from ``owner`` from now on: a copy of the layer that
+        lent them (``DataParallel`` replicates a layer and its cells separately)."""
+        lender = self.__dict__.get("_lender")
+        if lender is not None and lender[0] is not owner:
+            self.__dict__["_lender"] = (owner, *lender[1:])
+
+    def __getattr__(self, name: str):
+        lender = self.__dict__.get("_lender")
+        if lender is not None and name in lender[2]:
+            return getattr(lender[0], name + lender[1])
+        return super().__getattr__(name)
+
+    def __setattr__(self, name: str, value) -> None:
+        lender = self.__dict__.get("_lender")
+        if lender is not None and name in lender[2]:
+            setattr(lender[0], name + lender[1], value)
+        else:
+            super().__setattr__(name, value)
+
+    def _reference_weight(self) -> Tensor | None:
+        return self.weight_ih
+
+    # -- the step ----------------------------------------------------------------------
     def project_input(self, x: Tensor) -> Tensor:
         """The input part of the pre-activations for inputs of any leading shape,
         (..., I) -> (..., G*H): ``W_ih x + b_ih``, plus ``b_hh`` where the cell folds it in
@@ -149,10 +234,43 @@ class GatedCell(CellBase):
         return h, state
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """One step: x (B, I), state as :meth:`init_state` -> (h_t (B, H), state_t)."""
+        """One step: x (B, I), state as :meth:`init_state` (None: zeros) -> (h_t (B, H),
+        state_t). An unbatched x (I,) with a state of unbatched tensors gives unbatched
+        results, as torch.nn's cells. Input and state must agree in batch (nothing
+        broadcasts) and sizes (:class:`~rnnkit.errors.ShapeError`) and have the weights'
+        dtype (:class:`~rnnkit.errors.DTypeError`)."""
+        unbatched = self._check_step(x, state)
+        if unbatched:
+            x, state = x.unsqueeze(0), _map_state(state, lambda s: s.unsqueeze(0))
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)
-        return self.recurrent_step(self.project_input(x), state)
+        h, state = self.recurrent_step(self.project_input(x), state)
+        if unbatched:
+            h, state = h.squeeze(0), _map_state(state, lambda s: s.squeeze(0))
+        return h, state
+
+    def _check_step(self, x, state) -> bool:
+        """The checks of :meth:`forward`; True for an unbatched x."""
+        size = self.input_size
+        if not isinstance(x, Tensor) or x.dim() not in (1, 2) or x.shape[-1] != size:
+            raise ShapeError(
+                f"x: expected (batch, input_size={size}) or unbatched (input_size={size},), "
+                f"got {describe(x)}"
+            )
+        check_dtype("x", x, self.weight_ih.dtype, "the weights'")
+        if state is not None:
+            parts = state if isinstance(state, tuple | list) else (state,)
+            want = [(*x.shape[:-1], n) for n in self.state_sizes]  # (B, n) or (n,)
+            got = [tuple(p.shape) if isinstance(p, Tensor) else type(p).__name__ for p in parts]
+            if got != want:
+                what = f"a tuple of {len(want)} tensors" if len(want) > 1 else "a tensor"
+                raise ShapeError(
+                    f"state: expected {what} of shape {want if len(want) > 1 else want[0]} "
+                    f"(batch and size of x and of the cell), got {got}"
+                )
+            for p in parts:
+                check_dtype("state", p, x.dtype, "the input's")
+        return x.dim() == 1
 
     def gates(self, x: Tensor, state: State) -> dict[str, Tensor]:
         """The gate activations of one step, by name, each (B, H): for diagnostics."""
@@ -185,12 +303,18 @@ class ElmanCell(GatedCell):
     gate_names = ("h",)
 
     def __init__(
-        self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh"
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device=None,
+        dtype=None,
     ):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, bias, num_gates=1)
+        super().__init__(input_size, hidden_size, bias, 1, device, dtype)
 
     def step_with_gates(self, xp, state, keep_gates=True):
         pre = self._preactivation(xp, state)  # (B, H): W_ih x_t + W_hh h_{t-1} + b_ih + b_hh
@@ -211,19 +335,53 @@ class LSTMCell(GatedCell):
         o_t = \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho})   \quad\text{output gate}
         c_t = f_t \odot c_{t-1} + i_t \odot g_t
         h_t = o_t \odot \tanh(c_t)
+        \quad\text{or, with } P = \text{proj\_size} > 0:\quad
+        h_t = W_{hr} (o_t \odot \tanh(c_t))
 
-    The state is the pair ``(h, c)``, each (B, H). Parameters as ``torch.nn.LSTMCell``:
-    ``weight_ih`` (4H, I), ``weight_hh`` (4H, H), ``bias_ih`` and ``bias_hh`` (4H,).
+    The state is the pair ``(h, c)``: h (B, P) with a projection, else (B, H), and c
+    (B, H). Parameters as ``torch.nn.LSTMCell``: ``weight_ih`` (4H, I), ``weight_hh``
+    (4H, P or H), ``bias_ih`` and ``bias_hh`` (4H,); with a projection also ``weight_hr``
+    (P, H), as ``torch.nn.LSTM(proj_size=P)`` (torch.nn's LSTMCell has no projection).
     """
 
     gate_names = ("i", "f", "g", "o")
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
-        super().__init__(input_size, hidden_size, bias, num_gates=4)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+        proj_size: int = 0,
+    ):
+        check_size("hidden_size", hidden_size)
+        check_size("proj_size", proj_size, minimum=0)
+        if proj_size >= hidden_size:
+            raise ValueError(
+                f"proj_size: expected an integer smaller than hidden_size={hidden_size} "
+                f"(0: no projection), got {proj_size}"
+            )
+        self.proj_size = proj_size
+        super().__init__(input_size, hidden_size, bias, 4, device, dtype)
+        if proj_size:  # drawn as torch.nn draws every weight
+            bound = 1.0 / math.sqrt(hidden_size)
+            weight = torch.empty(proj_size, hidden_size, device=device, dtype=dtype)
+            self.weight_hr = nn.Parameter(nn.init.uniform_(weight, -bound, bound))
+        else:
+            self.register_parameter("weight_hr", None)
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("proj_size", 0)  # pickled before projections existed
 
     @property
     def state_size(self) -> int:
         return 2
+
+    @property
+    def output_size(self) -> int:
+        return self.proj_size or self.hidden_size
 
     def step_with_gates(self, xp, state, keep_gates=True):
         h, c = state
@@ -233,7 +391,13 @@ class LSTMCell(GatedCell):
         g = torch.tanh(a.chunk(4, dim=1)[2])  # modulation (candidate cell)
         c = torch.addcmul(f * c, i, g)  # c_t = f * c_{t-1} + i * g
         h = o * torch.tanh(c)  # h_t = o * tanh(c_t)
+        if self.proj_size:
+            h = torch.mm(h, self.weight_hr.t())  # h_t = W_hr (o * tanh(c_t)): (B, P)
         return h, (h, c), ({"i": i, "f": f, "g": g, "o": o} if keep_gates else {})
+
+    def get_config(self):
+        config = super().get_config()
+        return {**config, "proj_size": self.proj_size} if self.proj_size else config
 
 
 class GRUCell(GatedCell):
@@ -252,8 +416,10 @@ class GRUCell(GatedCell):
     gate_names = ("r", "z", "n")
     fold_hidden_bias = False
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
-        super().__init__(input_size, hidden_size, bias, num_gates=3)
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
+    ):
+        super().__init__(input_size, hidden_size, bias, 3, device, dtype)
 
     def step_with_gates(self, xp, state, keep_gates=True):
         h, H = state, self.hidden_size
@@ -266,6 +432,8 @@ class GRUCell(GatedCell):
         return h, h, ({"r": r, "z": z, "n": n} if keep_gates else {})
 
 
-def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+def _map_state(state: State | None, fn) -> State | None:
+    """``fn`` applied to each tensor of a state (None stays None)."""
+    if state is None or isinstance(state, Tensor):
+        return None if state is None else fn(state)
+    return tuple(fn(s) for s in state)

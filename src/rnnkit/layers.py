@@ -1,30 +1,54 @@
 """Recurrent layers: time, direction and depth around a one-step cell.
 
-``rk.RNN``, ``rk.LSTM`` and ``rk.GRU`` take torch.nn's constructor arguments and give
-torch.nn's ``state_dict`` keys (``weight_ih_l0``, ..., ``bias_hh_l1_reverse``), outputs and
-states, so ``rk.LSTM(...).load_state_dict(nn.LSTM(...).state_dict())`` is the same
-function. ``rk.Recurrent(cell, ...)`` runs any cell, a user's own included.
+``rk.RNN``, ``rk.LSTM`` and ``rk.GRU`` take torch.nn's constructor arguments (``proj_size``,
+``device`` and ``dtype`` included) and have torch.nn's module surface: the weights are the
+layer's parameters under torch.nn's names (``layer.weight_ih_l0``, ...,
+``layer.weight_hr_l1_reverse``) in ``named_parameters()`` and ``state_dict()``, with
+``all_weights``, ``_flat_weights_names`` and ``flatten_parameters()``; outputs, states and
+errors are torch.nn's. So ``rk.LSTM(...).load_state_dict(nn.LSTM(...).state_dict())`` is
+the same function, and ``nn.init.orthogonal_(lstm.weight_hh_l0)``, ``prune``,
+``weight_norm`` or a parametrisation by torch.nn's name change what every backend computes.
+``rk.Recurrent(cell, ...)`` runs any cell, a user's own included.
 
-Shapes (N batch, L time, D = 2 if bidirectional else 1, H hidden):
+Shapes (N batch, L time, D = 2 if bidirectional else 1, H hidden, P = proj_size or H):
 
 * input: (N, L, H_in) with ``batch_first=True``, (L, N, H_in) otherwise, or (L, H_in)
   unbatched; or a ``PackedSequence``.
 * lengths: optional (N,) integers in 1..L on any device, in any order.
-* output: (N, L, D*H) (or (L, N, D*H)); zeros at padded positions.
-* state: (num_layers*D, N, H), a tuple ``(h, c)`` of them for the LSTM; the final state of
-  each sequence is taken at its own last step, and the reverse direction starts there.
+* output: (N, L, D*P) (or (L, N, D*P)); zeros at padded positions.
+* state: (num_layers*D, N, P), and for the LSTM a tuple ``(h, c)`` with c
+  (num_layers*D, N, H); the final state of each sequence is taken at its own last step,
+  and the reverse direction starts there.
+
+Wrong shapes raise :class:`rnnkit.errors.ShapeError` and wrong dtypes
+:class:`rnnkit.errors.DTypeError`, caught by ``except RuntimeError`` and ``except
+ValueError`` alike.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.prune import BasePruningMethod
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
-from rnnkit.cells import CellBase, ElmanCell, GRUCell, LSTMCell, State
+from rnnkit.cells import CellBase, ElmanCell, GatedCell, GRUCell, LSTMCell, State
+from rnnkit.errors import (
+    DTypeError,
+    ShapeError,
+    check_dtype,
+    check_flag,
+    check_probability,
+    check_size,
+    describe,
+)
 from rnnkit.unroll import (
     DirectionTrace,
     fused_kind,
@@ -37,6 +61,9 @@ __all__ = ["GRU", "LSTM", "RNN", "LayerTrace", "Recurrent"]
 
 BACKENDS = ("auto", "torch", "loop")
 _TORCH_KEY = re.compile(r"^(?P<name>[\w.]+?)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
+_CELL_KEY = re.compile(r"^cells\.(?P<k>\d+)\.(?P<name>.+)$")
+#: forward pre-hooks that recompute a reparametrised weight (``step`` and ``trace`` run them)
+_REPARAMETRISATIONS = (WeightNorm, BasePruningMethod, SpectralNorm)
 
 
 @dataclass
@@ -57,13 +84,18 @@ class LayerTrace:
 class Recurrent(nn.Module):
     """Unrolls ``cell`` over time, ``num_layers`` deep, optionally in both directions.
 
+    The layer owns the weights of built-in (:class:`~rnnkit.cells.GatedCell`) cells under
+    torch.nn's names, ``{name}_l{layer}`` plus ``_reverse`` for the reverse direction, and
+    its cells read them from there; a user's own cell keeps its parameters, which
+    ``state_dict`` names the same way (``U.weight_l0``).
+
     Args:
         cell: the first layer's forward cell; the other layers and directions get fresh
             copies from ``cell.clone(input_size=...)``.
-        num_layers: stacked layers; layer k+1 reads layer k's (D*H) outputs.
+        num_layers: stacked layers; layer k+1 reads layer k's (D*P) outputs.
         bidirectional: also run every layer from each sequence's last step to its first.
         batch_first: inputs and outputs are (N, L, ...) instead of (L, N, ...).
-        dropout: dropout on the outputs of every layer but the last, in [0, 1).
+        dropout: dropout on the outputs of every layer but the last, in [0, 1].
         backend: ``"loop"`` steps the cell explicitly (any cell; :meth:`trace` uses it);
             ``"torch"`` uses torch's fused kernels (built-in cells only); ``"auto"`` picks
             the faster of the two where both apply (see ``_use_fused``), else ``"loop"``.
@@ -81,22 +113,28 @@ class Recurrent(nn.Module):
         super().__init__()
         if not isinstance(cell, CellBase):
             raise ValueError(f"cell: expected an rnnkit CellBase, got {type(cell).__name__}")
-        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
-            raise ValueError(f"num_layers: expected a positive integer, got {num_layers!r}")
-        if not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
+        check_size("num_layers", num_layers)
+        check_flag("bidirectional", bidirectional)
+        check_flag("batch_first", batch_first)
+        check_probability("dropout", dropout)
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                f"dropout={dropout} acts between stacked layers only, and num_layers=1",
+                stacklevel=2,
+            )
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
         self.input_size = cell.input_size
         self.hidden_size = cell.hidden_size
+        self.proj_size = getattr(cell, "proj_size", 0)
         self.num_layers = num_layers
-        self.bidirectional = bool(bidirectional)
-        self.batch_first = bool(batch_first)
+        self.bidirectional = bidirectional
+        self.batch_first = batch_first
         self.dropout = float(dropout)
         self.num_directions = 2 if bidirectional else 1
         cells = []
         for layer in range(num_layers):
-            size = self.input_size if layer == 0 else self.hidden_size * self.num_directions
+            size = self.input_size if layer == 0 else cell.output_size * self.num_directions
             for direction in range(self.num_directions):
                 first = layer == 0 and direction == 0
                 cells.append(cell if first else cell.clone(input_size=size))
@@ -108,8 +146,79 @@ class Recurrent(nn.Module):
                 f"(torch's kernels run ElmanCell, LSTMCell and GRUCell only)"
             )
         self.backend = backend
+        self._take_weights()
         self.register_state_dict_post_hook(_to_torch_keys)
         self.register_load_state_dict_pre_hook(_from_torch_keys)
+        self.register_load_state_dict_post_hook(_missing_as_torch_keys)
+
+    # -- torch.nn's module surface -----------------------------------------------------
+    def _take_weights(self) -> None:
+        """Own the built-in cells' weights under torch.nn's names, in torch.nn's order."""
+        self._all_weights: list[list[str]] = [
+            cell.lend_weights(self, _torch_suffix(self, k)) if isinstance(cell, GatedCell) else []
+            for k, cell in enumerate(self.cells)
+        ]
+        self._flat_weights_names = [name for names in self._all_weights for name in names]
+
+    @property
+    def all_weights(self) -> list[list[Tensor]]:
+        """The torch.nn-named weights per layer and direction, as torch.nn's ``all_weights``
+        (what the layer holds under each name: a parameter, or a reparametrised tensor)."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    @property
+    def _flat_weights(self) -> list[Tensor | None]:
+        """``all_weights`` flattened, None where a name is unset, as torch.nn's."""
+        return [getattr(self, name, None) for name in self._flat_weights_names]
+
+    def flatten_parameters(self) -> None:
+        """A no-op, for code written for torch.nn (``DataParallel`` users call it): torch.nn
+        compacts the weights into one buffer for cuDNN, and rnnkit passes them one by one."""
+
+    def reset_parameters(self) -> None:
+        """Fresh weights: uniform(-1/sqrt(H), 1/sqrt(H)) for the layer's own, as torch.nn,
+        and each cell's own ``reset_parameters`` for what the cells hold."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters(recurse=False):
+            nn.init.uniform_(p, -bound, bound)
+        for cell in self.cells:
+            if callable(getattr(cell, "reset_parameters", None)):
+                cell.reset_parameters()
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        if "_all_weights" not in self.__dict__:  # pickled when the cells held the weights
+            self.__dict__.setdefault("proj_size", 0)
+            self._take_weights()
+            self.register_load_state_dict_post_hook(_missing_as_torch_keys)
+
+    def _replicate_for_data_parallel(self):
+        replica = super()._replicate_for_data_parallel()
+        replica.__dict__["_unbound"] = True  # its cells' replicas read this layer's weights
+        return replica
+
+    def _bind_cells(self) -> None:
+        """Point the cells of a DataParallel replica at the replica's weights: replicate()
+        copies a layer and its cells apart, and the copied cells still read the original's."""
+        if self.__dict__.pop("_unbound", False):
+            for cell in self.cells:
+                if isinstance(cell, GatedCell):
+                    cell.borrow_from(self)
+
+    def _refresh_weights(self, x) -> None:
+        """Run the forward pre-hooks of weight_norm, prune and spectral_norm, which
+        recompute their weight: ``forward`` gets them from ``__call__``, and :meth:`step`
+        and :meth:`trace`, called directly, from here."""
+        for hook in self._forward_pre_hooks.values():
+            if isinstance(hook, _REPARAMETRISATIONS):
+                hook(self, (x,))
+
+    def _weight_dtype(self) -> torch.dtype | None:
+        """The dtype inputs must have: the first weight's (None for a cell without one)."""
+        if self._flat_weights_names:
+            return getattr(self, self._flat_weights_names[0]).dtype
+        weight = next(self.cells[0].parameters(), None)
+        return weight.dtype if weight is not None and weight.is_floating_point() else None
 
     # -- public API --------------------------------------------------------------------
     def forward(
@@ -122,6 +231,7 @@ class Recurrent(nn.Module):
         if isinstance(x, Tensor) and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             with torch.autocast("cpu", enabled=False):
                 return self.forward(_float32(x), _float32(state), lengths)
+        self._bind_cells()
         if isinstance(x, PackedSequence):
             if lengths is not None:
                 raise ValueError("lengths: a PackedSequence carries its own lengths; pass None")
@@ -143,6 +253,8 @@ class Recurrent(nn.Module):
         self, x: Tensor, state: State | None = None, lengths: Tensor | None = None
     ) -> LayerTrace:
         """Forward on the loop path, keeping every step's hidden state and gates."""
+        self._bind_cells()
+        self._refresh_weights(x)
         x, hx, lengths, unbatched = self._prepare(x, state, lengths)
         traces = [DirectionTrace() for _ in self.cells]
         out, hx = self._loop(x, hx, lengths, traces)
@@ -152,17 +264,22 @@ class Recurrent(nn.Module):
     def step(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """One time step of a unidirectional stack, for decoding a token at a time.
 
-        ``x`` (B, I) and ``state`` as :meth:`forward` takes it ((L, B, H), or a tuple of them
-        for the LSTM; None for zeros) -> (h_t (B, H) of the top layer, the new state). Each
-        layer's cell is stepped directly (one input and one recurrent product per layer), so
-        nothing is repacked per call as a fused kernel does for a one-step sequence; the
-        result equals ``forward`` on the one-step sequence (dropout between layers too).
+        ``x`` (B, I) and ``state`` as :meth:`forward` takes it ((L, B, P), or a tuple with
+        c (L, B, H) for the LSTM; None for zeros) -> (h_t (B, P) of the top layer, the new
+        state). Each layer's cell is stepped directly (one input and one recurrent product
+        per layer), so nothing is repacked per call as a fused kernel does for a one-step
+        sequence; the result equals ``forward`` on the one-step sequence (dropout between
+        layers too).
         """
         if self.bidirectional:
             raise ValueError("step: a bidirectional layer reads the whole sequence; use forward")
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[-1] != self.input_size:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x: expected (batch, input_size={self.input_size}), got {shape}")
+            raise ShapeError(
+                f"x: expected (batch, input_size={self.input_size}), got {describe(x)}"
+            )
+        self._bind_cells()
+        self._refresh_weights(x)
+        check_dtype("x", x, self._weight_dtype(), "the weights'")
         hx = self._check_state(state, x.shape[0], x, unbatched=False)
         parts: list[list[Tensor]] = [[] for _ in hx]
         out = x
@@ -170,10 +287,14 @@ class Recurrent(nn.Module):
             if k > 0 and self.dropout > 0:
                 out = nn.functional.dropout(out, self.dropout, self.training)
             s = tuple(p[k] for p in hx)
-            out, s = cell(out, s if len(s) > 1 else s[0])
+            s = s if len(s) > 1 else s[0]
+            if isinstance(cell, GatedCell):  # checked above: the step without the cell's checks
+                out, s = cell.recurrent_step(cell.project_input(out), s)
+            else:
+                out, s = cell(out, s)
             for i, p in enumerate(s if isinstance(s, tuple) else (s,)):
                 parts[i].append(p)
-        new = tuple(torch.stack(p) for p in parts)  # each (L, B, H)
+        new = tuple(torch.stack(p) for p in parts)  # each (L, B, P) (c: (L, B, H))
         return out, new if len(new) > 1 else new[0]
 
     def get_config(self) -> dict:
@@ -188,8 +309,9 @@ class Recurrent(nn.Module):
         }
 
     def extra_repr(self) -> str:
+        proj = f"proj_size={self.proj_size}, " if self.proj_size else ""
         return (
-            f"num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
+            f"{proj}num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
             f"batch_first={self.batch_first}, dropout={self.dropout}, backend={self.backend!r}"
         )
 
@@ -197,17 +319,17 @@ class Recurrent(nn.Module):
     def _prepare(self, x, state, lengths):
         """Check arguments; return time-major x (T, B, I), state tuple, lengths or None."""
         if not isinstance(x, Tensor) or x.dim() not in (2, 3):
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             layout = "(batch, time, features)" if self.batch_first else "(time, batch, features)"
-            raise ValueError(
+            raise ShapeError(
                 f"input: expected a 3-D tensor {layout} or a 2-D unbatched (time, features) "
-                f"tensor, got {shape}"
+                f"tensor, got {describe(x)}"
             )
         if x.shape[-1] != self.input_size:
-            raise ValueError(
+            raise ShapeError(
                 f"input: expected last dimension input_size={self.input_size}, "
                 f"got {x.shape[-1]} (shape {tuple(x.shape)})"
             )
+        check_dtype("input", x, self._weight_dtype(), "the weights'")
         unbatched = x.dim() == 2
         if unbatched:
             x = x.unsqueeze(1)
@@ -215,7 +337,7 @@ class Recurrent(nn.Module):
             x = x.transpose(0, 1)
         steps, batch = x.shape[0], x.shape[1]
         if steps == 0:
-            raise ValueError("input: expected at least one time step, got 0")
+            raise ShapeError("input: expected at least one time step, got 0")
         if lengths is not None:
             lengths = self._check_lengths(lengths, batch, steps)
         hx = self._check_state(state, batch, x, unbatched)
@@ -225,28 +347,37 @@ class Recurrent(nn.Module):
     def _check_lengths(lengths, batch: int, steps: int) -> Tensor | None:
         if not isinstance(lengths, Tensor):
             lengths = torch.as_tensor(lengths)
-        if lengths.shape != (batch,) or lengths.is_floating_point() or lengths.is_complex():
-            raise ValueError(
+        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+            raise DTypeError(
+                f"lengths: expected an integer tensor of shape ({batch},), got "
+                f"{lengths.dtype} of shape {tuple(lengths.shape)}"
+            )
+        if lengths.shape != (batch,):
+            raise ShapeError(
                 f"lengths: expected an integer tensor of shape ({batch},), got "
                 f"{lengths.dtype} of shape {tuple(lengths.shape)}"
             )
         lo, hi = int(lengths.min()), int(lengths.max())
         if lo < 1 or hi > steps:
-            raise ValueError(f"lengths: expected values in 1..{steps}, got min {lo}, max {hi}")
+            raise ShapeError(f"lengths: expected values in 1..{steps}, got min {lo}, max {hi}")
         return None if lo == steps else lengths.to("cpu", torch.int64)
 
     def _check_state(self, state, batch, x, unbatched) -> tuple[Tensor, ...]:
-        n = self.cells[0].state_size
-        shape = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        """The initial state as a tuple of (L*D, B, n) tensors (zeros for None), after
+        checking that it has that shape (without B if unbatched) and x's dtype."""
+        layers = self.num_layers * self.num_directions
+        sizes = self.cells[0].state_sizes  # (H,), (H, H) for the LSTM, (P, H) projected
         if state is None:
-            zeros = x.new_zeros(shape)
-            return tuple(zeros.clone() for _ in range(n)) if n > 1 else (zeros,)
+            return tuple(x.new_zeros(layers, batch, n) for n in sizes)
         parts = state if isinstance(state, tuple | list) else (state,)
-        want = shape[:1] + shape[2:] if unbatched else shape
+        want = [(layers, n) if unbatched else (layers, batch, n) for n in sizes]
         got = [tuple(p.shape) if isinstance(p, Tensor) else type(p).__name__ for p in parts]
-        if len(parts) != n or any(g != want for g in got):
-            what = f"a tuple of {n} tensors" if n > 1 else "a tensor"
-            raise ValueError(f"state: expected {what} of shape {want}, got {got}")
+        if got != want:
+            what = f"a tuple of {len(want)} tensors" if len(want) > 1 else "a tensor"
+            shape = want[0] if len(set(want)) == 1 else want
+            raise ShapeError(f"state: expected {what} of shape {shape}, got {got}")
+        for p in parts:
+            check_dtype("state", p, x.dtype, "the input's")
         return tuple(p.unsqueeze(1) for p in parts) if unbatched else tuple(parts)
 
     # -- the two paths -----------------------------------------------------------------
@@ -264,11 +395,14 @@ class Recurrent(nn.Module):
           positions): the loop in training (1.56-2.82x torch.nn at B >= 32) and, with the
           compiled kernels, in inference at B >= 8 (1.43-1.52x at B >= 32).
 
+        - a projected LSTM (``proj_size > 0``): torch's kernel always (the loop kernels
+          have no projection; ``backend="loop"`` steps the cell with autograd).
+
         The loop kernels' backward is not differentiable twice: use ``backend="torch"``
         for double backward (gradient penalties)."""
         if self.backend == "loop" or self._fused is None:
             return False
-        if self.backend == "torch" or x is None or x.device.type != "cpu":
+        if self.backend == "torch" or x is None or x.device.type != "cpu" or self.proj_size:
             return True
         from rnnkit.kernels import ext
 
@@ -340,10 +474,11 @@ class Recurrent(nn.Module):
         batch = int(packed.batch_sizes[0])
         ref = packed.data.new_empty(1, batch, self.input_size)
         if packed.data.dim() != 2 or packed.data.shape[-1] != self.input_size:
-            raise ValueError(
+            raise ShapeError(
                 f"input: expected packed data of shape (*, {self.input_size}), "
                 f"got {tuple(packed.data.shape)}"
             )
+        check_dtype("input", packed.data, self._weight_dtype(), "the weights'")
         hx = self._check_state(state, batch, ref, unbatched=False)
         if self._use_fused():
             args = (self.num_layers, self.dropout, self.training, self.bidirectional)
@@ -384,13 +519,17 @@ def _reverse(x: Tensor, rev: Tensor | None) -> Tensor:
 
 
 # -- state_dict keys as torch.nn's -------------------------------------------------------------
+# The layer's own parameters carry torch.nn's names already. What the cells still hold (a
+# user's own cell's weights, a GatedCell subclass's extras) is named the same way in a
+# state_dict: ``cells.3.U.weight`` <-> ``U.weight_l1_reverse``. Loading also takes the
+# keys of state_dicts saved when the cells held every weight (``cells.0.weight_ih``).
 def _torch_suffix(module: Recurrent, k: int) -> str:
     layer, direction = divmod(k, module.num_directions)
     return f"_l{layer}" + ("_reverse" if direction else "")
 
 
 def _to_torch_keys(module, state_dict, prefix, local_metadata) -> None:
-    """``cells.3.weight_ih`` -> ``weight_ih_l1_reverse``, in torch.nn's order."""
+    """``cells.3.U.weight`` -> ``U.weight_l1_reverse``, in the cells' order."""
     for k in range(len(module.cells)):
         head = f"{prefix}cells.{k}."
         for key in [key for key in state_dict if key.startswith(head)]:
@@ -399,19 +538,45 @@ def _to_torch_keys(module, state_dict, prefix, local_metadata) -> None:
 
 
 def _from_torch_keys(module, state_dict, prefix, *args) -> None:
-    """The inverse of :func:`_to_torch_keys`, for keys of that form under ``prefix``."""
+    """The inverse of :func:`_to_torch_keys` for what the cells hold, and the layer's
+    torch.nn names for the old keys of the weights it now owns (``cells.0.weight_ih`` ->
+    ``weight_ih_l0``)."""
+    module.__dict__["_loading_prefix"] = prefix  # for _missing_as_torch_keys
+    owned = set(module._flat_weights_names)
+    held = [set(cell.state_dict(keep_vars=True)) for cell in module.cells]
     for key in [key for key in state_dict if key.startswith(prefix)]:
-        match = _TORCH_KEY.match(key[len(prefix) :])
+        local = key[len(prefix) :]
+        old, new = _CELL_KEY.match(local), _TORCH_KEY.match(local)
+        if old and f"{old['name']}{_torch_suffix(module, int(old['k']))}" in owned:
+            k, name = int(old["k"]), old["name"]
+            state_dict[f"{prefix}{name}{_torch_suffix(module, k)}"] = state_dict.pop(key)
+        elif new and local not in owned:
+            k = int(new["layer"]) * module.num_directions + (1 if new["rev"] else 0)
+            if k < len(held) and new["name"] in held[k]:
+                state_dict[f"{prefix}cells.{k}.{new['name']}"] = state_dict.pop(key)
+
+
+def _missing_as_torch_keys(module, incompatible) -> None:
+    """``load_state_dict``'s missing keys as the state_dict names them (torch.nn's form)."""
+    prefix = module.__dict__.pop("_loading_prefix", None)
+    if prefix is None:
+        return
+    keys = incompatible.missing_keys
+    for i, key in enumerate(keys):
+        match = _CELL_KEY.match(key[len(prefix) :]) if key.startswith(prefix) else None
         if match:
-            k = int(match["layer"]) * module.num_directions + (1 if match["rev"] else 0)
-            state_dict[f"{prefix}cells.{k}.{match['name']}"] = state_dict.pop(key)
+            suffix = _torch_suffix(module, int(match["k"]))
+            keys[i] = f"{prefix}{match['name']}{suffix}"
 
 
 # -- the three classic layers --------------------------------------------------------------
 class RNN(Recurrent):
     r"""Elman RNN layer, ``h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`` (or ReLU).
 
-    Arguments as ``torch.nn.RNN`` plus ``backend``; see :class:`Recurrent`.
+    Arguments as ``torch.nn.RNN`` (``device`` and ``dtype`` included) plus ``backend``;
+    see :class:`Recurrent`. Weights ``weight_ih_l{k}`` (H, I or D*H), ``weight_hh_l{k}``
+    (H, H), ``bias_ih_l{k}`` and ``bias_hh_l{k}`` (H,), ``_reverse`` for the reverse
+    direction.
     """
 
     def __init__(
@@ -424,18 +589,28 @@ class RNN(Recurrent):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        device=None,
+        dtype=None,
         backend: str = "auto",
     ):
-        cell = ElmanCell(input_size, hidden_size, bias, nonlinearity)
+        check_flag("bias", bias)
+        cell = ElmanCell(input_size, hidden_size, bias, nonlinearity, device, dtype)
         super().__init__(cell, num_layers, bidirectional, batch_first, dropout, backend)
         self.nonlinearity, self.bias = nonlinearity, bias
+        self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
 
 
 class LSTM(Recurrent):
     r"""LSTM layer (gates i, f, g, o; see :class:`rnnkit.cells.LSTMCell`).
 
-    Arguments as ``torch.nn.LSTM`` (without ``proj_size``) plus ``backend``; the state is
-    the pair ``(h, c)``, each (num_layers*D, N, H).
+    Arguments as ``torch.nn.LSTM`` (``proj_size``, ``device`` and ``dtype`` included) plus
+    ``backend``; the state is the pair ``(h, c)``, h (num_layers*D, N, P) and c
+    (num_layers*D, N, H), where P = ``proj_size`` or H. With ``proj_size`` P > 0 each step
+    ends with ``h_t = W_hr (o_t * tanh(c_t))``, outputs are (..., D*P), and torch's kernel
+    runs every backend but ``"loop"`` (see ``_use_fused``). Weights ``weight_ih_l{k}``
+    (4H, I or D*P), ``weight_hh_l{k}`` (4H, P), ``bias_ih_l{k}`` and ``bias_hh_l{k}``
+    (4H,), ``weight_hr_l{k}`` (P, H) with a projection, ``_reverse`` for the reverse
+    direction.
     """
 
     def __init__(
@@ -447,17 +622,24 @@ class LSTM(Recurrent):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
         backend: str = "auto",
     ):
-        cell = LSTMCell(input_size, hidden_size, bias)
+        check_flag("bias", bias)
+        cell = LSTMCell(input_size, hidden_size, bias, device, dtype, proj_size=proj_size)
         super().__init__(cell, num_layers, bidirectional, batch_first, dropout, backend)
         self.bias = bias
+        self.mode = "LSTM"
 
 
 class GRU(Recurrent):
     r"""GRU layer (gates r, z, n as torch.nn; see :class:`rnnkit.cells.GRUCell`).
 
-    Arguments as ``torch.nn.GRU`` plus ``backend``.
+    Arguments as ``torch.nn.GRU`` (``device`` and ``dtype`` included) plus ``backend``.
+    Weights ``weight_ih_l{k}`` (3H, I or D*H), ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}``
+    and ``bias_hh_l{k}`` (3H,), ``_reverse`` for the reverse direction.
     """
 
     def __init__(
@@ -469,8 +651,12 @@ class GRU(Recurrent):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        device=None,
+        dtype=None,
         backend: str = "auto",
     ):
-        cell = GRUCell(input_size, hidden_size, bias)
+        check_flag("bias", bias)
+        cell = GRUCell(input_size, hidden_size, bias, device, dtype)
         super().__init__(cell, num_layers, bidirectional, batch_first, dropout, backend)
         self.bias = bias
+        self.mode = "GRU"

@@ -56,9 +56,10 @@ def run_loop(
     Where ``mask`` (T, B, 1) is false the output is zero and the state is carried
     unchanged; steps before ``first_masked`` are known to be all valid and skip the mask.
     The built-in cells run as one kernel with hand-written BPTT (:mod:`rnnkit.kernels`)
-    unless ``trace`` asks for per-step records.
+    unless ``trace`` asks for per-step records (or the LSTM projects, which the kernels
+    do not: then the cell is stepped with autograd).
     """
-    if trace is None and type(cell) in (ElmanCell, GRUCell, LSTMCell):
+    if trace is None and _has_kernel(cell):
         return _run_kernel(cell, x, state, mask, first_masked)
     gated = isinstance(cell, GatedCell)
     steps = cell.project_input(x).unbind(0) if gated else x.unbind(0)  # T x (B, G*H)
@@ -81,6 +82,11 @@ def run_loop(
             trace.hidden.append(cell.output(state))
         outputs.append(h)
     return torch.stack(outputs), state
+
+
+def _has_kernel(cell: CellBase) -> bool:
+    """Whether a sequence kernel runs ``cell``: a built-in cell, not a projected LSTM."""
+    return type(cell) in (ElmanCell, GRUCell, LSTMCell) and cell.output_size == cell.hidden_size
 
 
 def _run_kernel(cell, x, state, mask, first_masked) -> tuple[Tensor, State]:
@@ -114,11 +120,16 @@ def fused_kind(cells: list[CellBase]) -> str | None:
 
 
 def _flat_weights(cells: list[CellBase]) -> list[Tensor]:
+    """The weights in torch.nn's flat order: per layer and direction w_ih, w_hh, then b_ih,
+    b_hh with biases, then w_hr with a projection (torch's kernel sees a projection from
+    h_0 and c_0 of different sizes)."""
     weights = []
     for cell in cells:
         weights += [cell.weight_ih, cell.weight_hh]
         if cell.bias:
             weights += [cell.bias_ih, cell.bias_hh]
+        if getattr(cell, "proj_size", 0):
+            weights.append(cell.weight_hr)
     return weights
 
 

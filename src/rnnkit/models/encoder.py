@@ -124,7 +124,7 @@ def orthogonal_recurrence(layer: nn.Module, scale: float, hidden_size: int) -> N
     """Set each (H, H) gate block of every ``weight_hh`` to ``scale`` * an orthogonal matrix."""
     with torch.no_grad():
         for name, p in layer.named_parameters():
-            if name.endswith("weight_hh"):
+            if name.rsplit(".", 1)[-1].startswith("weight_hh"):
                 for block in p.split(hidden_size, dim=0):  # one (H, H) per gate
                     nn.init.orthogonal_(block)
                     block.mul_(scale)
