@@ -4,7 +4,8 @@ A cell kind is one registry entry: the layer class that unrolls it and the optio
 beyond the common ones. Every model config inherits :class:`RecurrentConfig`, whose fields
 are the ``[model]`` keys of the recurrent stack, and :func:`build_encoder` honours each::
 
-    cell            registry name: "rnn" (Elman), "lstm", "gru", or one added by register_cell
+    cell            registry name: "rnn" (Elman), "lstm", "gru", a regularised kind
+                    ("lstm-ln", "gru-zoneout"... rnnkit.regularized) or one added by register_cell
     hidden_size     H per direction
     num_layers      stacked layers; layer k + 1 reads layer k's outputs
     bidirectional   (models that allow it) also read each sequence from its end
@@ -12,6 +13,9 @@ are the ``[model]`` keys of the recurrent stack, and :func:`build_encoder` honou
     dropout         between stacked layers (models also use it on embeddings and outputs)
     recurrent_scale > 0: each (H, H) block of W_hh starts as scale * an orthogonal matrix
     backend         "auto", "torch" or "loop": how the layer unrolls time
+    input_dropout, recurrent_dropout, weight_drop, zoneout, zoneout_cell
+                    rates of the regularised kinds (unset: the kind's default); refused for a
+                    kind that does not read them
 
 Adding a cell kind::
 
@@ -27,7 +31,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from rnnkit.cells_regularized import RATES  # fields only some kinds read (None: unset)
 from rnnkit.layers import GRU, LSTM, RNN, Recurrent
+from rnnkit.regularized import REGULARIZED_KINDS
 
 __all__ = ["CELLS", "CellKind", "RecurrentConfig", "build_encoder", "register_cell"]
 
@@ -44,6 +50,8 @@ CELLS: dict[str, CellKind] = {
     "rnn": CellKind(RNN, options=("nonlinearity",)),
     "lstm": CellKind(LSTM),
     "gru": CellKind(GRU),
+    # lstm-ln, gru-ln, {lstm,gru}-variational, -weightdrop, -zoneout (rnnkit.regularized)
+    **{name: CellKind(kind, options=kind.options) for name, kind in REGULARIZED_KINDS.items()},
 }
 
 
@@ -58,13 +66,19 @@ def register_cell(name: str, kind: CellKind) -> None:
 class RecurrentConfig:
     """The recurrent stack's settings, shared by every model config (see module docstring)."""
 
-    cell: str = "lstm"  # a registered cell kind: rnn, lstm, gru
+    cell: str = "lstm"  # a registered cell kind: rnn, lstm, gru, lstm-ln, ...
     hidden_size: int = 128  # H per direction
     num_layers: int = 1  # stacked recurrent layers
     nonlinearity: Literal["tanh", "relu"] = "tanh"  # Elman RNN activation (cell "rnn" only)
     dropout: float = 0.0  # between stacked layers (and where the model says)
     recurrent_scale: float = 0.0  # > 0: W_hh blocks = scale * orthogonal (0: layer default)
     backend: Literal["auto", "torch", "loop"] = "auto"  # how the layers unroll time
+    # rates of the regularised kinds (rnnkit.regularized), each in [0, 1); None: the default
+    input_dropout: float | None = None  # *-variational: mask on x_t, one per sequence
+    recurrent_dropout: float | None = None  # *-variational: mask on h_{t-1}, one per sequence
+    weight_drop: float | None = None  # *-weightdrop: DropConnect on W_hh, one mask per call
+    zoneout: float | None = None  # *-zoneout: P(a unit of h keeps its previous value)
+    zoneout_cell: float | None = None  # lstm-zoneout: the same for c
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -80,6 +94,13 @@ class RecurrentConfig:
                 f"nonlinearity={self.nonlinearity!r} applies to the Elman cell (cell='rnn'), "
                 f"not to cell={self.cell!r}"
             )
+        for name in RATES:
+            value = getattr(self, name)
+            if value is not None and name not in CELLS[self.cell].options:
+                reads = " or ".join(repr(k) for k, kind in CELLS.items() if name in kind.options)
+                raise ValueError(f"{name}={value!r} applies to cell={reads}, not to {self.cell!r}")
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not self.recurrent_scale >= 0.0:  # also refuses nan
@@ -102,6 +123,7 @@ def build_encoder(input_size: int, config: RecurrentConfig, **overrides: Any) ->
         "dropout": config.dropout,
         "recurrent_scale": config.recurrent_scale,
         "backend": config.backend,
+        **{name: getattr(config, name) for name in RATES},
         **overrides,
     }
     kind = CELLS[c["cell"]]
