@@ -87,8 +87,19 @@ def generate(
     top_p: float | None = typer.Option(None, "--top-p", help="nucleus sampling mass"),
     seed: int | None = typer.Option(None, "--seed", help="seed for repeatable samples"),
     which: str = typer.Option("best", help="best or latest checkpoint"),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="also write the sample as files, when the model's codec writes them (music: "
+        "song.mid, with song.musicxml and the piano roll song.png beside it)",
+    ),
 ) -> None:
-    """Generate text from a model with a next-token step, streaming it as it is drawn."""
+    """Generate text from a model with a next-token step, streaming it as it is drawn.
+
+    With --out, the prime and the sample are also written through the run's codec (a music
+    model writes MIDI, MusicXML and a piano-roll PNG); the files are listed on stderr.
+    """
     from rnnkit.api import load
     from rnnkit.decoding import check_sampling
     from rnnkit.models.contract import Stepping, Translating, describe, require
@@ -104,8 +115,22 @@ def generate(
     if not callable(getattr(model, "generate", None)):  # steps from a source: a decoder
         hint = "; use `rnnkit translate`" if isinstance(model, Translating) else ""
         _fail(f"{run_dir} is {describe(model)}: it continues no text by itself{hint}")
+    write = getattr(model.codec, "write_sample", None)
+    if out is not None:
+        if not callable(write):
+            _fail(f"--out: {run_dir} is {describe(model)}, whose samples are text only")
+        try:
+            model.codec.sample_paths(out)  # refuses a name it cannot write before sampling
+        except ValueError as e:
+            _fail(f"--out: {e}")
+    encode = getattr(model.codec, "encode", None)
+    if callable(encode):  # a prime the codec cannot read: one error, before anything prints
+        try:
+            encode(prime)
+        except ValueError as e:
+            _fail(f"--prime: {e}")
     typer.echo(prime, nl=False)
-    model.generate(
+    sample = model.generate(
         prime,
         length,
         temperature,
@@ -115,6 +140,12 @@ def generate(
         on_text=lambda piece: typer.echo(piece, nl=False),
     )
     typer.echo("")
+    if out is not None:
+        try:
+            written = write(prime + sample, out)
+        except ValueError as e:
+            _fail(f"--out: {e}")
+        typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
 
 
 def translate(

@@ -36,7 +36,9 @@ from rnnkit.data.vocab import Vocab
 __all__ = [
     "CODECS",
     "FeatureCodec",
+    "MelodyCodec",
     "PairCodec",
+    "PianoRollCodec",
     "SeriesCodec",
     "Standardizer",
     "SymbolCodec",
@@ -651,3 +653,180 @@ class PairCodec:
             Standardizer.from_json(data["standardizer"]) if data.get("standardizer") else None,
             bool(data.get("target_eos", True)),  # codecs saved before the option had <eos>
         )
+
+
+def _midi_paths(path: Any) -> list[Any]:
+    """The files a music sample goes to: ``song.mid`` and, beside it, ``song.musicxml`` and
+    the piano roll ``song.png``; a name not ending in .mid or .midi is an error."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix.lower() not in (".mid", ".midi"):
+        raise ValueError(f"expected a MIDI file name ending in .mid or .midi, got {str(path)!r}")
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder; name a .mid file")
+    return [path, path.with_suffix(".musicxml"), path.with_suffix(".png")]
+
+
+@register_codec
+@dataclass(frozen=True)
+class PianoRollCodec:
+    """Scores <-> piano rolls (T, P) over MIDI pitches ``low`` .. ``low + pitches - 1``, one
+    frame every ``frame`` quarter notes (:mod:`rnnkit.data.music_io`).
+
+    :meth:`batch` lays rolls out for a next-frame model: the input at frame t is frame t - 1
+    (all zeros before the first), the target is frame t. A roll as text (what ``rnnkit
+    generate`` prints and reads as ``--prime``) is one word per frame, its sounding pitches
+    joined by dots, ``-`` for silence: ``"60.64.67.72 60.64.67.72 - 59.62.67.74"``.
+    :meth:`write_sample` writes such a text as MIDI, MusicXML and a piano-roll PNG.
+    """
+
+    low: int  # MIDI pitch of column 0
+    pitches: int  # P, columns
+    frame: float  # quarter notes per frame (0.5: eighths)
+    part_names: tuple[str, ...] = ()  # the parts' names by rank, top first ("Soprano", ...)
+    kind = "pianoroll"
+
+    def __post_init__(self) -> None:
+        if not (self.low >= 0 and self.pitches >= 1 and self.low + self.pitches <= 128):
+            raise ValueError(
+                f"low, pitches: expected MIDI pitches within 0-127, got {self.low} and "
+                f"{self.pitches} more"
+            )
+        if not self.frame > 0:
+            raise ValueError(f"frame: expected a quarter length > 0, got {self.frame!r}")
+
+    def roll(self, parts: Sequence[Sequence[tuple[int, float]]]) -> torch.Tensor:
+        """The roll (T, P) bool of a piece's parts of (pitch, quarter length) events."""
+        from rnnkit.data.music_io import parts_to_roll
+
+        return parts_to_roll(parts, self.low, self.pitches, self.frame)
+
+    def batch(self, rolls: Sequence[torch.Tensor]) -> SequenceBatch:
+        """Rolls (T_i, P) as inputs (B, T, P) (frame t - 1) and targets (B, T, P) (frame t),
+        both bool, sharing one padded tensor; mask (B, T) marks the T_i frames of each."""
+        if not rolls or any(r.dim() != 2 or r.shape[1] != self.pitches for r in rolls):
+            raise ValueError(f"rolls: expected one or more (T, {self.pitches}) piano rolls")
+        lengths = torch.tensor([r.shape[0] for r in rolls], dtype=torch.long)
+        if int(lengths.min()) < 1:
+            raise ValueError("rolls: a piece with no frame")
+        t = int(lengths.max())
+        padded = torch.zeros(len(rolls), t + 1, self.pitches, dtype=torch.bool)  # (B, T+1, P)
+        for b, r in enumerate(rolls):
+            padded[b, 1 : r.shape[0] + 1] = r.bool()
+        mask = torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+        return SequenceBatch(padded[:, :-1], padded[:, 1:], mask, lengths)
+
+    # ---- text ------------------------------------------------------------------------------
+    def frame_text(self, frame: torch.Tensor) -> str:
+        """One frame (P,) as a word: ``"48.55.64.72"``, or ``"-"`` when silent."""
+        pitches = [str(self.low + int(k)) for k in torch.nonzero(frame).flatten()]
+        return ".".join(pitches) or "-"
+
+    def encode(self, text: str) -> torch.Tensor:
+        """The roll (T, P) of a text of frames (see the class docstring)."""
+        words = text.split()
+        roll = torch.zeros(len(words), self.pitches, dtype=torch.bool)
+        for t, word in enumerate(words):
+            if word == "-":
+                continue
+            try:
+                pitches = [int(p) for p in word.split(".")]
+            except ValueError:
+                pitches = [-1]
+            if any(not 0 <= p - self.low < self.pitches for p in pitches):
+                raise ValueError(
+                    f"frame {t + 1} {word!r}: expected MIDI pitches {self.low}-"
+                    f"{self.low + self.pitches - 1} joined by dots, or '-' for silence"
+                )
+            roll[t, [p - self.low for p in pitches]] = True
+        return roll
+
+    def decode(self, roll: torch.Tensor) -> str:
+        """The text of a roll (T, P)."""
+        return " ".join(self.frame_text(f) for f in roll)
+
+    # ---- files -----------------------------------------------------------------------------
+    def sample_paths(self, path: Any) -> list[Any]:
+        """The files :meth:`write_sample` writes for ``path`` (a bad name is an error)."""
+        return _midi_paths(path)
+
+    def write_sample(self, text: str, path: Any, title: str = "") -> list[Any]:
+        """Write a text of frames as MIDI at ``path``, MusicXML and a piano-roll PNG beside it;
+        the parts are read from the roll by rank (:func:`rnnkit.data.music_io.roll_to_parts`)."""
+        from rnnkit.data.music_io import roll_to_parts, write_parts
+        from rnnkit.diagnostics.pianoroll import plot_pianoroll
+
+        paths = _midi_paths(path)
+        roll = self.encode(text)
+        if not roll.any():
+            raise ValueError("the sample holds no note to write")
+        parts = roll_to_parts(roll, self.low, self.frame)
+        names = (
+            self.part_names
+            if len(parts) == len(self.part_names)
+            else tuple(f"Voice {i + 1}" for i in range(len(parts)))
+        )
+        written = write_parts(dict(zip(names, parts, strict=True)), paths[0], title)
+        written.append(plot_pianoroll(roll, self.low, self.frame, paths[2], title))
+        return written
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "low": self.low,
+            "pitches": self.pitches,
+            "frame": self.frame,
+            "part_names": list(self.part_names),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PianoRollCodec:
+        return cls(
+            int(data["low"]),
+            int(data["pitches"]),
+            float(data["frame"]),
+            tuple(str(n) for n in data.get("part_names", ())),
+        )
+
+
+@register_codec
+@dataclass(frozen=True)
+class MelodyCodec(TextCodec):
+    """A :class:`TextCodec` over note-event tokens (:class:`MusicTokenizer`: ``p70_1.0``,
+    ``r_0.5``) that also writes a melody's text as MIDI, MusicXML and a piano-roll PNG."""
+
+    kind = "melody"
+
+    def events(self, text: str) -> list[tuple[int, float]]:
+        """The (pitch, quarter length) events of a text of tokens."""
+        from rnnkit.data.tokenizers import MusicTokenizer
+
+        return [MusicTokenizer.event(t) for t in MusicTokenizer().tokenize(text)]
+
+    def sample_paths(self, path: Any) -> list[Any]:
+        """The files :meth:`write_sample` writes for ``path`` (a bad name is an error)."""
+        return _midi_paths(path)
+
+    def write_sample(self, text: str, path: Any, title: str = "") -> list[Any]:
+        """Write the melody of ``text`` as MIDI at ``path``, MusicXML and a piano-roll PNG
+        (sampled every 1/24 quarter note, which holds 32nd notes and triplets)."""
+        from rnnkit.data.music_io import REST, parts_to_roll, write_parts
+        from rnnkit.diagnostics.pianoroll import plot_pianoroll
+
+        paths = _midi_paths(path)
+        events = self.events(text)
+        notes = [p for p, _ in events if p != REST]
+        if not notes:
+            raise ValueError("the sample holds no note to write")
+        written = write_parts({"Melody": events}, paths[0], title)
+        low, high, frame = min(notes) - 2, max(notes) + 2, 1 / 24
+        # in the picture each note ends a frame early, so repeated notes stay apart
+        gapped = [
+            e
+            for p, d in events
+            for e in ([(p, d - frame), (REST, frame)] if d > frame else [(p, d)])
+        ]
+        roll = parts_to_roll([gapped], low, high - low + 1, frame)
+        written.append(plot_pianoroll(roll, low, frame, paths[2], title))
+        return written

@@ -190,6 +190,71 @@ class SentencePieceTokenizer:
         return {"type": "sentencepiece", "model": base64.b64encode(self._proto).decode("ascii")}
 
 
+class MusicTokenizer:
+    """Note events as whole tokens: ``p70_1.0`` (MIDI pitch 70 for a quarter note), ``r_0.5``
+    (an eighth rest), ``p64_1/3`` (a triplet eighth), separated by white space.
+
+    A duration is in quarter notes (to the nearest 1/96): a decimal when its denominator is a
+    power of two (``0.25``, ``1.5``), else a fraction (``1/3``, ``2/3``), so a token reads back
+    to the float of its duration. :meth:`token` and :meth:`event` convert one event. A word
+    that is no such token is an error naming it; one written otherwise (``p70_1``) becomes the
+    token of its event (``p70_1.0``). The word tokenizer would split ``p70_1.0`` into
+    ``p70_1 . 0``::
+
+        tok = MusicTokenizer()
+        tok.tokenize("p67_1.0 r_0.5 p69_1/3")   # ['p67_1.0', 'r_0.5', 'p69_1/3']
+        tok.event("p69_1/3")                     # (69, 0.3333333333333333)
+    """
+
+    _TOKEN = re.compile(r"(?:p(\d{1,3})|r)_(\d+(?:\.\d+)?|\d+/\d+)")
+    REST = -1  # the pitch of a rest, as the score readers give it
+
+    def tokenize(self, text: str) -> list[str]:
+        """The tokens of ``text``, each written as :meth:`token` writes it (``p70_1`` ->
+        ``p70_1.0``); a word that is no event is an error naming it."""
+        return [self.token(*self.event(word)) for word in text.split()]
+
+    def detokenize(self, tokens: list[str]) -> str:
+        return " ".join(tokens)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"type": "music"}
+
+    @staticmethod
+    def token(pitch: int, quarter_length: float) -> str:
+        """``(70, 1.0)`` -> ``"p70_1.0"``; pitch -1 is a rest: ``(-1, 0.5)`` -> ``"r_0.5"``."""
+        from fractions import Fraction
+
+        if not (pitch == MusicTokenizer.REST or 0 <= pitch <= 127):
+            raise ValueError(f"pitch: expected a MIDI number 0-127 or -1 (rest), got {pitch!r}")
+        if not quarter_length > 0:
+            raise ValueError(f"quarter_length: expected > 0, got {quarter_length!r}")
+        exact = Fraction(quarter_length).limit_denominator(96)
+        if exact.denominator & (exact.denominator - 1) == 0:  # 1, 2, 4, ...: a decimal
+            duration = repr(float(exact))
+        else:
+            duration = f"{exact.numerator}/{exact.denominator}"
+        return f"p{pitch}_{duration}" if pitch != MusicTokenizer.REST else f"r_{duration}"
+
+    @staticmethod
+    def event(token: str) -> tuple[int, float]:
+        """``"p70_1.0"`` -> ``(70, 1.0)``, ``"r_1/3"`` -> ``(-1, 0.333...)``."""
+        from fractions import Fraction
+
+        match = MusicTokenizer._TOKEN.fullmatch(token)
+        try:
+            duration = Fraction(match.group(2)) if match else Fraction(0)
+        except ZeroDivisionError:  # "1/0"
+            duration = Fraction(0)
+        pitch = int(match.group(1)) if match and match.group(1) else MusicTokenizer.REST
+        if match is None or duration <= 0 or pitch > 127:
+            raise ValueError(
+                f"music token {token!r}: expected a note such as p70_1.0 (MIDI pitch 0-127, "
+                "then the duration in quarter notes) or a rest such as r_0.5"
+            )
+        return pitch, float(duration)
+
+
 def tokenizer_from_config(config: dict[str, Any]) -> Tokenizer:
     """Rebuild a tokenizer from the dict its ``to_config()`` returned.
 
@@ -212,7 +277,9 @@ def tokenizer_from_config(config: dict[str, Any]) -> Tokenizer:
         return WordTokenizer(**options)
     if kind == "sentencepiece":
         return SentencePieceTokenizer(base64.b64decode(config["model"]))
-    raise ValueError(f"config type={kind!r}: expected 'char', 'word' or 'sentencepiece'")
+    if kind == "music":
+        return MusicTokenizer()
+    raise ValueError(f"config type={kind!r}: expected 'char', 'word', 'sentencepiece' or 'music'")
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> None:

@@ -122,3 +122,50 @@ def read_scores(path: str | Path) -> list[Score]:
     if not scores:
         raise DataFormatError(path, None, "expected at least one note, found none")
     return scores
+
+
+def _events_ok(events: object) -> bool:
+    return isinstance(events, list) and all(
+        isinstance(e, list)
+        and len(e) == 2
+        and isinstance(e[0], int)
+        and not isinstance(e[0], bool)
+        and -1 <= e[0] <= 127
+        and isinstance(e[1], int | float)
+        and not isinstance(e[1], bool)
+        and e[1] > 0
+        for e in events
+    )
+
+
+def read_score_records(path: str | Path) -> list[dict]:
+    """The pieces of a JSONL file as the music datasets write them, one object per line:
+    ``{"id": ..., "parts": {name: [[midi or -1, quarter_length], ...], ...}, ...}``.
+
+    Each record keeps its other fields (title, key, tune, ...); its parts become lists of
+    ``(pitch, quarter_length)`` tuples.
+
+    Raises:
+        DataFormatError: a line that is no such object (naming file and line), or no piece.
+    """
+    from rnnkit.data.errors import BadRows
+    from rnnkit.data.readers.table import iter_json_objects
+
+    rows = BadRows(path, skip_bad=False)
+    records = []
+    for line, obj in iter_json_objects(path, rows):
+        parts = obj.get("parts")
+        if not (isinstance(parts, dict) and parts and all(map(_events_ok, parts.values()))):
+            rows.bad(
+                line,
+                "field 'parts': expected {name: [[pitch (MIDI 0-127, -1 for a rest), "
+                "quarter_length > 0], ...]} with at least one part",
+            )
+        if not any(parts.values()):
+            rows.bad(line, "field 'parts': expected at least one note or rest")
+        obj["id"] = str(obj.get("id", f"line{line}"))
+        obj["parts"] = {str(k): [(int(p), float(d)) for p, d in v] for k, v in parts.items()}
+        records.append(obj)
+    if not records:
+        raise DataFormatError(path, None, "expected at least one piece, found none")
+    return records
