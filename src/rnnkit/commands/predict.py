@@ -13,14 +13,24 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code=code)
 
 
+def _file_lines(file: Path) -> tuple[list[str], str]:
+    """The non-blank lines of a text file, or [] and why it is not one."""
+    try:
+        lines = file.read_text("utf-8").splitlines()
+    except OSError as e:
+        return [], f"cannot read {file}: {e.strerror or e}"
+    except UnicodeDecodeError as e:
+        return [], f"{file}: not UTF-8 text (byte {e.start}: {e.reason}); give a text file"
+    if any("\x00" in t for t in lines):
+        return [], f"{file}: holds NUL bytes; give text, not a binary file"
+    return [t for t in lines if t.strip()], ""
+
+
 def _lines(texts: list[str] | None, file: Path | None) -> list[str]:
     if file is not None:
-        try:
-            lines = file.read_text("utf-8").splitlines()
-        except OSError as e:
-            _fail(f"cannot read {file}: {e.strerror or e}")
-        except UnicodeDecodeError as e:
-            _fail(f"{file}: not UTF-8 text (byte {e.start}: {e.reason}); give a text file", 2)
+        lines, problem = _file_lines(file)
+        if problem:
+            _fail(problem, 2)
     elif texts:
         lines = list(texts)
     else:
@@ -58,7 +68,19 @@ def predict(
     from rnnkit.api import load
     from rnnkit.models.contract import Predicting, Stepping, require
 
-    model = load(run_dir, which)  # a bad run directory or checkpoint: the top-level handler
+    # The input is checked before the run is read; a file that is no text may still be one
+    # that the run's codec reads (arrays of numbers), so its complaint waits for the codec.
+    problem = ""
+    if file is None:
+        lines = _lines(texts, None)
+    else:
+        lines, problem = _file_lines(file)
+    try:
+        model = load(run_dir, which)  # a bad run or checkpoint: the top-level handler
+    except Exception:
+        if problem:
+            _fail(problem, 2)
+        raise
     hint = "; it continues text: use `rnnkit generate`" if isinstance(model, Stepping) else ""
     require(model, Predicting, str(run_dir), needs="predict(inputs) for raw input" + hint)
     reader = getattr(model.codec, "read_inputs", None)  # codecs of arrays read their own files
@@ -69,8 +91,8 @@ def predict(
             lines = reader(file)  # DataFormatError names the file and line
         except (ValueError, OSError) as e:
             _fail(str(e))
-    else:
-        lines = _lines(texts, file)
+    elif problem:
+        _fail(problem, 2)
     if not len(lines):
         _fail("no text or input to predict on (give TEXT, --file or standard input)")
     results = model.predict(lines)
