@@ -190,6 +190,13 @@ def test_check_refuses_embedding_keys_for_numbers(tmp_path):
         check(SeriesConfig(data=str(path)), {"embedding_dim": 8})
     write_fasta(tmp_path / "d.fasta", [("s1", "class=a", "ACGT"), ("s2", "class=b", "GGCA")])
     check(SeriesConfig(data=str(tmp_path / "d.fasta")), {"embedding_dim": 0})  # symbols: fine
+    for name, value in (("label_field", "kind"), ("sequence_column", "x"), ("valid_fraction", 0.3)):
+        cfg = SeriesConfig(data=str(path), test=str(path), valid=str(path), **{name: value})
+        with pytest.raises(ConfigError, match=f"task.{name}=.* does not apply"):
+            check(cfg, {})
+    with pytest.raises(ConfigError, match=r"task\.standardize=False does not apply"):
+        check(SeriesConfig(data=str(tmp_path / "d.fasta"), standardize=False), {})
+    check(SeriesConfig(data=str(path), valid_fraction=0.3), {})  # carved: it applies
 
 
 # ---- the classifier on frames ----------------------------------------------------------

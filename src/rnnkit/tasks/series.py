@@ -304,13 +304,36 @@ def prepare(cfg: SeriesConfig, seed: int, codec: SeriesCodec | None = None) -> T
 
 
 def check(cfg: SeriesConfig, model: dict[str, Any]) -> None:
-    """Frames of numbers go into the RNN as they are: refuse the embedding keys for them."""
+    """Refuse settings the data would not use: embedding keys for numbers (which go into the
+    RNN as they are), column names for .ts/FASTA, the FASTA label key for other formats,
+    standardisation for symbols, and split fractions where the split already exists."""
+    path = Path(cfg.data).expanduser()
+    single = path.suffix.lower() in SERIES_SUFFIXES or path.is_file()
+    files = {"train": path} if single else _dataset_files(cfg)
+    suffix = files["train"].suffix.lower()
+    kind = input_kind(cfg)
     used = [k for k in ("embedding_dim", "freeze_embedding") if k in model]
-    if used and input_kind(cfg) == "frames":
+    if used and kind == "frames":
         raise ConfigError(
             f"model.{used[0]}: task.data={cfg.data!r} holds numbers, which go into the RNN as "
             "they are (standardised); embeddings are for symbols"
         )
+    default = SeriesConfig()
+    fasta = suffix in (".fasta", ".fa", ".fna", ".faa")
+    unused = {
+        "sequence_column": suffix == ".ts" or fasta,
+        "label_column": suffix == ".ts" or fasta,
+        "label_field": not fasta,
+        "standardize": kind == "symbols",
+        "test_fraction": not single or bool(cfg.test),
+        "valid_fraction": bool(cfg.valid) or "val" in files,
+    }
+    for name, ignored in unused.items():
+        if ignored and getattr(cfg, name) != getattr(default, name):
+            raise ConfigError(
+                f"task.{name}={getattr(cfg, name)!r} does not apply to task.data={cfg.data!r} "
+                f"({suffix} {kind}{', with its own splits' if 'fraction' in name else ''})"
+            )
 
 
 def read_file(cfg: SeriesConfig, path: str, codec: SeriesCodec) -> SequenceBatch:
