@@ -34,6 +34,7 @@ DESIGN_DATASETS = {
     "dna-promoters",
     "digit-strips",
     "cmudict",  # grapheme-to-phoneme (issue 14)
+    "ptb",  # word-level language modelling (issue 17)
 }
 runner = CliRunner()
 
@@ -52,7 +53,9 @@ def test_cli_list_and_info(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("RNNKIT_DATA", str(tmp_path))
     result = runner.invoke(app, ["data", "list"])
     assert result.exit_code == 0
-    assert len([ln for ln in result.output.splitlines() if "not fetched" in ln]) == 18
+    assert len([ln for ln in result.output.splitlines() if "not fetched" in ln]) == len(
+        DESIGN_DATASETS
+    )
     result = runner.invoke(app, ["data", "info", "dna-splice"])
     assert result.exit_code == 0
     for field in ("source:   Debian: r-cran-mlbench", "license:", "citation:", "2,000"):

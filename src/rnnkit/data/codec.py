@@ -85,7 +85,12 @@ class TextCodec:
         return self.vocab.encode(self.tokenizer.tokenize(text))
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Text of ``ids`` (special tokens dropped)."""
+        """Text of ``ids`` (special tokens dropped, but ``<eos>`` kept as a line break when the
+        tokenizer reads line breaks as ``<eos>``)."""
+        if getattr(self.tokenizer, "eos", False):  # WhitespaceTokenizer(eos=True)
+            v = self.vocab
+            tokens = [v.tokens[int(i)] for i in ids if int(i) not in (v.pad_id, v.bos_id)]
+            return self.tokenizer.detokenize(tokens)
         return self.tokenizer.detokenize(self.vocab.decode(ids))
 
     def piece(self, token_id: int) -> str:
@@ -95,7 +100,8 @@ class TextCodec:
             return self.decode([token_id])
         if isinstance(self.tokenizer, SentencePieceTokenizer):
             return "".join(self.vocab.decode([token_id])).replace("\u2581", " ")
-        return " " + self.decode([token_id])
+        text = self.decode([token_id])
+        return text if text == "\n" else " " + text
 
     def batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (N, T) padded with ``<pad>`` and lengths (N,); an empty text is [<unk>]."""

@@ -122,6 +122,50 @@ def _split_clitic(token: str) -> tuple[str, ...]:
     return match.groups() if match else (token,)
 
 
+class WhitespaceTokenizer:
+    """Tokens separated by whitespace, as in pre-tokenized corpora (Penn Treebank).
+
+    With ``eos`` (the Mikolov language-model convention) a line break after a line that
+    holds tokens is the token ``<eos>``, and ``detokenize`` turns it back into a line break.
+    Text that does not end in a line break (a prompt) gets no ``<eos>`` at its end::
+
+        WhitespaceTokenizer().tokenize("the cat <unk>\n\nit sat")
+        # ['the', 'cat', '<unk>', '<eos>', 'it', 'sat']
+
+    Args:
+        eos: Turn line breaks into ``<eos>`` tokens.
+        lowercase: Lower-case the text first.
+    """
+
+    EOS = "<eos>"
+
+    def __init__(self, eos: bool = True, lowercase: bool = False) -> None:
+        self.eos = eos
+        self.lowercase = lowercase
+
+    def tokenize(self, text: str) -> list[str]:
+        if self.lowercase:
+            text = text.lower()
+        if not self.eos:
+            return text.split()
+        *lines, last = text.split("\n")
+        tokens = [t for line in lines if line.strip() for t in [*line.split(), self.EOS]]
+        return tokens + last.split()
+
+    def detokenize(self, tokens: list[str]) -> str:
+        lines, words = [], []
+        for token in tokens:
+            if token == self.EOS and self.eos:
+                lines.append(" ".join(words) + "\n")
+                words = []
+            else:
+                words.append(token)
+        return "".join(lines) + " ".join(words)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"type": "whitespace", "eos": self.eos, "lowercase": self.lowercase}
+
+
 class SentencePieceTokenizer:
     """Subword pieces from a trained sentencepiece model (BPE or unigram).
 
@@ -279,7 +323,11 @@ def tokenizer_from_config(config: dict[str, Any]) -> Tokenizer:
         return SentencePieceTokenizer(base64.b64decode(config["model"]))
     if kind == "music":
         return MusicTokenizer()
-    raise ValueError(f"config type={kind!r}: expected 'char', 'word', 'sentencepiece' or 'music'")
+    if kind == "whitespace":
+        return WhitespaceTokenizer(**options)
+    raise ValueError(
+        f"config type={kind!r}: expected 'char', 'word', 'whitespace', 'sentencepiece' or 'music'"
+    )
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> None:

@@ -8,7 +8,21 @@ For token ids x_1..x_T (B, T) and a carried state s_0 (zeros when None):
     L = mean_t -log softmax(z_t)[x_{t+1}]     # nats per token
 
 With ``tie_weights`` the output matrix W_o is the embedding E itself (Press & Wolf 2017), and
-a linear map P (H -> D) sits between the recurrent layer and W_o when H != D. The model reports
+a linear map P (H -> D) sits between the recurrent layer and W_o when H != D.
+
+With ``adaptive_cutoffs`` = (c_1, .., c_n) the output is an adaptive softmax (Grave et al.
+2017, ``nn.AdaptiveLogSoftmaxWithLoss``): the c_1 most frequent tokens and one entry per tail
+cluster share a head softmax, and cluster k (tokens c_k..c_{k+1}) has its own softmax over a
+projection of size D' / div^k:
+
+    log p(x) = log p_head(x)                                 x < c_1
+    log p(x) = log p_head(cluster k) + log p_k(x | cluster k) x in cluster k
+
+It is an exact distribution over all V tokens (perplexity stays comparable) that costs a
+fraction of the full V-way softmax in training, since a tail cluster is computed only for the
+targets that fall in it. The "logits" of ``forward`` and ``step`` are then the log-probabilities
+log p (B, T, V), which sampling reads like logits. Token ids must be ordered by frequency
+(:meth:`rnnkit.data.vocab.Vocab.build` orders them so, after the four specials). The model reports
 the loss in nats, the perplexity exp(L) and bits per token L / ln 2 (bits per character for
 a character model). It is trainable, carrying (truncated BPTT over parallel streams),
 traceable and stepping (:mod:`rnnkit.models.contract`; ``step`` and ``prime`` for the
@@ -20,6 +34,7 @@ the text so far. With a codec (``rnnkit.load``) it continues raw text:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +55,8 @@ class LanguageModelConfig(RecurrentConfig):
     hidden_size: int = 256  # H
     num_layers: int = 2  # stacked recurrent layers
     tie_weights: bool = False  # share E (V, D) as the output matrix
+    adaptive_cutoffs: tuple[int, ...] = ()  # adaptive softmax cluster bounds, e.g. (2000, 6000)
+    adaptive_div: float = 4.0  # each tail cluster's projection is div times smaller
     eval_chunk: int = 512  # evaluation without gradients runs long sequences in such chunks
     # RecurrentConfig's dropout applies to embeddings, between layers and before the output
 
@@ -48,6 +65,24 @@ class LanguageModelConfig(RecurrentConfig):
         for name in ("vocab_size", "embedding_size", "eval_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        cuts = tuple(self.adaptive_cutoffs)
+        if cuts and not (
+            all(isinstance(c, int) and not isinstance(c, bool) for c in cuts)
+            and cuts[0] > 0
+            and all(a < b for a, b in itertools.pairwise(cuts))
+            and cuts[-1] < self.vocab_size
+        ):
+            raise ValueError(
+                f"adaptive_cutoffs must be increasing integers in (0, vocab_size="
+                f"{self.vocab_size}), got {list(cuts)}"
+            )
+        if cuts and self.tie_weights:
+            raise ValueError(
+                f"tie_weights=true and adaptive_cutoffs={list(cuts)} do not combine: the "
+                "adaptive softmax has its own output matrices"
+            )
+        if not self.adaptive_div >= 1.0:
+            raise ValueError(f"adaptive_div must be >= 1, got {self.adaptive_div!r}")
 
 
 def _metrics(nats: float) -> dict[str, float]:
@@ -76,7 +111,13 @@ class LanguageModel(nn.Module):
         tied_proj = c.tie_weights and c.hidden_size != c.embedding_size
         self.proj = nn.Linear(c.hidden_size, c.embedding_size) if tied_proj else None
         out_in = c.embedding_size if c.tie_weights else c.hidden_size
-        self.head = nn.Linear(out_in, c.vocab_size)
+        self.head: nn.Module
+        if c.adaptive_cutoffs:
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(
+                out_in, c.vocab_size, list(c.adaptive_cutoffs), div_value=c.adaptive_div
+            )
+        else:
+            self.head = nn.Linear(out_in, c.vocab_size)
         if c.tie_weights:
             self.head.weight = self.embedding.weight  # one Parameter, (V, D)
 
@@ -91,22 +132,36 @@ class LanguageModel(nn.Module):
     # ---- forward ----------------------------------------------------------------------------
     def forward(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """Logits (B, T, V) for token ids (B, T), and the state after the last step."""
-        e = self.drop(self.embedding(tokens))  # (B, T, D)
-        h, state = self.rnn(e, state)  # (B, T, H)
+        h, state = self._hidden(tokens, state)  # (B, T, H')
         return self._logits(h), state  # (B, T, V)
 
-    def _logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Hidden states (B, T, H) -> logits (B, T, V)."""
+    def _hidden(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """The output layer's input (B, T, H') for token ids (B, T), and the new state."""
+        e = self.drop(self.embedding(tokens))  # (B, T, D)
+        h, state = self.rnn(e, state)  # (B, T, H)
+        return self._out(h), state
+
+    def _out(self, h: torch.Tensor) -> torch.Tensor:
+        """Recurrent outputs (..., H) -> the output layer's input (..., H'): dropout, P."""
         h = self.drop(h)
-        if self.proj is not None:
-            h = self.proj(h)  # (B, T, D)
+        return self.proj(h) if self.proj is not None else h  # (..., D) when projected
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Output-layer inputs (..., H') -> logits (..., V) (log p for the adaptive softmax)."""
+        if isinstance(self.head, nn.AdaptiveLogSoftmaxWithLoss):
+            return self.head.log_prob(h.flatten(0, -2)).view(*h.shape[:-1], -1)
         return self.head(h)
 
-    def _loss(self, logits: torch.Tensor, batch: SequenceBatch) -> tuple[torch.Tensor, dict]:
+    def _loss(self, h: torch.Tensor, batch: SequenceBatch) -> tuple[torch.Tensor, dict]:
+        """Mean nats over the batch's targets from output-layer inputs ``h`` (B, T, H')."""
         mask = batch.mask  # (B, T)
-        nll = nn.functional.cross_entropy(
-            logits.flatten(0, 1), batch.targets.flatten().long(), reduction="none"
-        ).view_as(mask)  # (B, T)
+        targets = batch.targets.flatten().long()  # (B T,)
+        if isinstance(self.head, nn.AdaptiveLogSoftmaxWithLoss):
+            nll = -self.head(h.flatten(0, 1), targets).output.view_as(mask)  # (B, T)
+        else:
+            nll = nn.functional.cross_entropy(
+                self.head(h).flatten(0, 1), targets, reduction="none"
+            ).view_as(mask)  # (B, T)
         n = max(int(mask.sum()), 1)
         loss = (nll * mask).sum() / n
         return loss, _metrics(float(loss.detach()))
@@ -114,13 +169,13 @@ class LanguageModel(nn.Module):
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """Mean nats per target token, with perplexity and bits per token (``bpc``)."""
         if torch.is_grad_enabled() or batch.steps <= self.config.eval_chunk:
-            logits, _ = self(batch.inputs)
-            return self._loss(logits, batch)
+            h, _ = self._hidden(batch.inputs)
+            return self._loss(h, batch)
         # no gradient: chunks with the state carried give the same loss in bounded memory
         state, total, n = None, 0.0, 0
         for chunk in batch.time_chunks(self.config.eval_chunk):
-            logits, state = self(chunk.inputs, state)
-            loss, _ = self._loss(logits, chunk)
+            h, state = self._hidden(chunk.inputs, state)
+            loss, _ = self._loss(h, chunk)
             total += float(loss) * chunk.n_targets
             n += chunk.n_targets
         nats = total / max(n, 1)
@@ -128,14 +183,14 @@ class LanguageModel(nn.Module):
 
     def carry_loss(self, batch: SequenceBatch, state: Any) -> tuple[torch.Tensor, dict, Any]:
         """The loss of one chunk of B parallel streams, starting from the carried ``state``."""
-        logits, state = self(batch.inputs, state)
-        loss, metrics = self._loss(logits, batch)
+        h, state = self._hidden(batch.inputs, state)
+        loss, metrics = self._loss(h, batch)
         return loss, metrics, state
 
     def trace(self, batch: SequenceBatch) -> tuple[torch.Tensor, Any]:
         """The loss and the recurrent layer's per-step trace (the loop path)."""
         tr = self.rnn.trace(self.drop(self.embedding(batch.inputs)))
-        return self._loss(self._logits(tr.output), batch)[0], tr
+        return self._loss(self._out(tr.output), batch)[0], tr
 
     # ---- decoding contract ------------------------------------------------------------------
     def step(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
@@ -143,7 +198,7 @@ class LanguageModel(nn.Module):
         (the layer's cells stepped directly: :meth:`rnnkit.layers.Recurrent.step`)."""
         e = self.drop(self.embedding(tokens))  # (B, D)
         h, state = self.rnn.step(e, state)  # (B, H)
-        return self._logits(h), state  # (B, V)
+        return self._logits(self._out(h)), state  # (B, V)
 
     def prime(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """Run a prefix (B, P) at once; logits (B, V) of the token after it, and the state."""
@@ -185,7 +240,7 @@ class LanguageModel(nn.Module):
 
         was_training = self.training
         self.eval()
-        prefix = torch.tensor([ids], device=self.head.weight.device)  # (1, P)
+        prefix = torch.tensor([ids], device=self.embedding.weight.device)  # (1, P)
         try:
             generate(self, prefix, length, temperature, top_k, top_p, seed, on_token=emit)
         finally:

@@ -1,6 +1,7 @@
 """The ``lm`` task: a :class:`LanguageModel` on a registered dataset or plain-text files.
 
-The text of each split is tokenized (characters, words or sentencepiece subwords), encoded
+The text of each split is tokenized (characters, words, whitespace-separated tokens with
+``<eos>`` at line ends, or sentencepiece subwords), encoded
 with a vocabulary built on the training split, and laid out as ``streams`` parallel streams
 (:func:`rnnkit.data.batching.batchify_stream`): row b of the (B, N // B) id matrix continues
 where row b of the previous truncated-BPTT chunk ended, so the trainer (with
@@ -29,7 +30,13 @@ from rnnkit.data.batching import batchify_stream
 from rnnkit.data.codec import TextCodec
 from rnnkit.data.readers.text import read_text
 from rnnkit.data.registry import dataset_dir, fetch, load_report
-from rnnkit.data.tokenizers import CharTokenizer, SentencePieceTokenizer, Tokenizer, WordTokenizer
+from rnnkit.data.tokenizers import (
+    CharTokenizer,
+    SentencePieceTokenizer,
+    Tokenizer,
+    WhitespaceTokenizer,
+    WordTokenizer,
+)
 from rnnkit.data.vocab import Vocab
 from rnnkit.models.language_model import LanguageModel
 from rnnkit.tasks.base import Task, TaskData
@@ -43,8 +50,9 @@ class LMTaskConfig:
     train_files: tuple[str, ...] = ()  # plain-text files instead of the dataset
     val_files: tuple[str, ...] = ()  # validation text (required with train_files)
     test_files: tuple[str, ...] = ()  # test text (the validation text when empty)
-    tokenizer: Literal["char", "word", "sentencepiece"] = "char"  # unit of the model
-    lowercase: bool = False  # lower-case the text first (char and word tokenizers)
+    # unit of the model; "whitespace": pre-tokenized text, a line break is <eos> (PTB)
+    tokenizer: Literal["char", "word", "whitespace", "sentencepiece"] = "char"
+    lowercase: bool = False  # lower-case the text first (all but sentencepiece)
     max_vocab: int = 10_000  # vocabulary size limit, specials included
     subword_vocab: int = 2000  # sentencepiece pieces
     streams: int = 64  # B, parallel training streams (set trainer.batch_size to this)
@@ -78,6 +86,8 @@ def make_tokenizer(cfg: LMTaskConfig, train_text: str, seed: int) -> Tokenizer:
         return CharTokenizer(lowercase=cfg.lowercase)
     if cfg.tokenizer == "word":
         return WordTokenizer(lowercase=cfg.lowercase)
+    if cfg.tokenizer == "whitespace":
+        return WhitespaceTokenizer(lowercase=cfg.lowercase)
     lines = train_text.splitlines()
     return SentencePieceTokenizer.train(lines, vocab_size=cfg.subword_vocab, seed=seed)
 
