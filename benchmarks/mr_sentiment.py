@@ -28,6 +28,17 @@ accuracy is that epoch's. ``torch.set_num_threads(1)``.
     rnnkit data fetch movie-reviews   # likewise rotten-tomatoes and shakespeare
     python benchmarks/mr_sentiment.py --configs gru-learned --folds 10 --json out.json
     python benchmarks/mr_sentiment.py --summarise LOG [LOG ...]   # table of finished folds
+    python benchmarks/mr_sentiment.py --baselines     # TF-IDF LR and NB-weighted LR, same folds
+    python benchmarks/mr_sentiment.py --configs gru-learned --validation-only   # tuning
+
+Linear baselines (``--baselines``): unigrams + bigrams of the same word tokens; TF-IDF +
+logistic regression, and NB-weighted logistic regression (Wang & Manning 2012's NBSVM with a
+logistic loss: binarized counts scaled by the Naive Bayes log-count ratio). C is chosen on the
+fold's validation split (the same 10% as the neural models'), the model is refitted with it on
+the whole training part and scored once on the test fold.
+
+``--validation-only`` reports each model's best validation accuracy and never scores the test
+fold: for choosing settings without looking at the test folds.
 """
 
 from __future__ import annotations
@@ -187,11 +198,12 @@ def probabilities(model, ids, lengths) -> torch.Tensor:
 
 class BestEpoch(Callback):
     """After each epoch's validation: when the validation accuracy improves, keep the test
-    fold's probabilities and the epoch (1-based); with ``verbose``, print every validation."""
+    fold's probabilities (none when ``test`` is None: the test fold is never scored) and the
+    epoch (1-based); with ``verbose``, print every validation."""
 
     name = "best_epoch"
 
-    def __init__(self, test: SequenceBatch, n_val: int, verbose: bool) -> None:
+    def __init__(self, test: SequenceBatch | None, n_val: int, verbose: bool) -> None:
         self.test, self.n_val, self.verbose = test, n_val, verbose
         self.best_correct, self.epoch, self.probs = -1, 0, torch.empty(0)
 
@@ -200,20 +212,30 @@ class BestEpoch(Callback):
         correct = round(val * self.n_val)  # a count: batch-weighted means tie exactly
         if correct > self.best_correct:
             self.best_correct, self.epoch = correct, epoch + 1
-            self.probs = probabilities(trainer.model, self.test.inputs, self.test.lengths)
+            if self.test is not None:
+                self.probs = probabilities(trainer.model, self.test.inputs, self.test.lengths)
         if self.verbose:
             print(f"    epoch {epoch + 1}: validation accuracy {100 * val:.2f}", flush=True)
 
 
-def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> tuple[torch.Tensor, int]:
-    """The test fold's probabilities (N, 2) at the best validation epoch, and that epoch."""
-    cell, bi, inputs, pooling = CONFIGS[name]
-    pooling = args.pooling or pooling
-    tok = WordTokenizer(lowercase=True, split_clitics=args.split_clitics)
+def fit_val_split(train_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fit, validation) indices: a seeded shuffle (seed 0) of the fold's training part, its
+    first 10% held out for validation (the same for every model and seed)."""
     gen = torch.Generator().manual_seed(0)
     train_idx = train_idx[torch.randperm(len(train_idx), generator=gen)]
     n_val = len(train_idx) // 10
-    val_idx, fit_idx = train_idx[:n_val], train_idx[n_val:]
+    return train_idx[n_val:], train_idx[:n_val]
+
+
+def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> BestEpoch:
+    """Train one model; its ``BestEpoch``: the best validation epoch, its number of correct
+    validation sentences and the test fold's probabilities (N, 2) at that epoch (none with
+    ``--validation-only``)."""
+    cell, bi, inputs, pooling = CONFIGS[name]
+    pooling = args.pooling or pooling
+    tok = WordTokenizer(lowercase=True, split_clitics=args.split_clitics)
+    fit_idx, val_idx = fit_val_split(train_idx)
+    n_val = len(val_idx)
     max_vocab = args.onehot_vocab if inputs == "onehot" else 30_000
     vocab = Vocab.build([tok.tokenize(texts[i]) for i in fit_idx.tolist()], max_size=max_vocab)
     ids, lengths = TextCodec(tok, vocab).batch(texts)
@@ -258,7 +280,7 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> tuple
     if args.freeze and inputs != "onehot":
         # no gradient reaches it, so the Trainer's Adam leaves it as it is
         model.embedding.weight.requires_grad_(False)
-    best = BestEpoch(test_batch, n_val, args.verbose)
+    best = BestEpoch(None if args.validation_only else test_batch, n_val, args.verbose)
     config = TrainerConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -274,7 +296,105 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> tuple
     )
     val = EpochBatches(val_batch, 512, shuffle=False, drop_last=False)
     Trainer(model, config, train, val, run_dir=None, callbacks=[best]).fit()
-    return best.probs, best.epoch
+    return best
+
+
+# the grid of the inverse regularisation strength C of the linear baselines
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def nb_ratio(x, y: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    r"""Naive Bayes log-count ratio of each feature (Wang & Manning 2012), from (N, V)
+    features ``x`` (binarized counts; sparse or dense) and labels ``y`` in {0, 1}:
+
+    .. math:: p = \alpha + \sum_{i: y_i = 1} \hat x_i, \quad
+              q = \alpha + \sum_{i: y_i = 0} \hat x_i, \quad
+              r = \log \frac{p / \lVert p \rVert_1}{q / \lVert q \rVert_1}
+
+    The NB-LR features are then ``r * x_hat`` (elementwise per column). (V,) float64."""
+    p = alpha + np.asarray(x[y == 1].sum(0)).ravel()  # (V,)
+    q = alpha + np.asarray(x[y == 0].sum(0)).ravel()  # (V,)
+    return np.log((p / p.sum()) / (q / q.sum()))
+
+
+def linear_fit(kind: str, texts: list[str], ys: np.ndarray, c: float, tokenize):
+    """A fitted linear baseline: ``predict(texts) -> (N,) labels``. Unigrams and bigrams of
+    ``tokenize``'s tokens, vocabulary from ``texts`` only. ``kind``:
+    - "tfidf-lr": TF-IDF (smooth idf, L2-normalised rows) + logistic regression;
+    - "nb-lr": binarized counts scaled by the NB log-count ratio r (``nb_ratio``, on these
+      texts' labels) + logistic regression (NBSVM with a logistic loss instead of the SVM's)."""
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    options = dict(tokenizer=tokenize, lowercase=False, token_pattern=None, ngram_range=(1, 2))
+    if kind == "tfidf-lr":
+        vec = TfidfVectorizer(**options)
+        x = vec.fit_transform(texts)  # (N, V) sparse
+        scale = None
+    elif kind == "nb-lr":
+        vec = CountVectorizer(binary=True, **options)
+        x = vec.fit_transform(texts)  # (N, V) sparse, entries 0/1
+        scale = nb_ratio(x, ys)  # (V,)
+        x = x.multiply(scale).tocsr()  # x_tilde = r * x_hat
+    else:
+        raise ValueError(f"kind must be 'tfidf-lr' or 'nb-lr', got {kind!r}")
+    model = LogisticRegression(C=c, max_iter=2000).fit(x, ys)
+
+    def predict(new: list[str]) -> np.ndarray:
+        z = vec.transform(new)
+        return model.predict(z if scale is None else z.multiply(scale).tocsr())
+
+    return predict
+
+
+def linear_baseline(kind, texts, ys, fit_idx, val_idx, test_idx, tokenize, grid=C_GRID) -> dict:
+    """C chosen on the validation split (fit on ``fit_idx``; the first of equal best), then
+    refitted with that C on fit + validation and scored once on ``test_idx``. Returns the
+    chosen C, its validation accuracy, and the test accuracy of the model fitted on the fit
+    split alone ("test_fit_only") and of the refit ("test"), in %. The test fold is read
+    only after C is fixed."""
+    t = np.asarray(texts, dtype=object)
+    y = np.asarray(ys)
+
+    def accuracy(predict, idx) -> float:
+        return 100 * float((predict(list(t[idx])) == y[idx]).mean())
+
+    scores = [
+        (accuracy(linear_fit(kind, list(t[fit_idx]), y[fit_idx], c, tokenize), val_idx), c)
+        for c in grid
+    ]
+    best_val, best_c = max(scores, key=lambda sc: (sc[0], -grid.index(sc[1])))
+    only_fit = linear_fit(kind, list(t[fit_idx]), y[fit_idx], best_c, tokenize)
+    train_idx = np.concatenate([fit_idx, val_idx])
+    refit = linear_fit(kind, list(t[train_idx]), y[train_idx], best_c, tokenize)
+    return {
+        "c": best_c,
+        "val": best_val,
+        "test_fit_only": accuracy(only_fit, test_idx),
+        "test": accuracy(refit, test_idx),
+    }
+
+
+def run_baselines(texts, ys, folds, args) -> None:
+    """Both linear baselines on the folds from ``args.from_fold`` to ``args.folds``."""
+    tok = WordTokenizer(lowercase=True, split_clitics=args.split_clitics)
+    for kind in ("tfidf-lr", "nb-lr"):
+        accs, t0 = [], time.perf_counter()
+        for k in range(args.from_fold, args.folds):
+            train_idx = torch.cat([f for j, f in enumerate(folds) if j != k])
+            fit_idx, val_idx = (i.numpy() for i in fit_val_split(train_idx))
+            r = linear_baseline(kind, texts, ys, fit_idx, val_idx, folds[k].numpy(), tok.tokenize)
+            accs.append(r["test"] / 100)
+            print(
+                f"  {kind} fold {k}: accuracy {r['test']:.2f} (C {r['c']:g}, validation "
+                f"{r['val']:.2f}, fit split only {r['test_fit_only']:.2f})",
+                flush=True,
+            )
+        print(
+            f"{kind}: {100 * np.mean(accs):.2f} +- {100 * np.std(accs):.2f} over {len(accs)} "
+            f"folds, {(time.perf_counter() - t0) / len(accs):.0f} s/fold",
+            flush=True,
+        )
 
 
 def summarise(logs: list[Path]) -> None:
@@ -283,8 +403,8 @@ def summarise(logs: list[Path]) -> None:
     accs: dict[str, list[float]] = {}
     members: dict[str, list[float]] = {}
     seconds: dict[str, str] = {}
-    for log in logs:
-        text = log.read_text("utf-8")
+    texts = [log.read_text("utf-8") for log in logs]
+    for text in texts:
         pattern = r"  (\S+) fold (\d+): accuracy ([\d.]+) \((?:members ([\d. ]+),)?"
         for name, _, acc, singles in re.findall(pattern, text):
             accs.setdefault(name, []).append(float(acc))
@@ -301,6 +421,11 @@ def summarise(logs: list[Path]) -> None:
             f"| {name} | {len(v)} | {np.mean(v):.2f} | {std} | {single} | "
             f"{seconds.get(name, '-')} |"
         )
+    # the linear baselines' lines also give the model fitted on the fit split alone
+    only = re.findall(r"  (\S+) fold \d+: .*, fit split only ([\d.]+)\)", "".join(texts))
+    for name in dict.fromkeys(n for n, _ in only):
+        v = [float(a) for n, a in only if n == name]
+        print(f"{name}: fit split only (before the refit) {np.mean(v):.2f} over {len(v)} folds")
 
 
 def combine(folder: Path, labels: list[str]) -> None:
@@ -321,6 +446,67 @@ def combine(folder: Path, labels: list[str]) -> None:
         f"ensemble of {' + '.join(labels)}: {np.mean(accs):.2f} +- {np.std(accs):.2f} "
         f"over {len(accs)} folds"
     )
+
+
+def run_config(name, texts, ys, folds, args, outside) -> dict:
+    """One config (``--seeds`` models per fold) on the folds from ``--from-fold`` to
+    ``--folds``; prints a line per fold and a summary, returns the summary. With
+    ``--validation-only`` the lines give the best validation accuracy and the test folds are
+    never scored."""
+    label = name + (f"-nb{args.nb_dims}" if args.nb_dims else "")
+    label += f"-x{args.seeds}" if args.seeds > 1 else ""
+    label += f"-{args.tag}" if args.tag else ""
+    accs, vals, t0 = [], [], time.perf_counter()
+    for k in range(args.from_fold, args.folds):
+        test_idx = folds[k]
+        train_idx = torch.cat([f for j, f in enumerate(folds) if j != k])
+        y_test = torch.tensor(ys)[test_idx]
+        bests = [
+            run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed)
+            for seed in range(args.seed, args.seed + args.seeds)
+        ]
+        epochs = " ".join(str(b.epoch) for b in bests)
+        val = " ".join(f"{100 * b.best_correct / b.n_val:.2f}" for b in bests)
+        vals.extend(100 * b.best_correct / b.n_val for b in bests)
+        if args.validation_only:
+            print(f"  {label} fold {k}: validation accuracy {val} (epochs {epochs})", flush=True)
+            continue
+        probs = torch.stack([b.probs for b in bests])  # (S, N, 2)
+        acc = float((probs.mean(0).argmax(-1) == y_test).float().mean())
+        if args.save_probs:
+            args.save_probs.mkdir(parents=True, exist_ok=True)
+            np.save(args.save_probs / f"{label}-fold{k}.npy", probs.numpy())
+            np.save(args.save_probs / f"labels-fold{k}.npy", y_test.numpy())
+        accs.append(acc)
+        detail = f"epoch {epochs}, validation {val}"
+        if args.seeds > 1:
+            members = [100 * float((q.argmax(-1) == y_test).float().mean()) for q in probs]
+            detail = "members " + " ".join(f"{m:.2f}" for m in members)
+            detail += f", epochs {epochs}, validation {val}"
+        print(f"  {label} fold {k}: accuracy {100 * acc:.2f} ({detail})", flush=True)
+    seconds = (time.perf_counter() - t0) / len(vals) * args.seeds
+    if args.validation_only:
+        print(
+            f"{label}: validation {np.mean(vals):.2f} +- {np.std(vals):.2f} over {len(vals)} "
+            f"models, {seconds:.0f} s/fold",
+            flush=True,
+        )
+        return {"config": label, "validation": vals}
+    row = {
+        "config": label,
+        "folds": len(accs),
+        "mean": 100 * float(np.mean(accs)),
+        "std": 100 * float(np.std(accs)),
+        "seconds_per_fold": seconds,
+        "accuracies": accs,
+        "validation": vals,
+    }
+    print(
+        f"{label}: {row['mean']:.2f} +- {row['std']:.2f} over {len(accs)} folds, "
+        f"{row['seconds_per_fold']:.0f} s/fold",
+        flush=True,
+    )
+    return row
 
 
 def main() -> None:
@@ -360,6 +546,16 @@ def main() -> None:
         "--tag", default="", help="suffix of the run's label (other settings than the defaults)"
     )
     p.add_argument("--verbose", action="store_true", help="print every epoch's validation")
+    p.add_argument(
+        "--validation-only",
+        action="store_true",
+        help="only report the best validation accuracy; never score the test folds",
+    )
+    p.add_argument(
+        "--baselines",
+        action="store_true",
+        help="only run the linear baselines (TF-IDF LR, NB-weighted LR), C chosen on validation",
+    )
     p.add_argument("--summarise", type=Path, nargs="+", help="only tabulate these output logs")
     args = p.parse_args()
     if args.summarise:
@@ -377,6 +573,9 @@ def main() -> None:
     )
     perm = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0))
     folds = perm.tensor_split(10)
+    if args.baselines:
+        run_baselines(texts, ys, folds, args)
+        return
     outside: list[list[str]] = []
     if any(CONFIGS[c][2] == "pretrained" for c in args.configs):
         tok = WordTokenizer(lowercase=True, split_clitics=args.split_clitics)
@@ -387,49 +586,9 @@ def main() -> None:
             f"unlabelled text outside MR: {len(outside)} lines, "
             f"{sum(map(len, outside))} tokens (snippets, plot summaries, Shakespeare)"
         )
-    results = []
-    for name in args.configs:
-        label = name + (f"-nb{args.nb_dims}" if args.nb_dims else "")
-        label += f"-x{args.seeds}" if args.seeds > 1 else ""
-        label += f"-{args.tag}" if args.tag else ""
-        accs, t0 = [], time.perf_counter()
-        for k in range(args.from_fold, args.folds):
-            test_idx = folds[k]
-            train_idx = torch.cat([f for j, f in enumerate(folds) if j != k])
-            y_test = torch.tensor(ys)[test_idx]
-            member_probs, epochs, members = [], [], []
-            for seed in range(args.seed, args.seed + args.seeds):
-                p_seed, epoch = run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed)
-                member_probs.append(p_seed)
-                epochs.append(epoch)
-                members.append(100 * float((p_seed.argmax(-1) == y_test).float().mean()))
-            probs = torch.stack(member_probs)  # (S, N, 2)
-            acc = float((probs.mean(0).argmax(-1) == y_test).float().mean())
-            if args.save_probs:
-                args.save_probs.mkdir(parents=True, exist_ok=True)
-                np.save(args.save_probs / f"{label}-fold{k}.npy", probs.numpy())
-                np.save(args.save_probs / f"labels-fold{k}.npy", y_test.numpy())
-            accs.append(acc)
-            detail = f"epoch {epochs[0]}"
-            if args.seeds > 1:
-                detail = "members " + " ".join(f"{m:.2f}" for m in members)
-                detail += ", epochs " + " ".join(map(str, epochs))
-            print(f"  {label} fold {k}: accuracy {100 * acc:.2f} ({detail})", flush=True)
-        seconds = time.perf_counter() - t0
-        row = {
-            "config": label,
-            "folds": len(accs),
-            "mean": 100 * float(np.mean(accs)),
-            "std": 100 * float(np.std(accs)),
-            "seconds_per_fold": seconds / len(accs),
-            "accuracies": accs,
-        }
-        results.append(row)
-        print(
-            f"{label}: {row['mean']:.2f} +- {row['std']:.2f} over {len(accs)} folds, "
-            f"{row['seconds_per_fold']:.0f} s/fold",
-            flush=True,
-        )
+    results = [run_config(name, texts, ys, folds, args, outside) for name in args.configs]
+    if args.validation_only:
+        return
     print("\n| config | folds | mean accuracy | std | time per fold (s) |\n|---|---|---|---|---|")
     for r in results:
         print(

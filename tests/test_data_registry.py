@@ -35,6 +35,15 @@ DESIGN_DATASETS = {
     "digit-strips",
     "cmudict",  # grapheme-to-phoneme (issue 14)
     "ptb",  # word-level language modelling (issue 17)
+    "pku-seg",  # Chinese word segmentation (issue 17)
+    "pku-ner",  # Chinese NER (issue 17)
+    "wsj-pos",  # English POS (issue 17)
+    "wnut16-ner",  # English NER on tweets (issue 17)
+    "hebrew-ud",  # Hebrew UPOS (issue 17)
+    "hebrew-ner",  # Hebrew NER (issue 17)
+    "turkish-ud",  # Turkish UPOS (issue 17)
+    "movielens-100k",  # recommendation (issue 17)
+    "bible-paraphrase",  # text similarity (issue 17)
 }
 runner = CliRunner()
 

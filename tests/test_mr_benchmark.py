@@ -37,3 +37,91 @@ def test_combine_averages_every_member_of_the_named_runs(tmp_path, capsys):
     assert "fold 0: 3 members, accuracy 75.00" in out and "ensemble of a + b: 75.00" in out
     with pytest.raises(SystemExit, match="no fold has saved probabilities"):
         mr.combine(tmp_path, ["c"])
+
+
+def test_nb_ratio_by_hand_and_as_the_library_computes_it():
+    mr = load_benchmark("mr_sentiment")
+    x = np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1]])  # binarized counts (N=3, V=3)
+    y = np.array([1, 1, 0])
+    # p = 1 + (2, 1, 1) = (3, 2, 2), |p| = 7; q = 1 + (0, 1, 1) = (1, 2, 2), |q| = 5
+    want = np.log([(3 / 7) / (1 / 5), (2 / 7) / (2 / 5), (2 / 7) / (2 / 5)])
+    np.testing.assert_allclose(mr.nb_ratio(x, y), want)
+    from scipy.sparse import csr_matrix
+
+    np.testing.assert_allclose(mr.nb_ratio(csr_matrix(x), y), want)  # sparse as dense
+    # the same ratio as rnnkit.data.nb_log_count_ratios on the token ids of those sentences
+    import torch
+
+    from rnnkit.data import nb_log_count_ratios
+
+    ids = torch.tensor([[0, 1, 0], [0, 2, 2], [1, 2, 2]])  # repeats count once
+    lib = nb_log_count_ratios(ids, torch.tensor(y), 3)
+    np.testing.assert_allclose(lib.numpy(), want, rtol=1e-5)
+
+
+def _toy():
+    good = ["good film", "a good story", "not bad at all", "good acting", "fine and good"]
+    bad = ["bad film", "a bad story", "not good at all", "bad acting", "dull and bad"]
+    texts = [t for pair in zip(good, bad, strict=True) for t in pair]
+    ys = np.array([1, 0] * 5)
+    return texts, ys
+
+
+@pytest.mark.parametrize("kind", ["tfidf-lr", "nb-lr"])
+def test_linear_baseline_picks_c_without_reading_the_test_fold(kind):
+    mr = load_benchmark("mr_sentiment")
+    texts, ys = _toy()
+    fit, val, test = np.arange(6), np.array([6, 7]), np.array([8, 9])
+    first = mr.linear_baseline(kind, texts, ys, fit, val, test, str.split, grid=(0.01, 1.0, 100.0))
+    flipped = ys.copy()
+    flipped[test] = 1 - flipped[test]  # other test labels: the same C and validation
+    second = mr.linear_baseline(kind, texts, flipped, fit, val, test, str.split, (0.01, 1.0, 100.0))
+    assert (first["c"], first["val"]) == (second["c"], second["val"])
+    assert first["val"] == 100.0 and first["test"] == 100.0  # "good story"/"bad story" learned
+    assert second["test"] == 0.0
+    with pytest.raises(ValueError, match="kind must be"):
+        mr.linear_fit("svm", texts, ys, 1.0, str.split)
+
+
+def test_nb_lr_features_are_the_ratio_times_binarized_counts():
+    """With a huge C the NB-LR fit separates; its decision rests on r: a test sentence of
+    only positive-ratio words is predicted positive even for an unseen bigram."""
+    mr = load_benchmark("mr_sentiment")
+    texts, ys = _toy()
+    predict = mr.linear_fit("nb-lr", texts, ys, 100.0, str.split)
+    assert predict(["good good good", "bad bad", "good", "bad"]).tolist() == [1, 0, 1, 0]
+    assert (predict(texts) == ys).all()
+
+
+def test_fit_val_split_holds_out_a_fixed_tenth():
+    import torch
+
+    mr = load_benchmark("mr_sentiment")
+    train = torch.arange(100, 200)
+    fit, val = mr.fit_val_split(train)
+    assert len(val) == 10 and len(fit) == 90
+    assert sorted(torch.cat([fit, val]).tolist()) == train.tolist()
+    fit2, val2 = mr.fit_val_split(train)
+    assert torch.equal(val, val2) and torch.equal(fit, fit2)
+
+
+def test_validation_only_never_scores_the_test_fold():
+    mr = load_benchmark("mr_sentiment")
+    best = mr.BestEpoch(None, n_val=10, verbose=False)
+    best.on_epoch_end(None, 0, {"val_accuracy": 0.6})  # no trainer needed: no test to score
+    best.on_epoch_end(None, 1, {"val_accuracy": 0.8})
+    best.on_epoch_end(None, 2, {"val_accuracy": 0.7})
+    assert (best.epoch, best.best_correct) == (2, 8) and best.probs.numel() == 0
+
+
+def test_summarise_reads_the_baselines_lines(tmp_path, capsys):
+    log = tmp_path / "baselines.log"
+    log.write_text(
+        "  nb-lr fold 0: accuracy 78.00 (C 0.3, validation 79.00, fit split only 77.00)\n"
+        "  nb-lr fold 1: accuracy 80.00 (C 1, validation 80.00, fit split only 78.00)\n"
+        "nb-lr: 79.00 +- 1.00 over 2 folds, 40 s/fold\n"
+    )
+    load_benchmark("mr_sentiment").summarise([log])
+    out = capsys.readouterr().out
+    assert "| nb-lr | 2 | 79.00 | 1.00 | - | 40 |" in out
+    assert "nb-lr: fit split only (before the refit) 77.50 over 2 folds" in out

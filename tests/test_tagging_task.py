@@ -208,7 +208,14 @@ def test_task_is_registered_with_its_model_and_hooks():
     assert spec.model_cls is SequenceTagger and spec.model_config_cls.__name__ == "TaggerConfig"
     assert spec.score is not None and spec.read_file is not None and spec.check is not None
     assert spec.config_cls is TaggingConfig
-    assert set(spec.fixed) == {"vocab_size", "num_tags", "char_vocab_size", "tags", "scheme"}
+    assert set(spec.fixed) == {
+        "vocab_size",
+        "num_tags",
+        "char_vocab_size",
+        "bigram_vocab_size",
+        "tags",
+        "scheme",
+    }
 
 
 def test_bidirectional_option_reaches_the_model(tmp_path):

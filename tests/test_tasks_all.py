@@ -107,6 +107,32 @@ def _series(tmp_path) -> list[str]:
     return [f'task.data="{tmp_path / "series.ts"}"', 'model.pooling="mean"']
 
 
+def _similarity(tmp_path) -> list[str]:
+    rng = random.Random(0)
+    with (tmp_path / "pairs.tsv").open("w") as f:
+        f.write("text_a\ttext_b\tlabel\n")
+        for _ in range(40):
+            words, other = rng.sample(WORDS, 3), rng.sample(WORDS, 3)
+            f.write(f"{' '.join(words)}\t{' '.join(reversed(words))}\t1\n")
+            f.write(f"{' '.join(words)}\t{' '.join(other)}\t0\n")
+    return [f'task.data="{tmp_path / "pairs.tsv"}"', "model.embedding_dim=8"]
+
+
+def _recommend(tmp_path) -> list[str]:
+    rng = random.Random(0)
+    with (tmp_path / "items.tsv").open("w") as f:
+        f.write("item\ttitle\tyear\n")
+        f.writelines(f"{i}\t{w} movie\t{1990 + i}\n" for i, w in enumerate(WORDS, 1))
+    with (tmp_path / "log.tsv").open("w") as f:
+        f.write("user\titem\ttimestamp\n")
+        for u in range(24):  # each user walks the catalogue in order from a random start
+            start = rng.randrange(len(WORDS))
+            for t in range(rng.randint(4, 7)):
+                f.write(f"u{u}\t{(start + t) % len(WORDS) + 1}\t{100 * u + t}\n")
+    log, items = tmp_path / "log.tsv", tmp_path / "items.tsv"
+    return ['task.dataset=""', f'task.interactions="{log}"', f'task.items="{items}"']
+
+
 TASKS = {
     "adding": lambda p: ["task.seq_len=6", "task.n_train=48", "task.n_val=16", "task.n_test=16"],
     "copy": lambda p: [
@@ -123,13 +149,21 @@ TASKS = {
     "translate": _translate,
     "caption": _caption,
     "classify-series": _series,
+    "similarity": _similarity,
+    "recommend": _recommend,
 }
 PREDICTS = {
     "classify": "a very great film",
     "tagging": "we saw Mary today",
     "translate": "the film was",
+    "similarity": "the film was ||| was the film",
+    "recommend": "1,2,3",
 }
-FIXED_KEY = {"translate": "model.target_vocab_size=3", "caption": "model.image_height=3"}
+FIXED_KEY = {
+    "translate": "model.target_vocab_size=3",
+    "caption": "model.image_height=3",
+    "recommend": "model.num_items=3",
+}
 
 
 def _cli(*args: str):
@@ -221,7 +255,7 @@ def test_task_through_cli_and_python(task, tmp_path):
     code, out = _cli("diagnose", str(run))
     assert code == 0, out
     plots = ("grad_norms.png", "gates.png", "hidden.png", "curves.png")
-    if task in ("classify", "classify-series"):
+    if task in ("classify", "classify-series", "similarity"):
         plots = (*plots, "confusion.png")
     if task in ("translate", "caption"):
         plots = ("attention_0.png", "attention_2.png", "curves.png")

@@ -9,6 +9,7 @@ import torch
 
 from _training_helpers import small_trainer, weights
 from rnnkit.training import ScheduleConfig, TrainerConfig, load_model, locate_checkpoint
+from rnnkit.training.callbacks import Callback
 from rnnkit.training.optim import LRSchedule
 
 TINY = 1e-6  # minutes: spent by the first batch
@@ -35,6 +36,24 @@ def test_tiny_budget_stops_after_the_first_batch_validates_and_checkpoints(tmp_p
     model = load_model(latest)  # the checkpoint rebuilds the model alone
     for k, v in weights(trainer.model).items():
         torch.testing.assert_close(model.state_dict()[k], v, rtol=0, atol=0)
+
+
+class Score(Callback):
+    """Adds a task score to every validation, as ValidationScores does for a task."""
+
+    def on_evaluation(self, trainer, metrics):
+        metrics["val_score"] = 1.0 - metrics["val_loss"]
+
+
+def test_budget_stop_validation_carries_the_task_scores(tmp_path):
+    trainer = small_trainer(tmp_path, epochs=5, max_minutes=TINY, monitor="val_score", mode="max")
+    trainer.callbacks.insert(0, Score())  # before the others, as run.py puts task scores
+    trainer.fit()
+    final = trainer.final_metrics
+    assert trainer.stop_reason == "max_minutes"
+    assert final["val_score"] == pytest.approx(1.0 - final["val_loss"])
+    index = json.loads((tmp_path / "checkpoints" / "index.json").read_text())
+    assert index["best_value"] == pytest.approx(final["val_score"])  # competes for best
 
 
 def test_budget_stop_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):

@@ -5,6 +5,7 @@
 """
 
 from rnnkit.cells import CellBase, ElmanCell, GatedCell, GRUCell, LSTMCell
+from rnnkit.cells_min import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
 from rnnkit.layers import GRU, LSTM, RNN, LayerTrace, Recurrent
 
 __version__ = "0.1.0"
@@ -34,6 +35,10 @@ __all__ = [
     "GatedCell",
     "LSTMCell",
     "LayerTrace",
+    "MinGRU",
+    "MinGRUCell",
+    "MinLSTM",
+    "MinLSTMCell",
     "Recurrent",
     "__version__",
     "load",

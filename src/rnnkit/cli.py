@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from rnnkit.commands import data as data_commands
 from rnnkit.commands import demo as demo_command
 from rnnkit.commands import errors, layers
+from rnnkit.commands import export as export_command
 from rnnkit.commands import predict as predict_commands
 from rnnkit.commands import train as train_commands
 
@@ -75,6 +76,7 @@ def version() -> None:
 train_commands.register(app)
 predict_commands.register(app)
 app.command()(demo_command.demo)
+app.command()(export_command.export)
 
 
 @app.command()

@@ -99,6 +99,9 @@ class Recurrent(nn.Module):
         backend: ``"loop"`` steps the cell explicitly (any cell; :meth:`trace` uses it);
             ``"torch"`` uses torch's fused kernels (built-in cells only); ``"auto"`` picks
             the faster of the two where both apply (see ``_use_fused``), else ``"loop"``.
+            On ``"loop"`` a cell with a whole-sequence method ``scan(x (T, B, I), h_0
+            (B, H), mask (T, B, 1) or None) -> (outputs (T, B, H), h_T)`` runs through it
+            (:mod:`rnnkit.cells_min`); :meth:`step` and :meth:`trace` step it.
     """
 
     def __init__(
@@ -461,7 +464,10 @@ class Recurrent(nn.Module):
                 s0 = s0 if len(s0) > 1 else s0[0]
                 trace = traces[k] if traces is not None else None
                 inp = out if d == 0 else _reverse(out, rev)
-                o, s = run_loop(cell, inp, s0, mask, first_masked, trace)
+                if trace is None and callable(getattr(cell, "scan", None)):
+                    o, s = cell.scan(inp, s0, mask)  # a whole-sequence cell (rnnkit.cells_min)
+                else:
+                    o, s = run_loop(cell, inp, s0, mask, first_masked, trace)
                 if d == 1:
                     o = _reverse(o, rev)
                 outs.append(o)

@@ -57,21 +57,34 @@ def predict(
         help="predict on each line of FILE (each case, for a model of sequences)",
     ),
     which: str = typer.Option("best", help="best or latest checkpoint"),
+    items: list[str] = typer.Option(
+        None,
+        "--items",
+        help="a history of item ids separated by commas (50,172,133), for a model of item "
+        "sequences; repeat for several histories",
+    ),
 ) -> None:
     """Predict for each text, line of FILE or line of stdin, with the run's saved codec.
 
     A model of sequences of numbers or symbols reads FILE in its own formats instead (.ts,
-    FASTA, CSV, JSONL, .npy: one case per record). Each prediction prints as the model
-    formats it (LABEL<TAB>PROBABILITY<TAB>TEXT, or one word and its tag per line then the
-    typed spans); multi-line ones are separated by a blank line.
+    FASTA, CSV, JSONL, .npy: one case per record); a model of item sequences reads each
+    --items history (or TEXT) through its codec; a model of text pairs (similarity) reads
+    each TEXT or line as two texts joined by ' ||| ' or a tab. Each prediction prints as the model
+    formats it (LABEL<TAB>PROBABILITY<TAB>TEXT, one word and its tag per line then the
+    typed spans, or RANK<TAB>ITEM<TAB>PROBABILITY<TAB>TITLE per line); multi-line ones are
+    separated by a blank line.
     """
     from rnnkit.api import load
-    from rnnkit.models.contract import Predicting, Stepping, require
+    from rnnkit.models.contract import Predicting, Stepping, describe, require
 
     # The input is checked before the run is read; a file that is no text may still be one
     # that the run's codec reads (arrays of numbers), so its complaint waits for the codec.
     problem = ""
-    if file is None:
+    if items and (texts or file is not None):
+        _fail("--items: give item ids with --items, or TEXT / --file, not both")
+    if items:
+        lines = list(items)
+    elif file is None:
         lines = _lines(texts, None)
     else:
         lines, problem = _file_lines(file)
@@ -83,6 +96,14 @@ def predict(
         raise
     hint = "; it continues text: use `rnnkit generate`" if isinstance(model, Stepping) else ""
     require(model, Predicting, str(run_dir), needs="predict(inputs) for raw input" + hint)
+    parse = getattr(model.codec, "parse_items", None)  # codecs of item ids read histories
+    if items and not callable(parse):
+        _fail(f"--items: {run_dir} is {describe(model)}, which reads no item ids; give TEXT")
+    for history in items or ():
+        try:
+            parse(history)  # an unknown item id: one sentence naming it, before predicting
+        except ValueError as e:
+            _fail(f"--items {history}: {e}")
     reader = getattr(model.codec, "read_inputs", None)  # codecs of arrays read their own files
     if file is not None and callable(reader):
         if not file.is_file():

@@ -1,6 +1,6 @@
 """The batch family and the one sampler that serves batches to the trainer.
 
-Two batch types, both frozen dataclasses of tensors, batch first:
+Three batch types, all frozen dataclasses of tensors, batch first:
 
 :class:`SequenceBatch`, aligned (one target per input step: language models, taggers, the
 synthetic tasks, and many-to-one classifiers, whose single target sits at the last step)::
@@ -18,7 +18,14 @@ their own lengths::
     target          (B, U) int64 target ids, padded; no <bos>, the <eos> included when used
     target_lengths  (B,) int64: the tokens of each target that count in the loss
 
-Both give the trainer what it needs: ``size``, ``n_targets`` (the loss's weight),
+:class:`TwinBatch`, two sequences of one kind and one target per row (siamese models:
+sentence similarity)::
+
+    a, a_lengths    (B, S) int64 token ids and (B,) int64 valid steps of the first sequence
+    b, b_lengths    (B, U) int64 token ids and (B,) int64 valid steps of the second
+    labels          (B,) float: the pair's target (1: similar, 0: not)
+
+All give the trainer what it needs: ``size``, ``n_targets`` (the loss's weight),
 ``rows(index)``, ``shard(rank, world)`` (data parallelism), ``sort_lengths`` (bucketing) and
 ``to(device)``; :class:`SequenceBatch` also cuts itself in time for truncated BPTT
 (:meth:`SequenceBatch.time_chunks`: steps ``[s, s + k)`` with ``lengths`` clamped to
@@ -41,7 +48,15 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-__all__ = ["Batch", "EpochBatches", "PairBatch", "SequenceBatch", "batch_order", "trimmed"]
+__all__ = [
+    "Batch",
+    "EpochBatches",
+    "PairBatch",
+    "SequenceBatch",
+    "TwinBatch",
+    "batch_order",
+    "trimmed",
+]
 
 
 @runtime_checkable
@@ -180,6 +195,44 @@ class PairBatch(_Rows):
         raise ValueError(
             f"trainer.tbptt={k}: truncated BPTT cuts aligned sequences in time; a source/target "
             "pair (encoder-decoder, CTC, captioning) trains with full BPTT (tbptt = 0)"
+        )
+
+
+@dataclass(frozen=True)
+class TwinBatch(_Rows):
+    a: Tensor  # (B, S) int64, padded
+    a_lengths: Tensor  # (B,) int64
+    b: Tensor  # (B, U) int64, padded
+    b_lengths: Tensor  # (B,) int64
+    labels: Tensor  # (B,) float
+
+    def __post_init__(self) -> None:
+        b = self.a.shape[0] if self.a.dim() == 2 else -1
+        if self.b.dim() != 2 or self.b.shape[0] != b:
+            raise ValueError(
+                f"a and b must be (B, S) and (B, U) with one B, got {tuple(self.a.shape)} and "
+                f"{tuple(self.b.shape)}"
+            )
+        for name in ("a_lengths", "b_lengths", "labels"):
+            if tuple(getattr(self, name).shape) != (b,):
+                raise ValueError(
+                    f"{name} must have shape ({b},), got {tuple(getattr(self, name).shape)}"
+                )
+
+    @property
+    def n_targets(self) -> int:
+        """One target per pair."""
+        return self.size
+
+    @property
+    def sort_lengths(self) -> Tensor:
+        """(B,) bucketing key: the longer of the two sequences."""
+        return torch.maximum(self.a_lengths, self.b_lengths)
+
+    def time_chunks(self, k: int) -> Iterator[TwinBatch]:
+        raise ValueError(
+            f"trainer.tbptt={k}: truncated BPTT cuts aligned sequences in time; a pair of "
+            "sequences with one target trains with full BPTT (tbptt = 0)"
         )
 
 

@@ -16,6 +16,8 @@ Every codec has a ``kind`` (its key in :data:`CODECS`) and ``to_json()``; add a 
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +38,7 @@ from rnnkit.data.vocab import Vocab
 __all__ = [
     "CODECS",
     "FeatureCodec",
+    "ItemCodec",
     "MelodyCodec",
     "PairCodec",
     "PianoRollCodec",
@@ -46,6 +49,7 @@ __all__ = [
     "TextCodec",
     "codec_from_json",
     "register_codec",
+    "token_bigrams",
 ]
 
 CODECS: dict[str, type] = {}
@@ -147,21 +151,28 @@ class TextCodec:
 class TaggingCodec:
     """Sentences <-> rows of word (+ character) ids, and tag names.
 
-    :meth:`batch` gives ``inputs`` (B, T) word ids, or (B, T, 1 + W) with the ids of each
-    word's first W = ``max_word_len`` characters after it (0 pads) when ``chars`` is set.
+    :meth:`batch` gives ``inputs`` (B, T) word ids, or (B, T, C) with the word id first, then
+    with ``bigrams`` the ids of the token pairs to its left and right (:func:`token_bigrams`),
+    then with ``chars`` the ids of the word's first W = ``max_word_len`` characters (0 pads).
+    With a :class:`CharTokenizer` (and ``joiner=""``) it tags unspaced text such as Chinese,
+    one character per token; white space is never a token.
     """
 
     words: Vocab
     tags: tuple[str, ...]
     chars: Vocab | None = None
     max_word_len: int = 20
-    scheme: str = ""  # "IO", "BIO" or "BIOES" when spans are scored; "" otherwise
+    scheme: str = ""  # "IO", "BIO", "BIOES" or "BMES" when spans or words are scored; "" not
     tokenizer: Tokenizer = field(default_factory=lambda: WordTokenizer(pattern=TAGGING_PATTERN))
+    bigrams: Vocab | None = None  # token pairs (token_bigrams) with their own ids, or None
+    joiner: str = " "  # joins tokens back into text: " " for words, "" for characters
+    lexicon: tuple[str, ...] = ()  # BMES: the training split's words (OOV/IV recall)
     kind = "tagging"
 
     def tokenize(self, text: str) -> list[str]:
-        """The words of raw ``text``: ``"Hi, Bob."`` -> ``["Hi", ",", "Bob", "."]``."""
-        return self.tokenizer.tokenize(text)
+        """The words of raw ``text``: ``"Hi, Bob."`` -> ``["Hi", ",", "Bob", "."]`` (or its
+        characters, white space dropped: ``"我爱 北京"`` -> ``["我", "爱", "北", "京"]``)."""
+        return [t for t in self.tokenizer.tokenize(text) if t and not t.isspace()]
 
     def batch(
         self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]] | None = None
@@ -170,14 +181,21 @@ class TaggingCodec:
         scored (mask False)."""
         tag_ids = {t: i for i, t in enumerate(self.tags)}
         w = self.max_word_len if self.chars is not None else 0
+        g = 2 if self.bigrams is not None else 0  # left and right pair columns
         b, t = len(sentences), max((len(s) for s in sentences), default=1) or 1
-        inputs = torch.zeros(b, t, 1 + w, dtype=torch.long)  # (B, T, 1 + W)
+        inputs = torch.zeros(b, t, 1 + g + w, dtype=torch.long)  # (B, T, 1 + G + W)
         targets = torch.zeros(b, t, dtype=torch.long)  # (B, T)
         for i, tokens in enumerate(sentences):
-            inputs[i, : len(tokens), 0] = torch.tensor(self.words.encode(tokens), dtype=torch.long)
+            n = len(tokens)
+            inputs[i, :n, 0] = torch.tensor(self.words.encode(tokens), dtype=torch.long)
+            if g and n:
+                pair_ids = self.bigrams.encode(token_bigrams(tokens))  # type: ignore[union-attr]
+                pairs = torch.tensor(pair_ids, dtype=torch.long)  # (T + 1,)
+                inputs[i, :n, 1] = pairs[:n]  # (x_{t-1}, x_t)
+                inputs[i, :n, 2] = pairs[1:]  # (x_t, x_{t+1})
             for j, token in enumerate(tokens if w else []):
                 ids = self.chars.encode(list(token[:w]))  # type: ignore[union-attr]
-                inputs[i, j, 1 : 1 + len(ids)] = torch.tensor(ids, dtype=torch.long)
+                inputs[i, j, 1 + g : 1 + g + len(ids)] = torch.tensor(ids, dtype=torch.long)
             if tags is not None:
                 targets[i, : len(tokens)] = torch.tensor(
                     [tag_ids.get(x, -1) for x in tags[i]], dtype=torch.long
@@ -186,7 +204,9 @@ class TaggingCodec:
         mask = torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
         if tags is not None:
             mask &= targets >= 0
-        return SequenceBatch(inputs if w else inputs[..., 0], targets.clamp(min=0), mask, lengths)
+        return SequenceBatch(
+            inputs if w or g else inputs[..., 0], targets.clamp(min=0), mask, lengths
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -197,11 +217,14 @@ class TaggingCodec:
             "max_word_len": self.max_word_len,
             "scheme": self.scheme,
             "tokenizer": self.tokenizer.to_config(),
+            "bigrams": self.bigrams.tokens if self.bigrams is not None else None,
+            "joiner": self.joiner,
+            "lexicon": list(self.lexicon),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TaggingCodec:
-        chars = data.get("chars")
+        chars, bigrams = data.get("chars"), data.get("bigrams")
         return cls(
             Vocab(data["words"]),
             tuple(data["tags"]),
@@ -209,7 +232,19 @@ class TaggingCodec:
             int(data["max_word_len"]),
             str(data.get("scheme", "")),
             tokenizer_from_config(data["tokenizer"]),
+            Vocab(bigrams) if bigrams else None,
+            str(data.get("joiner", " ")),  # codecs saved before characters as tokens: words
+            tuple(data.get("lexicon", ())),
         )
+
+
+def token_bigrams(tokens: Sequence[str]) -> list[str]:
+    """The T + 1 adjacent pairs of T tokens, boundaries included, as ``"a b"`` strings:
+    ``["我", "爱"]`` -> ``["<s> 我", "我 爱", "爱 </s>"]``. Token t's left pair is item t,
+    its right pair item t + 1 (tokens hold no white space, so a pair reads back unambiguously).
+    """
+    padded = ["<s>", *tokens, "</s>"]
+    return [f"{a} {b}" for a, b in itertools.pairwise(padded)]
 
 
 @dataclass(frozen=True)
@@ -306,6 +341,69 @@ class FeatureCodec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeatureCodec:
         return cls(tuple(data["names"]))
+
+
+@register_codec
+@dataclass(frozen=True)
+class ItemCodec:
+    """Item ids of a catalogue (movies) <-> model ids 1..V-1 (0 pads), with their titles.
+
+    ``ids[k]`` is the item of model id k + 1 as the data names it; ``titles[k]`` its title::
+
+        codec = ItemCodec(("50", "172"), ("Star Wars (1977)", "Empire Strikes Back (1980)"))
+        codec.parse_items("172, 50")     # [2, 1]: what `rnnkit predict RUN --items` reads
+    """
+
+    ids: tuple[str, ...]
+    titles: tuple[str, ...]
+    kind = "items"
+
+    def __post_init__(self) -> None:
+        if len(self.titles) != len(self.ids):
+            raise ValueError(
+                f"titles: expected {len(self.ids)}, one per item, got {len(self.titles)}"
+            )
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError("ids: an item id appears twice")
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {item: k + 1 for k, item in enumerate(self.ids)}
+
+    @property
+    def size(self) -> int:
+        """V: model ids, padding included."""
+        return len(self.ids) + 1
+
+    def encode(self, items: Sequence[str], where: str = "") -> list[int]:
+        """Model ids of item ids; an unknown one is an error naming it (and ``where``)."""
+        unknown = [str(i) for i in items if str(i) not in self._index]
+        if unknown:
+            raise ValueError(
+                f"{where}{': ' if where else ''}item {unknown[0]!r} is not among the "
+                f"{len(self.ids):,} items the model knows"
+            )
+        return [self._index[str(i)] for i in items]
+
+    def parse_items(self, text: str) -> list[int]:
+        """Model ids of a history written as item ids separated by commas or spaces."""
+        items = text.replace(",", " ").split()
+        if not items:
+            raise ValueError(f"expected item ids separated by commas, got {text!r}")
+        return self.encode(items)
+
+    def item(self, model_id: int) -> str:
+        return self.ids[model_id - 1]
+
+    def title(self, model_id: int) -> str:
+        return self.titles[model_id - 1] or self.ids[model_id - 1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ids": list(self.ids), "titles": list(self.titles)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ItemCodec:
+        return cls(tuple(str(i) for i in data["ids"]), tuple(str(t) for t in data["titles"]))
 
 
 @register_codec

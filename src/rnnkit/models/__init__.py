@@ -17,7 +17,9 @@ from rnnkit.models.contract import (
 from rnnkit.models.ctc import CTCRecognizer, CTCRecognizerConfig, Transcript
 from rnnkit.models.encoder import CELLS, CellKind, RecurrentConfig, build_encoder, register_cell
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
+from rnnkit.models.recommender import Recommendations, RecommenderConfig, SessionRecommender
 from rnnkit.models.recurrent import RecurrentModel, RecurrentModelConfig
+from rnnkit.models.siamese import SiameseConfig, SiameseEncoder, Similarity
 from rnnkit.models.tagger import SequenceTagger, Tagged, TaggerConfig
 
 __all__ = [
@@ -32,11 +34,17 @@ __all__ = [
     "ModelContractError",
     "Predicting",
     "Prediction",
+    "Recommendations",
+    "RecommenderConfig",
     "RecurrentConfig",
     "RecurrentModel",
     "RecurrentModelConfig",
     "SequenceClassifier",
     "SequenceTagger",
+    "SessionRecommender",
+    "SiameseConfig",
+    "SiameseEncoder",
+    "Similarity",
     "Stepping",
     "Tagged",
     "TaggerConfig",

@@ -151,8 +151,8 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"ids must be (B, T) int64, got {tuple(ids.shape)} {ids.dtype}")
         if lengths.shape != ids.shape[:1] or bool((lengths < 1).any()):
             raise ValueError(f"lengths must be (B,) = ({ids.shape[0]},) with values >= 1")
-        steps = int(lengths.max())
-        ids = ids[:, :steps]  # (B, T'): padding past the longest sequence changes nothing
+        if not torch.jit.is_tracing():  # an ONNX graph keeps its time axis dynamic
+            ids = ids[:, : int(lengths.max())]  # (B, T'): padding past the longest changes nothing
         if self.embedding is None:
             return ids.to(self.out.weight.dtype), lengths  # (B, T', D)
         return self.drop(self.embedding(ids).to(self.out.weight.dtype)), lengths  # (B, T', D)
@@ -238,6 +238,25 @@ class SequenceClassifier(nn.Module):
         tr = self.rnn.trace(x, lengths=lengths)
         z = self.out(self.drop(self._pool(tr.output, tr.state, lengths)))
         return self._loss(z, batch)[0], tr
+
+    def onnx_graphs(self) -> list:
+        """``rnnkit export``'s graph (:mod:`rnnkit.export`): ids (B, T) (or frames (B, T, D))
+        and lengths (B,) -> logits (B, K) (or (B, 1)), batch and time dynamic."""
+        from rnnkit.export import OnnxGraph, example_lengths
+
+        c = self.config
+
+        def inputs(batch: int, steps: int) -> tuple[Tensor, Tensor]:
+            g = torch.Generator().manual_seed(batch * 1000 + steps)
+            if c.input_features:
+                x = torch.randn(batch, steps, c.input_features, generator=g)
+            else:
+                x = torch.randint(0, c.vocab_size, (batch, steps), generator=g)
+            return x, example_lengths(batch, steps)
+
+        axes = {"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "logits": {0: "batch"}}
+        names = ("ids", "lengths"), ("logits",)
+        return [OnnxGraph("classifier", self, self.forward, inputs, *names, axes)]
 
     # ---- raw text ---------------------------------------------------------------------------
     @torch.no_grad()

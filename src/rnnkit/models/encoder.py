@@ -5,7 +5,8 @@ beyond the common ones. Every model config inherits :class:`RecurrentConfig`, wh
 are the ``[model]`` keys of the recurrent stack, and :func:`build_encoder` honours each::
 
     cell            registry name: "rnn" (Elman), "lstm", "gru", a regularised kind
-                    ("lstm-ln", "gru-zoneout"... rnnkit.regularized) or one added by register_cell
+                    ("lstm-ln", "gru-zoneout"... rnnkit.regularized), "mingru" or "minlstm"
+                    (parallel scan, rnnkit.cells_min) or one added by register_cell
     hidden_size     H per direction
     num_layers      stacked layers; layer k + 1 reads layer k's outputs
     bidirectional   (models that allow it) also read each sequence from its end
@@ -31,6 +32,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from rnnkit.cells_min import MinGRU, MinLSTM
 from rnnkit.cells_regularized import RATES  # fields only some kinds read (None: unset)
 from rnnkit.layers import GRU, LSTM, RNN, Recurrent
 from rnnkit.regularized import REGULARIZED_KINDS
@@ -52,6 +54,8 @@ CELLS: dict[str, CellKind] = {
     "gru": CellKind(GRU),
     # lstm-ln, gru-ln, {lstm,gru}-variational, -weightdrop, -zoneout (rnnkit.regularized)
     **{name: CellKind(kind, options=kind.options) for name, kind in REGULARIZED_KINDS.items()},
+    "mingru": CellKind(MinGRU),  # parallel-scan cells (rnnkit.cells_min), no W_hh
+    "minlstm": CellKind(MinLSTM),
 }
 
 
@@ -143,10 +147,16 @@ def build_encoder(input_size: int, config: RecurrentConfig, **overrides: Any) ->
 
 
 def orthogonal_recurrence(layer: nn.Module, scale: float, hidden_size: int) -> None:
-    """Set each (H, H) gate block of every ``weight_hh`` to ``scale`` * an orthogonal matrix."""
+    """Set each (H, H) gate block of every ``weight_hh`` to ``scale`` * an orthogonal matrix
+    (an error for a layer without one: the minGRU's and minLSTM's)."""
+    done = 0
     with torch.no_grad():
         for name, p in layer.named_parameters():
             if name.rsplit(".", 1)[-1].startswith("weight_hh"):
                 for block in p.split(hidden_size, dim=0):  # one (H, H) per gate
                     nn.init.orthogonal_(block)
                     block.mul_(scale)
+                done += 1
+    if not done:
+        cell = type(getattr(layer, "cells", [layer])[0]).__name__
+        raise ValueError(f"recurrent_scale={scale!r} sets W_hh, and {cell} has none; remove it")

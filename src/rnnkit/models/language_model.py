@@ -205,6 +205,30 @@ class LanguageModel(nn.Module):
         logits, state = self(tokens, state)  # (B, P, V)
         return logits[:, -1], state
 
+    def onnx_graphs(self) -> list:
+        """``rnnkit export``'s graph (:mod:`rnnkit.export`): :meth:`step`, tokens (B,) and
+        the state h (L, B, H) (and c for an LSTM) -> logits (B, V) and the next state
+        h_next (and c_next), batch dynamic. Zeros are the first state."""
+        from rnnkit.export import OnnxGraph
+
+        sizes = self.rnn.cells[0].state_sizes  # (H,), or (H, H) for the LSTM
+        state_in, state_out = ("h", "c")[: len(sizes)], ("h_next", "c_next")[: len(sizes)]
+        layers = self.config.num_layers
+
+        def inputs(batch: int, steps: int) -> tuple[torch.Tensor, ...]:
+            g = torch.Generator().manual_seed(batch * 1000 + steps)
+            tokens = torch.randint(0, self.config.vocab_size, (batch,), generator=g)
+            return tokens, *(torch.randn(layers, batch, n, generator=g) * 0.5 for n in sizes)
+
+        def step(tokens: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            logits, new = self.step(tokens, state if len(state) > 1 else state[0])
+            return (logits, *(new if isinstance(new, tuple) else (new,)))
+
+        axes = {name: {1: "batch"} for name in (*state_in, *state_out)}
+        axes.update(tokens={0: "batch"}, logits={0: "batch"})
+        names = ("tokens", *state_in), ("logits", *state_out)
+        return [OnnxGraph("step", self, step, inputs, *names, axes)]
+
     # ---- raw text -----------------------------------------------------------------------------
     @torch.no_grad()
     def generate(

@@ -427,6 +427,68 @@ class Seq2Seq(nn.Module):
         """Rows ``index`` of a decoder state (beam search)."""
         return state.select(index.to(state.memory.device))
 
+    def onnx_graphs(self) -> list:
+        """``rnnkit export``'s graphs (:mod:`rnnkit.export`), batch and source time dynamic:
+
+        ``encoder``: source (ids (B, S), frames (B, S, D) or images (B, C, H, S)) and
+        source_lengths (B,) -> the first decoder state: h (L, B, H_d) (and c), with input
+        feeding ``feed`` (B, H_d), with attention ``memory``, ``keys`` and ``mask`` (B, S);
+        ``decoder_step``: tokens (B,) and that state -> logits (B, V) and h_next (and
+        c_next, feed_next). Search (greedy, beam) runs the step from outside."""
+        from rnnkit.export import OnnxGraph, example_lengths
+
+        c = self.config
+        hidden = ("h", "c")[: self.state_parts]
+        feed = ("feed",) if self.feeds else ()
+        memory = ("memory", "keys", "mask") if self.attention is not None else ()
+
+        def source(batch: int, steps: int) -> tuple[Tensor, Tensor]:
+            g = torch.Generator().manual_seed(batch * 1000 + steps)
+            if c.source_vocab_size:
+                x = torch.randint(0, c.source_vocab_size, (batch, steps), generator=g)
+            elif c.image_channels:
+                x = torch.rand(batch, c.image_channels, c.image_height, steps, generator=g)
+            else:
+                x = torch.randn(batch, steps, c.source_features, generator=g)
+            return x, example_lengths(batch, steps)
+
+        def flat(state: DecoderState) -> tuple[Tensor, ...]:
+            h = state.hidden if isinstance(state.hidden, tuple) else (state.hidden,)
+            attended = (state.memory, state.keys, state.mask)[: len(memory)]
+            return (*h, *(state.feed,) * len(feed), *attended)
+
+        def encoder(x: Tensor, lengths: Tensor) -> tuple[Tensor, ...]:
+            return flat(self.encode(x, lengths))
+
+        def step_inputs(batch: int, steps: int) -> tuple[Tensor, ...]:
+            with torch.no_grad():
+                state = flat(self.encode(*source(batch, steps)))
+            g = torch.Generator().manual_seed(batch)
+            return torch.randint(0, c.target_vocab_size, (batch,), generator=g), *state
+
+        def step(tokens: Tensor, *parts: Tensor) -> tuple[Tensor, ...]:
+            h, parts = parts[: len(hidden)], parts[len(hidden) :]
+            f, m = (parts[0], parts[1:]) if feed else (None, parts)
+            m = m or (h[0],) * 3  # without attention the step reads no memory
+            state = DecoderState(h if len(h) > 1 else h[0], f, *m)
+            logits, new = self.step(tokens, state)
+            return (logits, *flat(new)[: len(hidden) + len(feed)])
+
+        out = ("logits", *(f"{k}_next" for k in (*hidden, *feed)))
+        batched = ("source_lengths", "tokens", "logits", "feed", "feed_next")
+        axes = {k: {0: "batch"} for k in batched}
+        axes.update({k: {0: "batch", 1: "time"} for k in memory})
+        axes.update({k: {1: "batch"} for k in (*hidden, "h_next", "c_next")})
+        axes["source"] = {0: "batch", (3 if c.image_channels else 1): "time"}
+        graphs = [
+            ("encoder", encoder, source, ("source", "source_lengths"), (*hidden, *feed, *memory)),
+            ("decoder_step", step, step_inputs, ("tokens", *hidden, *feed, *memory), out),
+        ]
+        return [
+            OnnxGraph(name, self, fn, make, ins, outs, _only(axes, (*ins, *outs)))
+            for name, fn, make, ins, outs in graphs
+        ]
+
     # ---- raw input ----------------------------------------------------------------------------
     @torch.no_grad()
     def decode(
@@ -604,6 +666,11 @@ class Seq2Seq(nn.Module):
     def predict(self, inputs: Any) -> Any:
         """Greedy outputs for raw sources (:meth:`translate` with its defaults)."""
         return self.translate(inputs)
+
+
+def _only(axes: dict, names: tuple[str, ...]) -> dict:
+    """The dynamic axes of the named inputs and outputs of one graph."""
+    return {k: v for k, v in axes.items() if k in names}
 
 
 def _cut(ids: list[int]) -> list[int]:

@@ -1,4 +1,5 @@
-"""Span-level precision, recall and F1 by the conlleval definition, and token accuracy.
+"""Span-level precision, recall and F1 by the conlleval definition, token accuracy, and
+word precision, recall and F1 of a segmentation as the SIGHAN bakeoff scorer reports them.
 
 A predicted span counts as correct only when its type, start and end all equal those of a
 gold span. With ``tp`` correct spans, ``n_pred`` predicted and ``n_gold`` gold spans::
@@ -124,3 +125,93 @@ def macro_f1(scores: dict[str, PRF], exclude: tuple[str, ...] = ()) -> float:
     if not kept:
         raise ValueError("macro_f1: no labels left to average")
     return sum(kept) / len(kept)
+
+
+@dataclass(frozen=True)
+class WordScores:
+    """Word scores of a segmentation, the lines of the SIGHAN bakeoff's ``score`` script."""
+
+    precision: float  # correct words / predicted words ("TOTAL TEST WORDS PRECISION")
+    recall: float  # correct words / gold words ("TOTAL TRUE WORDS RECALL")
+    f1: float  # 2 P R / (P + R) ("F MEASURE")
+    gold: int  # gold words ("TOTAL TRUE WORD COUNT")
+    predicted: int  # predicted words ("TOTAL TEST WORD COUNT")
+    correct: int  # predicted words whose span is a gold word's span
+    oov_rate: float | None = None  # gold words not in the lexicon / gold words ("OOV Rate")
+    oov_recall: float | None = None  # correct OOV gold words / OOV gold words
+    iv_recall: float | None = None  # correct in-lexicon gold words / in-lexicon gold words
+
+    def as_dict(self, prefix: str = "word_") -> dict[str, float]:
+        """The scores as flat metrics: ``word_precision``, ..., ``oov_recall`` when known."""
+        out = {f"{prefix}{k}": getattr(self, k) for k in ("precision", "recall", "f1")}
+        for k in ("oov_rate", "oov_recall", "iv_recall"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        return out
+
+
+def _offsets(words: list[str]) -> list[tuple[int, int]]:
+    """Character offsets ``(start, end)`` of consecutive ``words``."""
+    out, start = [], 0
+    for word in words:
+        out.append((start, start + len(word)))
+        start += len(word)
+    return out
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else 0.0
+
+
+def word_scores(
+    gold: list[list[str]], pred: list[list[str]], lexicon: set[str] | None = None
+) -> WordScores:
+    """Word precision, recall and F1 of predicted segmentations against gold ones.
+
+    Each sentence is given as its list of words; gold and predicted words of a sentence
+    must join to the same text. A predicted word is correct when a gold word covers exactly
+    the same characters (same start and end offsets), so a word string found elsewhere in
+    the sentence does not count. Counts are summed over all sentences (micro average)::
+
+        precision = correct / predicted      recall = correct / gold      F1 = 2 P R / (P + R)
+
+    With ``lexicon`` (the training split's words) the gold words split into OOV (not in the
+    lexicon) and IV ones: ``oov_rate`` = OOV gold / gold, ``oov_recall`` = correct OOV gold /
+    OOV gold, ``iv_recall`` = correct IV gold / IV gold. Every ratio is 0 when its
+    denominator is 0. The SIGHAN script aligns the two word lists with ``diff`` instead of
+    offsets; the two agree except on sentences where the same word string sits at different
+    offsets in an alignment diff prefers, where diff can count a word that offsets do not.
+
+    >>> s = word_scores([["我", "爱", "北京"]], [["我爱", "北京"]], lexicon={"我", "爱"})
+    >>> (s.precision, round(s.recall, 4), s.oov_rate, s.oov_recall, s.iv_recall)
+    (0.5, 0.3333, 0.3333333333333333, 1.0, 0.0)
+    """
+    if len(gold) != len(pred):
+        raise ValueError(f"gold has {len(gold)} sentences but pred has {len(pred)}")
+    n_gold = n_pred = correct = oov = oov_correct = 0
+    for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
+        if "".join(g) != "".join(p):
+            raise ValueError(f"sentence {i}: gold and predicted words spell different texts")
+        predicted = set(_offsets(p))
+        n_gold, n_pred = n_gold + len(g), n_pred + len(p)
+        for word, span in zip(g, _offsets(g), strict=True):
+            hit = span in predicted
+            correct += hit
+            if lexicon is not None and word not in lexicon:
+                oov, oov_correct = oov + 1, oov_correct + hit
+    precision, recall = _ratio(correct, n_pred), _ratio(correct, n_gold)
+    f1 = _ratio(2 * correct, n_pred + n_gold)  # = 2 P R / (P + R)
+    if lexicon is None:
+        return WordScores(precision, recall, f1, n_gold, n_pred, correct)
+    iv, iv_correct = n_gold - oov, correct - oov_correct
+    return WordScores(
+        precision,
+        recall,
+        f1,
+        n_gold,
+        n_pred,
+        correct,
+        _ratio(oov, n_gold),
+        _ratio(oov_correct, oov),
+        _ratio(iv_correct, iv),
+    )

@@ -1,4 +1,4 @@
-"""Tag schemes IO, BIO (IOB2) and BIOES: span extraction and conversion between them.
+"""Tag schemes IO, BIO (IOB2), BIOES and BMES: span extraction and conversion between them.
 
 A tag is ``O`` or ``P-TYPE`` with prefix ``P`` one of ``B`` (begin), ``I`` (inside),
 ``E`` (end), ``S`` (single). A span is ``(type, start, end)`` over token positions with
@@ -14,6 +14,9 @@ Span extraction follows conlleval (and seqeval's default mode): an ill-formed se
 such as ``O I-PER`` still yields the span ``("PER", 1, 2)``, and a change of type always
 closes the open span. IO cannot mark the boundary between two adjacent spans of one type,
 so converting such spans to IO and back merges them.
+
+BMES (word segmentation) tags are untyped ``B``, ``M``, ``E``, ``S``: each marks where a
+character stands in its word (:func:`words_to_bmes`, :func:`bmes_spans`, section below).
 """
 
 from __future__ import annotations
@@ -126,3 +129,91 @@ def tag_set(types: list[str], scheme: str) -> list[str]:
     scheme = _check_scheme(scheme)
     prefixes = {"IO": "I", "BIO": "BI", "BIOES": "BIES"}[scheme]
     return ["O"] + [f"{p}-{kind}" for kind in types for p in prefixes]
+
+
+# -- BMES: words as untyped spans (word segmentation) -----------------------------------------
+#
+# Each character of a text gets one of four tags: B begins a word of two or more characters,
+# M continues it, E ends it, S is a one-character word. The words of a text are then spans
+# that cover it without gaps::
+#
+#     characters  我  爱  北  京  天  安  门
+#     BMES        S   S   B   E   B   M   E
+#     words       我 | 爱 | 北京 | 天安门       spans (0, 1) (1, 2) (2, 4) (4, 7)
+#
+# Reading an ill-formed sequence (a decoder without constraints may give one): a word
+# boundary lies before position i exactly when tag i is B or S, or tag i-1 is E or S. So a
+# word ends before every B or S even when it was not closed by an E (``B B`` is two words,
+# ``B S`` too), an M or E after a closed word starts a new one (``S M E`` is two words), and
+# a word still open at the end ends there. Every tag sequence thus gives a segmentation of
+# the whole text, and a well-formed one gives exactly the words it was made from.
+
+BMES = ("B", "M", "E", "S")
+
+
+def is_bmes(tag_names: set[str] | list[str] | tuple[str, ...]) -> bool:
+    """Whether ``tag_names`` is a non-empty subset of the untyped B, M, E, S tags."""
+    return bool(tag_names) and set(tag_names) <= set(BMES)
+
+
+def _check_bmes(tags: list[str]) -> None:
+    for i, tag in enumerate(tags):
+        if tag not in BMES:
+            raise ValueError(f"tag {tag!r} at position {i}: expected one of B, M, E, S")
+
+
+def words_to_bmes(words: list[str]) -> list[str]:
+    """One BMES tag per character of ``words`` (each a non-empty string).
+
+    >>> words_to_bmes(["我", "爱", "北京", "天安门"])
+    ['S', 'S', 'B', 'E', 'B', 'M', 'E']
+    """
+    tags: list[str] = []
+    for i, word in enumerate(words):
+        if not word:
+            raise ValueError(f"word {i}: empty; every word needs at least one character")
+        tags += ["S"] if len(word) == 1 else ["B", *["M"] * (len(word) - 2), "E"]
+    return tags
+
+
+def bmes_spans(tags: list[str]) -> list[tuple[int, int]]:
+    """Word spans ``(start, end)`` (end exclusive) of BMES ``tags``, read robustly (above).
+
+    >>> bmes_spans(["S", "B", "E", "B", "B", "M"])  # B B: the first word ends before B
+    [(0, 1), (1, 3), (3, 4), (4, 6)]
+    """
+    _check_bmes(tags)
+    found: list[tuple[int, int]] = []
+    start = 0
+    for i in range(1, len(tags) + 1):
+        if i == len(tags) or tags[i] in ("B", "S") or tags[i - 1] in ("E", "S"):
+            found.append((start, i))
+            start = i
+    return found
+
+
+def bmes_to_words(chars: str | list[str], tags: list[str], joiner: str = "") -> list[str]:
+    """The words of ``chars`` (a string, or a list of tokens joined by ``joiner``) by ``tags``.
+
+    >>> bmes_to_words("我爱北京天安门", ["S", "S", "B", "E", "B", "M", "E"])
+    ['我', '爱', '北京', '天安门']
+    """
+    if len(chars) != len(tags):
+        raise ValueError(f"{len(chars)} characters but {len(tags)} tags")
+    return [joiner.join(chars[start:end]) for start, end in bmes_spans(tags)]
+
+
+def bmes_transitions(tags: list[str]) -> tuple[list[list[bool]], list[bool], list[bool]]:
+    """(allowed[i][j], start_allowed[i], end_allowed[i]) for CRF constraints over ``tags``.
+
+    B and M are inside a word, which M or E must continue; after E or S (a closed word) only
+    B or S may follow. A text starts with B or S and ends with E or S.
+    """
+    _check_bmes(list(tags))
+    inside = [t in ("B", "M") for t in tags]
+    allowed = [
+        [inside[i] == (tags[j] in ("M", "E")) for j in range(len(tags))] for i in range(len(tags))
+    ]
+    start = [t in ("B", "S") for t in tags]
+    end = [t in ("E", "S") for t in tags]
+    return allowed, start, end

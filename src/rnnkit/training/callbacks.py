@@ -6,7 +6,7 @@ The trainer calls every callback's hooks in order::
     on_epoch_start(trainer, epoch)          before an epoch's first batch
     on_batch_start(trainer, batch_index)    before a batch's forward pass
     on_batch_end(trainer, batch_index, info)  after the batch's optimizer step(s)
-    on_evaluation(trainer, metrics)         after validation at the end of an epoch
+    on_evaluation(trainer, metrics)         after validation (an epoch's end, or a time-budget stop)
     on_epoch_end(trainer, epoch, metrics)   with the epoch's train and validation metrics
     on_checkpoint(trainer, path)            after a checkpoint is written
     on_train_end(trainer)                   once, also when the run stops early

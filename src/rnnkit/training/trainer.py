@@ -332,6 +332,7 @@ class Trainer:
         metrics = self._epoch_metrics()
         if self.val_batches is not None:
             metrics.update(self.evaluate(self.val_batches))
+            self._emit("on_evaluation", metrics)  # task scores join, as at an epoch's end
         done = self.epoch + self.batch_in_epoch / max(len(self.train_batches), 1)
         self.final_metrics = {"epochs": done, "step": float(self.step), **metrics}
         self._tick()
