@@ -83,9 +83,9 @@ def test_linear_baseline_picks_c_without_reading_the_test_fold(kind):
         mr.linear_fit("svm", texts, ys, 1.0, str.split)
 
 
-def test_nb_lr_features_are_the_ratio_times_binarized_counts():
-    """With a huge C the NB-LR fit separates; its decision rests on r: a test sentence of
-    only positive-ratio words is predicted positive even for an unseen bigram."""
+def test_nb_lr_fits_the_toy_set_and_reads_unseen_texts_by_word_polarity():
+    """With a large C the NB-LR fit separates the training texts; new texts made of one
+    polarity's words (unseen bigrams such as "good good") take that polarity."""
     mr = load_benchmark("mr_sentiment")
     texts, ys = _toy()
     predict = mr.linear_fit("nb-lr", texts, ys, 100.0, str.split)
