@@ -49,6 +49,7 @@ half: ``weight_ih`` (G*H, I) and ``bias_ih`` (G*H,), gates stacked (z, h) for th
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -219,14 +220,15 @@ class _ScanCell(CellBase):
         weights = self.weight_ih.chunk(self.num_gates)  # G x (H, I)
         return tuple(nn.functional.linear(x, w, b) for w, b in zip(weights, biases, strict=True))
 
+    @abc.abstractmethod
     def coefficients(self, *k: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """a_t, b_t (..., H) of ``h_t = a_t * h_{t-1} + b_t`` and the gates by name, from the
-        pre-activations of the G gates (each (..., H))."""
-        raise NotImplementedError
+        pre-activations of the G gates (each (..., H)); each cell kind defines its own."""
 
+    @abc.abstractmethod
     def log_coefficients(self, *k: Tensor) -> tuple[Tensor, Tensor]:
-        """log a_t, log b_t (..., H) from the gates' pre-activations, in log space."""
-        raise NotImplementedError
+        """log a_t, log b_t (..., H) from the gates' pre-activations, in log space; each cell
+        kind defines its own."""
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One step: x (B, I) or unbatched (I,), state h_{t-1} of x's batch (None: zeros)
