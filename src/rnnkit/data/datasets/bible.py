@@ -101,6 +101,19 @@ def _verses(bible: object) -> dict[tuple[str, int, int], str]:
     return verses
 
 
+def read_modules(paths: dict[str, Path], *names: str) -> list[dict[tuple[str, int, int], str]]:
+    """The verses of each named SWORD module in the Debian packages ``paths`` (unpacked into a
+    temporary directory), as (book, chapter, verse) -> cleaned text."""
+    from pysword.modules import SwordModules
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in paths.values():
+            unpack_deb(path, Path(tmp))
+        modules = SwordModules(str(Path(tmp) / "usr/share/sword"))
+        modules.parse_modules()
+        return [_verses(modules.get_bible_from_module(name)) for name in names]
+
+
 @register(
     DatasetInfo(
         name="bible-en-es",
@@ -121,15 +134,7 @@ def _verses(bible: object) -> dict[tuple[str, int, int], str]:
     )
 )
 def convert(paths: dict[str, Path], out: Path) -> dict[str, int]:
-    from pysword.modules import SwordModules
-
-    with tempfile.TemporaryDirectory() as tmp:
-        for path in paths.values():
-            unpack_deb(path, Path(tmp))
-        modules = SwordModules(str(Path(tmp) / "usr/share/sword"))
-        modules.parse_modules()
-        english = _verses(modules.get_bible_from_module("engWEB2015eb"))
-        spanish = _verses(modules.get_bible_from_module("spaRV1909eb"))
+    english, spanish = read_modules(paths, "engWEB2015eb", "spaRV1909eb")
     rows = [
         (f"{b}.{c}.{v}", english[b, c, v], spanish[b, c, v])
         for b, c, v in spanish

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import random
 import re
-import tempfile
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
 from rnnkit.data.datasets._write import write_splits, write_tsv
-from rnnkit.data.datasets.bible import MAX_LENGTH_RATIO, WEB, _verses, misaligned_chapters
-from rnnkit.data.fetching import Artifact, unpack_deb
+from rnnkit.data.datasets.bible import MAX_LENGTH_RATIO, WEB, misaligned_chapters, read_modules
+from rnnkit.data.fetching import Artifact
 from rnnkit.data.registry import DatasetInfo, register
 from rnnkit.data.splits import group_split
 
@@ -121,15 +120,7 @@ def split_by_book(verses: list[Verse], rows: list[tuple[str, ...]], seed: int = 
     )
 )
 def convert(paths: dict[str, Path], out: Path) -> dict[str, int]:
-    from pysword.modules import SwordModules
-
-    with tempfile.TemporaryDirectory() as tmp:
-        for path in paths.values():
-            unpack_deb(path, Path(tmp))
-        modules = SwordModules(str(Path(tmp) / "usr/share/sword"))
-        modules.parse_modules()
-        web = _verses(modules.get_bible_from_module("engWEB2015eb"))
-        kjv = _verses(modules.get_bible_from_module("engKJV2006eb"))
+    web, kjv = read_modules(paths, "engWEB2015eb", "engKJV2006eb")
     verses = aligned_verses(web, kjv)
     rows = paraphrase_pairs(verses)
     names = split_by_book(verses, rows)
