@@ -68,7 +68,7 @@ def predict(
 
     A model of sequences of numbers or symbols reads FILE in its own formats instead (.ts,
     FASTA, CSV, JSONL, .npy: one case per record); a model of item sequences reads each
-    --items history (or TEXT) through its codec; a model of text pairs (similarity) reads
+    --items history (or TEXT) through its codec; a model of text pairs reads
     each TEXT or line as two texts joined by ' ||| ' or a tab. Each prediction prints as the model
     formats it (LABEL<TAB>PROBABILITY<TAB>TEXT, one word and its tag per line then the
     typed spans, or RANK<TAB>ITEM<TAB>PROBABILITY<TAB>TITLE per line); multi-line ones are
