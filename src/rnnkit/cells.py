@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import abc
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,7 +38,23 @@ from rnnkit.errors import ShapeError, check_dtype, check_flag, check_size, descr
 
 State = Tensor | tuple[Tensor, ...]
 
-__all__ = ["CellBase", "ElmanCell", "GRUCell", "GatedCell", "LSTMCell", "State"]
+
+@dataclass(frozen=True)
+class StepPack:
+    """The weights one step of a built-in cell reads (:meth:`GatedCell.pack_weights`),
+    shaped as torch.nn's (``w_ih`` (G*H, I), ``w_hh`` (G*H, P), biases (G*H,) or None,
+    ``w_hr`` (P, H) or None) and laid out in memory either as the parameters themselves or
+    as transposes of contiguous (in, out) copies (``packed``)."""
+
+    w_ih: Tensor
+    w_hh: Tensor
+    b_ih: Tensor | None
+    b_hh: Tensor | None
+    w_hr: Tensor | None = None
+    packed: bool = False
+
+
+__all__ = ["CellBase", "ElmanCell", "GRUCell", "GatedCell", "LSTMCell", "State", "StepPack"]
 
 
 class CellBase(nn.Module, abc.ABC):
@@ -272,6 +289,26 @@ class GatedCell(CellBase):
                 check_dtype("state", p, x.dtype, "the input's")
         return x.dim() == 1
 
+    # -- one step from a pack of weights (decoding a token at a time) ------------------
+    def pack_weights(self, packed: bool = False) -> StepPack:
+        """The weights :meth:`packed_step` reads: the parameters themselves, or with
+        ``packed`` each matrix copied once into a contiguous (in, out) layout (and viewed
+        back as (out, in)), the layout whose matrix-vector products read memory in order;
+        at small batches a step is bound by reading its weights."""
+
+        def lay(w: Tensor | None) -> Tensor | None:
+            return w.detach().t().contiguous().t() if packed and w is not None else w
+
+        w_hr = getattr(self, "weight_hr", None)
+        return StepPack(
+            lay(self.weight_ih),
+            lay(self.weight_hh),
+            self.bias_ih,
+            self.bias_hh,
+            lay(w_hr),
+            packed,
+        )
+
     def gates(self, x: Tensor, state: State) -> dict[str, Tensor]:
         """The gate activations of one step, by name, each (B, H): for diagnostics."""
         return self.step_with_gates(self.project_input(x), state)[2]
@@ -320,6 +357,16 @@ class ElmanCell(GatedCell):
         pre = self._preactivation(xp, state)  # (B, H): W_ih x_t + W_hh h_{t-1} + b_ih + b_hh
         h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
         return h, h, ({"h": h} if keep_gates else {})
+
+    def packed_step(self, x: Tensor, state: State, pack: StepPack) -> tuple[Tensor, State]:
+        """:meth:`forward` of a checked (B, I) input and (B, ...) state with the weights of
+        ``pack`` (:meth:`~GatedCell.pack_weights`): torch's own fused step of this cell
+        kind (``torch.rnn_tanh_cell``, ``torch.lstm_cell``, ``torch.gru_cell``: what
+        ``torch.nn.RNNCell`` and its kin call), one call with the products inside; equal to
+        :meth:`forward` up to rounding."""
+        step = torch.rnn_tanh_cell if self.nonlinearity == "tanh" else torch.rnn_relu_cell
+        h = step(x, state, pack.w_ih, pack.w_hh, pack.b_ih, pack.b_hh)
+        return h, h
 
     def get_config(self):
         return {**super().get_config(), "nonlinearity": self.nonlinearity}
@@ -395,6 +442,16 @@ class LSTMCell(GatedCell):
             h = torch.mm(h, self.weight_hr.t())  # h_t = W_hr (o * tanh(c_t)): (B, P)
         return h, (h, c), ({"i": i, "f": f, "g": g, "o": o} if keep_gates else {})
 
+    def packed_step(self, x, state, pack):
+        """:meth:`ElmanCell.packed_step` with ``torch.lstm_cell``; torch's step has no
+        projection, so a projected cell steps as :meth:`forward` does."""
+        if pack.w_hr is not None:  # (packed never: the pack holds the parameters)
+            xp = nn.functional.linear(x, pack.w_ih, self.input_bias())
+            h, state, _ = self.step_with_gates(xp, state, keep_gates=False)
+            return h, state
+        h, c = torch.lstm_cell(x, state, pack.w_ih, pack.w_hh, pack.b_ih, pack.b_hh)
+        return h, (h, c)
+
     def get_config(self):
         config = super().get_config()
         return {**config, "proj_size": self.proj_size} if self.proj_size else config
@@ -430,6 +487,11 @@ class GRUCell(GatedCell):
         n = torch.tanh(torch.addcmul(x_n, r, h_n))  # candidate: tanh(x_n + r * h_n)
         h = torch.lerp(n, h, z)  # h_t = (1 - z) * n + z * h_{t-1} = n + z * (h_{t-1} - n)
         return h, h, ({"r": r, "z": z, "n": n} if keep_gates else {})
+
+    def packed_step(self, x, state, pack):
+        """:meth:`ElmanCell.packed_step` with ``torch.gru_cell``."""
+        h = torch.gru_cell(x, state, pack.w_ih, pack.w_hh, pack.b_ih, pack.b_hh)
+        return h, h
 
 
 def _map_state(state: State | None, fn) -> State | None:

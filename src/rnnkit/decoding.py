@@ -36,12 +36,15 @@ At ``max_length`` the live beams count as finished (without eos).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from rnnkit.layers import stepping
 
 __all__ = [
     "Hypothesis",
@@ -93,6 +96,19 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def _stepping(decode: Callable) -> Callable:
+    """Run ``decode(model, ...)`` inside :func:`rnnkit.layers.stepping` (the recurrent
+    layers' weights packed once for the whole decode, not transposed at every token)."""
+
+    @functools.wraps(decode)
+    def run(model, *args, **kwargs):
+        with stepping(model):
+            return decode(model, *args, **kwargs)
+
+    return run
+
+
+@_stepping
 @torch.no_grad()
 def generate(
     model,
@@ -183,6 +199,7 @@ def _blocked_ngrams(history: Tensor, n: int, vocab: int) -> Tensor:
 
 
 @torch.no_grad()
+@_stepping
 def beam_search(
     model,
     start: Tensor,

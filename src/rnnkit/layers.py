@@ -27,6 +27,7 @@ ValueError`` alike.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import warnings
@@ -39,7 +40,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 
-from rnnkit.cells import CellBase, ElmanCell, GatedCell, GRUCell, LSTMCell, State
+from rnnkit.cells import CellBase, ElmanCell, GatedCell, GRUCell, LSTMCell, State, StepPack
 from rnnkit.errors import (
     DTypeError,
     ShapeError,
@@ -57,13 +58,52 @@ from rnnkit.unroll import (
     run_loop,
 )
 
-__all__ = ["GRU", "LSTM", "RNN", "LayerTrace", "Recurrent"]
+__all__ = ["GRU", "LSTM", "RNN", "LayerTrace", "Recurrent", "stepping"]
 
 BACKENDS = ("auto", "torch", "loop")
 _TORCH_KEY = re.compile(r"^(?P<name>[\w.]+?)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 _CELL_KEY = re.compile(r"^cells\.(?P<k>\d+)\.(?P<name>.+)$")
 #: forward pre-hooks that recompute a reparametrised weight (``step`` and ``trace`` run them)
 _REPARAMETRISATIONS = (WeightNorm, BasePruningMethod, SpectralNorm)
+#: cells that :meth:`Recurrent.step` steps with torch's fused step of their kind (exactly
+#: these: a subclass may change the step)
+_PACKABLE = (ElmanCell, LSTMCell, GRUCell)
+#: the largest batch whose steps read weights copied into the matrix-vector layout
+#: (:func:`stepping`); above it the products are matrix-matrix and the parameters' own
+#: layout is as fast (``python benchmarks/lm_step.py``)
+PACKED_MAX_BATCH = 1
+
+
+@contextlib.contextmanager
+def stepping(module):
+    """Decode one step at a time with packed weights: inside ``with stepping(model):``,
+    :meth:`Recurrent.step` of every layer in ``model`` (any object; layers are found in an
+    ``nn.Module``'s submodules) reads weights laid out once for it
+    (:meth:`rnnkit.cells.GatedCell.pack_weights`) instead of transposing them at each
+    call: at B = 1, where reading the weights is the cost of a step, about 1.3x faster
+    (``python benchmarks/lm_step.py``). Results equal the plain step up to rounding.
+
+    The packs live until the outermost ``with`` exits. A weight changed in place through
+    autograd-visible operations (an optimiser's step, ``with torch.no_grad(): w.fill_()``)
+    or replaced is repacked at the next step; a change made through ``w.data``, which no
+    version counter sees, is not seen either: exit the context first. Steps that need
+    gradients to the weights take the plain path. rnnkit's decoders
+    (:func:`rnnkit.decoding.generate`, :func:`~rnnkit.decoding.beam_search`, the models'
+    ``generate`` and ``translate``) enter it themselves.
+    """
+    layers = (
+        [m for m in module.modules() if isinstance(m, Recurrent)]
+        if isinstance(module, nn.Module)
+        else []
+    )
+    fresh = [m for m in layers if m.__dict__.get("_packs") is None]
+    for m in fresh:
+        m.__dict__["_packs"] = {}
+    try:
+        yield module
+    finally:
+        for m in fresh:
+            m.__dict__.pop("_packs", None)
 
 
 @dataclass
@@ -284,14 +324,18 @@ class Recurrent(nn.Module):
         self._refresh_weights(x)
         check_dtype("x", x, self._weight_dtype(), "the weights'")
         hx = self._check_state(state, x.shape[0], x, unbatched=False)
+        packs = self._step_packs(x.shape[0])
         parts: list[list[Tensor]] = [[] for _ in hx]
+        layers = [p.unbind(0) for p in hx]  # per state tensor, its L (B, n) slices
+        drop = self.dropout > 0 and self.training
         out = x
         for k, cell in enumerate(self.cells):
-            if k > 0 and self.dropout > 0:
-                out = nn.functional.dropout(out, self.dropout, self.training)
-            s = tuple(p[k] for p in hx)
-            s = s if len(s) > 1 else s[0]
-            if isinstance(cell, GatedCell):  # checked above: the step without the cell's checks
+            if k > 0 and drop:
+                out = nn.functional.dropout(out, self.dropout, True)
+            s = tuple(p[k] for p in layers) if len(layers) > 1 else layers[0][k]
+            if packs is not None:  # a built-in cell: torch's fused step of its kind
+                out, s = cell.packed_step(out, s, packs[k])
+            elif isinstance(cell, GatedCell):  # checked above: the step without the cell's checks
                 out, s = cell.recurrent_step(cell.project_input(out), s)
             else:
                 out, s = cell(out, s)
@@ -299,6 +343,37 @@ class Recurrent(nn.Module):
                 parts[i].append(p)
         new = tuple(torch.stack(p) for p in parts)  # each (L, B, P) (c: (L, B, H))
         return out, new if len(new) > 1 else new[0]
+
+    def _step_packs(self, batch: int) -> list[StepPack] | None:
+        """The weights each cell's :meth:`~rnnkit.cells.ElmanCell.packed_step` reads, or
+        None for a layer of other cells (they step as their ``forward`` does).
+
+        Outside :func:`stepping`, the parameters as they are now (whatever weight norm,
+        pruning or a parametrisation made of them). Inside it, where no gradient to the
+        weights is wanted and they are plain parameters, packs kept from call to call and
+        rebuilt when a weight has changed in place (an optimiser's step) or been replaced;
+        at batches up to :data:`PACKED_MAX_BATCH` they read copies laid out for
+        matrix-vector products (:meth:`rnnkit.cells.GatedCell.pack_weights`)."""
+        cells = self.cells._modules.values()
+        if any(type(cell) not in _PACKABLE for cell in cells):
+            return None
+        cache = self.__dict__.get("_packs")
+        if cache is None or self.proj_size or "parametrizations" in self._modules:
+            return [cell.pack_weights() for cell in cells]
+        params = self._parameters  # the weights themselves: nothing recomputes them here
+        weights = [params.get(name) for name in self._flat_weights_names]
+        if any(w is None for w in weights) or (  # pruned or normed: a plain tensor, not here
+            torch.is_grad_enabled() and any(w.requires_grad for w in weights)
+        ):
+            return [cell.pack_weights() for cell in cells]
+        # the cache holds the weights, so no other tensor can take their ids while it does
+        key = (batch <= PACKED_MAX_BATCH, *((id(w), w._version, w.data_ptr()) for w in weights))
+        if cache.get("key") != key:
+            with torch.no_grad():
+                cache.update(
+                    key=key, weights=weights, packs=[cell.pack_weights(key[0]) for cell in cells]
+                )
+        return cache["packs"]
 
     def get_config(self) -> dict:
         """Constructor arguments of this layer (the cell as its own config)."""

@@ -143,7 +143,7 @@ class LanguageModel(nn.Module):
 
     def _out(self, h: torch.Tensor) -> torch.Tensor:
         """Recurrent outputs (..., H) -> the output layer's input (..., H'): dropout, P."""
-        h = self.drop(h)
+        h = self.drop(h) if self.training else h
         return self.proj(h) if self.proj is not None else h  # (..., D) when projected
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
@@ -196,7 +196,8 @@ class LanguageModel(nn.Module):
     def step(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """Logits (B, V) of the token after ``tokens`` (B,), one recurrent step from ``state``
         (the layer's cells stepped directly: :meth:`rnnkit.layers.Recurrent.step`)."""
-        e = self.drop(self.embedding(tokens))  # (B, D)
+        e = self.embedding(tokens)  # (B, D)
+        e = self.drop(e) if self.training else e
         h, state = self.rnn.step(e, state)  # (B, H)
         return self._logits(self._out(h)), state  # (B, V)
 

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from rnnkit.data.batches import SequenceBatch
+from rnnkit.layers import stepping
 from rnnkit.models.contract import ModelContractError
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
 
@@ -141,17 +142,18 @@ class PianoRollModel(nn.Module):
         logits, state = self(frames.unsqueeze(0))  # (1, S + 1, P)
         z = logits[:, -1]  # (1, P): the frame after the prime
         out = []
-        for i in range(length):
-            if temperature == 0:
-                frame = z > 0
-            else:
-                probs = torch.sigmoid(z / temperature)
-                frame = torch.rand(probs.shape, generator=generator, device=device) < probs
-            out.append(frame[0].cpu())
-            if on_frame is not None:
-                on_frame(out[-1])
-            if i < length - 1:
-                z, state = self.step(frame.float(), state)
+        with stepping(self):
+            for i in range(length):
+                if temperature == 0:
+                    frame = z > 0
+                else:
+                    probs = torch.sigmoid(z / temperature)
+                    frame = torch.rand(probs.shape, generator=generator, device=device) < probs
+                out.append(frame[0].cpu())
+                if on_frame is not None:
+                    on_frame(out[-1])
+                if i < length - 1:
+                    z, state = self.step(frame.float(), state)
         return torch.stack(out) if out else torch.zeros(0, p, dtype=torch.bool)
 
     def generate(

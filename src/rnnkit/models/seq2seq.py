@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from rnnkit.attention import Attention, lengths_to_mask
 from rnnkit.data.batches import PairBatch
+from rnnkit.layers import stepping
 from rnnkit.models.contract import Explanation, ModelContractError
 from rnnkit.models.encoder import CELLS, RecurrentConfig, build_encoder
 
@@ -543,11 +544,12 @@ class Seq2Seq(nn.Module):
         tokens = torch.cat([rows.new_full((rows.shape[0], 1), BOS), rows], 1)
         total = torch.zeros(rows.shape[0], device=rows.device)
         alive = torch.ones(rows.shape[0], dtype=torch.bool, device=rows.device)
-        for t in range(rows.shape[1]):
-            logits, state = self.step(tokens[:, t], state)
-            logp = logits.log_softmax(-1).gather(1, rows[:, t : t + 1]).squeeze(1)
-            total += logp * alive
-            alive &= rows[:, t] != EOS
+        with stepping(self):
+            for t in range(rows.shape[1]):
+                logits, state = self.step(tokens[:, t], state)
+                logp = logits.log_softmax(-1).gather(1, rows[:, t : t + 1]).squeeze(1)
+                total += logp * alive
+                alive &= rows[:, t] != EOS
         return total
 
     @torch.no_grad()
