@@ -20,6 +20,11 @@ Shapes (N batch, L time, D = 2 if bidirectional else 1, H hidden, P = proj_size 
   (num_layers*D, N, H); the final state of each sequence is taken at its own last step,
   and the reverse direction starts there.
 
+``torch.compile`` (``fullgraph=True``), ``torch.export`` and ``torch.jit.trace`` capture
+every layer on every backend, with or without lengths (``_graph_capture``); decoding one
+step at a time goes through :meth:`Recurrent.step` and, with weights packed once,
+:func:`stepping`.
+
 Wrong shapes raise :class:`rnnkit.errors.ShapeError` and wrong dtypes
 :class:`rnnkit.errors.DTypeError`, caught by ``except RuntimeError`` and ``except
 ValueError`` alike.
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch._subclasses.fake_tensor import is_fake
 from torch.nn.utils.prune import BasePruningMethod
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from torch.nn.utils.spectral_norm import SpectralNorm
@@ -281,6 +287,12 @@ class Recurrent(nn.Module):
             return self._forward_packed(x, state)
         x, hx, lengths, unbatched = self._prepare(x, state, lengths)
         steps = x.shape[0]
+        if _graph_capture(x):  # torch.compile, torch.export, jit.trace: see _graph_capture
+            if self.backend != "loop" and self._fused is not None and lengths is None:
+                out, hx = self._fused_padded(x, hx, None)
+            else:
+                out, hx = self._loop(x, hx, lengths, traces=None, kernels=False)
+            return self._finish(out, hx, unbatched)
         if lengths is not None and int(lengths.max()) == int(lengths.min()):
             # one length L < T for all (B = 1, say): the first L steps without padding
             x, lengths = x[: int(lengths[0])], None
@@ -435,6 +447,8 @@ class Recurrent(nn.Module):
                 f"lengths: expected an integer tensor of shape ({batch},), got "
                 f"{lengths.dtype} of shape {tuple(lengths.shape)}"
             )
+        if _graph_capture(lengths):  # values unknown while a graph is captured
+            return lengths.to(torch.int64)
         lo, hi = int(lengths.min()), int(lengths.max())
         if lo < 1 or hi > steps:
             raise ShapeError(f"lengths: expected values in 1..{steps}, got min {lo}, max {hi}")
@@ -504,8 +518,10 @@ class Recurrent(nn.Module):
         out, _ = pad_packed_sequence(out, total_length=x.shape[0])
         return out, hx
 
-    def _loop(self, x, hx, lengths, traces):
-        if lengths is not None and traces is None and bool((lengths.diff() > 0).any()):
+    def _loop(self, x, hx, lengths, traces, kernels: bool = True):
+        """The cells' loop; ``kernels`` False steps the built-in cells with autograd too, and
+        decides nothing on the values of ``lengths`` (a graph being captured)."""
+        if kernels and lengths is not None and traces is None and bool((lengths.diff() > 0).any()):
             # longest first: every step's valid rows then come first, and the kernels of
             # the built-in cells skip the padded rows in their products
             order = torch.argsort(lengths, descending=True, stable=True)
@@ -521,7 +537,7 @@ class Recurrent(nn.Module):
             lengths = lengths.to(x.device)
             time = torch.arange(steps, device=x.device).unsqueeze(1)  # (T, 1)
             mask = (time < lengths).unsqueeze(2)  # (T, B, 1)
-            first_masked = int(lengths.min())
+            first_masked = int(lengths.min()) if kernels else 0
             # the reverse direction reads each sequence from its own last step: the index
             # maps t -> len-1-t on valid steps and leaves padding in place (an involution)
             rev = torch.where(time < lengths, lengths - 1 - time, time)  # (T, B)
@@ -542,7 +558,7 @@ class Recurrent(nn.Module):
                 if trace is None and callable(getattr(cell, "scan", None)):
                     o, s = cell.scan(inp, s0, mask)  # a whole-sequence cell (rnnkit.cells_min)
                 else:
-                    o, s = run_loop(cell, inp, s0, mask, first_masked, trace)
+                    o, s = run_loop(cell, inp, s0, mask, first_masked, trace, kernels)
                 if d == 1:
                     o = _reverse(o, rev)
                 outs.append(o)
@@ -581,6 +597,16 @@ class Recurrent(nn.Module):
         elif self.batch_first:
             out = out.transpose(0, 1)
         return out, (hx if len(hx) > 1 else hx[0])
+
+
+def _graph_capture(x: Tensor | None) -> bool:
+    """Whether a graph is being captured (``torch.compile``, ``torch.export``,
+    ``torch.jit.trace``): the layer then runs only operations every tracer knows, torch's
+    fused kernel (no lengths) or the cells stepped with autograd (masked by lengths,
+    unrolled over the T steps), so that ``fullgraph=True`` holds and nothing reads a
+    tensor's values. The compiled sequence kernels, whose backward is written by hand,
+    run in eager mode."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or (x is not None and is_fake(x))
 
 
 def _float32(x):

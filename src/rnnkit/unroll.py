@@ -50,6 +50,7 @@ def run_loop(
     mask: Tensor | None,
     first_masked: int = 0,
     trace: DirectionTrace | None = None,
+    kernels: bool = True,
 ) -> tuple[Tensor, State]:
     """Step ``cell`` along x (T, B, I) from ``state``; returns outputs (T, B, H), final state.
 
@@ -57,9 +58,10 @@ def run_loop(
     unchanged; steps before ``first_masked`` are known to be all valid and skip the mask.
     The built-in cells run as one kernel with hand-written BPTT (:mod:`rnnkit.kernels`)
     unless ``trace`` asks for per-step records (or the LSTM projects, which the kernels
-    do not: then the cell is stepped with autograd).
+    do not: then the cell is stepped with autograd); ``kernels`` False steps every cell with
+    autograd.
     """
-    if trace is None and _has_kernel(cell):
+    if kernels and trace is None and _has_kernel(cell):
         return _run_kernel(cell, x, state, mask, first_masked)
     gated = isinstance(cell, GatedCell)
     steps = cell.project_input(x).unbind(0) if gated else x.unbind(0)  # T x (B, G*H)
