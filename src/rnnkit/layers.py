@@ -287,7 +287,7 @@ class Recurrent(nn.Module):
             return self._forward_packed(x, state)
         x, hx, lengths, unbatched = self._prepare(x, state, lengths)
         steps = x.shape[0]
-        if _graph_capture(x):  # torch.compile, torch.export, jit.trace: see _graph_capture
+        if _graph_capture(x, self.backend):  # torch.compile, torch.export, jit.trace
             if self.backend != "loop" and self._fused is not None and lengths is None:
                 out, hx = self._fused_padded(x, hx, None)
             else:
@@ -599,14 +599,17 @@ class Recurrent(nn.Module):
         return out, (hx if len(hx) > 1 else hx[0])
 
 
-def _graph_capture(x: Tensor | None) -> bool:
+def _graph_capture(x: Tensor | None, backend: str = "auto") -> bool:
     """Whether a graph is being captured (``torch.compile``, ``torch.export``,
     ``torch.jit.trace``): the layer then runs only operations every tracer knows, torch's
     fused kernel (no lengths) or the cells stepped with autograd (masked by lengths,
     unrolled over the T steps), so that ``fullgraph=True`` holds and nothing reads a
     tensor's values. The compiled sequence kernels, whose backward is written by hand,
-    run in eager mode."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or (x is not None and is_fake(x))
+    run in eager mode. ``jit.trace`` of ``backend="torch"`` is left to torch.nn's own
+    route (packed sequences, which the ONNX exporter turns into ``sequence_lens``)."""
+    if torch.jit.is_tracing():
+        return backend != "torch"
+    return torch.compiler.is_compiling() or (x is not None and is_fake(x))
 
 
 def _float32(x):
