@@ -490,8 +490,9 @@ class Recurrent(nn.Module):
         - a projected LSTM (``proj_size > 0``): torch's kernel always (the loop kernels
           have no projection; ``backend="loop"`` steps the cell with autograd).
 
-        The loop kernels' backward is not differentiable twice: use ``backend="torch"``
-        for double backward (gradient penalties)."""
+        Every path is differentiable twice (gradient penalties, ``create_graph=True``): the
+        loop kernels then recompute the recurrence with autograd
+        (:mod:`rnnkit.kernels.twice`)."""
         if self.backend == "loop" or self._fused is None:
             return False
         if self.backend == "torch" or x is None or x.device.type != "cpu" or self.proj_size:

@@ -93,7 +93,9 @@ def _has_kernel(cell: CellBase) -> bool:
 
 def _run_kernel(cell, x, state, mask, first_masked) -> tuple[Tensor, State]:
     """A built-in cell over x (T, B, I) as one kernel with hand-written BPTT."""
-    xp, masking = project(cell, x, mask), (mask, first_masked)  # xp: (T, B, G*H)
+    xp = project(cell, x, mask)  # (T, B, G*H)
+    # for double backward, xp again with autograd from x (which autograd keeps anyway)
+    masking = (mask, first_masked, lambda: project(cell, x, mask))
     if type(cell) is LSTMCell:
         out, h, c = lstm_sequence(xp, *state, cell.weight_hh, *masking)
         return out, (h, c)

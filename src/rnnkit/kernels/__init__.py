@@ -33,6 +33,10 @@ On CPU in float32 and float64 the same kernels run compiled (:mod:`rnnkit.kernel
 vectorized element-wise loop per step, and keeps the masking rules above (padded rows
 carry their state and output zero; with the valid rows first, a step's products cover
 those rows only). The Python code here is their reference and their fallback.
+
+The hand-written backward passes run without a graph; asked for one (double backward,
+``create_graph=True``) each kernel recomputes its recurrence with autograd instead
+(:mod:`rnnkit.kernels.twice`).
 """
 
 from rnnkit.kernels.common import project

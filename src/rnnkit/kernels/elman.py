@@ -7,6 +7,7 @@ from torch import Tensor
 
 from rnnkit.kernels import ext
 from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry, tanh
+from rnnkit.kernels.twice import Recompute, double_backward
 
 __all__ = ["elman_sequence"]
 
@@ -52,7 +53,9 @@ def _elman_infer_prefix(xp, h0, w, nonlinearity, masks, rows):
 
 class _ElmanSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xp, h0, w, nonlinearity, mask, first_masked):
+    def forward(ctx, xp, h0, w, nonlinearity, mask, first_masked, source=None):
+        ctx.twice = (source or xp, (h0,), w, None, mask)
+        ctx.extra = nonlinearity
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
         ctx.ext = ext.args(masks, mask, xp, h0, w)
         if ctx.ext is not None:
@@ -69,15 +72,23 @@ class _ElmanSequence(torch.autograd.Function):
         return masks.outputs(hs[1:]), hs[-1].clone()
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, grad_h):
+        if torch.is_grad_enabled():  # create_graph=True: the gradients must be differentiable
+            xp, state, w, b, mask = ctx.twice
+            grads = double_backward("elman", (grad_out, grad_h), xp, state, w, b, mask, ctx.extra)
+            return (*grads, None, None, None, None)
+        return _ElmanSequence._first_order_impl(ctx, grad_out, grad_h)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def _first_order_impl(ctx, grad_out, grad_h):
         hs, w = ctx.saved_tensors
         if ctx.ext is not None:
             ops, m, rows = ctx.ext
             relu, packed = ctx.nonlinearity == "relu", ext.packed(w.t(), hs.shape[1])
             args = (ctx.first_masked, rows)
             da, dh, dw = ops.elman_backward(grad_out, grad_h, hs, w, packed, relu, m, *args)
-            return da, dh, dw, None, None, None
+            return da, dh, dw, None, None, None, None
         steps = hs.shape[0] - 1
         lin = Linear(w.t(), hs.shape[1])  # dA @ W_hh
         gout, pairs = ctx.masks.output_grads(grad_out), ctx.masks.split()
@@ -95,7 +106,7 @@ class _ElmanSequence(torch.autograd.Function):
             if carry is not None:
                 dh.add_(carry)  # plus the gradient carried past the masked step
         dw = da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # dW_hh = sum_t dA_t^T h_{t-1}
-        return da, dh, dw, None, None, None
+        return da, dh, dw, None, None, None, None
 
 
 def elman_sequence(
@@ -105,6 +116,7 @@ def elman_sequence(
     nonlinearity: str = "tanh",
     mask: Tensor | None = None,
     first_masked: int = 0,
+    source: Recompute | None = None,
 ) -> tuple[Tensor, Tensor]:
     r"""The Elman recurrence over a sequence: returns outputs (T, B, H) and h_T (B, H).
 
@@ -114,10 +126,11 @@ def elman_sequence(
     Args:
         xp: (T, B, H) projected inputs with both biases. h0: (B, H). weight_hh: (H, H).
         nonlinearity: ``"tanh"`` or ``"relu"``. mask: None or (T, B, 1) bool.
-        first_masked: steps before it are all valid.
+        first_masked: steps before it are all valid. source: recomputes ``xp`` with
+            autograd, for double backward (:mod:`rnnkit.kernels.twice`).
     """
     if needs_grad(xp, h0, weight_hh):
-        return _ElmanSequence.apply(xp, h0, weight_hh, nonlinearity, mask, first_masked)
+        return _ElmanSequence.apply(xp, h0, weight_hh, nonlinearity, mask, first_masked, source)
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
         args = ext.args(masks, mask, xp, h0, weight_hh)

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from rnnkit.kernels import ext
 from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry, tanh
+from rnnkit.kernels.twice import Recompute, double_backward
 
 __all__ = ["gru_sequence"]
 
@@ -92,7 +93,8 @@ def _gru_infer_prefix(xp, h0, w, b, masks, rows):
 
 class _GRUSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xp, h0, w, b, mask, first_masked):
+    def forward(ctx, xp, h0, w, b, mask, first_masked, source=None):
+        ctx.twice = (source or xp, (h0,), w, b, mask)
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
         ctx.ext = ext.args(masks, mask, xp, h0, w, b)
         ctx.with_bias = b is not None
@@ -111,8 +113,16 @@ class _GRUSequence(torch.autograd.Function):
         return masks.outputs(hs[1:]), hs[-1].clone()
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, grad_h):
+        if torch.is_grad_enabled():  # create_graph=True: the gradients must be differentiable
+            xp, state, w, b, mask = ctx.twice
+            grads = double_backward("gru", (grad_out, grad_h), xp, state, w, b, mask)
+            return (*grads, *([None] if b is None else []), None, None, None)
+        return _GRUSequence._first_order_impl(ctx, grad_out, grad_h)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def _first_order_impl(ctx, grad_out, grad_h):
         if ctx.ext is not None:
             ops, m, rows = ctx.ext
             hs, gates, an, w = ctx.saved_tensors
@@ -121,7 +131,7 @@ class _GRUSequence(torch.autograd.Function):
                 grad_out, grad_h, hs, gates, an, w, packed, ctx.with_bias, m, first, rows
             )
             dw = da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # dW_hh = sum_t da_t^T h_{t-1}
-            return dxp, dh, dw, db[0] if db else None, None, None
+            return dxp, dh, dw, db[0] if db else None, None, None, None
         hs, gates, diff, hn, w = ctx.saved_tensors
         steps, batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
         lin = Linear(w.t(), batch)  # da @ W_hh
@@ -151,7 +161,7 @@ class _GRUSequence(torch.autograd.Function):
         dw = da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # dW_hh = sum_t da_t^T h_{t-1}
         db = da.sum((0, 1)) if ctx.with_bias else None  # db_hh = sum_t da_t
         dxp = torch.cat([da[..., : 2 * hidden], dxn], 2)  # dxp_t = [da^r, da^z, dA^n]
-        return dxp, dh, dw, db, None, None
+        return dxp, dh, dw, db, None, None, None
 
 
 def gru_sequence(
@@ -161,16 +171,18 @@ def gru_sequence(
     bias_hh: Tensor | None = None,
     mask: Tensor | None = None,
     first_masked: int = 0,
+    source: Recompute | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The GRU recurrence over a sequence: returns outputs (T, B, H) and h_T (B, H).
 
     Args:
         xp: (T, B, 3H), ``W_ih x + b_ih`` for every step. h0: (B, H).
         weight_hh: (3H, H). bias_hh: (3H,) or None. mask: None or (T, B, 1) bool.
-        first_masked: steps before it are all valid.
+        first_masked: steps before it are all valid. source: recomputes ``xp`` with
+            autograd, for double backward (:mod:`rnnkit.kernels.twice`).
     """
     if needs_grad(xp, h0, weight_hh, bias_hh):
-        return _GRUSequence.apply(xp, h0, weight_hh, bias_hh, mask, first_masked)
+        return _GRUSequence.apply(xp, h0, weight_hh, bias_hh, mask, first_masked, source)
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
         args = ext.args(masks, mask, xp, h0, weight_hh, bias_hh)

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from rnnkit.kernels import ext
 from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry, tanh
+from rnnkit.kernels.twice import Recompute, double_backward
 
 __all__ = ["lstm_sequence"]
 
@@ -118,7 +119,8 @@ def _lstm_infer_prefix(xp, h0, c0, w, masks, rows):
 
 class _LSTMSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xp, h0, c0, w, mask, first_masked):
+    def forward(ctx, xp, h0, c0, w, mask, first_masked, source=None):
+        ctx.twice = (source or xp, (h0, c0), w, None, mask)
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
         ctx.ext = ext.args(masks, mask, xp, h0, c0, w)
         if ctx.ext is not None:
@@ -136,8 +138,16 @@ class _LSTMSequence(torch.autograd.Function):
         return masks.outputs(hs[1:]), hs[-1].clone(), c_last
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, grad_h, grad_c):
+        if torch.is_grad_enabled():  # create_graph=True: the gradients must be differentiable
+            xp, state, w, b, mask = ctx.twice
+            grads = double_backward("lstm", (grad_out, grad_h, grad_c), xp, state, w, b, mask)
+            return (*grads, None, None, None)
+        return _LSTMSequence._first_order_impl(ctx, grad_out, grad_h, grad_c)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def _first_order_impl(ctx, grad_out, grad_h, grad_c):
         if ctx.ext is not None:
             ops, m, rows = ctx.ext
             hs, cs, gates, tcs, w = ctx.saved_tensors
@@ -146,7 +156,7 @@ class _LSTMSequence(torch.autograd.Function):
                 grad_out, grad_h, grad_c, cs, gates, tcs, w, packed, m, ctx.first_masked, rows
             )
             dw = da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # dW_hh = sum_t dA_t^T h_{t-1}
-            return da, dh, dc, dw, None, None
+            return da, dh, dc, dw, None, None, None
         hs, rows, w = ctx.saved_tensors
         steps, batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
         lin = Linear(w.t(), batch)  # dA @ W_hh
@@ -177,7 +187,7 @@ class _LSTMSequence(torch.autograd.Function):
                 dh.add_(carry_h)  # dh_{t-1} += (1 - m_t) dh_t
                 dc.add_(carry_c)  # dc_{t-1} += (1 - m_t) dc_t
         dw = da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # dW_hh = sum_t dA_t^T h_{t-1}
-        return da, dh, dc, dw, None, None
+        return da, dh, dc, dw, None, None, None
 
 
 def _spans(hidden: int) -> list[tuple[int, int]]:
@@ -192,16 +202,18 @@ def lstm_sequence(
     weight_hh: Tensor,
     mask: Tensor | None = None,
     first_masked: int = 0,
+    source: Recompute | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The LSTM recurrence over a sequence: returns outputs (T, B, H), h_T and c_T (B, H).
 
     Args:
         xp: (T, B, 4H), ``W_ih x + b_ih + b_hh`` for every step. h0, c0: (B, H).
         weight_hh: (4H, H). mask: None or (T, B, 1) bool. first_masked: steps before it
-            are all valid.
+            are all valid. source: recomputes ``xp`` with autograd, for double backward
+            (:mod:`rnnkit.kernels.twice`); without it ``xp`` is kept for that.
     """
     if needs_grad(xp, h0, c0, weight_hh):
-        return _LSTMSequence.apply(xp, h0, c0, weight_hh, mask, first_masked)
+        return _LSTMSequence.apply(xp, h0, c0, weight_hh, mask, first_masked, source)
     with torch.no_grad():
         masks = StepMasks(mask, first_masked, xp.shape[0], xp.dtype)
         args = ext.args(masks, mask, xp, h0, c0, weight_hh)
