@@ -1,0 +1,131 @@
+"""A user's own cell against torch.nn.LSTM: training-step time (forward and backward).
+
+The cell is a LayerNorm LSTM written as a user would write it, subclassing
+``rnnkit.CellBase`` with ``nn.Linear`` and ``nn.LayerNorm`` modules (below), run by
+``rk.Recurrent`` (the per-step loop with autograd); beside it the same cell with its
+``forward`` wrapped in ``torch.compile`` (``--compile``), rnnkit's built-in
+``RegularizedLSTMCell(layer_norm=True)``, and the plain ``rk.LSTM``. Interleaved rounds,
+medians, ratio to ``torch.nn.LSTM`` in the same run (the issue's target: a user's cell at most
+1.3x nn.LSTM's training time at B >= 32 on CPU).
+
+    python benchmarks/custom_cell.py --batch 32 64 --threads 1 [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import rnnkit as rk
+from rnnkit.cells_regularized import RegularizedLSTMCell
+
+
+class UserLayerNormLSTMCell(rk.CellBase):
+    r"""Ba et al.'s LayerNorm LSTM as a user writes it:
+    a = LN(W_ih x_t + b) + LN(W_hh h_{t-1}), c_t = σ(f) c + σ(i) tanh(g),
+    h_t = σ(o) tanh(LN(c_t))."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size)
+        gates = 4 * hidden_size
+        self.ih = nn.Linear(input_size, gates)
+        self.hh = nn.Linear(hidden_size, gates, bias=False)
+        self.ln_ih, self.ln_hh = nn.LayerNorm(gates), nn.LayerNorm(gates)
+        self.ln_c = nn.LayerNorm(hidden_size)
+
+    @property
+    def state_size(self) -> int:
+        return 2
+
+    def forward(self, x, state):
+        h, c = state
+        a = self.ln_ih(self.ih(x)) + self.ln_hh(self.hh(h))
+        i, f, g, o = a.chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(self.ln_c(c))
+        return h, (h, c)
+
+    def get_config(self):
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def layers(hidden: int, compiled: bool) -> dict[str, nn.Module]:
+    out = {
+        "nn.LSTM": nn.LSTM(hidden, hidden, batch_first=True),
+        "control: nn.LSTM again": nn.LSTM(hidden, hidden, batch_first=True),
+        "rk.LSTM": rk.LSTM(hidden, hidden, batch_first=True),
+        "user LN-LSTM (loop)": rk.Recurrent(
+            UserLayerNormLSTMCell(hidden, hidden), batch_first=True
+        ),
+        "rnnkit LN-LSTM": rk.Recurrent(
+            RegularizedLSTMCell(hidden, hidden, layer_norm=True), batch_first=True
+        ),
+    }
+    if compiled:
+        layer = rk.Recurrent(UserLayerNormLSTMCell(hidden, hidden), batch_first=True)
+        cell = layer.cells[0]
+        cell.forward = torch.compile(cell.forward, dynamic=False)
+        out["user LN-LSTM, torch.compile(cell.forward)"] = layer
+    return out
+
+
+def train_step(layer: nn.Module, x: torch.Tensor) -> float:
+    layer.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    out, _ = layer(x)
+    out.square().mean().backward()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, nargs="+", default=[32, 64])
+    ap.add_argument("--steps", type=int, default=100, help="T")
+    ap.add_argument("--hidden", type=int, default=256, help="H, also the input size")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--compile", action="store_true", help="also time the compiled step")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(
+        f"{cpu_name()}, torch {torch.__version__}, {args.threads} thread(s), T={args.steps}, "
+        f"H={args.hidden}, training step = forward + backward, {args.rounds} rounds"
+    )
+    for batch in args.batch:
+        x = torch.randn(batch, args.steps, args.hidden)
+        models = layers(args.hidden, args.compile)
+        for m in models.values():  # warm-up (and compilation)
+            train_step(m, x)
+            train_step(m, x)
+        times: dict[str, list[float]] = {k: [] for k in models}
+        for _ in range(args.rounds):
+            for name, m in models.items():
+                times[name].append(train_step(m, x))
+        base = statistics.median(times["nn.LSTM"])
+        print(f"\nB = {batch}")
+        print("| layer | ms per step | x nn.LSTM |")
+        print("|---|---|---|")
+        for name, t in times.items():
+            med = statistics.median(t)
+            print(f"| {name} | {med * 1e3:.1f} | {med / base:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
