@@ -445,7 +445,7 @@ class LSTMCell(GatedCell):
     def packed_step(self, x, state, pack):
         """:meth:`ElmanCell.packed_step` with ``torch.lstm_cell``; torch's step has no
         projection, so a projected cell steps as :meth:`forward` does."""
-        if pack.w_hr is not None:  # (packed never: the pack holds the parameters)
+        if pack.w_hr is not None:  # never packed: a projected layer's packs hold its parameters
             xp = nn.functional.linear(x, pack.w_ih, self.input_bias())
             h, state, _ = self.step_with_gates(xp, state, keep_gates=False)
             return h, state

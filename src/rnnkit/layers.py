@@ -86,7 +86,7 @@ def stepping(module):
     :meth:`Recurrent.step` of every layer in ``model`` (any object; layers are found in an
     ``nn.Module``'s submodules) reads weights laid out once for it
     (:meth:`rnnkit.cells.GatedCell.pack_weights`) instead of transposing them at each
-    call: at B = 1, where reading the weights is the cost of a step, about 1.3x faster
+    call: at B = 1, where reading the weights is the cost of a step, about 1.2x faster
     (``python benchmarks/lm_step.py``). Results equal the plain step up to rounding.
 
     The packs live until the outermost ``with`` exits. A weight changed in place through
@@ -321,10 +321,11 @@ class Recurrent(nn.Module):
 
         ``x`` (B, I) and ``state`` as :meth:`forward` takes it ((L, B, P), or a tuple with
         c (L, B, H) for the LSTM; None for zeros) -> (h_t (B, P) of the top layer, the new
-        state). Each layer's cell is stepped directly (one input and one recurrent product
-        per layer), so nothing is repacked per call as a fused kernel does for a one-step
-        sequence; the result equals ``forward`` on the one-step sequence (dropout between
-        layers too).
+        state). Each layer's cell is stepped directly, the built-in cells by torch's fused
+        step of their kind (:meth:`rnnkit.cells.ElmanCell.packed_step`), so nothing is
+        repacked per call as a fused sequence kernel does for a one-step sequence; inside
+        :func:`stepping` the weights are packed once. The result equals ``forward`` on the
+        one-step sequence up to rounding (dropout between layers too).
         """
         if self.bidirectional:
             raise ValueError("step: a bidirectional layer reads the whole sequence; use forward")
