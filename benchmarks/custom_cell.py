@@ -14,7 +14,6 @@ medians, ratio to ``torch.nn.LSTM`` in the same run (the issue's target: a user'
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 import rnnkit as rk
+from rnnkit.bench import cpu_name
 from rnnkit.cells_regularized import RegularizedLSTMCell
 
 
@@ -52,17 +52,6 @@ class UserLayerNormLSTMCell(rk.CellBase):
 
     def get_config(self):
         return {"input_size": self.input_size, "hidden_size": self.hidden_size}
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def layers(hidden: int, compiled: bool) -> dict[str, nn.Module]:

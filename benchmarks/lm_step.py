@@ -24,29 +24,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import statistics
 import time
 
 import torch
 from torch import nn
 
+from rnnkit.bench import cpu_name
 from rnnkit.layers import stepping
 from rnnkit.models import LanguageModel, LanguageModelConfig
 
 TORCH_CELL = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
 TORCH_LAYER = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def per_token(step, batch: int, tokens: int, context=None) -> float:
