@@ -93,7 +93,15 @@ def main() -> None:
     p.add_argument("json", type=Path, nargs="+", help="written by rnnkit bench layers --json")
     p.add_argument("--markdown", type=Path, help="write the (median) rows as a Markdown table")
     args = p.parse_args()
-    runs = [json.loads(path.read_text("utf-8"))["rows"] for path in args.json]
+    files = [json.loads(path.read_text("utf-8")) for path in args.json]
+    for path, data in zip(args.json, files, strict=True):
+        meta = data.get("meta", {})
+        if "cpu" in meta:  # runs before 2026-11-27 did not record the machine
+            print(
+                f"{path}: {meta['cpu']}, torch {meta['torch']}, {meta['threads']} thread(s), "
+                f"FP32 GEMM peak {meta['gemm_gflops']:.0f} GFLOP/s"
+            )
+    runs = [data["rows"] for data in files]
     rows = median_rows(runs)
     if len(runs) > 1:
         print(f"per-row medians over {len(runs)} runs")

@@ -59,6 +59,7 @@ from rnnkit.errors import (
 from rnnkit.unroll import (
     DirectionTrace,
     fused_kind,
+    has_kernel,
     run_fused_packed,
     run_fused_padded,
     run_loop,
@@ -523,6 +524,8 @@ class Recurrent(nn.Module):
     def _loop(self, x, hx, lengths, traces, kernels: bool = True):
         """The cells' loop; ``kernels`` False steps the built-in cells with autograd too, and
         decides nothing on the values of ``lengths`` (a graph being captured)."""
+        if kernels and lengths is not None and traces is None and self._packed_inference(x):
+            return self._loop_packed(x, hx, lengths)
         if kernels and lengths is not None and traces is None and bool((lengths.diff() > 0).any()):
             # longest first: every step's valid rows then come first, and the kernels of
             # the built-in cells skip the padded rows in their products
@@ -569,6 +572,50 @@ class Recurrent(nn.Module):
         hx = tuple(torch.stack(part) for part in zip(*final, strict=True))
         return out, hx
 
+    def _packed_inference(self, x: Tensor) -> bool:
+        """Whether a padded batch runs in the packed layout (:mod:`rnnkit.kernels.packed`):
+        inference (nothing needs gradients; no dropout to draw) through the compiled
+        kernels, every cell a built-in one they run."""
+        from rnnkit.kernels import ext
+        from rnnkit.kernels.common import needs_grad
+
+        return (
+            not (self.training and self.dropout > 0)
+            and not needs_grad(x, *self.parameters())
+            and all(has_kernel(cell) for cell in self.cells)
+            and ext.use(x, *self.parameters()) is not None
+        )
+
+    def _loop_packed(self, x, hx, lengths):
+        """Padded inference in the packed layout: each layer and direction projects, steps
+        and writes only the valid positions; the top layer's are scattered into the padded
+        output (zeros elsewhere)."""
+        from rnnkit.kernels import packed
+
+        p = packed.plan(lengths, x.device)
+        data, hx = self._run_packed(packed.gather(x, p), hx, p)
+        return packed.scatter(data, p, x.shape[0], self.batch_first), hx
+
+    def _run_packed(self, data, hx, p):
+        """The layers over packed rows ``data`` (N, I) laid out by plan ``p``, from ``hx``
+        (batch order): returns the top layer's packed outputs and the final states."""
+        from rnnkit.kernels import packed
+
+        hx = tuple(h.index_select(1, p.order) for h in hx)  # sorted rows
+        layer_states = [h.unbind(0) for h in hx]
+        final = []
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(self.num_directions):
+                k = layer * self.num_directions + d
+                s0 = tuple(part[k] for part in layer_states)
+                o, s = packed.run_cell(self.cells[k], data, s0 if len(s0) > 1 else s0[0], p, d == 1)
+                outs.append(o)
+                final.append(s if isinstance(s, tuple) else (s,))
+            data = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        hx = tuple(torch.stack(part).index_select(1, p.back) for part in zip(*final, strict=True))
+        return data, hx
+
     def _forward_packed(self, packed: PackedSequence, state):
         batch = int(packed.batch_sizes[0])
         ref = packed.data.new_empty(1, batch, self.input_size)
@@ -582,6 +629,14 @@ class Recurrent(nn.Module):
         if self._use_fused():
             args = (self.num_layers, self.dropout, self.training, self.bidirectional)
             out, hx = run_fused_packed(self._fused, list(self.cells), packed, hx, *args)
+        elif self._packed_inference(packed.data):  # the data is in the kernels' layout
+            from rnnkit.kernels.packed import from_packed
+
+            p = from_packed(packed.batch_sizes, packed.sorted_indices)
+            data, hx = self._run_packed(packed.data, hx, p)
+            out = PackedSequence(
+                data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+            )
         else:
             x, lengths = pad_packed_sequence(packed)  # (T, B, I), lengths in batch order
             full = int(lengths.min()) == x.shape[0]

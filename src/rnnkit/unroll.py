@@ -20,7 +20,14 @@ from torch.nn.utils.rnn import PackedSequence
 from rnnkit.cells import CellBase, ElmanCell, GatedCell, GRUCell, LSTMCell, State
 from rnnkit.kernels import elman_sequence, gru_sequence, lstm_sequence, project
 
-__all__ = ["DirectionTrace", "fused_kind", "run_fused_packed", "run_fused_padded", "run_loop"]
+__all__ = [
+    "DirectionTrace",
+    "fused_kind",
+    "has_kernel",
+    "run_fused_packed",
+    "run_fused_padded",
+    "run_loop",
+]
 
 
 @dataclass
@@ -61,7 +68,7 @@ def run_loop(
     do not: then the cell is stepped with autograd); ``kernels`` False steps every cell with
     autograd.
     """
-    if kernels and trace is None and _has_kernel(cell):
+    if kernels and trace is None and has_kernel(cell):
         return _run_kernel(cell, x, state, mask, first_masked)
     gated = isinstance(cell, GatedCell)
     steps = cell.project_input(x).unbind(0) if gated else x.unbind(0)  # T x (B, G*H)
@@ -86,7 +93,7 @@ def run_loop(
     return torch.stack(outputs), state
 
 
-def _has_kernel(cell: CellBase) -> bool:
+def has_kernel(cell: CellBase) -> bool:
     """Whether a sequence kernel runs ``cell``: a built-in cell, not a projected LSTM."""
     return type(cell) in (ElmanCell, GRUCell, LSTMCell) and cell.output_size == cell.hidden_size
 

@@ -1,8 +1,10 @@
 """Benchmarks that print ratios against torch.nn measured in the same run."""
 
 import platform
+import statistics
+import time
 
-__all__ = ["cpu_name"]
+__all__ = ["cpu_name", "gemm_peak", "machine_line"]
 
 
 def cpu_name() -> str:
@@ -15,3 +17,30 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def gemm_peak(size: int = 2048, repeats: int = 3) -> float:
+    """FP32 GEMM speed in GFLOP/s on torch's current threads: the median of ``repeats``
+    (size, size) x (size, size) products after one warm-up, the ceiling that every
+    product of a recurrent layer runs under on this machine."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def machine_line() -> str:
+    """The CPU, torch, its threads and the GEMM peak, printed beside a benchmark's table."""
+    import torch
+
+    threads = torch.get_num_threads()
+    return (
+        f"{cpu_name()}; torch {torch.__version__}, {threads} thread(s); "
+        f"FP32 GEMM peak {gemm_peak():.0f} GFLOP/s at 2048^3 on {threads} thread(s)"
+    )

@@ -142,7 +142,11 @@ def run(
                     if progress is not None:
                         progress(row)
     if json_path is not None:
+        from rnnkit.bench import cpu_name, gemm_peak
+
         meta = {
+            "cpu": cpu_name(),
+            "gemm_gflops": round(gemm_peak(), 1),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "rounds": rounds,

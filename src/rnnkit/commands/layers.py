@@ -64,6 +64,10 @@ def parity(
 def bench_layers(
     kind: list[str] = typer.Option(["lstm", "gru", "rnn"], help="Cell kinds."),
     quick: bool = typer.Option(False, help="One small configuration, 3 rounds (a smoke run)."),
+    mode: list[str] = typer.Option(["train", "infer"], help="Modes: train, infer."),
+    lengths: list[str] = typer.Option(
+        ["no", "yes"], help="Batches: no (unpadded), yes (random lengths)."
+    ),
     rounds: int = typer.Option(5, min=1, help="Timed rounds per implementation."),
     warmup: int = typer.Option(1, min=0, help="Untimed rounds first."),
     threads: int = typer.Option(0, min=0, help="torch threads (0: torch's default)."),
@@ -73,10 +77,20 @@ def bench_layers(
     """Tokens/s of rnnkit's backends and torch.nn, interleaved in one run, with ratios."""
     import torch
 
-    from rnnkit.bench import layers
+    from rnnkit.bench import layers, machine_line
 
+    for name, given, allowed in (
+        ("--mode", mode, ("train", "infer")),
+        ("--lengths", lengths, ("no", "yes")),
+    ):
+        wrong = [v for v in given if v not in allowed]
+        if wrong:
+            raise typer.BadParameter(
+                f"{wrong[0]!r}: expected one of {', '.join(allowed)}", param_hint=name
+            )
     if threads:
         torch.set_num_threads(threads)
+    console.print(machine_line())
     configs = [(32, 50, 64, 128)] if quick else layers.CONFIGS
     if quick:
         rounds = min(rounds, 3)
@@ -87,7 +101,7 @@ def bench_layers(
     cols = ("auto", "torch", "loop", "torch.nn again")
     for col in ("cell", "B,T,I,H", "lengths", "mode", "torch.nn tok/s", *cols):
         table.add_column(col, justify="right")
-    total = len(kind) * len(configs) * 4
+    total = len(kind) * len(configs) * len(mode) * len(lengths)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("benchmark", total=total)
 
@@ -105,6 +119,8 @@ def bench_layers(
         rows = layers.run(
             kinds=tuple(kind),
             configs=configs,
+            modes=tuple(mode),
+            lengths=tuple(v == "yes" for v in lengths),
             rounds=rounds,
             warmup=warmup,
             json_path=json_path,

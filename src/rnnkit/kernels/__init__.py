@@ -32,7 +32,9 @@ On CPU in float32 and float64 the same kernels run compiled (:mod:`rnnkit.kernel
 ``csrc/fused.cpp``): the C++ walks time itself, with one product and one fused,
 vectorized element-wise loop per step, and keeps the masking rules above (padded rows
 carry their state and output zero; with the valid rows first, a step's products cover
-those rows only). The Python code here is their reference and their fallback.
+those rows only). The Python code here is their reference and their fallback. Padded
+inference runs them in the packed layout (:mod:`rnnkit.kernels.packed`): only the valid
+positions are projected, stepped and written.
 
 The hand-written backward passes run without a graph; asked for one (double backward,
 ``create_graph=True``) each kernel recomputes its recurrence with autograd instead

@@ -10,6 +10,10 @@
 // counts the rows that the per-step products touch (a batch sorted by decreasing length:
 // the valid rows of a step are its first ones); empty means all B rows at every step.
 //
+// Layout: xp (T, B, G) and y (T, B, H), or in inference the packed layout of a sorted batch
+// (``index``; rnnkit/kernels/packed.py): xp (N, G) and y (N, H) hold only the N valid
+// positions, and step t of row b reads and writes row index[t, b].
+//
 // Per step, the recurrent product is one matrix product (oneDNN with a weight packed once
 // per sequence when the caller passes one, else at::mm / at::addmm) and the element-wise
 // work is one loop per row, written for the compiler to vectorize: ``exp`` is declared
@@ -177,17 +181,20 @@ SIMD
 
 // What every forward kernel's step t starts from, for a block of rows: the product
 // A = h_{t-1} W_hh^T (+ bias) over the block's rows that the step runs (a length-sorted
-// batch runs its first rows[t]), row(A, b) its row for batch row b, and row-0 pointers into
+// batch runs its first rows[t]), row(A, b) its row for batch row b, and pointers into
 // h_{t-1}, h_t, x_t (rows of xp's width) and y_t. Training keeps h_0..h_T (h_t at index t);
-// inference keeps one state, updated in place (index 0): k0 and k1 index them.
+// inference keeps one state, updated in place (index 0): k0 and k1 index them. With a
+// packed layout (``index``, (T, B) int64: the row of xp and y that step t of batch row b
+// reads and writes), xp and y hold only the valid positions, as a PackedSequence's data.
 template <typename T>
 struct Step {
   int64_t k0, k1, r0, n;
   Tensor a;
   const T *A, *hp, *x;
+  const int64_t* ix;  // step t's row of the index, or nullptr (xp, y are (T, B, width))
   T *hn, *y;
   Step(const Product& prod, const Tensor& hs, const Tensor& xp, const Tensor& out,
-       const Masks& mk, int64_t t, bool train, Rows rows)
+       const Masks& mk, int64_t t, bool train, Rows rows, const int64_t* index)
       : k0(train ? t : 0), k1(train ? t + 1 : 0), r0(rows.r0), n(rows.valid(mk, t)) {
     const int64_t B = hs.size(1), H = hs.size(2);
     const Tensor h = hs[k0];
@@ -195,17 +202,49 @@ struct Step {
     A = n > 0 ? a.data_ptr<T>() : nullptr;
     hp = h.data_ptr<T>();
     hn = hs.data_ptr<T>() + k1 * B * H;
-    x = xp.data_ptr<T>() + t * B * xp.size(2);
-    y = out.data_ptr<T>() + t * B * H;
+    ix = index == nullptr ? nullptr : index + t * B;
+    x = xp.data_ptr<T>() + (ix ? 0 : t * B * xp.size(2));
+    y = out.data_ptr<T>() + (ix ? 0 : t * B * H);
   }
   // row b of A (b in the block, run by the step)
   const T* row(int64_t b, int64_t width) const { return A + (b - r0) * width; }
-  // row b of y_t: h_t where step t's output is valid, else 0
+  // row b of x_t (width: xp's row width)
+  const T* input(int64_t b, int64_t width) const { return x + (ix ? ix[b] : b) * width; }
+  // row b of y_t: h_t where step t's output is valid, else 0 (packed: no row to write)
   void output(const Masks& mk, int64_t t, int64_t b, int64_t H) const {
     if (mk.out(t, b))
-      copy_row(y + b * H, static_cast<const T*>(hn + b * H), H);
-    else
+      copy_row(y + (ix ? ix[b] : b) * H, static_cast<const T*>(hn + b * H), H);
+    else if (ix == nullptr)
       zero_row(y + b * H, H);
+  }
+};
+
+// The layout of a forward kernel's input and output: (T, B, width) tensors, or with
+// ``index`` (inference only) the packed rows of a batch sorted by decreasing length, xp
+// (N, width) and y (N, H), where step t of row b is row index[t, b] (b < rows[t]).
+struct Layout {
+  int64_t S, B, N;
+  Tensor index;
+  const int64_t* ix = nullptr;
+  Layout(const Tensor& xp, const OptTensor& index_, c10::IntArrayRef rows, bool train) {
+    if (!index_.has_value()) {
+      S = xp.size(0), B = xp.size(1), N = 0;
+      return;
+    }
+    TORCH_CHECK(!train, "index: the packed layout is for inference only");
+    TORCH_CHECK(xp.dim() == 2, "index: xp must be (N, width) with an index");
+    index = index_->to(at::kLong).contiguous();
+    TORCH_CHECK(index.dim() == 2, "index: expected (T, B)");
+    S = index.size(0), B = index.size(1), N = xp.size(0);
+    TORCH_CHECK(static_cast<int64_t>(rows.size()) == S, "index: rows must have T entries");
+    ix = index.data_ptr<int64_t>();
+    for (int64_t t = 0; t < S; ++t)  // every row that a step reads or writes is in xp
+      for (int64_t b = 0; b < rows[t]; ++b)
+        TORCH_CHECK(ix[t * B + b] >= 0 && ix[t * B + b] < N, "index: row out of range");
+  }
+  // y: (T, B, H), or (N, H) packed
+  Tensor output(const Tensor& xp, int64_t H) const {
+    return ix ? at::empty({N, H}, xp.options()) : at::empty({S, B, H}, xp.options());
   }
 };
 
@@ -247,26 +286,28 @@ void backward_steps(const Masks& mk, const Product& prod, const Tensor& go, cons
 
 std::vector<Tensor> elman_forward(const Tensor& xp_, const Tensor& h0, const Tensor& w,
                                   const OptTensor& packed, bool relu, const OptTensor& mask,
-                                  int64_t first_masked, c10::IntArrayRef rows, bool train) {
+                                  int64_t first_masked, c10::IntArrayRef rows, bool train,
+                                  const OptTensor& index) {
   const Tensor xp = xp_.contiguous();
-  const int64_t S = xp.size(0), B = xp.size(1), H = h0.size(1);
+  const Layout lay(xp, index, rows, train);
+  const int64_t S = lay.S, B = lay.B, H = h0.size(1);
   Masks mk(mask, first_masked, rows, S, B);
   const Product prod{w.t(), packed, std::nullopt};
-  Tensor y = at::empty({S, B, H}, xp.options());
+  Tensor y = lay.output(xp, H);
   Tensor hs = at::empty({train ? S + 1 : 1, B, H}, xp.options());
   hs[0].copy_(h0);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "elman_forward", [&] {
     using T = scalar_t;
     by_rows(mk, [&](Rows rw) {
       for (int64_t t = 0; t < S; ++t) {
-        const Step<T> st(prod, hs, xp, y, mk, t, train, rw);
-        const T *hpp = st.hp, *x = st.x;
+        const Step<T> st(prod, hs, xp, y, mk, t, train, rw, lay.ix);
+        const T* hpp = st.hp;
         T* hnp = st.hn;
         for (int64_t b = rw.r0; b < rw.r1; ++b) {
           T* hn = hnp + b * H;
           if (mk.state(t, b)) {
             const T* ab = st.row(b, H);
-            const T* xb = x + b * H;
+            const T* xb = st.input(b, H);
             if (relu) {
 SIMD
               for (int64_t j = 0; j < H; ++j) {
@@ -328,13 +369,15 @@ SIMD
 
 std::vector<Tensor> lstm_forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w, const OptTensor& packed, const OptTensor& mask,
-                                 int64_t first_masked, c10::IntArrayRef rows, bool train) {
+                                 int64_t first_masked, c10::IntArrayRef rows, bool train,
+                                 const OptTensor& index) {
   const Tensor xp = xp_.contiguous();
-  const int64_t S = xp.size(0), B = xp.size(1), H = h0.size(1), G = 4 * H;
+  const Layout lay(xp, index, rows, train);
+  const int64_t S = lay.S, B = lay.B, H = h0.size(1), G = 4 * H;
   Masks mk(mask, first_masked, rows, S, B);
   const Product prod{w.t(), packed, std::nullopt};
   const int64_t keep = train ? S + 1 : 1;
-  Tensor y = at::empty({S, B, H}, xp.options());
+  Tensor y = lay.output(xp, H);
   Tensor hs = at::empty({keep, B, H}, xp.options());
   Tensor cs = at::empty({keep, B, H}, xp.options());
   Tensor gates = train ? at::empty({S, B, G}, xp.options()) : Tensor();
@@ -345,8 +388,8 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_, const Tensor& h0, const Tens
     using T = scalar_t;
     by_rows(mk, [&](Rows rw) {
       for (int64_t t = 0; t < S; ++t) {
-        const Step<T> st(prod, hs, xp, y, mk, t, train, rw);
-        const T *hpp = st.hp, *x = st.x;
+        const Step<T> st(prod, hs, xp, y, mk, t, train, rw, lay.ix);
+        const T* hpp = st.hp;
         T* hnp = st.hn;
         const T* cpp = cs.data_ptr<T>() + st.k0 * B * H;
         T* cnp = cs.data_ptr<T>() + st.k1 * B * H;
@@ -357,7 +400,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_, const Tensor& h0, const Tens
           T* cn = cnp + b * H;
           if (mk.state(t, b)) {
             const T* ab = st.row(b, G);
-            const T* xb = x + b * G;
+            const T* xb = st.input(b, G);
             const T* cb = cpp + b * H;
             if (train) {
               T* gb = gp + b * G;
@@ -453,12 +496,13 @@ SIMD
 std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tensor& w,
                                 const OptTensor& bias, const OptTensor& packed,
                                 const OptTensor& mask, int64_t first_masked,
-                                c10::IntArrayRef rows, bool train) {
+                                c10::IntArrayRef rows, bool train, const OptTensor& index) {
   const Tensor xp = xp_.contiguous();
-  const int64_t S = xp.size(0), B = xp.size(1), H = h0.size(1), G = 3 * H;
+  const Layout lay(xp, index, rows, train);
+  const int64_t S = lay.S, B = lay.B, H = h0.size(1), G = 3 * H;
   Masks mk(mask, first_masked, rows, S, B);
   const Product prod{w.t(), packed, bias};
-  Tensor y = at::empty({S, B, H}, xp.options());
+  Tensor y = lay.output(xp, H);
   Tensor hs = at::empty({train ? S + 1 : 1, B, H}, xp.options());
   Tensor gates = train ? at::empty({S, B, G}, xp.options()) : Tensor();
   Tensor an = train ? at::empty({S, B, H}, xp.options()) : Tensor();
@@ -467,8 +511,8 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
     using T = scalar_t;
     by_rows(mk, [&](Rows rw) {
       for (int64_t t = 0; t < S; ++t) {
-        const Step<T> st(prod, hs, xp, y, mk, t, train, rw);
-        const T *hpp = st.hp, *x = st.x;
+        const Step<T> st(prod, hs, xp, y, mk, t, train, rw, lay.ix);
+        const T* hpp = st.hp;
         T* hnp = st.hn;
         T* gp = train ? gates.data_ptr<T>() + t * B * G : nullptr;
         T* anp = train ? an.data_ptr<T>() + t * B * H : nullptr;
@@ -477,7 +521,7 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
           const T* hb = hpp + b * H;
           if (mk.state(t, b)) {
             const T* ab = st.row(b, G);
-            const T* xb = x + b * G;
+            const T* xb = st.input(b, G);
             if (train) {
               T* gb = gp + b * G;
               T* sb = anp + b * H;
@@ -574,7 +618,7 @@ TORCH_LIBRARY(rnnkit_fused, m) {
   m.def("row_blocks(int batch, int[] rows, int steps) -> int[]", &row_blocks);
   m.def(
       "elman_forward(Tensor xp, Tensor h0, Tensor w, Tensor? packed, bool relu, Tensor? mask, "
-      "int first_masked, int[] rows, bool train) -> Tensor[]",
+      "int first_masked, int[] rows, bool train, Tensor? index=None) -> Tensor[]",
       &elman_forward);
   m.def(
       "elman_backward(Tensor grad_out, Tensor grad_h, Tensor hs, Tensor w, Tensor? packed_t, "
@@ -582,7 +626,7 @@ TORCH_LIBRARY(rnnkit_fused, m) {
       &elman_backward);
   m.def(
       "lstm_forward(Tensor xp, Tensor h0, Tensor c0, Tensor w, Tensor? packed, Tensor? mask, "
-      "int first_masked, int[] rows, bool train) -> Tensor[]",
+      "int first_masked, int[] rows, bool train, Tensor? index=None) -> Tensor[]",
       &lstm_forward);
   m.def(
       "lstm_backward(Tensor grad_out, Tensor grad_h, Tensor grad_c, Tensor cs, Tensor gates, "
@@ -591,7 +635,7 @@ TORCH_LIBRARY(rnnkit_fused, m) {
       &lstm_backward);
   m.def(
       "gru_forward(Tensor xp, Tensor h0, Tensor w, Tensor? bias, Tensor? packed, Tensor? mask, "
-      "int first_masked, int[] rows, bool train) -> Tensor[]",
+      "int first_masked, int[] rows, bool train, Tensor? index=None) -> Tensor[]",
       &gru_forward);
   m.def(
       "gru_backward(Tensor grad_out, Tensor grad_h, Tensor hs, Tensor gates, Tensor an, "
