@@ -56,14 +56,34 @@ inline T sigm(T x) { return T(1) / (T(1) + vexp(-x)); }
 template <typename T>
 inline T tanh_(T x) { return T(1) - T(2) / (T(1) + vexp(x + x)); }
 
+// Small products run without a library call: below these sizes a step's product at::mm
+// costs more in dispatch, views and threading checks than in arithmetic (a (1, 128) x
+// (128, 384) product: a few microseconds of overhead for 49k multiply-adds).
+// (set_direct_max_rows changes the first: 0 turns the direct products off, for the
+// benchmark's and the tests' comparisons)
+int64_t kDirectMaxRows = 4;
+constexpr int64_t kDirectMaxNumel = 1 << 17;
+
+int64_t set_direct_max_rows(int64_t rows) {
+  TORCH_CHECK(rows >= 0, "rows: expected >= 0, got ", rows);
+  const int64_t before = kDirectMaxRows;
+  kDirectMaxRows = rows;
+  return before;
+}
+
 // x @ wt (+ bias) for x (n, in); wt is (in, out), possibly a transposed view. With
 // ``packed`` (oneDNN, float32 on CPU: the same weight packed by _reorder_linear_weight)
-// the product runs through mkldnn::_linear_pointwise.
+// the product runs through mkldnn::_linear_pointwise. With ``direct`` (wt made contiguous
+// once per sequence, for batches of at most kDirectMaxRows rows and small weights) it is
+// a loop over the rows of wt, each scaled by one input and added into the output row:
+// a vectorized pass over contiguous memory, no dispatch (see ``product``).
 struct Product {
   Tensor wt;
   OptTensor packed, bias;
+  Tensor direct;  // (in, out) contiguous, or undefined
 
   Tensor operator()(const Tensor& x) const {
+    if (direct.defined() && x.size(0) <= kDirectMaxRows) return by_rows_of_w(x.contiguous());
     if (packed.has_value()) {
       static const c10::OperatorHandle op =
           c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
@@ -81,7 +101,57 @@ struct Product {
     if (bias.has_value()) return at::addmm(*bias, x, wt);
     return at::mm(x, wt);
   }
+
+  Tensor by_rows_of_w(const Tensor& x) const {
+    Tensor y = at::empty({x.size(0), direct.size(1)}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "direct_product", [&] {
+      rows_of_w(x.data_ptr<scalar_t>(), x.size(0), y.data_ptr<scalar_t>());
+    });
+    return y;
+  }
+
+  // Whether a product of n rows runs the direct loop (rows_of_w, on raw pointers).
+  bool direct_for(int64_t n) const { return direct.defined() && n <= kDirectMaxRows; }
+  // The scratch rows_of_w needs per block of rows: kDirectMaxRows rows of the output.
+  int64_t scratch_size() const { return direct.defined() ? kDirectMaxRows * direct.size(1) : 0; }
+
+  // y[b] = bias + sum_k x[b, k] wt[k] for n contiguous rows of x: the rows of wt,
+  // contiguous, streamed in order (a vectorized multiply-add per row of wt). Returns y.
+  template <typename T>
+  const T* rows_of_w(const T* x, int64_t n, T* y) const {
+    const int64_t in = direct.size(0), out = direct.size(1);
+    const T* w = direct.data_ptr<T>();
+    const T* bp = bias.has_value() ? bias->data_ptr<T>() : nullptr;
+    for (int64_t b = 0; b < n; ++b) {
+      const T* xb = x + b * in;
+      T* __restrict yb = y + b * out;
+      if (bp != nullptr)
+        std::copy(bp, bp + out, yb);
+      else
+        std::fill(yb, yb + out, T(0));
+      for (int64_t k = 0; k < in; ++k) {
+        const T v = xb[k];
+        const T* __restrict wk = w + k * out;
+SIMD
+        for (int64_t j = 0; j < out; ++j) yb[j] += v * wk[j];
+      }
+    }
+    return y;
+  }
 };
+
+// The product x @ wt (+ bias) for a sequence whose steps have at most ``batch`` rows: the
+// direct loop where it is the faster one (float32/float64 CPU tensors, a small batch and
+// weight, no packed weight), else torch's.
+Product product(const Tensor& wt, const OptTensor& packed, const OptTensor& bias, int64_t batch) {
+  Product prod{wt, packed, bias, Tensor()};
+  const bool dense = wt.device().is_cpu() && wt.layout() == at::kStrided &&
+                     (wt.scalar_type() == at::kFloat || wt.scalar_type() == at::kDouble) &&
+                     (!bias.has_value() || bias->is_contiguous());
+  if (!packed.has_value() && dense && batch <= kDirectMaxRows && wt.numel() <= kDirectMaxNumel)
+    prod.direct = wt.contiguous();
+  return prod;
+}
 
 struct Masks {
   const bool* m = nullptr;
@@ -193,14 +263,19 @@ struct Step {
   const T *A, *hp, *x;
   const int64_t* ix;  // step t's row of the index, or nullptr (xp, y are (T, B, width))
   T *hn, *y;
+  // ``scratch``: Product::scratch_size() values, for a direct product (no tensor a step)
   Step(const Product& prod, const Tensor& hs, const Tensor& xp, const Tensor& out,
-       const Masks& mk, int64_t t, bool train, Rows rows, const int64_t* index)
+       const Masks& mk, int64_t t, bool train, Rows rows, const int64_t* index, T* scratch)
       : k0(train ? t : 0), k1(train ? t + 1 : 0), r0(rows.r0), n(rows.valid(mk, t)) {
     const int64_t B = hs.size(1), H = hs.size(2);
-    const Tensor h = hs[k0];
-    if (n > 0) a = prod(h.narrow(0, r0, n));
-    A = n > 0 ? a.data_ptr<T>() : nullptr;
-    hp = h.data_ptr<T>();
+    hp = hs.data_ptr<T>() + k0 * B * H;
+    A = nullptr;
+    if (n > 0 && prod.direct_for(n)) {
+      A = prod.rows_of_w(hp + r0 * H, n, scratch);
+    } else if (n > 0) {
+      a = prod(hs[k0].narrow(0, r0, n));
+      A = a.data_ptr<T>();
+    }
     hn = hs.data_ptr<T>() + k1 * B * H;
     ix = index == nullptr ? nullptr : index + t * B;
     x = xp.data_ptr<T>() + (ix ? 0 : t * B * xp.size(2));
@@ -264,9 +339,10 @@ void backward_steps(const Masks& mk, const Product& prod, const Tensor& go, cons
   T* dh = carry.data_ptr<T>();
   by_rows(mk, [&](Rows rw) {
     Tensor p;
-    int64_t np = 0;  // rows of p, from rw.r0
+    std::vector<T> scratch(prod.scratch_size());
+    const T* P = nullptr;  // the last product: dA_{t+1} W_hh over the rows it ran
+    int64_t np = 0;  // rows of P, from rw.r0
     for (int64_t t = S - 1; t >= 0; --t) {
-      const T* P = np > 0 ? p.data_ptr<T>() : nullptr;
       for (int64_t b = rw.r0; b < rw.r1; ++b) {
         T* dhb = dh + b * H;
         if (b < rw.r0 + np) add_row(dhb, P + (b - rw.r0) * H, H);
@@ -276,9 +352,14 @@ void backward_steps(const Masks& mk, const Product& prod, const Tensor& go, cons
         row(t, b, dhb, active);
       }
       np = rw.valid(mk, t);
-      if (np > 0) p = prod(da[t].narrow(0, rw.r0, np));
+      if (np > 0 && prod.direct_for(np)) {
+        P = prod.rows_of_w(d + (t * B + rw.r0) * G, np, scratch.data());
+      } else if (np > 0) {
+        p = prod(da[t].narrow(0, rw.r0, np));
+        P = p.data_ptr<T>();
+      }
     }
-    if (np > 0) carry.narrow(0, rw.r0, np).add_(p);
+    for (int64_t b = rw.r0; b < rw.r0 + np; ++b) add_row(dh + b * H, P + (b - rw.r0) * H, H);
   });
 }
 
@@ -292,15 +373,16 @@ std::vector<Tensor> elman_forward(const Tensor& xp_, const Tensor& h0, const Ten
   const Layout lay(xp, index, rows, train);
   const int64_t S = lay.S, B = lay.B, H = h0.size(1);
   Masks mk(mask, first_masked, rows, S, B);
-  const Product prod{w.t(), packed, std::nullopt};
+  const Product prod = product(w.t(), packed, std::nullopt, B);
   Tensor y = lay.output(xp, H);
   Tensor hs = at::empty({train ? S + 1 : 1, B, H}, xp.options());
   hs[0].copy_(h0);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "elman_forward", [&] {
     using T = scalar_t;
     by_rows(mk, [&](Rows rw) {
+      std::vector<T> scratch(prod.scratch_size());
       for (int64_t t = 0; t < S; ++t) {
-        const Step<T> st(prod, hs, xp, y, mk, t, train, rw, lay.ix);
+        const Step<T> st(prod, hs, xp, y, mk, t, train, rw, lay.ix, scratch.data());
         const T* hpp = st.hp;
         T* hnp = st.hn;
         for (int64_t b = rw.r0; b < rw.r1; ++b) {
@@ -337,7 +419,7 @@ std::vector<Tensor> elman_backward(const Tensor& grad_out, const Tensor& grad_h,
                                    c10::IntArrayRef rows) {
   const int64_t S = hs.size(0) - 1, B = hs.size(1), H = hs.size(2);
   Masks mk(mask, first_masked, rows, S, B);
-  const Product prod{w, packed_t, std::nullopt};  // dA @ W_hh
+  const Product prod = product(w, packed_t, std::nullopt, B);  // dA @ W_hh
   const Tensor go = grad_out.contiguous();
   Tensor da = at::empty({S, B, H}, hs.options());
   Tensor carry = grad_h.contiguous().clone();  // (B, H): dL/dh_t not yet through a step
@@ -375,7 +457,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_, const Tensor& h0, const Tens
   const Layout lay(xp, index, rows, train);
   const int64_t S = lay.S, B = lay.B, H = h0.size(1), G = 4 * H;
   Masks mk(mask, first_masked, rows, S, B);
-  const Product prod{w.t(), packed, std::nullopt};
+  const Product prod = product(w.t(), packed, std::nullopt, B);
   const int64_t keep = train ? S + 1 : 1;
   Tensor y = lay.output(xp, H);
   Tensor hs = at::empty({keep, B, H}, xp.options());
@@ -387,8 +469,9 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_, const Tensor& h0, const Tens
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lstm_forward", [&] {
     using T = scalar_t;
     by_rows(mk, [&](Rows rw) {
+      std::vector<T> scratch(prod.scratch_size());
       for (int64_t t = 0; t < S; ++t) {
-        const Step<T> st(prod, hs, xp, y, mk, t, train, rw, lay.ix);
+        const Step<T> st(prod, hs, xp, y, mk, t, train, rw, lay.ix, scratch.data());
         const T* hpp = st.hp;
         T* hnp = st.hn;
         const T* cpp = cs.data_ptr<T>() + st.k0 * B * H;
@@ -455,7 +538,7 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_out, const Tensor& grad_h,
                                   c10::IntArrayRef rows) {
   const int64_t S = gates.size(0), B = gates.size(1), H = cs.size(2), G = 4 * H;
   Masks mk(mask, first_masked, rows, S, B);
-  const Product prod{w, packed_t, std::nullopt};  // dA @ W_hh
+  const Product prod = product(w, packed_t, std::nullopt, B);  // dA @ W_hh
   const Tensor go = grad_out.contiguous();
   Tensor da = at::empty({S, B, G}, gates.options());
   Tensor carry_h = grad_h.contiguous().clone();
@@ -501,7 +584,7 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
   const Layout lay(xp, index, rows, train);
   const int64_t S = lay.S, B = lay.B, H = h0.size(1), G = 3 * H;
   Masks mk(mask, first_masked, rows, S, B);
-  const Product prod{w.t(), packed, bias};
+  const Product prod = product(w.t(), packed, bias, B);
   Tensor y = lay.output(xp, H);
   Tensor hs = at::empty({train ? S + 1 : 1, B, H}, xp.options());
   Tensor gates = train ? at::empty({S, B, G}, xp.options()) : Tensor();
@@ -510,8 +593,9 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
     using T = scalar_t;
     by_rows(mk, [&](Rows rw) {
+      std::vector<T> scratch(prod.scratch_size());
       for (int64_t t = 0; t < S; ++t) {
-        const Step<T> st(prod, hs, xp, y, mk, t, train, rw, lay.ix);
+        const Step<T> st(prod, hs, xp, y, mk, t, train, rw, lay.ix, scratch.data());
         const T* hpp = st.hp;
         T* hnp = st.hn;
         T* gp = train ? gates.data_ptr<T>() + t * B * G : nullptr;
@@ -565,7 +649,7 @@ std::vector<Tensor> gru_backward(const Tensor& grad_out, const Tensor& grad_h, c
                                  int64_t first_masked, c10::IntArrayRef rows) {
   const int64_t S = hs.size(0) - 1, B = hs.size(1), H = hs.size(2), G = 3 * H;
   Masks mk(mask, first_masked, rows, S, B);
-  const Product prod{w, packed_t, std::nullopt};  // da @ W_hh
+  const Product prod = product(w, packed_t, std::nullopt, B);  // da @ W_hh
   const Tensor go = grad_out.contiguous();
   Tensor da = at::empty({S, B, G}, hs.options());   // d(W_hh h_{t-1} + b_hh)
   Tensor dxp = at::empty({S, B, G}, hs.options());  // [da^r, da^z, dA^n]
@@ -616,6 +700,7 @@ std::vector<int64_t> row_blocks(int64_t batch, c10::IntArrayRef rows, int64_t st
 // Catch-all kernels (no dispatch key: the packed weight is an MkldnnCPU tensor).
 TORCH_LIBRARY(rnnkit_fused, m) {
   m.def("row_blocks(int batch, int[] rows, int steps) -> int[]", &row_blocks);
+  m.def("set_direct_max_rows(int rows) -> int", &set_direct_max_rows);
   m.def(
       "elman_forward(Tensor xp, Tensor h0, Tensor w, Tensor? packed, bool relu, Tensor? mask, "
       "int first_masked, int[] rows, bool train, Tensor? index=None) -> Tensor[]",
