@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 # XLA's CPU client on one thread, as torch below (set before JAX is imported)
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
@@ -39,7 +37,7 @@ import torch
 from torch import nn
 
 import rnnkit as rk
-from rnnkit.bench import machine_line
+from rnnkit.bench import interleaved, machine_line
 from rnnkit.kernels import ext
 
 COLUMNS = ("rnnkit", "rnnkit, at::mm", "JAX", "torch.nn again")
@@ -124,13 +122,7 @@ def compare(kind, steps, inputs, hidden, mode, rounds) -> dict:
         got = torch_call(layer, direct=name == "rnnkit")().detach().numpy()[0]
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
     np.testing.assert_allclose(np.asarray(infer(params, jx)), expected, rtol=0, atol=1e-4)
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds + 2):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(ts[2:]) for name, ts in times.items()}
+    median = interleaved(calls, rounds)
     return {
         "kind": kind,
         "mode": mode,

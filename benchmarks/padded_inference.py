@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit as rk
-from rnnkit.bench import machine_line
+from rnnkit.bench import interleaved, machine_line
 from rnnkit.bench.layers import CONFIGS
 
 KINDS = {"lstm": (rk.LSTM, nn.LSTM), "gru": (rk.GRU, nn.GRU), "rnn": (rk.RNN, nn.RNN)}
@@ -65,17 +64,11 @@ def compare(kind: str, batch: int, steps: int, inputs: int, hidden: int, rounds:
     calls = {"torch.nn": torch_nn(ref)}
     calls.update({name: (lambda m=m: m(x, lengths=lengths)[0]) for name, m in layers.items()})
     calls["torch.nn again"] = torch_nn(again)
-    times: dict[str, list[float]] = {name: [] for name in calls}
     with torch.no_grad():
         expected = calls["torch.nn"]()
         for name in ("auto", "loop", "masked"):  # the same numbers, before timing them
             torch.testing.assert_close(calls[name](), expected, rtol=0, atol=1e-4)
-        for _ in range(rounds + 2):
-            for name, call in calls.items():
-                start = time.perf_counter()
-                call()
-                times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(ts[2:]) for name, ts in times.items()}
+        median = interleaved(calls, rounds)
     return {
         "kind": kind,
         "config": [batch, steps, inputs, hidden],

@@ -4,7 +4,7 @@ import platform
 import statistics
 import time
 
-__all__ = ["cpu_name", "gemm_peak", "machine_line"]
+__all__ = ["cpu_name", "gemm_peak", "interleaved", "machine_line"]
 
 
 def cpu_name() -> str:
@@ -44,3 +44,16 @@ def machine_line() -> str:
         f"{cpu_name()}; torch {torch.__version__}, {threads} thread(s); "
         f"FP32 GEMM peak {gemm_peak():.0f} GFLOP/s at 2048^3 on {threads} thread(s)"
     )
+
+
+def interleaved(calls: dict, rounds: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per call of each of ``calls`` (name -> function of no arguments),
+    timed in turns within every round, so that the machine's noise touches them alike;
+    the first ``warmup`` rounds are not counted."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds + warmup):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts[warmup:]) for name, ts in times.items()}
