@@ -211,3 +211,23 @@ def test_from_packed_keeps_the_sequence_order_of_ties():
     p = packed.from_packed(seq.batch_sizes, seq.sorted_indices)
     assert torch.equal(p.order, seq.sorted_indices)
     assert p.rows == seq.batch_sizes.tolist()
+
+
+@pytest.mark.parametrize("kind", ["gru", "tanh"])
+def test_auto_runs_a_packed_sequence_through_the_kernels(kind, monkeypatch):
+    """GRU and Elman layers take the compiled kernels under ``auto``, PackedSequence or not."""
+    torch.manual_seed(4)
+    layer = KINDS[kind]().eval()
+    layer.backend = "auto"
+    reference = KINDS[kind]()
+    reference.backend = "torch"
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(9, len(LENGTHS), I)
+    seq = pack_padded_sequence(x, LENGTHS, enforce_sorted=False)
+    calls = _count_packed(monkeypatch)
+    with torch.no_grad():
+        out, final = layer(seq)
+        ref_out, ref_final = reference(seq)
+    assert calls[0] == 1
+    torch.testing.assert_close(out.data, ref_out.data, rtol=0, atol=1e-5)
+    torch.testing.assert_close(final, ref_final, rtol=0, atol=1e-5)

@@ -626,7 +626,12 @@ class Recurrent(nn.Module):
             )
         check_dtype("input", packed.data, self._weight_dtype(), "the weights'")
         hx = self._check_state(state, batch, ref, unbatched=False)
-        if self._use_fused():
+        # what auto decides for the padded batch the sequence stands for: its (T, B, I)
+        # shape (a view of one row, nothing copied) and its lengths
+        sizes = packed.batch_sizes
+        probe = packed.data[:1].unsqueeze(0).expand(len(sizes), batch, self.input_size)
+        lengths = (sizes.unsqueeze(1) > torch.arange(batch)).sum(0)
+        if self._use_fused(lengths, probe):
             args = (self.num_layers, self.dropout, self.training, self.bidirectional)
             out, hx = run_fused_packed(self._fused, list(self.cells), packed, hx, *args)
         elif self._packed_inference(packed.data):  # the data is in the kernels' layout
