@@ -137,6 +137,12 @@ def run_variant(dataset: str, variant: str, args: argparse.Namespace, out_dir: P
         'trainer.log.progress="none"',
         "trainer.log.tensorboard=false",
     ]
+    if args.vectors:  # pretrained word vectors (their words lowercased with --lower)
+        overrides += [
+            f'task.vectors="{args.vectors}"',
+            f"task.vectors_vocab={args.vectors_vocab}",
+            f"task.lower={str(args.lower).lower()}",
+        ]
     if chars:  # the task refuses character sizes without character input
         overrides += [f"model.char_dim={args.char_dim}", f"model.char_hidden={args.char_hidden}"]
     cfg = run.load_run_config("tagging", overrides=overrides)
@@ -206,6 +212,9 @@ def main() -> None:
     p.add_argument("--char-hidden", type=int, default=50, help="char BiLSTM size per direction")
     p.add_argument("--batch-size", type=int, default=0, help="override every dataset's batch")
     p.add_argument("--min-freq", type=int, default=2, help="rarer training words share <unk>")
+    p.add_argument("--vectors", default="", help='word vectors: a file or "glove-100d"')
+    p.add_argument("--vectors-vocab", type=int, default=0, help="ids for the first N vectors too")
+    p.add_argument("--lower", action="store_true", help="lowercase word ids (GloVe's words)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-test", action="store_true", help="validation only (choosing settings)")
     p.add_argument("--runs", default="", help="keep the run directories here (default: temp)")

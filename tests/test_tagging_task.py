@@ -291,3 +291,35 @@ def test_best_checkpoint_by_validation_span_f1(tmp_path):
     assert scores["token_accuracy"] == pytest.approx(history[best]["val_token_accuracy"])
     with pytest.raises(ValueError, match="task 'adding' has no scores beyond its loss"):
         run.train(run.load_run_config("adding"), tmp_path / "adding", score_val=True)
+
+
+def test_pretrained_vectors_lowercase_and_extra_words(tmp_path):
+    """task.vectors fills the word embedding; task.lower maps words to lowercase ids (the
+    characters keep their case); task.vectors_vocab gives the file's first N words ids."""
+    import torch
+
+    train = _write_conll(tmp_path / "train.txt", _sentences())
+    vectors = tmp_path / "v.txt"
+    vectors.write_text(
+        "3 3\nmary 1 2 3\nberlin 4 5 6\nzebra 7 8 9\n", encoding="utf-8"
+    )  # word2vec header, then the most frequent first
+    cfg = TaggingConfig(train=train, test=train, vectors=str(vectors), vectors_vocab=2, lower=True)
+    data = prepare(cfg)
+    words = data.codec.words
+    assert "mary" in words.tokens and "Mary" not in words.tokens
+    assert "berlin" in words.tokens and "zebra" not in words.tokens  # the first 2 only
+    row = data.train.inputs[1]  # "Mary left": the word id lowercased, the characters not
+    assert words.tokens[row[0, 0]] == "mary"
+    assert data.codec.chars.tokens[row[0, 1]] == "M"
+    model_cfg = {"word_dim": 3, "hidden_size": 4}
+    model = run.build_model(run.RunConfig(task="tagging", task_config=cfg, model=model_cfg), data)
+    emb = model.words.weight
+    assert emb[words["mary"]].tolist() == [1.0, 2.0, 3.0]
+    assert emb[words["berlin"]].tolist() == [4.0, 5.0, 6.0]
+    assert torch.equal(emb[0], torch.zeros(3))  # padding
+    restored = TaggingCodec.from_json(json.loads(json.dumps(data.codec.to_json())))
+    assert restored.lower and restored.batch([["MARY"]]).inputs[0, 0, 0] == words["mary"]
+    with pytest.raises(ConfigError, match=r"model.word_dim=5 differs .* \(3\)"):
+        run.build_model(run.RunConfig(task="tagging", task_config=cfg, model={"word_dim": 5}), data)
+    with pytest.raises(ValueError, match="vectors_vocab: words of a vectors file need"):
+        TaggingConfig(train=train, test=train, vectors_vocab=3)

@@ -227,8 +227,8 @@ def test_shipped_config_loads():
 
 
 def test_vectors_name_a_file_or_a_vectors_dataset(tmp_path, monkeypatch):
-    from rnnkit.tasks import classify
-    from rnnkit.tasks.classify import vectors_file
+    from rnnkit.data import registry
+    from rnnkit.data.representations import vectors_file
 
     own = tmp_path / "v.txt"
     own.write_text("great 1 2\n", encoding="utf-8")
@@ -237,7 +237,7 @@ def test_vectors_name_a_file_or_a_vectors_dataset(tmp_path, monkeypatch):
         vectors_file(str(tmp_path / "absent.txt"))
     monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "cache"))
     fetched = []
-    monkeypatch.setattr(classify, "fetch", fetched.append)  # as if already in the cache
+    monkeypatch.setattr(registry, "fetch", fetched.append)  # as if already in the cache
     (tmp_path / "cache" / "glove-100d").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"holds no vectors\.txt"):
         vectors_file("glove-100d")

@@ -167,6 +167,7 @@ class TaggingCodec:
     bigrams: Vocab | None = None  # token pairs (token_bigrams) with their own ids, or None
     joiner: str = " "  # joins tokens back into text: " " for words, "" for characters
     lexicon: tuple[str, ...] = ()  # BMES: the training split's words (OOV/IV recall)
+    lower: bool = False  # word ids from lowercased words (characters keep their case)
     kind = "tagging"
 
     def tokenize(self, text: str) -> list[str]:
@@ -187,7 +188,8 @@ class TaggingCodec:
         targets = torch.zeros(b, t, dtype=torch.long)  # (B, T)
         for i, tokens in enumerate(sentences):
             n = len(tokens)
-            inputs[i, :n, 0] = torch.tensor(self.words.encode(tokens), dtype=torch.long)
+            words = [x.lower() for x in tokens] if self.lower else tokens
+            inputs[i, :n, 0] = torch.tensor(self.words.encode(words), dtype=torch.long)
             if g and n:
                 pair_ids = self.bigrams.encode(token_bigrams(tokens))  # type: ignore[union-attr]
                 pairs = torch.tensor(pair_ids, dtype=torch.long)  # (T + 1,)
@@ -220,6 +222,7 @@ class TaggingCodec:
             "bigrams": self.bigrams.tokens if self.bigrams is not None else None,
             "joiner": self.joiner,
             "lexicon": list(self.lexicon),
+            "lower": self.lower,
         }
 
     @classmethod
@@ -235,6 +238,7 @@ class TaggingCodec:
             Vocab(bigrams) if bigrams else None,
             str(data.get("joiner", " ")),  # codecs saved before characters as tokens: words
             tuple(data.get("lexicon", ())),
+            bool(data.get("lower", False)),  # codecs saved before the option: cased
         )
 
 

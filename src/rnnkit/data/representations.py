@@ -194,3 +194,39 @@ def nb_log_count_ratios(
     p = torch.bincount(words[label == 1], minlength=vocab_size) + alpha  # (V,)
     q = torch.bincount(words[label == 0], minlength=vocab_size) + alpha
     return (torch.log(p / p.sum()) - torch.log(q / q.sum())).float()
+
+
+def vector_words(path: str | Path, limit: int) -> list[str]:
+    """The tokens of the first ``limit`` vectors of a word2vec or GloVe text file, in file
+    order (the most frequent first, in the files GloVe and word2vec ship), without parsing
+    the numbers."""
+    words: list[str] = []
+    if limit < 1:
+        return words
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            fields = line.split(" ", 2)
+            if i == 0 and len(fields) == 2 and all(x.strip().isdigit() for x in fields):
+                continue  # word2vec's "N D" header
+            if fields[0].strip():
+                words.append(fields[0])
+            if len(words) == limit:
+                break
+    return words
+
+
+def vectors_file(value: str) -> Path:
+    """The vectors file that a ``task.vectors`` setting names: a path, or a registry
+    dataset of vectors (``glove-100d``; fetched here when it is not yet in the cache)."""
+    from rnnkit.data.registry import dataset_dir, fetch, names
+
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    if value in names():
+        fetch(value)
+        found = dataset_dir(value) / "vectors.txt"
+        if found.is_file():
+            return found
+        raise ValueError(f"task.vectors={value!r}: dataset {value} holds no vectors.txt")
+    raise FileNotFoundError(f"task.vectors={value!r}: no such file, nor a vectors dataset")

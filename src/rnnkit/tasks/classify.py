@@ -30,6 +30,7 @@ from rnnkit.data.batches import SequenceBatch
 from rnnkit.data.codec import TextCodec
 from rnnkit.data.readers import read_columns
 from rnnkit.data.registry import dataset_dir, fetch, get, load_report, names
+from rnnkit.data.representations import vectors_file
 from rnnkit.data.splits import by_split, group_split
 from rnnkit.models.classifier import SequenceClassifier
 from rnnkit.tasks.base import Task, TaskData
@@ -186,21 +187,6 @@ def init_model(model: SequenceClassifier, data: TaskData, cfg: ClassifyConfig, s
     if weight is not None:
         with torch.no_grad():
             weight[model.config.padding_idx] = 0.0
-
-
-def vectors_file(value: str) -> Path:
-    """The vectors file that ``task.vectors`` names: a path, or a vectors dataset (fetched
-    here when it is not yet in the cache)."""
-    path = Path(value).expanduser()
-    if path.is_file():
-        return path
-    if value in names():
-        fetch(value)
-        found = dataset_dir(value) / "vectors.txt"
-        if found.is_file():
-            return found
-        raise ValueError(f"task.vectors={value!r}: dataset {value} holds no vectors.txt")
-    raise FileNotFoundError(f"task.vectors={value!r}: no such file, nor a vectors dataset")
 
 
 def read_file(cfg: ClassifyConfig, path: str, codec: TextCodec) -> SequenceBatch:

@@ -42,10 +42,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
+
 from rnnkit.config import ConfigError
 from rnnkit.data.batches import SequenceBatch
 from rnnkit.data.codec import TaggingCodec, token_bigrams
 from rnnkit.data.readers import read_conll, read_conllu
+from rnnkit.data.representations import build_embedding, read_vectors, vector_words, vectors_file
 from rnnkit.data.tokenizers import TAGGING_PATTERN, CharTokenizer, WordTokenizer
 from rnnkit.data.vocab import Vocab
 from rnnkit.models.tagger import SequenceTagger
@@ -70,6 +73,9 @@ class TaggingConfig:
     bigrams: bool = False  # also the token pairs left and right of each token as features
     bigram_min_freq: int = 2  # fewest training occurrences for a pair to get its own id
     spans: bool = True  # score spans (O / B-, I-, E-, S- tags) or words (B, M, E, S tags)
+    vectors: str = ""  # word2vec/GloVe text file, or "glove-100d": the word embedding's start
+    vectors_vocab: int = 0  # also ids for the file's first N words (most frequent first)
+    lower: bool = False  # word ids from lowercased words (GloVe's are); characters keep case
 
     def __post_init__(self) -> None:
         if bool(self.dataset) == bool(self.train and self.test):
@@ -84,6 +90,10 @@ class TaggingConfig:
             raise ValueError(f"column: expected a column index for conll, got {self.column!r}")
         if self.max_word_len < 1 or self.min_freq < 1 or self.bigram_min_freq < 1:
             raise ValueError("max_word_len, min_freq and bigram_min_freq must be >= 1")
+        if self.vectors_vocab < 0:
+            raise ValueError(f"vectors_vocab: expected >= 0, got {self.vectors_vocab}")
+        if self.vectors_vocab and not self.vectors:
+            raise ValueError("vectors_vocab: words of a vectors file need task.vectors")
         if self.tokens not in ("words", "chars"):
             raise ValueError(f"tokens: expected 'words' or 'chars', got {self.tokens!r}")
         if self.tokens == "chars" and self.chars:
@@ -140,7 +150,16 @@ def split_files(cfg: TaggingConfig) -> tuple[str, str, str]:
 
 
 def build_codec(cfg: TaggingConfig, train: list[tuple[list[str], list[str]]]) -> TaggingCodec:
-    words = Vocab.build((s for s, _ in train), max_size=10**7, min_freq=cfg.min_freq)
+    """The vocabularies of the training split; with ``vectors_vocab`` N, the first N words
+    of the vectors file get ids too (a word unseen in training but in the file then starts
+    from its vector instead of sharing ``<unk>``; the validation and test words are not
+    looked at)."""
+    sentences = ([w.lower() for w in s] if cfg.lower else s for s, _ in train)
+    words = Vocab.build(sentences, max_size=10**7, min_freq=cfg.min_freq)
+    if cfg.vectors_vocab:
+        known = set(words.tokens)
+        extra = [w for w in vector_words(vectors_file(cfg.vectors), cfg.vectors_vocab)]
+        words = Vocab([*words.tokens, *dict.fromkeys(w for w in extra if w not in known)])
     chars = Vocab.build((list(w) for s, _ in train for w in s), max_size=10**6)
     tags = sorted({x for _, ts in train for x in ts}, key=lambda x: (x != "O", x))
     scheme = ""
@@ -164,6 +183,7 @@ def build_codec(cfg: TaggingConfig, train: list[tuple[list[str], list[str]]]) ->
         bigrams,
         joiner,
         lexicon,
+        cfg.lower,
     )
 
 
@@ -202,6 +222,24 @@ def check(cfg: TaggingConfig, model: dict[str, Any]) -> None:
         raise ConfigError(f"model.{unused[0]}: unused without character input ({why})")
     if "bigram_dim" in model and not cfg.bigrams:
         raise ConfigError("model.bigram_dim: unused without pair features (task.bigrams = false)")
+
+
+def init_model(model: SequenceTagger, data: TaskData, cfg: TaggingConfig, seed: int) -> None:
+    """With ``task.vectors``: the word embedding's rows of the words found in the file are
+    their vectors (the others keep N(0, 1) from ``seed``; the padding row is zero)."""
+    if not cfg.vectors:
+        return
+    vocab = data.codec.words
+    found = read_vectors(vectors_file(cfg.vectors), keep=set(vocab.tokens))
+    if found.dim != model.config.word_dim:
+        raise ConfigError(
+            f"model.word_dim={model.config.word_dim} differs from the dimension of "
+            f"task.vectors={cfg.vectors!r} ({found.dim})"
+        )
+    emb, _ = build_embedding(vocab, model.config.word_dim, found, seed=seed)
+    with torch.no_grad():
+        model.words.weight.copy_(emb.weight)
+        model.words.weight[0] = 0.0  # padding_idx
 
 
 # ---- scores and baselines ------------------------------------------------------------------
@@ -320,4 +358,5 @@ TASK = Task(
     check=check,
     score=score,
     read_file=read_file,
+    init_model=init_model,
 )
