@@ -122,18 +122,32 @@ struct Product {
     const int64_t in = direct.size(0), out = direct.size(1);
     const T* w = direct.data_ptr<T>();
     const T* bp = bias.has_value() ? bias->data_ptr<T>() : nullptr;
+    constexpr int64_t J = 64;  // outputs a block: accumulators that stay in registers
     for (int64_t b = 0; b < n; ++b) {
       const T* xb = x + b * in;
       T* __restrict yb = y + b * out;
-      if (bp != nullptr)
-        std::copy(bp, bp + out, yb);
-      else
-        std::fill(yb, yb + out, T(0));
-      for (int64_t k = 0; k < in; ++k) {
-        const T v = xb[k];
-        const T* __restrict wk = w + k * out;
+      int64_t j0 = 0;
+      for (; j0 + J <= out; j0 += J) {
+        T acc[J];
+        for (int64_t j = 0; j < J; ++j) acc[j] = bp != nullptr ? bp[j0 + j] : T(0);
+        for (int64_t k = 0; k < in; ++k) {
+          const T v = xb[k];
+          const T* __restrict wk = w + k * out + j0;
 SIMD
-        for (int64_t j = 0; j < out; ++j) yb[j] += v * wk[j];
+          for (int64_t j = 0; j < J; ++j) acc[j] += v * wk[j];
+        }
+        std::copy(acc, acc + J, yb + j0);
+      }
+      if (j0 < out) {  // the last outputs, fewer than J
+        const int64_t m = out - j0;
+        for (int64_t j = 0; j < m; ++j) yb[j0 + j] = bp != nullptr ? bp[j0 + j] : T(0);
+        for (int64_t k = 0; k < in; ++k) {
+          const T v = xb[k];
+          const T* __restrict wk = w + k * out + j0;
+          T* __restrict yj = yb + j0;
+SIMD
+          for (int64_t j = 0; j < m; ++j) yj[j] += v * wk[j];
+        }
       }
     }
     return y;
