@@ -231,3 +231,28 @@ def test_auto_runs_a_packed_sequence_through_the_kernels(kind, monkeypatch):
     assert calls[0] == 1
     torch.testing.assert_close(out.data, ref_out.data, rtol=0, atol=1e-5)
     torch.testing.assert_close(final, ref_final, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_packed_rows_split_between_threads(kind, monkeypatch):
+    """40 rows on two threads: the kernels cut the sorted batch into one block per thread,
+    each reading and writing its packed rows through the index."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(5)
+        layer = KINDS[kind](num_layers=2, bidirectional=True).double().eval()
+        lengths = torch.randint(1, 13, (40,))
+        x = torch.randn(12, 40, I, dtype=torch.float64)
+        calls = _count_packed(monkeypatch)
+        with torch.no_grad():
+            out, final = layer(x, lengths=lengths)
+            ref_out, ref_final = _masked(layer, x, lengths=lengths)
+        assert calls[0] == 4
+        rows = packed.plan(lengths).rows
+        assert len(ext.ops().row_blocks(40, rows, len(rows))) == 3  # two blocks
+        torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-10)
+        for a, b in zip(_flat(final), _flat(ref_final), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    finally:
+        torch.set_num_threads(threads)
