@@ -17,6 +17,7 @@ target of the performance issue: rnnkit's decoding step at most the nn.*Cell loo
 (loop/stepping >= 1.00) at B = 1 and B = 64 for the 2-layer H = 512 LM, every cell.
 
     python benchmarks/lm_step.py --hidden 512 --layers 2 --threads 2
+    python benchmarks/lm_step.py --cells rnn --profile   # where a token's time goes
 """
 
 from __future__ import annotations
@@ -105,6 +106,28 @@ def check_equal(model, cell_loop, batch: int) -> float:
     return worst
 
 
+def profile_tables(cell: str, hidden: int, layers: int, vocab: int, batch: int, tokens: int):
+    """Where a token's time goes: torch.profiler's operator table (self CPU time) for rnnkit's
+    stepping and for the cell loop, ``tokens`` tokens each after a warm-up."""
+    from torch.profiler import profile
+
+    model, cell_loop, _, _ = build(cell, hidden, layers, vocab)
+    for name, fn in (("stepping", model.step), ("cell loop", cell_loop)):
+        context = stepping(model) if name == "stepping" else contextlib.nullcontext()
+        token = torch.full((batch,), 5)
+        with torch.no_grad(), context:
+            state = None
+            for _ in range(10):
+                _, state = fn(token, None)
+            with profile() as prof:
+                state = None
+                for _ in range(tokens):
+                    _, state = fn(token, state)
+        total = sum(e.self_cpu_time_total for e in prof.key_averages()) / tokens
+        print(f"{cell} B={batch} {name}: {total:,.0f} us of operator time per token")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", default="lstm,gru,rnn")
@@ -116,8 +139,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the table here too")
+    ap.add_argument(
+        "--profile", action="store_true", help="print operator profiles instead of timing"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.profile:
+        for cell in args.cells.split(","):
+            for batch in map(int, args.batches.split(",")):
+                profile_tables(cell, args.hidden, args.layers, args.vocab, batch, args.tokens)
+        return
     print(
         f"{cpu_name()}, torch {torch.__version__}, {args.threads} thread(s), "
         f"{args.layers} x H={args.hidden}, vocab {args.vocab}, {args.tokens} tokens x "
