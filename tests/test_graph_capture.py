@@ -62,7 +62,7 @@ def test_compile_fullgraph_equals_eager_in_training(kind, backend, with_lengths)
     want = model(x, lengths)
     want_grads = torch.autograd.grad(sum(t.pow(2).sum() for t in want), [x, *model.parameters()])
     for a, b in zip((*got, *grads), (*want, *want_grads), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)  # float32: sums in another order
 
 
 @pytest.mark.parametrize("kind", KINDS)

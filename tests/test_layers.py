@@ -169,7 +169,7 @@ def test_recurrent_of_builtin_cell_equals_named_layer():
 def test_auto_takes_the_loop_kernels_for_training_on_padded_batches():
     layer = rk.LSTM(I, H)
     x, lengths = torch.randn(5, 3, I), torch.tensor([5, 2, 4])
-    assert layer._use_fused(None, x)
+    assert layer._use_fused(None, torch.randn(5, 8, I))  # unpadded training, B = 8: oneDNN's
     assert not layer._use_fused(lengths, x)  # training: the loop's kernels skip padding
     with torch.no_grad():
         assert layer._use_fused(lengths, x)  # inference at B = 3: torch's packed kernel
@@ -361,3 +361,17 @@ def test_step_equals_forward_one_step_at_a_time(kind):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="bidirectional"):
         cls(5, 7, bidirectional=True).step(x[:, 0])
+
+
+def test_auto_trains_tiny_lstm_batches_on_the_loop_kernels():
+    """Unpadded LSTM training at B <= DIRECT_MAX_ROWS: the compiled loop (its own per-step
+    products); inference and larger batches: torch's kernel."""
+    from rnnkit.kernels import ext
+
+    layer = rk.LSTM(I, H)
+    for batch in (1, ext.DIRECT_MAX_ROWS):
+        x = torch.randn(5, batch, I)
+        assert layer._use_fused(None, x) == (not ext.available())
+        with torch.no_grad():
+            assert layer._use_fused(None, x)
+    assert layer._use_fused(None, torch.randn(5, ext.DIRECT_MAX_ROWS + 1, I))

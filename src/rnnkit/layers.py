@@ -477,17 +477,21 @@ class Recurrent(nn.Module):
     # -- the two paths -----------------------------------------------------------------
     def _use_fused(self, lengths: Tensor | None = None, x: Tensor | None = None) -> bool:
         """Whether torch's kernel runs this call; ``"auto"`` picks by the layer benchmark
-        (docs/RESULTS.md: per-row medians of three runs) on CPU, float32 and float64:
+        (docs/RESULTS.md: per-row medians of three runs on an AMD EPYC, and of runs at one and
+        two threads on an Intel Xeon with AVX-512) on CPU, float32 and float64:
 
         - GRU and Elman: the compiled loop kernels whenever they are available (on CPU,
-          torch.nn runs these cells with ATen's per-step loop, which they beat 1.12-11.9x,
-          median 1.57x, padded or not);
+          torch.nn runs these cells with ATen's per-step loop, which they beat, padded or
+          not, on both CPUs);
         - LSTM without padding: torch's kernel (oneDNN's LSTM, which the loop kernels do not
-          beat: 0.79-0.97x at B >= 32);
+          beat at B >= 32), except in training at batches of at most
+          :data:`rnnkit.kernels.ext.DIRECT_MAX_ROWS` rows, where the loop kernels form each
+          step's product themselves (1.06-1.07x torch.nn at B = 1 on the Xeon, against
+          0.96-0.99 for torch's kernel);
         - an LSTM on a padded batch (torch runs its slower packed path; the loop kernels
-          skip the padded rows of a length-sorted batch and project only the valid
-          positions): the loop in training (1.56-2.82x torch.nn at B >= 32) and, with the
-          compiled kernels, in inference at B >= 8 (1.43-1.52x at B >= 32).
+          skip the padded rows of a length-sorted batch and, in inference, touch only the
+          valid positions): the loop in training and, with the compiled kernels, in
+          inference at B >= 8.
 
         - a projected LSTM (``proj_size > 0``): torch's kernel always (the loop kernels
           have no projection; ``backend="loop"`` steps the cell with autograd).
@@ -505,11 +509,11 @@ class Recurrent(nn.Module):
         if compiled and self._fused != "lstm":
             return False
         padded = lengths is not None and bool((lengths < x.shape[0]).any())  # x: (T, B, I)
-        if not padded:
-            return True
         training = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         )
+        if not padded:
+            return not (training and compiled and x.shape[1] <= ext.DIRECT_MAX_ROWS)
         return not (training or (x.shape[1] >= 8 and compiled))
 
     def _fused_padded(self, x, hx, lengths):

@@ -30,7 +30,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["args", "available", "disabled", "load", "ops", "packed", "step_rows", "use", "why_not"]
+__all__ = [
+    "DIRECT_MAX_ROWS",
+    "args",
+    "available",
+    "disabled",
+    "load",
+    "ops",
+    "packed",
+    "step_rows",
+    "use",
+    "why_not",
+]
 
 _SOURCE = Path(__file__).with_name("csrc") / "fused.cpp"
 _NAME = "rnnkit_fused"
@@ -155,6 +166,11 @@ def ops():
     assert result is not None
     return result
 
+
+#: batches of at most this many rows form each step's product with the kernels' own loop over
+#: the weight's rows, no library call (``kDirectMaxRows`` in csrc/fused.cpp, whose
+#: ``set_direct_max_rows`` op changes it for comparisons)
+DIRECT_MAX_ROWS = 4
 
 #: the C++ kernels multiply by a oneDNN-packed weight (float32) from this batch size and
 #: weight size on; below, ``mm`` measured faster (B = 1: 2-3x; Elman at H = 256: 1.15x)
