@@ -11,7 +11,7 @@ speed relative to torch.nn (above 1: faster than torch.nn):
 - ``torch.nn``: nn.GRU / nn.RNN; ``torch.nn again``: a second one (the noise on every ratio);
 - ``rnnkit``: rk.GRU / rk.RNN with ``backend="auto"``, whose compiled kernels form a batch of
   at most 4 rows' per-step products with their own loop over the weight's rows (no library
-  call, no tensor view a step; ``csrc/fused.cpp``, ``Product::by_rows_of_w``);
+  call, no tensor view a step; ``csrc/fused.cpp``, ``Product::rows_of_w``);
 - ``rnnkit, at::mm``: the same kernels with that loop turned off (``set_direct_max_rows(0)``):
   every step's product through at::mm, as before;
 - ``JAX``: the same equations, the input projection of all steps as one product and the

@@ -158,7 +158,7 @@ def build_codec(cfg: TaggingConfig, train: list[tuple[list[str], list[str]]]) ->
     words = Vocab.build(sentences, max_size=10**7, min_freq=cfg.min_freq)
     if cfg.vectors_vocab:
         known = set(words.tokens)
-        extra = [w for w in vector_words(vectors_file(cfg.vectors), cfg.vectors_vocab)]
+        extra = vector_words(vectors_file(cfg.vectors), cfg.vectors_vocab)
         words = Vocab([*words.tokens, *dict.fromkeys(w for w in extra if w not in known)])
     chars = Vocab.build((list(w) for s, _ in train for w in s), max_size=10**6)
     tags = sorted({x for _, ts in train for x in ts}, key=lambda x: (x != "O", x))

@@ -74,16 +74,15 @@ int64_t set_direct_max_rows(int64_t rows) {
 // x @ wt (+ bias) for x (n, in); wt is (in, out), possibly a transposed view. With
 // ``packed`` (oneDNN, float32 on CPU: the same weight packed by _reorder_linear_weight)
 // the product runs through mkldnn::_linear_pointwise. With ``direct`` (wt made contiguous
-// once per sequence, for batches of at most kDirectMaxRows rows and small weights) it is
-// a loop over the rows of wt, each scaled by one input and added into the output row:
-// a vectorized pass over contiguous memory, no dispatch (see ``product``).
+// once per sequence, for batches of at most kDirectMaxRows rows and small weights) the
+// kernels call rows_of_w on raw pointers instead (Step, backward_steps): a loop over the
+// rows of wt, each scaled by one input and added into the output row, no dispatch.
 struct Product {
   Tensor wt;
   OptTensor packed, bias;
   Tensor direct;  // (in, out) contiguous, or undefined
 
   Tensor operator()(const Tensor& x) const {
-    if (direct.defined() && x.size(0) <= kDirectMaxRows) return by_rows_of_w(x.contiguous());
     if (packed.has_value()) {
       static const c10::OperatorHandle op =
           c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
@@ -100,14 +99,6 @@ struct Product {
     }
     if (bias.has_value()) return at::addmm(*bias, x, wt);
     return at::mm(x, wt);
-  }
-
-  Tensor by_rows_of_w(const Tensor& x) const {
-    Tensor y = at::empty({x.size(0), direct.size(1)}, x.options());
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "direct_product", [&] {
-      rows_of_w(x.data_ptr<scalar_t>(), x.size(0), y.data_ptr<scalar_t>());
-    });
-    return y;
   }
 
   // Whether a product of n rows runs the direct loop (rows_of_w, on raw pointers).
