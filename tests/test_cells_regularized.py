@@ -238,6 +238,51 @@ def test_weight_drop_is_one_mask_on_w_hh_per_call(base):
     assert not torch.equal(again == 0, d_hh == 0)  # a new mask at the next call
 
 
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("base", ["lstm", "gru"])
+def test_weight_drop_runs_the_compiled_kernel_with_the_steps_numbers(base, padded):
+    """A weight-dropped call is the plain recurrence with W~_hh = W_hh ⊙ M: the compiled
+    kernel runs it (hand-written BPTT) and equals the cell stepped with autograd, outputs and
+    gradients, with the same mask (float64 to 1e-10)."""
+    from rnnkit import unroll
+
+    layer = _layer(f"{base}-weightdrop", weight_drop=0.4).train()
+    assert all(unroll.kernel_base(c) is not None for c in layer.cells)
+    x = torch.randn(3, 7, I, dtype=F64, requires_grad=True)
+    lengths = torch.tensor([7, 4, 2]) if padded else None
+    runs = []
+    for kernels in (True, False):
+        torch.manual_seed(1)  # the same masks
+        layer.zero_grad()
+        x.grad = None
+        hx = layer._prepare(x, None, lengths)[1]
+        out, _ = layer._loop(x.transpose(0, 1), hx, lengths, traces=None, kernels=kernels)
+        out.pow(2).sum().backward()
+        runs.append([out, x.grad, *(p.grad for p in layer.parameters())])
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    spy = {}
+    original = unroll._run_kernel
+    unroll._run_kernel = lambda *a: spy.setdefault("base", a[0]) and original(*a)
+    try:
+        layer(x.detach(), lengths=lengths)
+    finally:
+        unroll._run_kernel = original
+    assert spy["base"] is CLASSES[base].__mro__[2]  # the plain cell's kernel ran
+
+
+@pytest.mark.parametrize("kind", ["lstm-ln", "lstm-variational", "gru-zoneout"])
+def test_cells_beyond_the_plain_recurrence_are_stepped(kind):
+    from rnnkit import unroll
+
+    layer = _layer(kind, **NONZERO[kind]).train()
+    assert all(unroll.kernel_base(c) is None for c in layer.cells)
+    # in evaluation variational dropout is the plain recurrence; layer norm and zoneout are not
+    assert all(
+        (unroll.kernel_base(c) is None) != (kind == "lstm-variational") for c in layer.eval().cells
+    )
+
+
 @pytest.mark.parametrize("base", ["lstm", "gru"])
 def test_zoneout_draws_a_mask_at_every_step(base):
     torch.manual_seed(0)

@@ -24,8 +24,10 @@ so ``project_input`` draws the masks of the call (in training) and the steps rea
 call of ``cell(x_t, state)`` or of :meth:`rnnkit.layers.Recurrent.step` is a one-step sequence
 and draws its own. The cells keep torch.nn's parameters, names and gate order (the layer owns
 them as ``weight_ih_l0``...); the layer norms are the cell's ``ln_ih``, ``ln_hh`` and
-``ln_c`` (``ln_hh.weight_l0`` in a layer's ``state_dict``). Torch's fused kernels and
-rnnkit's compiled ones do not run these cells: the layer steps them in Python (``backend``
+``ln_c`` (``ln_hh.weight_l0`` in a layer's ``state_dict``). Torch's fused kernels do not
+run these cells. rnnkit's compiled sequence kernels run a call that is the plain recurrence
+with another W_hh (weight drop alone, and any cell without layer norm or zoneout in
+evaluation: :meth:`kernel_base`); otherwise the layer steps the cell in Python (``backend``
 "auto" or "loop").
 """
 
@@ -115,7 +117,7 @@ class _Regularized:
         if not self.training or not (self.recurrent_dropout or self.weight_drop):
             return None
         noise = self.__dict__.get("_noise")
-        if noise is None or noise.batch != h.shape[0]:
+        if noise is None or (noise.h is not None and noise.batch != h.shape[0]):
             noise = self._draw(h, h.shape[0])
         return noise
 
@@ -142,6 +144,26 @@ class _Regularized:
             h = h if noise.h is None else h * noise.h  # h~ = h ⊙ m_h
         a = torch.mm(h, weight.t())
         return a if self.ln_hh is None else self.ln_hh(a)
+
+    # -- the compiled kernels --------------------------------------------------------------
+    def kernel_base(self) -> type | None:
+        """The plain cell (:class:`~rnnkit.cells.LSTMCell` or :class:`~rnnkit.cells.GRUCell`)
+        whose compiled sequence kernel runs this call exactly, given
+        :meth:`kernel_weight_hh`; None when the call is more than the plain recurrence with
+        another W_hh (layer norm, zoneout, or variational dropout in training). Weight drop
+        alone qualifies: it only replaces W_hh by W~_hh for the whole call."""
+        if self.layer_norm or any(getattr(self, n, 0.0) for n in ("zoneout", "zoneout_cell")):
+            return None
+        if self.training and (self.input_dropout or self.recurrent_dropout):
+            return None
+        return LSTMCell if isinstance(self, LSTMCell) else GRUCell
+
+    def kernel_weight_hh(self, h: Tensor) -> Tensor:
+        """The W_hh the kernel runs this call with, for h_0 (B, H_out): W~_hh = W_hh ⊙ M in
+        training with weight drop (the mask ``project_input`` drew for this call, or one drawn
+        now), else W_hh. Gradients reach W_hh through the product with M."""
+        noise = self._noise_for(h)
+        return self.weight_hh if noise is None or noise.weight_hh is None else noise.weight_hh
 
     def _zoneout(self, new: Tensor, old: Tensor, zeta: float) -> Tensor:
         """``d ⊙ old + (1 - d) ⊙ new``: d ~ Bernoulli(zeta) per unit in training, zeta in

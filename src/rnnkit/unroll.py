@@ -24,6 +24,7 @@ __all__ = [
     "DirectionTrace",
     "fused_kind",
     "has_kernel",
+    "kernel_base",
     "run_fused_packed",
     "run_fused_padded",
     "run_loop",
@@ -68,8 +69,9 @@ def run_loop(
     do not: then the cell is stepped with autograd); ``kernels`` False steps every cell with
     autograd.
     """
-    if kernels and trace is None and has_kernel(cell):
-        return _run_kernel(cell, x, state, mask, first_masked)
+    base = kernel_base(cell) if kernels and trace is None else None
+    if base is not None:
+        return _run_kernel(base, cell, x, state, mask, first_masked)
     gated = isinstance(cell, GatedCell)
     steps = cell.project_input(x).unbind(0) if gated else x.unbind(0)  # T x (B, G*H)
     masks = mask.unbind(0) if mask is not None else None
@@ -98,17 +100,30 @@ def has_kernel(cell: CellBase) -> bool:
     return type(cell) in (ElmanCell, GRUCell, LSTMCell) and cell.output_size == cell.hidden_size
 
 
-def _run_kernel(cell, x, state, mask, first_masked) -> tuple[Tensor, State]:
-    """A built-in cell over x (T, B, I) as one kernel with hand-written BPTT."""
-    xp = project(cell, x, mask)  # (T, B, G*H)
+def kernel_base(cell: CellBase) -> type | None:
+    """The built-in cell whose sequence kernel runs ``cell`` exactly (its own type for a
+    built-in cell), or None. A cell that is the plain recurrence with a per-call W_hh (the
+    weight-dropped cells of :mod:`rnnkit.cells_regularized`) says so with ``kernel_base()``
+    and gives that W_hh with ``kernel_weight_hh(h_0)``."""
+    if has_kernel(cell):
+        return type(cell)
+    base = getattr(cell, "kernel_base", None)
+    return base() if base is not None else None
+
+
+def _run_kernel(base, cell, x, state, mask, first_masked) -> tuple[Tensor, State]:
+    """``cell`` over x (T, B, I) as ``base``'s kernel with hand-written BPTT."""
+    xp = project(cell, x, mask)  # (T, B, G*H); draws a regularised cell's masks of the call
+    h0 = state[0] if isinstance(state, tuple) else state
+    w_hh = cell.weight_hh if base is type(cell) else cell.kernel_weight_hh(h0)
     # for double backward, xp again with autograd from x (which autograd keeps anyway)
     masking = (mask, first_masked, lambda: project(cell, x, mask))
-    if type(cell) is LSTMCell:
-        out, h, c = lstm_sequence(xp, *state, cell.weight_hh, *masking)
+    if base is LSTMCell:
+        out, h, c = lstm_sequence(xp, *state, w_hh, *masking)
         return out, (h, c)
-    if type(cell) is GRUCell:
-        return gru_sequence(xp, state, cell.weight_hh, cell.bias_hh, *masking)
-    return elman_sequence(xp, state, cell.weight_hh, cell.nonlinearity, *masking)
+    if base is GRUCell:
+        return gru_sequence(xp, state, w_hh, cell.bias_hh, *masking)
+    return elman_sequence(xp, state, w_hh, cell.nonlinearity, *masking)
 
 
 # -- torch's fused kernels -----------------------------------------------------------------
