@@ -24,7 +24,7 @@ from rnnkit.training import (
 EPOCH = re.compile(  # no val_loss without validation batches
     r"epoch (\d+)/(\d+) step (\d+) train_loss=\S+( val_loss=\S+)? lr=\S+ elapsed=[\d.]+s"
 )
-STEP = re.compile(r"step (\d+) loss=\S+ seq/s=\d+ lr=\S+")
+STEP = re.compile(r"step (\d+) loss=\S+ targets/s=\d+ lr=\S+")
 
 
 def _lines(capsys) -> list[str]:
@@ -60,9 +60,9 @@ def test_print_every_zero_gives_epoch_lines_only_with_every_validation_metric(ca
     assert re.fullmatch(r"epoch 1/1 step 8 train_loss=\S+ val_loss=\S+ val_accuracy=0.5 .*", line)
 
 
-def test_tbptt_steps_cross_print_every_inside_a_batch(capsys):
+def test_tbptt_chunks_are_steps_that_print_inside_a_batch(capsys):
     # a target at every step, 3 chunks (10 steps in chunks of 4) per batch, so 3 optimizer
-    # steps: steps 3, 6, 9, 12 end batches 1..4, and a batch's end prints when it passed 5 k
+    # steps per batch, 12 in the epoch: lines at steps 5 and 10, inside batches 2 and 4
     d = adding_problem(64, 10, seed=0)
     data = SequenceBatch(
         d.inputs, d.targets, torch.ones_like(d.mask), torch.full_like(d.lengths, 10)
@@ -73,7 +73,7 @@ def test_tbptt_steps_cross_print_every_inside_a_batch(capsys):
     trainer = Trainer(small_model("gru"), cfg, EpochBatches(data, 16, seed=0))
     trainer.fit()
     lines = _lines(capsys)
-    assert [int(m[1]) for m in map(STEP.fullmatch, lines) if m] == [6, 12]
+    assert [int(m[1]) for m in map(STEP.fullmatch, lines) if m] == [5, 10]
     assert EPOCH.fullmatch(lines[-1]) and len(lines) == 3
 
 

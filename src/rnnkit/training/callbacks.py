@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rnnkit.training.trainer import BatchInfo, Trainer
+    from rnnkit.training.trainer import BatchInfo, StepInfo, Trainer
 
 
 class Callback:
@@ -41,6 +41,10 @@ class Callback:
     def on_batch_start(self, trainer: Trainer, batch_index: int) -> None: ...
 
     def on_batch_end(self, trainer: Trainer, batch_index: int, info: BatchInfo) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, info: StepInfo) -> None:
+        """After each optimizer step: once per batch, or once per chunk under truncated
+        BPTT (a stream language model's epoch may be one batch of hundreds of chunks)."""
 
     def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
 
@@ -181,7 +185,7 @@ class TensorBoardLogger(Callback):
 
         self.writer = SummaryWriter(str(self.dir), purge_step=trainer.step or None)
 
-    def on_batch_end(self, trainer: Trainer, batch_index: int, info: BatchInfo) -> None:
+    def on_step_end(self, trainer: Trainer, info: StepInfo) -> None:
         if trainer.step % self.every == 0 and math.isfinite(info.loss):
             self.writer.add_scalar("train/loss", info.loss, trainer.step)
             self.writer.add_scalar("train/grad_norm", info.grad_norm, trainer.step)
@@ -210,6 +214,7 @@ class ProgressBar(Callback):
         self.task: Any = None
         self.seen = 0
         self.t0 = 0.0
+        self.shown = 0.0  # when on_step_end last changed the bar's text
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         total, done = len(trainer.train_batches), trainer.batch_in_epoch
@@ -244,6 +249,21 @@ class ProgressBar(Callback):
         else:
             self.bar.update(self.task, advance=1, info=text)
 
+    def on_step_end(self, trainer: Trainer, info: StepInfo) -> None:
+        """Under truncated BPTT a batch is many steps: the bar's text follows them (at most
+        once a second), so a long batch (a stream language model's epoch) shows progress."""
+        if trainer.config.tbptt == 0 or self.bar is None:
+            return
+        now = time.perf_counter()
+        if now - self.shown < 1.0:
+            return
+        self.shown = now
+        text = f"step {trainer.step} loss={info.loss:.4g}"
+        if self.kind == "tqdm":
+            self.bar.set_postfix_str(text, refresh=True)
+        else:
+            self.bar.update(self.task, info=text)
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         self._close()
         shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
@@ -262,9 +282,10 @@ class LineLogger(Callback):
     """Plain progress lines on stdout, each flushed: for logs without a terminal.
 
     One line per epoch, and with ``print_every`` > 0 one every ``print_every`` optimizer
-    steps (the mean batch loss and the sequences per second since the previous step line)::
+    steps (truncated BPTT's chunks included), with the mean step loss and the targets per
+    second on this process since the previous step line::
 
-        step 100 loss=0.1523 seq/s=4210 lr=0.001
+        step 100 loss=0.1523 targets/s=4210 lr=0.001
         epoch 2/10 step 128 train_loss=0.1498 val_loss=0.1377 lr=0.001 elapsed=12.3s
 
     A run stopped inside an epoch (``max_steps``, ``max_minutes``) ends with a ``stopped`` line.
@@ -276,27 +297,24 @@ class LineLogger(Callback):
         if print_every < 0:
             raise ValueError(f"print_every must be >= 0, got {print_every}")
         self.every = print_every
-        self.last_step = 0  # the step at the previous batch end
-        self.losses: list[float] = []  # batch losses since the previous step line
-        self.seen = 0  # sequences since the previous step line
+        self.losses: list[float] = []  # step losses since the previous step line
+        self.seen = 0  # targets since the previous step line
         self.t0 = 0.0
 
     def on_train_start(self, trainer: Trainer) -> None:
-        self.last_step = trainer.step
         self._reset()
 
     def _reset(self) -> None:
         self.losses, self.seen, self.t0 = [], 0, time.perf_counter()
 
-    def on_batch_end(self, trainer: Trainer, batch_index: int, info: BatchInfo) -> None:
+    def on_step_end(self, trainer: Trainer, info: StepInfo) -> None:
         self.losses.append(info.loss)
-        self.seen += info.sequences
-        last, self.last_step = self.last_step, trainer.step
-        if not self.every or trainer.step // self.every == last // self.every:
+        self.seen += info.targets
+        if not self.every or trainer.step % self.every:
             return
         rate = self.seen / max(time.perf_counter() - self.t0, 1e-9)
         loss = sum(self.losses) / len(self.losses)
-        _say(f"step {trainer.step} loss={loss:.4g} seq/s={rate:.0f} lr={trainer.lr:.4g}")
+        _say(f"step {trainer.step} loss={loss:.4g} targets/s={rate:.0f} lr={trainer.lr:.4g}")
         self._reset()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:

@@ -97,6 +97,15 @@ class BatchInfo:
     grad_norm: float  # pre-clipping global gradient norm of the batch's last step
 
 
+@dataclass(frozen=True)
+class StepInfo:
+    """One optimizer step (a batch, or one chunk of a batch under truncated BPTT)."""
+
+    loss: float  # mean loss of the step's targets on this process
+    targets: int  # targets of the step on this process
+    grad_norm: float  # pre-clipping global gradient norm
+
+
 class Trainer:
     """Train ``model`` on ``train_batches``; validate on ``val_batches`` after every epoch.
 
@@ -365,6 +374,7 @@ class Trainer:
             self._fail(f"gradient norm is {norm}", finite_loss=True)
         self._optimizer_step()
         self.step += 1
+        self._emit("on_step_end", StepInfo(value, n_local, norm))
 
     def _optimizer_step(self) -> None:
         """``optimizer.step()``; under loss scaling the scaler's step (skipped on inf) and
