@@ -91,8 +91,8 @@ def test_inductor_compiles_a_padded_gru_for_inference():
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_eager_mode_still_runs_the_sequence_kernels(monkeypatch):
-    """Graph capture takes its own route; eager calls keep the compiled kernels."""
+def test_eager_mode_runs_the_kernels_and_compile_their_custom_ops(monkeypatch):
+    """Eager calls run the kernels' autograd Functions; a compiled graph their custom ops."""
     import rnnkit.layers as layers
 
     calls = []
@@ -106,7 +106,107 @@ def test_eager_mode_still_runs_the_sequence_kernels(monkeypatch):
     layer = _layer("GRU", "loop")
     x, lengths = _inputs()
     layer(x, lengths=lengths)
-    assert calls and all(calls)
+    assert calls and all(c is True for c in calls)
     calls.clear()
     torch.compile(_Wrapped(layer), fullgraph=True, backend="eager")(x, lengths)
-    assert calls and not any(calls)
+    assert calls and all(c == "ops" for c in calls)
+
+
+# ---- the custom ops (rnnkit.kernels.library) ---------------------------------------------
+needs_ext = pytest.mark.skipif(
+    not __import__("rnnkit.kernels.ext", fromlist=["available"]).available(),
+    reason="the compiled kernels are not built here",
+)
+
+
+def _op_args(kind, masked, dtype=torch.float64):
+    g = torch.Generator().manual_seed(2)
+    steps, batch, gates = 5, 3, {"lstm": 4, "gru": 3, "elman": 1}[kind]
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, dtype=dtype).requires_grad_()
+
+    xp, h0, w = rand(steps, batch, gates * H), rand(batch, H), rand(gates * H, H)
+    mask = None
+    if masked:  # unsorted lengths 5, 2, 4
+        mask = (torch.arange(steps).unsqueeze(1) < torch.tensor([5, 2, 4])).unsqueeze(2)
+    if kind == "lstm":
+        return (xp, h0, rand(batch, H), w, mask)
+    if kind == "gru":
+        return (xp, h0, w, rand(gates * H), mask)
+    return (xp, h0, w, False, mask)
+
+
+@needs_ext
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "elman"])
+def test_custom_ops_pass_opcheck_and_equal_the_eager_kernels(kind, masked):
+    """torch.library.opcheck: schema, fake (meta) implementation against the real one,
+    registered autograd, AOT dispatch; then the op's outputs and gradients against the eager
+    kernels (float64, 1e-10)."""
+    from rnnkit.kernels import elman_sequence, gru_sequence, library, lstm_sequence
+
+    args = _op_args(kind, masked)
+    torch.library.opcheck(getattr(torch.ops.rnnkit, f"{kind}_train").default, args)
+    plain = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
+    torch.library.opcheck(getattr(torch.ops.rnnkit, f"{kind}_infer").default, plain)
+    fn = {"lstm": library.lstm, "gru": library.gru, "elman": library.elman}[kind]
+    eager = {"lstm": lstm_sequence, "gru": gru_sequence, "elman": elman_sequence}[kind]
+    tensors = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    mask = args[-1]
+    if kind == "elman":
+        got = fn(*args[:3], "tanh", mask, True)
+        want = eager(*args[:3], "tanh", mask)
+    else:
+        got = fn(*args, True)
+        want = eager(*args)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    weights = [torch.randn_like(t) for t in got]
+    g1 = torch.autograd.grad(got, tensors, weights)
+    g2 = torch.autograd.grad(want, tensors, weights)
+    for a, b in zip(g1, g2, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def _graph_ops(model, *inputs, training=True):
+    """The rnnkit ops in the forward and backward graphs torch.compile makes of ``model``."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    seen = set()
+
+    def record(gm, _):
+        seen.update(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return make_boxed_func(gm.forward)
+
+    backend = aot_autograd(fw_compiler=record, bw_compiler=record)
+    out = torch.compile(model, fullgraph=True, backend=backend)(*inputs)
+    if training:
+        sum(t.sum() for t in out).backward()
+    return {s.split(".")[1] for s in seen if s.startswith("rnnkit.")}
+
+
+@needs_ext
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("with_lengths", [True, False])
+def test_compiled_graphs_call_rnnkit_kernels_forward_and_backward(kind, with_lengths):
+    op = {"LSTM": "lstm", "GRU": "gru", "RNN": "elman"}[kind]
+    x, lengths = _inputs()
+    lengths = lengths if with_lengths else None
+    found = _graph_ops(_Wrapped(_layer(kind, "loop")), x.requires_grad_(), lengths)
+    assert found == {f"{op}_train", f"{op}_grad"}
+    with torch.no_grad():
+        torch._dynamo.reset()
+        found = _graph_ops(_Wrapped(_layer(kind, "auto")).eval(), x, lengths, training=False)
+    # "auto" as in eager: torch's kernel for an unpadded LSTM at B > 4, rnnkit's otherwise
+    assert found == (set() if kind == "LSTM" and not with_lengths else {f"{op}_infer"})
+
+
+@needs_ext
+def test_exported_graphs_hold_only_aten_operations():
+    """torch.export (and through it the ONNX exporter) keeps the portable route."""
+    x, lengths = _inputs()
+    program = torch.export.export(_Wrapped(_layer("GRU", "loop")).eval(), (x, lengths))
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert targets and not any("rnnkit" in t for t in targets)

@@ -289,10 +289,11 @@ class Recurrent(nn.Module):
         x, hx, lengths, unbatched = self._prepare(x, state, lengths)
         steps = x.shape[0]
         if _graph_capture(x, self.backend):  # torch.compile, torch.export, jit.trace
-            if self.backend != "loop" and self._fused is not None and lengths is None:
+            ops = self._captured_ops(x)
+            if self._captured_fused(x, lengths, ops):
                 out, hx = self._fused_padded(x, hx, None)
             else:
-                out, hx = self._loop(x, hx, lengths, traces=None, kernels=False)
+                out, hx = self._loop(x, hx, lengths, traces=None, kernels="ops" if ops else False)
             return self._finish(out, hx, unbatched)
         if lengths is not None and int(lengths.max()) == int(lengths.min()):
             # one length L < T for all (B = 1, say): the first L steps without padding
@@ -525,19 +526,56 @@ class Recurrent(nn.Module):
         out, _ = pad_packed_sequence(out, total_length=x.shape[0])
         return out, hx
 
-    def _loop(self, x, hx, lengths, traces, kernels: bool = True):
+    def _captured_ops(self, x: Tensor) -> bool:
+        """Whether a graph being compiled runs the built-in cells through the compiled
+        kernels' custom ops (:mod:`rnnkit.kernels.library`): under ``torch.compile`` (not
+        ``torch.export`` or ``jit.trace``, whose graphs must hold only ATen operations for
+        the ONNX exporter and other runtimes), with the kernels available for these tensors
+        and every cell one they run."""
+        if self.backend == "torch" or torch.jit.is_tracing() or torch.compiler.is_exporting():
+            return False
+        if not torch.compiler.is_compiling():
+            return False
+        from rnnkit.kernels import library
+
+        cells = self.cells._modules.values()
+        return all(has_kernel(c) for c in cells) and library.usable(x, *self.parameters())
+
+    def _captured_fused(self, x: Tensor, lengths: Tensor | None, ops: bool) -> bool:
+        """Whether a captured graph runs torch's fused kernel (no lengths): for any built-in
+        layer when the custom ops cannot run; with them, for the LSTM in inference, where
+        eager ``"auto"`` runs it too (:meth:`_use_fused`). In training AOTAutograd
+        decomposes torch's LSTM into per-step operations (0.72x torch.nn eager at
+        (32, 50, 128, 256), ``python benchmarks/compiled_layers.py``), so the ops run it."""
+        if self.backend == "loop" or self._fused is None or lengths is not None:
+            return False
+        if not ops or self.backend == "torch":
+            return True
+        training = torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+        return self._fused == "lstm" and not training
+
+    def _loop(self, x, hx, lengths, traces, kernels: bool | str = True, ordered: bool = False):
         """The cells' loop; ``kernels`` False steps the built-in cells with autograd too, and
-        decides nothing on the values of ``lengths`` (a graph being captured)."""
-        if kernels and lengths is not None and traces is None and self._packed_inference(x):
+        "ops" runs them through the kernels' custom ops (a graph being compiled): both decide
+        nothing on the values of ``lengths``. ``ordered``: the rows are sorted longest first."""
+        if kernels is True and lengths is not None and traces is None and self._packed_inference(x):
             return self._loop_packed(x, hx, lengths)
-        if kernels and lengths is not None and traces is None and bool((lengths.diff() > 0).any()):
+        if (
+            kernels
+            and lengths is not None
+            and traces is None
+            and not ordered
+            and (kernels == "ops" or bool((lengths.diff() > 0).any()))
+        ):
             # longest first: every step's valid rows then come first, and the kernels of
             # the built-in cells skip the padded rows in their products
             order = torch.argsort(lengths, descending=True, stable=True)
             lengths, back = lengths[order], torch.argsort(order).to(x.device)
             order = order.to(x.device)
             x, hx = x.index_select(1, order), tuple(h.index_select(1, order) for h in hx)
-            out, hx = self._loop(x, hx, lengths, traces)
+            out, hx = self._loop(x, hx, lengths, traces, kernels, ordered=True)
             return out.index_select(1, back), tuple(h.index_select(1, back) for h in hx)
         steps = x.shape[0]
         mask = rev = None
@@ -546,7 +584,7 @@ class Recurrent(nn.Module):
             lengths = lengths.to(x.device)
             time = torch.arange(steps, device=x.device).unsqueeze(1)  # (T, 1)
             mask = (time < lengths).unsqueeze(2)  # (T, B, 1)
-            first_masked = int(lengths.min()) if kernels else 0
+            first_masked = int(lengths.min()) if kernels is True else 0
             # the reverse direction reads each sequence from its own last step: the index
             # maps t -> len-1-t on valid steps and leaves padding in place (an involution)
             rev = torch.where(time < lengths, lengths - 1 - time, time)  # (T, B)

@@ -19,6 +19,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit.cells import CellBase, ElmanCell, GatedCell, GRUCell, LSTMCell, State
 from rnnkit.kernels import elman_sequence, gru_sequence, lstm_sequence, project
+from rnnkit.kernels.common import needs_grad
 
 __all__ = [
     "DirectionTrace",
@@ -58,7 +59,7 @@ def run_loop(
     mask: Tensor | None,
     first_masked: int = 0,
     trace: DirectionTrace | None = None,
-    kernels: bool = True,
+    kernels: bool | str = True,
 ) -> tuple[Tensor, State]:
     """Step ``cell`` along x (T, B, I) from ``state``; returns outputs (T, B, H), final state.
 
@@ -67,9 +68,12 @@ def run_loop(
     The built-in cells run as one kernel with hand-written BPTT (:mod:`rnnkit.kernels`)
     unless ``trace`` asks for per-step records (or the LSTM projects, which the kernels
     do not: then the cell is stepped with autograd); ``kernels`` False steps every cell with
-    autograd.
+    autograd, and "ops" runs a built-in cell through the kernels' custom ops
+    (:mod:`rnnkit.kernels.library`), reading no tensor values, for a graph being compiled.
     """
-    base = kernel_base(cell) if kernels and trace is None else None
+    if kernels == "ops" and trace is None and has_kernel(cell):
+        return _run_ops(cell, x, state, mask)
+    base = kernel_base(cell) if kernels is True and trace is None else None
     if base is not None:
         return _run_kernel(base, cell, x, state, mask, first_masked)
     gated = isinstance(cell, GatedCell)
@@ -124,6 +128,21 @@ def _run_kernel(base, cell, x, state, mask, first_masked) -> tuple[Tensor, State
     if base is GRUCell:
         return gru_sequence(xp, state, w_hh, cell.bias_hh, *masking)
     return elman_sequence(xp, state, w_hh, cell.nonlinearity, *masking)
+
+
+def _run_ops(cell, x, state, mask) -> tuple[Tensor, State]:
+    """A built-in cell over x (T, B, I) through the custom ops: the projection with
+    autograd, the recurrence as one op (its backward registered)."""
+    from rnnkit.kernels import library
+
+    xp = cell.project_input(x)  # (T, B, G*H)
+    train = needs_grad(xp, *(state if isinstance(state, tuple) else (state,)), cell.weight_hh)
+    if type(cell) is LSTMCell:
+        out, h, c = library.lstm(xp, *state, cell.weight_hh, mask, train)
+        return out, (h, c)
+    if type(cell) is GRUCell:
+        return library.gru(xp, state, cell.weight_hh, cell.bias_hh, mask, train)
+    return library.elman(xp, state, cell.weight_hh, cell.nonlinearity, mask, train)
 
 
 # -- torch's fused kernels -----------------------------------------------------------------
