@@ -705,12 +705,13 @@ class Recurrent(nn.Module):
 
 def _graph_capture(x: Tensor | None, backend: str = "auto") -> bool:
     """Whether a graph is being captured (``torch.compile``, ``torch.export``,
-    ``torch.jit.trace``): the layer then runs only operations every tracer knows, torch's
-    fused kernel (no lengths) or the cells stepped with autograd (masked by lengths,
-    unrolled over the T steps), so that ``fullgraph=True`` holds and nothing reads a
-    tensor's values. The compiled sequence kernels, whose backward is written by hand,
-    run in eager mode. ``jit.trace`` of ``backend="torch"`` is left to torch.nn's own
-    route (packed sequences, which the ONNX exporter turns into ``sequence_lens``)."""
+    ``torch.jit.trace``): the layer then reads no tensor's values, so that
+    ``fullgraph=True`` holds. Under ``torch.compile`` the built-in cells run through the
+    compiled kernels' custom ops (:meth:`Recurrent._captured_ops`); export and tracing get
+    only operations every runtime knows, torch's fused kernel (no lengths) or the cells
+    stepped with autograd (masked by lengths, unrolled over the T steps). ``jit.trace`` of
+    ``backend="torch"`` is left to torch.nn's own route (packed sequences, which the ONNX
+    exporter turns into ``sequence_lens``)."""
     if torch.jit.is_tracing():
         return backend != "torch"
     return torch.compiler.is_compiling() or (x is not None and is_fake(x))
