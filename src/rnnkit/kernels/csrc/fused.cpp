@@ -193,8 +193,16 @@ struct Rows {
 };
 
 // Rows a thread at least, for the batch to be split between threads (a smaller batch runs
-// as one block, its per-step products on all threads).
-constexpr int64_t kSplitMinRows = 16;
+// as one block, its per-step products on all threads). set_split_min_rows changes it, for
+// comparisons (0: never split).
+int64_t kSplitMinRows = 16;
+
+int64_t set_split_min_rows(int64_t rows) {
+  TORCH_CHECK(rows >= 0, "rows: expected >= 0, got ", rows);
+  const int64_t before = kSplitMinRows;
+  kSplitMinRows = rows;
+  return before;
+}
 
 // The blocks of rows that by_rows runs, as cut points 0 = c_0 < c_1 < ... < c_n = B: one
 // block per thread when each gets at least kSplitMinRows rows (not inside a parallel
@@ -202,7 +210,7 @@ constexpr int64_t kSplitMinRows = 16;
 // length has its longest rows first); else the one block [0, B).
 std::vector<int64_t> blocks(const Masks& mk) {
   const int64_t B = mk.batch, S = static_cast<int64_t>(mk.rows.size());
-  const int64_t n = at::in_parallel_region()
+  const int64_t n = at::in_parallel_region() || kSplitMinRows == 0
                         ? 1
                         : std::min<int64_t>(at::get_num_threads(), B / kSplitMinRows);
   std::vector<int64_t> cut{0};
@@ -706,6 +714,7 @@ std::vector<int64_t> row_blocks(int64_t batch, c10::IntArrayRef rows, int64_t st
 TORCH_LIBRARY(rnnkit_fused, m) {
   m.def("row_blocks(int batch, int[] rows, int steps) -> int[]", &row_blocks);
   m.def("set_direct_max_rows(int rows) -> int", &set_direct_max_rows);
+  m.def("set_split_min_rows(int rows) -> int", &set_split_min_rows);
   m.def(
       "elman_forward(Tensor xp, Tensor h0, Tensor w, Tensor? packed, bool relu, Tensor? mask, "
       "int first_masked, int[] rows, bool train, Tensor? index=None) -> Tensor[]",
