@@ -214,12 +214,14 @@ def test_bucketed_resume_mid_epoch_gives_identical_weights(tmp_path, tbptt):
 
     full = trainer(tmp_path / "a")
     full.fit()
-    part = trainer(tmp_path / "b", max_steps=3)  # stops after the batch that reaches step 3
+    part = trainer(tmp_path / "b", max_steps=3)  # stops at step 3 (under tbptt, in a batch)
     part.fit()
     mid = part.checkpoints.latest()
     resumed = trainer(tmp_path / "b")
     resumed.resume(mid)
-    assert resumed.epoch == 0 and 0 < resumed.batch_in_epoch < len(resumed.train_batches)
+    position = (resumed.batch_in_epoch, resumed.chunk_in_batch)
+    assert resumed.epoch == 0 and position != (0, 0)
+    assert resumed.batch_in_epoch < len(resumed.train_batches)
     resumed.fit()
     assert resumed.step == full.step
     a, b = weights(full.model), weights(resumed.model)
@@ -263,3 +265,58 @@ def test_tbptt_many_to_many_steps_per_chunk_and_reports_all_targets():
     assert trainer.step == 3  # chunks [0, 5), [5, 10), [10, 12), each with targets
     assert trainer.clip.steps == 3
     assert 0 < trainer.history[0]["train_loss"] < before * 1.5
+
+
+def _stream(n: int, steps: int, seed: int):
+    """Per-step regression on equal-length sequences: one batch is a whole epoch, as a
+    stream language model's."""
+    from rnnkit.data.batches import SequenceBatch
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, steps, 2, generator=gen)
+    mask = torch.ones(n, steps, dtype=torch.bool)
+    return SequenceBatch(x, x.cumsum(1).sum(-1), mask, torch.full((n,), steps))
+
+
+def test_truncated_bptt_saves_and_resumes_inside_a_batch(tmp_path):
+    """An epoch of one batch in 4 chunks: every_steps and max_steps act at chunk (step)
+    granularity, the checkpoint keeps the chunks done and the carried state, and a run
+    resumed from inside the batch ends with the uninterrupted run's weights and history."""
+    from _training_helpers import small_model
+    from rnnkit.training import CheckpointConfig, Trainer, TrainerConfig
+    from rnnkit.training.checkpoint import load_carry, load_trainer_state
+
+    def trainer(run_dir, **kw):
+        cfg = TrainerConfig(
+            epochs=3,
+            batch_size=16,
+            tbptt=4,
+            lr=0.01,
+            checkpoint=CheckpointConfig(every_steps=2, keep_last=10),
+            log=LogConfig(progress="none", tensorboard=False),
+            **kw,
+        )
+        return Trainer(small_model("lstm"), cfg, _stream(16, 16, 0), _stream(8, 16, 1), run_dir)
+
+    full = trainer(tmp_path / "a")
+    full.fit()
+    assert full.step == 12 and len(full.train_batches) == 1
+    inside = full.checkpoints.root / "step-00000006"  # epoch 2, after 2 of its 4 chunks
+    state = load_trainer_state(inside)
+    assert (state["epoch"], state["batch_in_epoch"], state["chunk_in_batch"]) == (1, 0, 2)
+    h, c = load_carry(inside, state)
+    assert h.shape == c.shape == (1, 16, 8)  # (layers, B, H): the LSTM's carried (h, c)
+    assert not (full.checkpoints.root / "step-00000004" / "carry.safetensors").exists()
+
+    part = trainer(tmp_path / "b", max_steps=5)  # inside epoch 2's batch, after one chunk
+    part.fit()
+    assert part.step == 5 and part.stop_reason == "max_steps"
+    for start in (part.checkpoints.latest(), inside):
+        resumed = trainer(tmp_path / "c")
+        resumed.resume(start)
+        assert resumed.chunk_in_batch in (1, 2)
+        resumed.fit()
+        assert resumed.step == full.step
+        a, b = weights(full.model), weights(resumed.model)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert resumed.history == full.history

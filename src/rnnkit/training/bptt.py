@@ -50,12 +50,20 @@ class ChunkResult:
     metrics: dict[str, float] = field(default_factory=dict)  # the model's metrics
 
 
+#: after_chunk(chunks done, carried state, the chunk's result, whether it was the last)
+#: -> True to stop the batch there
+AfterChunk = Callable[[int, State, "ChunkResult", bool], bool]
+
+
 def run_bptt(
     model: Any,
     batch: SequenceBatch,
     tbptt: int,
     update: Callable[[torch.Tensor, int], None],
     forward_context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+    start: int = 0,
+    state: State = None,
+    after_chunk: AfterChunk | None = None,
 ) -> list[ChunkResult]:
     """Run one batch forward and call ``update(loss, n_targets)`` once per chunk.
 
@@ -67,9 +75,13 @@ def run_bptt(
             it does the backward pass and the optimizer step.
         forward_context: makes the context each forward pass and loss run in (autocast for
             mixed precision); ``update`` runs outside it.
+        start, state: under truncated BPTT, the chunks already done and the state they
+            carried (detached), to continue a batch where a checkpoint left it.
+        after_chunk: under truncated BPTT, called after each chunk's update; True stops the
+            batch there (the trainer saves its position or stops on a limit).
 
     Returns:
-        One :class:`ChunkResult` per chunk, in time order.
+        One :class:`ChunkResult` per chunk run (from ``start``), in time order.
     """
     if tbptt == 0:
         with forward_context():
@@ -79,13 +91,18 @@ def run_bptt(
     if not isinstance(model, Carrying):
         raise TypeError(f"tbptt={tbptt} needs a model with carry_loss(batch, state)")
     results = []
-    state: State = None
-    for chunk in batch.time_chunks(tbptt):
+    chunks = list(batch.time_chunks(tbptt))  # views of the batch
+    for index, chunk in enumerate(chunks):
+        if index < start:
+            continue
         with forward_context():
             loss, metrics, state = model.carry_loss(chunk, state)
         update(loss, chunk.n_targets)
         state = detach_state(state)
         results.append(ChunkResult(float(loss.detach()), chunk.n_targets, dict(metrics)))
+        last = index + 1 == len(chunks)
+        if after_chunk is not None and after_chunk(index + 1, state, results[-1], last):
+            break
     return results
 
 

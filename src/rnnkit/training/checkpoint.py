@@ -6,6 +6,8 @@ A checkpoint directory holds::
     codec.json             the task's codec (tokenizer, vocabulary, labels), when it has one
     optimizer.safetensors  every tensor of the optimizer state ("state.<param>.<key>")
     rng.safetensors        torch's CPU generator state (and the CUDA one of the training GPU)
+    carry.safetensors      under truncated BPTT, inside a batch only: the state the chunks
+                           done so far carried (its nesting in trainer.json's "carry")
     trainer.json           everything else: optimizer scalars and param groups, schedule, step,
                            epoch, batch position, Python and NumPy RNG states, callback states
     model.json             {"class": "rnnkit....Model", "config": {...}}: rebuilds the model
@@ -469,8 +471,12 @@ def save_checkpoint(
     codec: Any = None,
     device: torch.device | None = None,
     generation: int = 0,
+    carry: Any = None,
 ) -> Path:
     """Write a checkpoint directory at ``path`` atomically (steps 1-5 of the module's protocol).
+
+    ``carry``: the state truncated BPTT carries inside a batch (a tensor, or nested tuples of
+    them), saved with the trainer state (:func:`load_carry` reads it back).
 
     ``codec``: the task's codec (an object with ``to_json()``, or its JSON dict).
     ``device``: the training device; a GPU's random generator is saved with the CPU's.
@@ -500,6 +506,10 @@ def save_checkpoint(
             )
         rng_tensors, state["rng"] = rng_state(device)
         files["rng.safetensors"] = _write_file(tmp / "rng.safetensors", st_save(rng_tensors))
+        if carry is not None:
+            carried: dict[str, torch.Tensor] = {}
+            state["carry"] = _flatten_carry(carry, carried)
+            files["carry.safetensors"] = _write_file(tmp / "carry.safetensors", st_save(carried))
         files["trainer.json"] = _write_file(tmp / "trainer.json", _json_bytes(state))
     cls = type(model)
     meta = {
@@ -630,6 +640,46 @@ def load_codec(path: str | Path) -> Any:
         return codec_from_json(data)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise reader.error("codec.json", f"is invalid ({e})") from None
+
+
+def _flatten_carry(state: Any, out: dict[str, torch.Tensor]) -> Any:
+    """A carried state's tensors into ``out`` ("0", "1", ...); returns its nesting: the
+    tensor's key, or a list of nestings (None stays None)."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        key = str(len(out))
+        out[key] = state.detach().cpu().contiguous()
+        return key
+    return [_flatten_carry(s, out) for s in state]
+
+
+def _unflatten_carry(nesting: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if nesting is None:
+        return None
+    if isinstance(nesting, str):
+        return tensors[nesting]
+    return tuple(_unflatten_carry(n, tensors) for n in nesting)
+
+
+def load_carry(path: str | Path, state: dict[str, Any], device: torch.device | None = None):
+    """The state truncated BPTT carried inside the batch a checkpoint stopped in (``state``:
+    its trainer.json), on ``device``."""
+    reader = _Reader(path)
+    tensors = reader.tensors("carry.safetensors")
+    try:
+        carry = _unflatten_carry(state["carry"], tensors)
+    except (KeyError, TypeError) as e:
+        raise reader.error(
+            "carry.safetensors", f"(with trainer.json) holds no carried state ({e})"
+        ) from None
+    if device is None:
+        return carry
+
+    def move(s):
+        return s.to(device) if isinstance(s, torch.Tensor) else tuple(map(move, s))
+
+    return None if carry is None else move(carry)
 
 
 def load_trainer_state(
@@ -866,15 +916,24 @@ class CheckpointManager:
         metric: float | None = None,
         codec: Any = None,
         device: torch.device | None = None,
+        carry: Any = None,
     ) -> Path:
         """Write checkpoint ``step-<step>``, commit it in the index, prune what is not kept.
 
-        A metric that is not finite never becomes the best.
+        A metric that is not finite never becomes the best. ``carry``: as
+        :func:`save_checkpoint`.
         """
         name = f"step-{step:08d}"
         self.generation += 1
         path = save_checkpoint(
-            self.root / name, model, optimizer, trainer_state, codec, device, self.generation
+            self.root / name,
+            model,
+            optimizer,
+            trainer_state,
+            codec,
+            device,
+            self.generation,
+            carry=carry,
         )
         idx = self.index
         idx["kept"] = [k for k in idx["kept"] if k != name] + [name]

@@ -66,6 +66,7 @@ from rnnkit.training.callbacks import (
 from rnnkit.training.checkpoint import (
     CheckpointError,
     CheckpointManager,
+    load_carry,
     load_trainer_state,
     load_weights,
     resolve_moved,
@@ -169,6 +170,11 @@ class Trainer:
         self.step = 0  # optimizer steps taken
         self.epoch = 0  # current epoch (0-based)
         self.batch_in_epoch = 0  # batches of the current epoch already done
+        # truncated BPTT inside the current batch: chunks done and the state they carried
+        # (a stream language model's epoch is one batch of hundreds of chunks)
+        self.chunk_in_batch = 0
+        self._carry: Any = None
+        self._every_mark = 0  # the step at the previous every_steps check
         self.should_stop = False
         self.history: list[dict[str, float]] = []  # per-epoch metrics
         self.final_metrics: dict[str, float] = {}  # last validation, its step, epochs done
@@ -251,6 +257,7 @@ class Trainer:
         self.model.train()
         self._clock = (self.seconds, time.monotonic())
         self.stop_reason = ""
+        self._every_mark = self.step
         self._check_limits()
         self._emit("on_train_start")
         try:
@@ -293,24 +300,35 @@ class Trainer:
             self.should_stop, self.stop_reason = True, "max_minutes"
 
     def _run_epoch(self) -> None:
-        if self.batch_in_epoch == 0:
+        if self.batch_in_epoch == 0 and self.chunk_in_batch == 0:
             self._sums = {}
             self.clip = ClipStats()
             self._skipped = 0
         self._emit("on_epoch_start", self.epoch)
-        every = self.config.checkpoint.every_steps
+        chunked = self.config.tbptt > 0
         for batch in self.train_batches.epoch(self.epoch, start=self.batch_in_epoch):
             index = self.batch_in_epoch
             self._emit("on_batch_start", index)
             local = batch.shard(self.dist.rank, self.dist.world)
             self.local_sequences += local.size
-            self._batch_index, last_step = index, self.step
+            self._batch_index = index
             local = move_batch(local, self.device, non_blocking=True)
             chunks = run_bptt(
-                self.model, local, self.config.tbptt, self._update, self._forward_context
+                self.model,
+                local,
+                self.config.tbptt,
+                self._update,
+                self._forward_context,
+                start=self.chunk_in_batch,
+                state=self._carry,
+                after_chunk=self._after_chunk if chunked else None,
             )
             merged = merge_results(chunks)
-            self._accumulate(merged)
+            if self.chunk_in_batch:  # stopped inside the batch (max_steps): resumable here
+                self.save_checkpoint()
+                return
+            if not chunked:
+                self._accumulate(merged)  # (chunks are added as they finish)
             self.batch_in_epoch += 1
             info = BatchInfo(merged.loss, batch.size, self._last_norm)
             self._emit("on_batch_end", index, info)
@@ -322,7 +340,7 @@ class Trainer:
                 self.save_checkpoint(metric=metric)
                 return
             last_batch = self.batch_in_epoch >= len(self.train_batches)
-            if every and self.step // every > last_step // every and not last_batch:
+            if self._crossed_every() and not last_batch:
                 self.save_checkpoint()  # (on an epoch's last batch the epoch's end saves it)
         metrics = self._epoch_metrics()
         if self.val_batches is not None:
@@ -335,6 +353,31 @@ class Trainer:
         self.epoch += 1
         self.batch_in_epoch = 0
         self.save_checkpoint(metric=metrics.get(self.config.monitor))
+
+    def _after_chunk(self, done: int, state: Any, result: ChunkResult, last: bool) -> bool:
+        """After a chunk of truncated BPTT: add its loss to the epoch's sums; inside the
+        batch, keep the position (chunks done, carried state) and save it every
+        ``checkpoint.every_steps`` steps, or stop there at ``max_steps`` (True). On a
+        batch's last chunk the batch's end does both. With several processes, each carries
+        its own shard's state, so positions are kept at batch ends only."""
+        self._accumulate(result)
+        if last or self.dist.world > 1:
+            self.chunk_in_batch, self._carry = 0, None
+            return False
+        self.chunk_in_batch, self._carry = done, state
+        if self._stopped_by_max_steps():
+            self.should_stop, self.stop_reason = True, "max_steps"
+            return True
+        if self._crossed_every():
+            self.save_checkpoint()
+        return False
+
+    def _crossed_every(self) -> bool:
+        """Whether ``checkpoint.every_steps`` divides a step since the previous check."""
+        every = self.config.checkpoint.every_steps
+        crossed = bool(every) and self.step // every > self._every_mark // every
+        self._every_mark = self.step
+        return crossed
 
     def _validate_partial(self) -> float | None:
         """Train metrics of the epoch so far and validation, kept in ``final_metrics``."""
@@ -442,6 +485,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
+            "chunk_in_batch": self.chunk_in_batch,
             "lr": self.lr,
             # a stop on max_steps or the budget is not saved: a larger limit continues the run
             "should_stop": self.should_stop and self.stop_reason not in LIMITS,
@@ -474,6 +518,7 @@ class Trainer:
             metric,
             self.codec,
             self.device,
+            carry=self._carry if self.chunk_in_batch else None,
         )
         self._emit("on_checkpoint", path)
         return path
@@ -492,6 +537,7 @@ class Trainer:
         state = load_trainer_state(path, self.optimizer, device=self.device)
         try:
             self._load_state(state)
+            self._carry = load_carry(path, state, self.device) if self.chunk_in_batch else None
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             raise CheckpointError(
                 f"checkpoint {path}: trainer.json is invalid ({type(e).__name__}: {e})"
@@ -501,6 +547,7 @@ class Trainer:
         """The trainer's own part of trainer.json (:meth:`state_dict`)."""
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
+        self.chunk_in_batch = int(state.get("chunk_in_batch", 0))
         self.lr, self.should_stop = float(state["lr"]), bool(state["should_stop"])
         self.history = list(state["history"])
         self.final_metrics = dict(state.get("final_metrics", {}))
