@@ -210,3 +210,22 @@ def test_exported_graphs_hold_only_aten_operations():
     program = torch.export.export(_Wrapped(_layer("GRU", "loop")).eval(), (x, lengths))
     targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
     assert targets and not any("rnnkit" in t for t in targets)
+
+
+@needs_ext
+def test_a_compiled_layer_follows_new_sizes_with_the_custom_ops():
+    """Other T and B after the first call: dynamo recompiles with symbolic sizes, which the
+    fake implementations follow; results and gradients equal eager mode."""
+    layer = _layer("GRU", "auto")
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    g = torch.Generator().manual_seed(3)
+    for steps, batch in ((5, 3), (7, 3), (9, 5), (11, 2)):
+        x = torch.randn(batch, steps, I, generator=g, requires_grad=True)
+        lengths = torch.randint(1, steps + 1, (batch,), generator=g)
+        lengths[0] = steps
+        runs = []
+        for module in (compiled, layer):
+            out, _ = module(x, lengths=lengths)
+            runs.append((out, *torch.autograd.grad(out.pow(2).sum(), [x, layer.weight_hh_l0])))
+        for a, b in zip(*runs, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
