@@ -8,9 +8,13 @@ needs 16 rows a thread).
     python benchmarks/row_split.py --threads 2 --kinds rnn --modes infer --json split.json
 
 Columns, torch.nn's median time over each one's (above 1: faster than torch.nn): ``split``
-(the default, ``kSplitMinRows`` = 16 in csrc/fused.cpp), ``one block`` (the op
-``set_split_min_rows(0)``), ``torch.nn again`` (the noise). Interleaved rounds, the same
-lengths and inputs as ``rnnkit bench layers``.
+(the default, ``kSplitMinRows`` = 16 in csrc/fused.cpp; a split batch multiplies by a
+oneDNN-packed weight of any size); ``split, mm`` (the rule before 2026-11-27: weights below
+2^17 values multiplied with ``at::mm``, inside the parallel region;
+``rnnkit.kernels.ext.PACK_SPLIT = False``); ``one block`` (the op ``set_split_min_rows(0)``,
+its products packed as the split's);
+``torch.nn again`` (the noise). Interleaved rounds, the same lengths and inputs as
+``rnnkit bench layers``.
 """
 
 from __future__ import annotations
@@ -25,15 +29,17 @@ from rnnkit.bench.layers import CONFIGS, _make_calls
 from rnnkit.kernels import ext
 
 
-def _with_split(call, rows: int):
+def _with_split(call, rows: int, pack_split: bool = True):
     ops = ext.ops()
 
     def run():
         before = ops.set_split_min_rows(rows)
+        ext.PACK_SPLIT = pack_split
         try:
             call()
         finally:
             ops.set_split_min_rows(before)
+            ext.PACK_SPLIT = True
 
     return run
 
@@ -48,8 +54,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(machine_line())
-    print("\n| layer | mode | padded | (B, T, I, H) | split | one block | torch.nn again |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "\n| layer | mode | padded | (B, T, I, H) | split | split, mm | one block "
+        "| torch.nn again |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     rows = []
     for kind in args.kinds:
         for mode in args.modes:
@@ -64,6 +73,7 @@ def main() -> None:
                     timed = {
                         "torch.nn": calls["torch.nn"],
                         "split": _with_split(calls["loop"], 16),
+                        "split, mm": _with_split(calls["loop"], 16, pack_split=False),
                         "one block": _with_split(calls["loop"], 0),
                         "torch.nn again": calls["torch.nn again"],
                     }
@@ -80,7 +90,8 @@ def main() -> None:
                     )
                     print(
                         f"| {kind} | {mode} | {'yes' if padded else 'no'} | {config} | "
-                        f"{ratio['split']:.2f} | {ratio['one block']:.2f} | "
+                        f"{ratio['split']:.2f} | {ratio['split, mm']:.2f} | "
+                        f"{ratio['one block']:.2f} | "
                         f"{ratio['torch.nn again']:.2f} |",
                         flush=True,
                     )

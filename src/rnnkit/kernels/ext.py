@@ -173,9 +173,19 @@ def ops():
 DIRECT_MAX_ROWS = 4
 
 #: the C++ kernels multiply by a oneDNN-packed weight (float32) from this batch size and
-#: weight size on; below, ``mm`` measured faster (B = 1: 2-3x; Elman at H = 256: 1.15x)
+#: weight size on; below, ``mm`` measured faster (B = 1: 2-3x; Elman at H = 256: 1.15x at one
+#: thread) unless the batch is split between threads (:data:`SPLIT_MIN_ROWS`)
 PACK_MIN_BATCH = 8
 PACK_MIN_NUMEL = 2**17
+
+#: rows a thread at least for the C++ kernels to cut the batch into one block per thread
+#: (``kSplitMinRows`` in csrc/fused.cpp). Each block's products then run inside the parallel
+#: region, where ``at::mm`` is slow: an Elman layer at (32, 100, 128, 256), two threads, ran
+#: its unpadded inference at 0.81x torch.nn with ``mm`` and 1.29x with the packed product
+#: (``python benchmarks/row_split.py``; docs/RESULTS.md), so split batches always pack.
+SPLIT_MIN_ROWS = 16
+#: whether split batches pack every weight (False: the rule before, for comparisons)
+PACK_SPLIT = True
 
 
 def packed(w: Tensor, batch: int) -> Tensor | None:
@@ -184,7 +194,8 @@ def packed(w: Tensor, batch: int) -> Tensor | None:
     where the C++ kernels are to use ``mm``."""
     from rnnkit.kernels.common import Linear
 
-    if batch < PACK_MIN_BATCH or w.numel() < PACK_MIN_NUMEL:
+    split = PACK_SPLIT and torch.get_num_threads() > 1 and batch >= 2 * SPLIT_MIN_ROWS
+    if batch < PACK_MIN_BATCH or (w.numel() < PACK_MIN_NUMEL and not split):
         return None
     return Linear(w, batch).packed
 
