@@ -61,7 +61,7 @@ class _ElmanSequence(torch.autograd.Function):
         if ctx.ext is not None:
             ops, m, rows = ctx.ext
             relu = nonlinearity == "relu"
-            packed = ext.packed(w, xp.shape[1])
+            packed = ext.packed(w, xp.shape[1], rows)
             y, h_last, hs = ops.elman_forward(xp, h0, w, packed, relu, m, first_masked, rows, True)
             ctx.save_for_backward(hs, w)
             ctx.nonlinearity, ctx.first_masked = nonlinearity, first_masked
@@ -85,7 +85,7 @@ class _ElmanSequence(torch.autograd.Function):
         hs, w = ctx.saved_tensors
         if ctx.ext is not None:
             ops, m, rows = ctx.ext
-            relu, packed = ctx.nonlinearity == "relu", ext.packed(w.t(), hs.shape[1])
+            relu, packed = ctx.nonlinearity == "relu", ext.packed(w.t(), hs.shape[1], rows)
             args = (ctx.first_masked, rows)
             da, dh, dw = ops.elman_backward(grad_out, grad_h, hs, w, packed, relu, m, *args)
             return da, dh, dw, None, None, None, None
@@ -136,7 +136,7 @@ def elman_sequence(
         args = ext.args(masks, mask, xp, h0, weight_hh)
         if args is not None:
             ops, m, rows = args
-            packed, relu = ext.packed(weight_hh, xp.shape[1]), nonlinearity == "relu"
+            packed, relu = ext.packed(weight_hh, xp.shape[1], rows), nonlinearity == "relu"
             y, h_last = ops.elman_forward(
                 xp, h0, weight_hh, packed, relu, m, first_masked, rows, False
             )

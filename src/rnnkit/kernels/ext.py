@@ -180,21 +180,25 @@ PACK_MIN_NUMEL = 2**17
 
 #: rows a thread at least for the C++ kernels to cut the batch into one block per thread
 #: (``kSplitMinRows`` in csrc/fused.cpp). Each block's products then run inside the parallel
-#: region, where ``at::mm`` is slow: an Elman layer at (32, 100, 128, 256), two threads, ran
-#: its unpadded inference at 0.81x torch.nn with ``mm`` and 1.29x with the packed product
-#: (``python benchmarks/row_split.py``; docs/RESULTS.md), so split batches always pack.
+#: region, where ``at::mm`` on a full block is slow: an Elman layer at (32, 100, 128, 256),
+#: two threads, ran its unpadded inference at 0.71x torch.nn with ``mm`` and 0.98x with the
+#: packed product (``python benchmarks/row_split.py``; docs/RESULTS.md), so a split batch
+#: packs any weight, except where the steps' row counts vary (a padded batch sorted by
+#: length): there the packed product read slower (1.07x against 1.32x in padded inference).
 SPLIT_MIN_ROWS = 16
 #: whether split batches pack every weight (False: the rule before, for comparisons)
 PACK_SPLIT = True
 
 
-def packed(w: Tensor, batch: int) -> Tensor | None:
+def packed(w: Tensor, batch: int, rows=()) -> Tensor | None:
     """``w`` packed by oneDNN for products ``x @ w.T`` with ``batch`` rows, as
     :class:`rnnkit.kernels.common.Linear` packs it, when that is the faster product; None
-    where the C++ kernels are to use ``mm``."""
+    where the C++ kernels are to use ``mm``. ``rows``: the valid rows of each step when
+    they vary (:func:`step_rows`), else empty."""
     from rnnkit.kernels.common import Linear
 
-    split = PACK_SPLIT and torch.get_num_threads() > 1 and batch >= 2 * SPLIT_MIN_ROWS
+    split = torch.get_num_threads() > 1 and batch >= 2 * SPLIT_MIN_ROWS
+    split = PACK_SPLIT and split and not len(rows)
     if batch < PACK_MIN_BATCH or (w.numel() < PACK_MIN_NUMEL and not split):
         return None
     return Linear(w, batch).packed

@@ -100,7 +100,7 @@ class _GRUSequence(torch.autograd.Function):
         ctx.with_bias = b is not None
         if ctx.ext is not None:
             ops, m, rows = ctx.ext
-            packed = ext.packed(w, xp.shape[1])
+            packed = ext.packed(w, xp.shape[1], rows)
             y, h_last, hs, gates, an = ops.gru_forward(
                 xp, h0, w, b, packed, m, first_masked, rows, True
             )
@@ -126,7 +126,7 @@ class _GRUSequence(torch.autograd.Function):
         if ctx.ext is not None:
             ops, m, rows = ctx.ext
             hs, gates, an, w = ctx.saved_tensors
-            packed, first = ext.packed(w.t(), hs.shape[1]), ctx.first_masked
+            packed, first = ext.packed(w.t(), hs.shape[1], rows), ctx.first_masked
             dxp, dh, da, *db = ops.gru_backward(
                 grad_out, grad_h, hs, gates, an, w, packed, ctx.with_bias, m, first, rows
             )
@@ -188,7 +188,7 @@ def gru_sequence(
         args = ext.args(masks, mask, xp, h0, weight_hh, bias_hh)
         if args is not None:
             ops, m, rows = args
-            packed = ext.packed(weight_hh, xp.shape[1])
+            packed = ext.packed(weight_hh, xp.shape[1], rows)
             return tuple(
                 ops.gru_forward(xp, h0, weight_hh, bias_hh, packed, m, first_masked, rows, False)
             )

@@ -87,7 +87,7 @@ def _lstm_infer(
     xp: Tensor, h0: Tensor, c0: Tensor, w: Tensor, mask: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor]:
     m, first, rows = _masking(mask, xp.shape[0], xp.dtype)
-    packed = ext.packed(w, xp.shape[1])
+    packed = ext.packed(w, xp.shape[1], rows)
     y, h, c = ext.ops().lstm_forward(xp, h0, c0, w, packed, m, first, rows, False)
     return y, h, c
 
@@ -103,7 +103,7 @@ def _lstm_train(
     xp: Tensor, h0: Tensor, c0: Tensor, w: Tensor, mask: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     m, first, rows = _masking(mask, xp.shape[0], xp.dtype)
-    packed = ext.packed(w, xp.shape[1])
+    packed = ext.packed(w, xp.shape[1], rows)
     y, h, c, hs, cs, gates, tcs = ext.ops().lstm_forward(
         xp, h0, c0, w, packed, m, first, rows, True
     )
@@ -135,7 +135,7 @@ def _lstm_grad(
     mask: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     m, first, rows = _masking(mask, dy.shape[0], dy.dtype)
-    packed = ext.packed(w.t(), hs.shape[1])
+    packed = ext.packed(w.t(), hs.shape[1], rows)
     da, dh0, dc0 = ext.ops().lstm_backward(dy, dh, dc, cs, gates, tcs, w, packed, m, first, rows)
     return da, dh0, dc0, _dw(da, hs)
 
@@ -181,7 +181,7 @@ def _gru_infer(
     xp: Tensor, h0: Tensor, w: Tensor, b: Tensor | None, mask: Tensor | None
 ) -> tuple[Tensor, Tensor]:
     m, first, rows = _masking(mask, xp.shape[0], xp.dtype)
-    packed = ext.packed(w, xp.shape[1])
+    packed = ext.packed(w, xp.shape[1], rows)
     y, h = ext.ops().gru_forward(xp, h0, w, b, packed, m, first, rows, False)
     return y, h
 
@@ -196,7 +196,7 @@ def _gru_train(
     xp: Tensor, h0: Tensor, w: Tensor, b: Tensor | None, mask: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     m, first, rows = _masking(mask, xp.shape[0], xp.dtype)
-    packed = ext.packed(w, xp.shape[1])
+    packed = ext.packed(w, xp.shape[1], rows)
     y, h, hs, gates, an = ext.ops().gru_forward(xp, h0, w, b, packed, m, first, rows, True)
     if mask is not None:  # padded positions are never written (nor read by the backward)
         gates.masked_fill_(~mask, 0.0)
@@ -224,7 +224,7 @@ def _gru_grad(
     mask: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     m, first, rows = _masking(mask, dy.shape[0], dy.dtype)
-    packed = ext.packed(w.t(), hs.shape[1])
+    packed = ext.packed(w.t(), hs.shape[1], rows)
     dxp, dh0, da, *db = ext.ops().gru_backward(
         dy, dh, hs, gates, an, w, packed, with_bias, m, first, rows
     )
@@ -270,7 +270,7 @@ def _elman_infer(
     xp: Tensor, h0: Tensor, w: Tensor, relu: bool, mask: Tensor | None
 ) -> tuple[Tensor, Tensor]:
     m, first, rows = _masking(mask, xp.shape[0], xp.dtype)
-    packed = ext.packed(w, xp.shape[1])
+    packed = ext.packed(w, xp.shape[1], rows)
     y, h = ext.ops().elman_forward(xp, h0, w, packed, relu, m, first, rows, False)
     return y, h
 
@@ -285,7 +285,7 @@ def _elman_train(
     xp: Tensor, h0: Tensor, w: Tensor, relu: bool, mask: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor]:
     m, first, rows = _masking(mask, xp.shape[0], xp.dtype)
-    packed = ext.packed(w, xp.shape[1])
+    packed = ext.packed(w, xp.shape[1], rows)
     y, h, hs = ext.ops().elman_forward(xp, h0, w, packed, relu, m, first, rows, True)
     return y, h, hs
 
@@ -301,7 +301,7 @@ def _elman_grad(
     dy: Tensor, dh: Tensor, hs: Tensor, w: Tensor, relu: bool, mask: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor]:
     m, first, rows = _masking(mask, dy.shape[0], dy.dtype)
-    packed = ext.packed(w.t(), hs.shape[1])
+    packed = ext.packed(w.t(), hs.shape[1], rows)
     da, dh0, dw = ext.ops().elman_backward(dy, dh, hs, w, packed, relu, m, first, rows)
     return da, dh0, dw
 

@@ -125,7 +125,7 @@ class _LSTMSequence(torch.autograd.Function):
         ctx.ext = ext.args(masks, mask, xp, h0, c0, w)
         if ctx.ext is not None:
             ops, m, rows = ctx.ext
-            packed = ext.packed(w, xp.shape[1])
+            packed = ext.packed(w, xp.shape[1], rows)
             y, h_last, c_last, hs, cs, gates, tcs = ops.lstm_forward(
                 xp, h0, c0, w, packed, m, first_masked, rows, True
             )
@@ -151,7 +151,7 @@ class _LSTMSequence(torch.autograd.Function):
         if ctx.ext is not None:
             ops, m, rows = ctx.ext
             hs, cs, gates, tcs, w = ctx.saved_tensors
-            packed = ext.packed(w.t(), hs.shape[1])
+            packed = ext.packed(w.t(), hs.shape[1], rows)
             da, dh, dc = ops.lstm_backward(
                 grad_out, grad_h, grad_c, cs, gates, tcs, w, packed, m, ctx.first_masked, rows
             )
@@ -219,7 +219,7 @@ def lstm_sequence(
         args = ext.args(masks, mask, xp, h0, c0, weight_hh)
         if args is not None:
             ops, m, rows = args
-            packed = ext.packed(weight_hh, xp.shape[1])
+            packed = ext.packed(weight_hh, xp.shape[1], rows)
             y, h_last, c_last = ops.lstm_forward(
                 xp, h0, c0, weight_hh, packed, m, first_masked, rows, False
             )

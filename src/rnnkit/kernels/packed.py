@@ -128,7 +128,7 @@ def run_cell(cell, data: Tensor, state: State, p: PackedPlan, reverse: bool):
     index = p.reverse if reverse else p.forward
     xp = Linear(cell.weight_ih, data.shape[0], cell.input_bias())(data)  # (N, G*H)
     w = cell.weight_hh
-    packed = ext.packed(w, p.order.shape[0])
+    packed = ext.packed(w, p.order.shape[0], p.rows)
     if type(cell) is LSTMCell:
         y, h, c = ops.lstm_forward(xp, *state, w, packed, None, 0, p.rows, False, index)
         return y, (h, c)
