@@ -545,8 +545,9 @@ class Recurrent(nn.Module):
         """Whether a captured graph runs torch's fused kernel (no lengths): for any built-in
         layer when the custom ops cannot run; with them, for the LSTM in inference, where
         eager ``"auto"`` runs it too (:meth:`_use_fused`). In training AOTAutograd
-        decomposes torch's LSTM into per-step operations (0.72x torch.nn eager at
-        (32, 50, 128, 256), ``python benchmarks/compiled_layers.py``), so the ops run it."""
+        decomposes torch's LSTM into per-step operations (0.76x torch.nn eager at
+        (32, 50, 128, 256), against 0.83x for the ops: ``python benchmarks/compiled_layers.py``),
+        so the ops run it."""
         if self.backend == "loop" or self._fused is None or lengths is not None:
             return False
         if not ops or self.backend == "torch":
