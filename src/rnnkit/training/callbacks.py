@@ -44,7 +44,7 @@ class Callback:
 
     def on_step_end(self, trainer: Trainer, info: StepInfo) -> None:
         """After each optimizer step: once per batch, or once per chunk under truncated
-        BPTT (a stream language model's epoch may be one batch of hundreds of chunks)."""
+        BPTT (one batch of long sequences may be hundreds of chunks)."""
 
     def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
 
@@ -251,7 +251,7 @@ class ProgressBar(Callback):
 
     def on_step_end(self, trainer: Trainer, info: StepInfo) -> None:
         """Under truncated BPTT a batch is many steps: the bar's text follows them (at most
-        once a second), so a long batch (a stream language model's epoch) shows progress."""
+        once a second), so a long batch (hundreds of chunks) shows progress."""
         if trainer.config.tbptt == 0 or self.bar is None:
             return
         now = time.perf_counter()

@@ -171,7 +171,7 @@ class Trainer:
         self.epoch = 0  # current epoch (0-based)
         self.batch_in_epoch = 0  # batches of the current epoch already done
         # truncated BPTT inside the current batch: chunks done and the state they carried
-        # (a stream language model's epoch is one batch of hundreds of chunks)
+        # (one batch of long sequences may be hundreds of chunks)
         self.chunk_in_batch = 0
         self._carry: Any = None
         self._every_mark = 0  # the step at the previous every_steps check
