@@ -31,7 +31,13 @@ from rnnkit.training.config import (
 from rnnkit.training.device import move_batch, resolve_device
 from rnnkit.training.distributed import DistContext, init_distributed, seed_everything
 from rnnkit.training.optim import LRSchedule, build_optimizer
-from rnnkit.training.trainer import BatchInfo, NonFiniteLossError, Trainer, evaluate_model
+from rnnkit.training.trainer import (
+    BatchInfo,
+    NonFiniteLossError,
+    StepInfo,
+    Trainer,
+    evaluate_model,
+)
 
 __all__ = [
     "BatchInfo",
@@ -54,6 +60,7 @@ __all__ = [
     "ProgressBar",
     "ScheduleConfig",
     "SequenceBatch",
+    "StepInfo",
     "TensorBoardLogger",
     "TrainableModel",
     "Trainer",
