@@ -72,6 +72,21 @@ def _masking(mask: Tensor | None, steps: int, dtype) -> tuple[Tensor | None, int
     return mask.squeeze(2).contiguous(), first, ext.step_rows(masks)
 
 
+def _prepare(mask: Tensor | None, seq: Tensor, w: Tensor):
+    """``(mask (T, B), first_masked, rows, packed weight)`` for a C++ op over ``seq``
+    (T, B, ·) with weight ``w`` (W_hh forward, W_hh^T backward)."""
+    m, first, rows = _masking(mask, seq.shape[0], seq.dtype)
+    return m, first, rows, ext.packed(w, seq.shape[1], rows)
+
+
+def _zero_padded(mask: Tensor | None, *tensors: Tensor) -> None:
+    """Zero the padded positions of (T, B, ·) tensors, which the forward op never writes
+    (nor the backward reads), so that the op's outputs are defined everywhere."""
+    if mask is not None:
+        for t in tensors:
+            t.masked_fill_(~mask, 0.0)
+
+
 def _dw(da: Tensor, hs: Tensor) -> Tensor:
     """dW_hh = sum_t da_t^T h_{t-1}: (G*H, H) from da (T, B, G*H) and h_0..h_T."""
     return da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)
@@ -86,8 +101,7 @@ def _zeros(grad: Tensor | None, like: Tensor) -> Tensor:
 def _lstm_infer(
     xp: Tensor, h0: Tensor, c0: Tensor, w: Tensor, mask: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    m, first, rows = _masking(mask, xp.shape[0], xp.dtype)
-    packed = ext.packed(w, xp.shape[1], rows)
+    m, first, rows, packed = _prepare(mask, xp, w)
     y, h, c = ext.ops().lstm_forward(xp, h0, c0, w, packed, m, first, rows, False)
     return y, h, c
 
@@ -102,14 +116,11 @@ def _(xp, h0, c0, w, mask):
 def _lstm_train(
     xp: Tensor, h0: Tensor, c0: Tensor, w: Tensor, mask: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    m, first, rows = _masking(mask, xp.shape[0], xp.dtype)
-    packed = ext.packed(w, xp.shape[1], rows)
+    m, first, rows, packed = _prepare(mask, xp, w)
     y, h, c, hs, cs, gates, tcs = ext.ops().lstm_forward(
         xp, h0, c0, w, packed, m, first, rows, True
     )
-    if mask is not None:  # padded positions are never written (nor read by the backward)
-        gates.masked_fill_(~mask, 0.0)
-        tcs.masked_fill_(~mask, 0.0)
+    _zero_padded(mask, gates, tcs)
     return y, h, c, hs, cs, gates, tcs
 
 
@@ -134,8 +145,7 @@ def _lstm_grad(
     w: Tensor,
     mask: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    m, first, rows = _masking(mask, dy.shape[0], dy.dtype)
-    packed = ext.packed(w.t(), hs.shape[1], rows)
+    m, first, rows, packed = _prepare(mask, dy, w.t())
     da, dh0, dc0 = ext.ops().lstm_backward(dy, dh, dc, cs, gates, tcs, w, packed, m, first, rows)
     return da, dh0, dc0, _dw(da, hs)
 
@@ -180,8 +190,7 @@ def lstm(xp, h0, c0, w, mask, train: bool) -> tuple[Tensor, Tensor, Tensor]:
 def _gru_infer(
     xp: Tensor, h0: Tensor, w: Tensor, b: Tensor | None, mask: Tensor | None
 ) -> tuple[Tensor, Tensor]:
-    m, first, rows = _masking(mask, xp.shape[0], xp.dtype)
-    packed = ext.packed(w, xp.shape[1], rows)
+    m, first, rows, packed = _prepare(mask, xp, w)
     y, h = ext.ops().gru_forward(xp, h0, w, b, packed, m, first, rows, False)
     return y, h
 
@@ -195,12 +204,9 @@ def _(xp, h0, w, b, mask):
 def _gru_train(
     xp: Tensor, h0: Tensor, w: Tensor, b: Tensor | None, mask: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    m, first, rows = _masking(mask, xp.shape[0], xp.dtype)
-    packed = ext.packed(w, xp.shape[1], rows)
+    m, first, rows, packed = _prepare(mask, xp, w)
     y, h, hs, gates, an = ext.ops().gru_forward(xp, h0, w, b, packed, m, first, rows, True)
-    if mask is not None:  # padded positions are never written (nor read by the backward)
-        gates.masked_fill_(~mask, 0.0)
-        an.masked_fill_(~mask, 0.0)
+    _zero_padded(mask, gates, an)
     return y, h, hs, gates, an
 
 
@@ -223,8 +229,7 @@ def _gru_grad(
     with_bias: bool,
     mask: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    m, first, rows = _masking(mask, dy.shape[0], dy.dtype)
-    packed = ext.packed(w.t(), hs.shape[1], rows)
+    m, first, rows, packed = _prepare(mask, dy, w.t())
     dxp, dh0, da, *db = ext.ops().gru_backward(
         dy, dh, hs, gates, an, w, packed, with_bias, m, first, rows
     )
@@ -269,8 +274,7 @@ def gru(xp, h0, w, b, mask, train: bool) -> tuple[Tensor, Tensor]:
 def _elman_infer(
     xp: Tensor, h0: Tensor, w: Tensor, relu: bool, mask: Tensor | None
 ) -> tuple[Tensor, Tensor]:
-    m, first, rows = _masking(mask, xp.shape[0], xp.dtype)
-    packed = ext.packed(w, xp.shape[1], rows)
+    m, first, rows, packed = _prepare(mask, xp, w)
     y, h = ext.ops().elman_forward(xp, h0, w, packed, relu, m, first, rows, False)
     return y, h
 
@@ -284,8 +288,7 @@ def _(xp, h0, w, relu, mask):
 def _elman_train(
     xp: Tensor, h0: Tensor, w: Tensor, relu: bool, mask: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    m, first, rows = _masking(mask, xp.shape[0], xp.dtype)
-    packed = ext.packed(w, xp.shape[1], rows)
+    m, first, rows, packed = _prepare(mask, xp, w)
     y, h, hs = ext.ops().elman_forward(xp, h0, w, packed, relu, m, first, rows, True)
     return y, h, hs
 
@@ -300,8 +303,7 @@ def _(xp, h0, w, relu, mask):
 def _elman_grad(
     dy: Tensor, dh: Tensor, hs: Tensor, w: Tensor, relu: bool, mask: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    m, first, rows = _masking(mask, dy.shape[0], dy.dtype)
-    packed = ext.packed(w.t(), hs.shape[1], rows)
+    m, first, rows, packed = _prepare(mask, dy, w.t())
     da, dh0, dw = ext.ops().elman_backward(dy, dh, hs, w, packed, relu, m, first, rows)
     return da, dh0, dw
 
