@@ -673,13 +673,12 @@ def load_carry(path: str | Path, state: dict[str, Any], device: torch.device | N
         raise reader.error(
             "carry.safetensors", f"(with trainer.json) holds no carried state ({e})"
         ) from None
-    if device is None:
-        return carry
-
     def move(s):
-        return s.to(device) if isinstance(s, torch.Tensor) else tuple(map(move, s))
+        if s is None or isinstance(s, torch.Tensor):
+            return s if s is None or device is None else s.to(device)
+        return tuple(map(move, s))
 
-    return None if carry is None else move(carry)
+    return move(carry)
 
 
 def load_trainer_state(
