@@ -92,6 +92,23 @@ def test_tied_weights_are_one_parameter():
     assert model.embedding.weight.grad is model.head.weight.grad
 
 
+@pytest.mark.parametrize("tie", [True, False])
+def test_init_range_draws_embedding_and_output_uniform(tie):
+    model = small(tie_weights=tie, init_range=0.1, vocab_size=500, embedding_size=8)
+    for w in (model.embedding.weight, model.head.weight):
+        assert w.abs().max() <= 0.1 and w.abs().max() > 0.09  # uniform in [-r, r]
+        assert w.std().item() == pytest.approx(0.1 / math.sqrt(3), rel=0.1)
+    assert torch.count_nonzero(model.head.bias) == 0
+    default = small(tie_weights=tie, vocab_size=500, embedding_size=8)
+    assert default.embedding.weight.std().item() == pytest.approx(1.0, rel=0.1)  # N(0, 1)
+
+
+@pytest.mark.parametrize("bad", [-0.1, True, "0.1"])
+def test_init_range_refuses_what_is_not_a_number_at_least_zero(bad):
+    with pytest.raises(ValueError, match="init_range"):
+        small(init_range=bad)
+
+
 def test_seeded_generation_repeats():
     model = small()
     prime = torch.tensor([[1, 2, 3]])

@@ -320,3 +320,29 @@ def test_truncated_bptt_saves_and_resumes_inside_a_batch(tmp_path):
         a, b = weights(full.model), weights(resumed.model)
         assert all(torch.equal(a[k], b[k]) for k in a)
         assert resumed.history == full.history
+
+
+def test_truncated_bptt_sets_the_rate_of_every_step_inside_a_batch():
+    """One batch in 4 chunks is 4 optimizer steps: a warm-up over 4 steps raises the rate at
+    each of them, not once a batch (a language model's epoch is often one batch)."""
+    from _training_helpers import small_model
+    from rnnkit.training import Callback, ScheduleConfig, Trainer, TrainerConfig
+
+    seen = []
+
+    class Rates(Callback):
+        def on_step_end(self, trainer, info):  # after the schedule's: the next step's rate
+            seen.append((trainer.step, trainer.optimizer.param_groups[0]["lr"]))
+
+    cfg = TrainerConfig(
+        epochs=2,
+        batch_size=16,
+        tbptt=4,
+        lr=0.5,
+        schedule=ScheduleConfig(warmup_steps=4),
+        log=LogConfig(progress="none", tensorboard=False),
+    )
+    trainer = Trainer(small_model("lstm"), cfg, _stream(16, 16, 0), callbacks=[Rates()])
+    trainer.fit()
+    assert [s for s, _ in seen] == list(range(1, 9))
+    assert [lr for _, lr in seen] == pytest.approx([0.5 * min(1, (s + 1) / 4) for s in range(1, 9)])

@@ -58,6 +58,9 @@ class LanguageModelConfig(RecurrentConfig):
     adaptive_cutoffs: tuple[int, ...] = ()  # adaptive softmax cluster bounds, e.g. (2000, 6000)
     adaptive_div: float = 4.0  # each tail cluster's projection is div times smaller
     eval_chunk: int = 512  # evaluation without gradients runs long sequences in such chunks
+    # > 0: E (and a tied output matrix) drawn uniform in [-r, r] and the output bias zero, as
+    # Zaremba et al. and PyTorch's word_language_model initialise them; 0: torch's N(0, 1)
+    init_range: float = 0.0
     # RecurrentConfig's dropout applies to embeddings, between layers and before the output
 
     def __post_init__(self) -> None:
@@ -81,6 +84,9 @@ class LanguageModelConfig(RecurrentConfig):
                 f"tie_weights=true and adaptive_cutoffs={list(cuts)} do not combine: the "
                 "adaptive softmax has its own output matrices"
             )
+        r = self.init_range
+        if isinstance(r, bool) or not (isinstance(r, int | float) and r >= 0):
+            raise ValueError(f"init_range must be a number >= 0, got {self.init_range!r}")
         if not self.adaptive_div >= 1.0:
             raise ValueError(f"adaptive_div must be >= 1, got {self.adaptive_div!r}")
 
@@ -120,6 +126,11 @@ class LanguageModel(nn.Module):
             self.head = nn.Linear(out_in, c.vocab_size)
         if c.tie_weights:
             self.head.weight = self.embedding.weight  # one Parameter, (V, D)
+        if c.init_range > 0:
+            nn.init.uniform_(self.embedding.weight, -c.init_range, c.init_range)
+            if isinstance(self.head, nn.Linear):
+                nn.init.uniform_(self.head.weight, -c.init_range, c.init_range)
+                nn.init.zeros_(self.head.bias)
 
     # ---- checkpoint contract --------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

@@ -70,6 +70,14 @@ class ScheduleCallback(Callback):
             trainer.optimizer, trainer.step, trainer.epoch, trainer.budget_fraction()
         )
 
+    def on_step_end(self, trainer: Trainer, info: StepInfo) -> None:
+        """Under truncated BPTT a batch holds many optimizer steps (a language model's epoch
+        can be one batch of streams): each step gets the rate of its own number and time."""
+        if trainer.config.tbptt > 0:
+            trainer.lr = trainer.schedule.apply(
+                trainer.optimizer, trainer.step, trainer.epoch, trainer.budget_fraction(now=True)
+            )
+
     def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         monitor = trainer.config.monitor
         if monitor not in metrics:  # the best checkpoint, plateau and early stopping need it

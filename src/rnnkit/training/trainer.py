@@ -283,11 +283,14 @@ class Trainer:
             seconds = self.dist.sum([seconds])[0] / self.dist.world  # every process agrees
         self.seconds = seconds
 
-    def budget_fraction(self) -> float:
-        """The fraction of the time budget spent (0 without a budget)."""
+    def budget_fraction(self, now: bool = False) -> float:
+        """The fraction of the time budget spent (0 without a budget): as of the last batch
+        end, or with ``now`` as of this moment in a single process (several processes keep
+        the last batch end's, the one they agree on)."""
         if not self.config.max_minutes:
             return 0.0
-        return self.seconds / (60.0 * self.config.max_minutes)
+        seconds = self.elapsed() if now and self.dist.world == 1 else self.seconds
+        return seconds / (60.0 * self.config.max_minutes)
 
     def _out_of_time(self) -> bool:
         return bool(self.config.max_minutes) and self.budget_fraction() >= 1.0
