@@ -283,6 +283,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (a dry run)")
     ap.add_argument("--compile", action="store_true", help="add torch.compile rows")
     ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument(
+        "--sections",
+        nargs="+",
+        default=["parity", "gradcheck", "speed"],
+        choices=["parity", "gradcheck", "speed"],
+    )
+    ap.add_argument("--batches", type=int, nargs="+", help="speed: batch sizes (1 64)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args()
@@ -303,24 +310,26 @@ def main() -> None:
         if args.markdown:
             args.markdown.write_text(markdown(report))
 
-    report["parity"] = parity(args.device, torch.float64) + parity(args.device, torch.float32)
+    report["parity"], report["gradcheck"], report["speed"] = [], [], []
+    if "parity" in args.sections:
+        report["parity"] = parity(args.device, torch.float64) + parity(args.device, torch.float32)
     worst = {}
     for r in report["parity"]:
         key = r["dtype"]
         worst[key] = max(worst.get(key, 0.0), r["output"], r["state"], r["gradients"])
     print("parity, largest difference by dtype:", worst, flush=True)
-    report["gradcheck"], report["speed"] = [], []
     save()
-    report["gradcheck"] = gradchecks(args.device)
-    print(report["gradcheck"], flush=True)
-    save()
+    if "gradcheck" in args.sections:
+        report["gradcheck"] = gradchecks(args.device)
+        print(report["gradcheck"], flush=True)
+        save()
     sizes = (
         dict(steps=5, size=8, rounds=3)
         if args.quick
         else dict(steps=50, size=256, rounds=args.rounds)
     )
-    batches = [1, 4] if args.quick else [1, 64]
-    for batch in batches:
+    batches = args.batches or ([1, 4] if args.quick else [1, 64])
+    for batch in batches if "speed" in args.sections else []:
         report["speed"] += speed(
             args.device, [batch], compile_=args.compile and batch == batches[-1], **sizes
         )

@@ -250,7 +250,8 @@ class Recurrent(nn.Module):
     def _bind_cells(self) -> None:
         """Point the cells of a DataParallel replica at the replica's weights: replicate()
         copies a layer and its cells apart, and the copied cells still read the original's."""
-        if self.__dict__.pop("_unbound", False):
+        if getattr(self, "_unbound", False):  # (not __dict__.pop: torch 2.11 cannot trace it)
+            del self.__dict__["_unbound"]
             for cell in self.cells:
                 if isinstance(cell, GatedCell):
                     cell.borrow_from(self)

@@ -71,8 +71,8 @@ class ScheduleCallback(Callback):
         )
 
     def on_step_end(self, trainer: Trainer, info: StepInfo) -> None:
-        """Under truncated BPTT a batch holds many optimizer steps (a language model's epoch
-        can be one batch of streams): each step gets the rate of its own number and time."""
+        """Under truncated BPTT a batch holds many optimizer steps (an epoch can be one batch
+        of long streams): each step gets the rate of its own number and time."""
         if trainer.config.tbptt > 0:
             trainer.lr = trainer.schedule.apply(
                 trainer.optimizer, trainer.step, trainer.epoch, trainer.budget_fraction(now=True)
