@@ -37,7 +37,7 @@ def make_batch(seqs: list[list[int]], labels: list[int]) -> SequenceBatch:
 
 def model(**kw) -> SequenceClassifier:
     torch.manual_seed(0)
-    base = {"vocab_size": V, "embedding_dim": 6, "hidden_size": 5}
+    base = {"vocab_size": V, "embedding_dim": 6, "hidden_size": 5, "positions": 6}
     return SequenceClassifier(ClassifierConfig(**{**base, **kw})).eval()
 
 
@@ -46,7 +46,7 @@ SEQS = [[3, 4, 5], [6, 7, 8, 9, 10, 11], [2]]
 VARIANTS = [
     {"cell": cell, "pooling": pooling, "bidirectional": bi}
     for cell in ("rnn", "lstm", "gru")
-    for pooling in ("last", "mean", "max", "attention")
+    for pooling in ("last", "mean", "max", "attention", "flatten")
     for bi in (False, True)
 ]
 
@@ -73,6 +73,21 @@ def test_poolings_match_their_definitions():
             valid = out[b, :n]
             want = {"mean": valid.mean(0), "max": valid.amax(0), "last": valid[-1]}[pooling]
             torch.testing.assert_close(s[b], want)
+
+
+def test_flatten_sets_every_position_side_by_side_with_zeros_past_the_end():
+    m = model(pooling="flatten", bidirectional=True, cell="lstm")
+    assert m.out.in_features == 6 * 10  # P positions of H' = 2 x 5
+    ids, lengths = torch.tensor([[3, 4, 5, 0], [6, 7, 8, 9]]), torch.tensor([3, 4])
+    out, _ = m.rnn(m.embedding(ids), lengths=lengths)  # (2, 4, 10)
+    s = m.summarise(ids, lengths).view(2, 6, 10)
+    torch.testing.assert_close(s[0, :3], out[0, :3])
+    torch.testing.assert_close(s[1, :4], out[1])
+    assert s[0, 3:].abs().max() == 0 and s[1, 4:].abs().max() == 0
+    with pytest.raises(ValueError, match=r"positions=6 steps.*got a sequence of 7"):
+        m(torch.full((1, 7), 4), torch.tensor([7]))
+    with pytest.raises(ValueError, match="positions must be >= 1 with pooling 'flatten'"):
+        model(pooling="flatten", positions=0)
 
 
 def test_bidirectional_last_joins_forward_end_and_backward_start():

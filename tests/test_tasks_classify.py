@@ -186,6 +186,7 @@ def test_task_splits_a_file_and_keeps_labels_sorted(tmp_path):
         "vocab_size": len(task.codec.vocab),
         "num_classes": 2,
         "padding_idx": task.codec.vocab.pad_id,
+        "positions": int(task.train.lengths.max()),  # the longest training sequence
     }
     assert 0 < task.baseline["accuracy"] < 1  # the training split's majority label on test
     # given a codec (a checkpoint's), prepare encodes with it and builds none

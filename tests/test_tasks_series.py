@@ -175,7 +175,13 @@ def test_prepare_a_single_file_holds_cases_out_and_fits_on_training_only(tmp_pat
     data = prepare(cfg, 0, None)
     assert data.train.size + data.val.size + data.test.size == 60
     assert (data.test.size, data.val.size) == (12, 12)  # 20% of 60; 25% of the other 48
-    assert data.fixed == {"num_classes": 3, "input_features": 2, "vocab_size": 0, "padding_idx": 0}
+    assert data.fixed == {
+        "num_classes": 3,
+        "input_features": 2,
+        "vocab_size": 0,
+        "padding_idx": 0,
+        "positions": int(data.train.lengths.max()),
+    }
     assert set(data.baseline) == {"accuracy", "linear_accuracy"}
     # statistics come from the training cases alone
     train_frames = torch.cat([data.train.inputs[b, :n] for b, n in enumerate(data.train.lengths)])

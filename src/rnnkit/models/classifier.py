@@ -10,6 +10,9 @@ step n_b is ignored)::
         mean: (1 / n_b) sum_{t <= n_b} h_t
         max:  max_{t <= n_b} h_t
         attention: sum_t a_t h_t, a = softmax_t(v^T tanh(W_q q + W_k h_t)) over valid t
+        flatten: [h_1; h_2; ..; h_P]  (B, P H'), every position's output side by side, zeros
+              past n_b (P = ``positions``, the longest training sequence: a readout that
+              knows where each feature sits, as Keras's Flatten after an RNN)
     z = W_o dropout(s) + b_o                 # (B, K) logits, or (B, 1) for a sigmoid head
     p(y | x) = softmax(z)  or  p(y = 1 | x) = sigmoid(z)
 
@@ -34,7 +37,7 @@ from rnnkit.data.representations import OneHot
 from rnnkit.models.contract import Predicting, require
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
 
-POOLINGS = ("last", "mean", "max", "attention")
+POOLINGS = ("last", "mean", "max", "attention", "flatten")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +48,8 @@ class ClassifierConfig(RecurrentConfig):
     padding_idx: int = 0  # id of <pad>: its embedding row is zero (set by the data)
     embedding_dim: int = 100  # D; 0: one-hot inputs (D = V)
     bidirectional: bool = False  # also read each sequence from its last step to its first
-    pooling: Literal["last", "mean", "max", "attention"] = "last"  # summary of the outputs
+    pooling: Literal["last", "mean", "max", "attention", "flatten"] = "last"  # the summary s
+    positions: int = 0  # P, the longest training sequence (set by the data); read by "flatten"
     head: Literal["softmax", "sigmoid"] = "softmax"  # sigmoid: one logit, K must be 2
     freeze_embedding: bool = False  # keep the (pretrained) embedding fixed
     # RecurrentConfig's dropout applies to the embeddings, between layers and to the summary
@@ -71,6 +75,11 @@ class ClassifierConfig(RecurrentConfig):
             raise ValueError(f"embedding_dim must be >= 0 (0: one-hot), got {self.embedding_dim}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.positions < 0 or (self.pooling == "flatten" and self.positions < 1):
+            raise ValueError(
+                f"positions must be >= 1 with pooling 'flatten' (the task sets it to the "
+                f"longest training sequence), got {self.positions}"
+            )
         if self.head not in ("softmax", "sigmoid"):
             raise ValueError(f"head must be 'softmax' or 'sigmoid', got {self.head!r}")
         if self.head == "sigmoid" and self.num_classes != 2:
@@ -113,7 +122,8 @@ class SequenceClassifier(nn.Module):
         width = c.hidden_size * (2 if c.bidirectional else 1)  # H'
         self.pool = AttentionPooling(width) if c.pooling == "attention" else None
         self.drop = nn.Dropout(c.dropout)
-        self.out = nn.Linear(width, 1 if c.head == "sigmoid" else c.num_classes)
+        summary = width * c.positions if c.pooling == "flatten" else width  # (P) H'
+        self.out = nn.Linear(summary, 1 if c.head == "sigmoid" else c.num_classes)
 
     # ---- checkpoint contract --------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -158,8 +168,17 @@ class SequenceClassifier(nn.Module):
         return self.drop(self.embedding(ids).to(self.out.weight.dtype)), lengths  # (B, T', D)
 
     def _pool(self, out: Tensor, state: Any, lengths: Tensor) -> Tensor:
-        """Outputs (B, T', H') and the final state -> summary s (B, H')."""
+        """Outputs (B, T', H') and the final state -> summary s (B, H'), or (B, P H')."""
         c = self.config
+        if c.pooling == "flatten":
+            steps = out.shape[1]
+            if steps > c.positions:
+                raise ValueError(
+                    f"pooling 'flatten' reads positions={c.positions} steps (the longest "
+                    f"training sequence), got a sequence of {steps}"
+                )
+            # padded steps are zero already (the layers write zeros there); so are the rest
+            return nn.functional.pad(out, (0, 0, 0, c.positions - steps)).flatten(1)
         if c.pooling == "last":
             h = state[0] if isinstance(state, tuple) else state  # (L * dirs, B, H)
             dirs = 2 if c.bidirectional else 1

@@ -152,6 +152,7 @@ def prepare(cfg: ClassifyConfig, seed: int, codec: TextCodec | None = None) -> T
         "vocab_size": len(codec.vocab),
         "num_classes": len(codec.labels),
         "padding_idx": codec.vocab.pad_id,
+        "positions": int(batches["train"].lengths.max()),  # what "flatten" pooling reads
     }
     return TaskData(batches["train"], batches["val"], batches["test"], codec, fixed, baseline)
 
@@ -218,7 +219,7 @@ TASK = Task(
     ClassifyConfig,
     SequenceClassifier,
     prepare,
-    fixed=("vocab_size", "num_classes", "padding_idx"),
+    fixed=("vocab_size", "num_classes", "padding_idx", "positions"),
     aliases=("sentiment",),
     check=check,
     init_model=init_model,

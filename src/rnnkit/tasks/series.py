@@ -287,7 +287,8 @@ def prepare(cfg: SeriesConfig, seed: int, codec: SeriesCodec | None = None) -> T
     splits = read_splits(cfg, seed)
     codec = codec or build_codec(cfg, splits["train"])
     batches = {s: encode(codec, part, f"task {s} split") for s, part in splits.items()}
-    fixed: dict[str, Any] = {"num_classes": len(codec.labels)}
+    longest = int(batches["train"].lengths.max())  # "flatten" pooling reads this many steps
+    fixed: dict[str, Any] = {"num_classes": len(codec.labels), "positions": longest}
     if codec.input_kind == "frames":
         fixed.update(input_features=codec.standardizer.features, vocab_size=0, padding_idx=0)  # type: ignore[union-attr]
     else:
@@ -347,7 +348,7 @@ TASK = Task(
     SeriesConfig,
     SequenceClassifier,
     prepare,
-    fixed=("vocab_size", "input_features", "num_classes", "padding_idx"),
+    fixed=("vocab_size", "input_features", "num_classes", "padding_idx", "positions"),
     aliases=("series",),
     check=check,
     read_file=read_file,
