@@ -19,6 +19,11 @@ breaks ties) is scored once on test, and reported whatever it reads, beside the 
 protocols and the linear model on the same split.
 
     OMP_NUM_THREADS=1 python benchmarks/series_flatten.py --out runs_local/series_flatten
+
+JapaneseVowels' first attempt stopped at its first validation evaluation, before any of its
+scores was read: a validation utterance of 26 frames met P = 25 (the longest training one),
+which "flatten" then refused. It now reads the first P steps of a longer sequence, and the
+JapaneseVowels runs were started again from nothing.
 """
 
 from __future__ import annotations

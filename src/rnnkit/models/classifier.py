@@ -12,7 +12,8 @@ step n_b is ignored)::
         attention: sum_t a_t h_t, a = softmax_t(v^T tanh(W_q q + W_k h_t)) over valid t
         flatten: [h_1; h_2; ..; h_P]  (B, P H'), every position's output side by side, zeros
               past n_b (P = ``positions``, the longest training sequence: a readout that
-              knows where each feature sits, as Keras's Flatten after an RNN)
+              knows where each feature sits, as Keras's Flatten after an RNN; a longer
+              sequence's steps past P are not read)
     z = W_o dropout(s) + b_o                 # (B, K) logits, or (B, 1) for a sigmoid head
     p(y | x) = softmax(z)  or  p(y = 1 | x) = sigmoid(z)
 
@@ -170,15 +171,9 @@ class SequenceClassifier(nn.Module):
     def _pool(self, out: Tensor, state: Any, lengths: Tensor) -> Tensor:
         """Outputs (B, T', H') and the final state -> summary s (B, H'), or (B, P H')."""
         c = self.config
-        if c.pooling == "flatten":
-            steps = out.shape[1]
-            if steps > c.positions:
-                raise ValueError(
-                    f"pooling 'flatten' reads positions={c.positions} steps (the longest "
-                    f"training sequence), got a sequence of {steps}"
-                )
-            # padded steps are zero already (the layers write zeros there); so are the rest
-            return nn.functional.pad(out, (0, 0, 0, c.positions - steps)).flatten(1)
+        if c.pooling == "flatten":  # the first P steps; padded steps are zero already
+            out = out[:, : c.positions]  # (a longer sequence's later steps are not read)
+            return nn.functional.pad(out, (0, 0, 0, c.positions - out.shape[1])).flatten(1)
         if c.pooling == "last":
             h = state[0] if isinstance(state, tuple) else state  # (L * dirs, B, H)
             dirs = 2 if c.bidirectional else 1
