@@ -3,12 +3,14 @@
 The cell is a LayerNorm LSTM written as a user would write it, subclassing
 ``rnnkit.CellBase`` with ``nn.Linear`` and ``nn.LayerNorm`` modules (below), run by
 ``rk.Recurrent`` (the per-step loop with autograd); beside it the same cell with its
-``forward`` wrapped in ``torch.compile`` (``--compile``), rnnkit's built-in
+``forward`` wrapped in ``torch.compile`` (``--compile``), the cell run in compiled runs of K
+unrolled steps as a user can write it (``--compile-steps K``, :class:`CompiledRuns`: one graph
+forward and backward per run; compiling takes minutes), rnnkit's built-in
 ``RegularizedLSTMCell(layer_norm=True)``, and the plain ``rk.LSTM``. Interleaved rounds,
 medians, ratio to ``torch.nn.LSTM`` in the same run (the issue's target: a user's cell at most
 1.3x nn.LSTM's training time at B >= 32 on CPU).
 
-    python benchmarks/custom_cell.py --batch 32 64 --threads 1 [--compile]
+    python benchmarks/custom_cell.py --batch 32 64 --threads 1 [--compile] [--compile-steps 25]
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class UserLayerNormLSTMCell(rk.CellBase):
         return {"input_size": self.input_size, "hidden_size": self.hidden_size}
 
 
-def layers(hidden: int, compiled: bool) -> dict[str, nn.Module]:
+def layers(hidden: int, compiled: bool, compile_steps: int = 0) -> dict[str, nn.Module]:
     out = {
         "nn.LSTM": nn.LSTM(hidden, hidden, batch_first=True),
         "control: nn.LSTM again": nn.LSTM(hidden, hidden, batch_first=True),
@@ -71,7 +73,37 @@ def layers(hidden: int, compiled: bool) -> dict[str, nn.Module]:
         cell = layer.cells[0]
         cell.forward = torch.compile(cell.forward, dynamic=False)
         out["user LN-LSTM, torch.compile(cell.forward)"] = layer
+    if compile_steps:
+        runs = CompiledRuns(UserLayerNormLSTMCell(hidden, hidden), compile_steps)
+        out[f"user LN-LSTM, compiled runs of {compile_steps} steps"] = runs
     return out
+
+
+class CompiledRuns(nn.Module):
+    """A batch-first layer that steps ``cell`` in runs of ``k`` steps, each run one
+    ``torch.compile``d function of the k unrolled steps (fused element-wise work, one
+    autograd node per run); a recompilation for a shorter last run."""
+
+    def __init__(self, cell: rk.CellBase, k: int):
+        super().__init__()
+        self.cell, self.k = cell, k
+        self.run = torch.compile(self._steps, dynamic=False, fullgraph=True)
+
+    def _steps(self, xs, h, c):
+        outs = []
+        for t in range(xs.shape[0]):
+            out, (h, c) = self.cell(xs[t], (h, c))
+            outs.append(out)
+        return torch.stack(outs), h, c
+
+    def forward(self, x):
+        x = x.transpose(0, 1)  # (T, B, I)
+        h = c = x.new_zeros(x.shape[1], self.cell.hidden_size, requires_grad=True)
+        outs = []
+        for start in range(0, x.shape[0], self.k):
+            out, h, c = self.run(x[start : start + self.k], h, c)
+            outs.append(out)
+        return torch.cat(outs).transpose(0, 1), (h, c)
 
 
 def train_step(layer: nn.Module, x: torch.Tensor) -> float:
@@ -90,6 +122,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compile", action="store_true", help="also time the compiled step")
+    ap.add_argument(
+        "--compile-steps", type=int, default=0, help="also time compiled runs of K steps"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -99,7 +134,7 @@ def main() -> None:
     )
     for batch in args.batch:
         x = torch.randn(batch, args.steps, args.hidden)
-        models = layers(args.hidden, args.compile)
+        models = layers(args.hidden, args.compile, args.compile_steps)
         for m in models.values():  # warm-up (and compilation)
             train_step(m, x)
             train_step(m, x)
