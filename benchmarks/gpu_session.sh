@@ -27,7 +27,7 @@ timeout 240 python3 benchmarks/gpu_check.py ${GPU_CHECK:-} --compile --json "$OU
 echo "gpu_check exit $? after $(( $(date +%s) - start )) s"
 tail -n 45 "$OUT/gpu_check.log"
 
-python3 -m pytest -p no:cacheprovider -q -n 4 tests/test_training_device.py \
+python3 -m pytest -p no:cacheprovider -q -n 4 tests/test_training_device.py tests/test_cuda_graphs.py \
   > "$OUT/pytest.txt" 2>&1 &
 tests=$!
 
