@@ -346,3 +346,25 @@ def test_truncated_bptt_sets_the_rate_of_every_step_inside_a_batch():
     trainer.fit()
     assert [s for s, _ in seen] == list(range(1, 9))
     assert [lr for _, lr in seen] == pytest.approx([0.5 * min(1, (s + 1) / 4) for s in range(1, 9)])
+
+
+def test_truncated_bptt_stops_on_the_time_budget_inside_a_batch(tmp_path):
+    """An epoch of one batch in 4 chunks and a budget the first step spends: training stops
+    after that step, not at the batch's end, validates, and keeps its position."""
+    from _training_helpers import small_model
+    from rnnkit.training import Trainer, TrainerConfig
+    from rnnkit.training.checkpoint import load_trainer_state
+
+    cfg = TrainerConfig(
+        epochs=3,
+        batch_size=16,
+        tbptt=4,
+        max_minutes=1e-7,
+        log=LogConfig(progress="none", tensorboard=False),
+    )
+    trainer = Trainer(small_model("lstm"), cfg, _stream(16, 16, 0), _stream(8, 16, 1), tmp_path)
+    trainer.fit()
+    assert trainer.stop_reason == "max_minutes" and trainer.step == 1
+    assert "val_loss" in trainer.final_metrics  # the partial epoch was validated
+    state = load_trainer_state(trainer.checkpoints.latest())
+    assert (state["epoch"], state["batch_in_epoch"], state["chunk_in_batch"]) == (0, 0, 1)

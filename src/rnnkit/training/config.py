@@ -148,7 +148,9 @@ class TrainerConfig:
     clip_norm: float = 0.0  # clip the global gradient L2 norm to this (0: off)
     clip_value: float = 0.0  # clamp each gradient entry to [-v, v] (0: off)
     max_steps: int = 0  # stop after this many optimizer steps (0: no limit)
-    max_minutes: float = 0.0  # stop after the batch that passes this much training time (0: none)
+    # stop after the batch (in one process, the truncated-BPTT step) that passes this much
+    # training time (0: none)
+    max_minutes: float = 0.0
     monitor: str = "val_loss"  # metric for best checkpoint, plateau and early stopping
     mode: Literal["min", "max"] = "min"  # whether the monitored metric should go down or up
     deterministic: bool = True  # torch.use_deterministic_algorithms for exact resume

@@ -327,8 +327,10 @@ class Trainer:
                 after_chunk=self._after_chunk if chunked else None,
             )
             merged = merge_results(chunks)
-            if self.chunk_in_batch:  # stopped inside the batch (max_steps): resumable here
-                self.save_checkpoint()
+            if self.chunk_in_batch:  # stopped inside the batch: resumable here; on the
+                # time budget, validated first (as a stop between batches is)
+                metric = self._validate_partial() if self.stop_reason == "max_minutes" else None
+                self.save_checkpoint(metric=metric)
                 return
             if not chunked:
                 self._accumulate(merged)  # (chunks are added as they finish)
@@ -360,9 +362,10 @@ class Trainer:
     def _after_chunk(self, done: int, state: Any, result: ChunkResult, last: bool) -> bool:
         """After a chunk of truncated BPTT: add its loss to the epoch's sums; inside the
         batch, keep the position (chunks done, carried state) and save it every
-        ``checkpoint.every_steps`` steps, or stop there at ``max_steps`` (True). On a
-        batch's last chunk the batch's end does both. With several processes, each carries
-        its own shard's state, so positions are kept at batch ends only."""
+        ``checkpoint.every_steps`` steps, or stop there at ``max_steps`` or on the time
+        budget (True). On a batch's last chunk the batch's end does all that. With several
+        processes, each carries its own shard's state, so positions are kept at batch ends
+        only."""
         self._accumulate(result)
         if last or self.dist.world > 1:
             self.chunk_in_batch, self._carry = 0, None
@@ -370,6 +373,10 @@ class Trainer:
         self.chunk_in_batch, self._carry = done, state
         if self._stopped_by_max_steps():
             self.should_stop, self.stop_reason = True, "max_steps"
+            return True
+        self._tick(sync=False)  # one process here: its own clock
+        if self._out_of_time():
+            self.should_stop, self.stop_reason = True, "max_minutes"
             return True
         if self._crossed_every():
             self.save_checkpoint()
