@@ -2,7 +2,9 @@
 
 The cell is a LayerNorm LSTM written as a user would write it, subclassing
 ``rnnkit.CellBase`` with ``nn.Linear`` and ``nn.LayerNorm`` modules (below), run by
-``rk.Recurrent`` (the per-step loop with autograd); beside it the same cell with its
+``rk.Recurrent`` (the per-step loop with autograd); beside it the same cell with its step
+split (``project_input`` for the state-free work of all steps at once, ``recurrent_step``
+for the rest, as ``rnnkit.CellBase`` documents), the same cell with its
 ``forward`` wrapped in ``torch.compile`` (``--compile``), the cell run in compiled runs of K
 unrolled steps as a user can write it (``--compile-steps K``, :class:`CompiledRuns`: one graph
 forward and backward per run; compiling takes minutes), rnnkit's built-in
@@ -56,6 +58,26 @@ class UserLayerNormLSTMCell(rk.CellBase):
         return {"input_size": self.input_size, "hidden_size": self.hidden_size}
 
 
+class UserSplitLayerNormLSTMCell(UserLayerNormLSTMCell):
+    r"""The same cell with its step split, as CellBase documents for speed: the state-free
+    LN(W_ih x_t + b) of all T steps in one product (``project_input``), the rest per step
+    (``recurrent_step``)."""
+
+    def project_input(self, x):
+        return self.ln_ih(self.ih(x))  # (T, B, 4H), or (B, 4H) for one step
+
+    def recurrent_step(self, xp, state):
+        h, c = state
+        a = xp + self.ln_hh(self.hh(h))
+        i, f, g, o = a.chunk(4, -1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(self.ln_c(c))
+        return h, (h, c)
+
+    def forward(self, x, state):
+        return self.recurrent_step(self.project_input(x), state)
+
+
 def layers(hidden: int, compiled: bool, compile_steps: int = 0) -> dict[str, nn.Module]:
     out = {
         "nn.LSTM": nn.LSTM(hidden, hidden, batch_first=True),
@@ -63,6 +85,9 @@ def layers(hidden: int, compiled: bool, compile_steps: int = 0) -> dict[str, nn.
         "rk.LSTM": rk.LSTM(hidden, hidden, batch_first=True),
         "user LN-LSTM (loop)": rk.Recurrent(
             UserLayerNormLSTMCell(hidden, hidden), batch_first=True
+        ),
+        "user LN-LSTM, split step (loop)": rk.Recurrent(
+            UserSplitLayerNormLSTMCell(hidden, hidden), batch_first=True
         ),
         "rnnkit LN-LSTM": rk.Recurrent(
             RegularizedLSTMCell(hidden, hidden, layer_norm=True), batch_first=True

@@ -65,6 +65,13 @@ class CellBase(nn.Module, abc.ABC):
     its constructor arguments so that stacked layers can build copies with another input
     size.
 
+    For speed a cell can also split its step in two methods, which the layers' loop then
+    calls instead of ``forward``: ``project_input(x)`` for the work that does not read the
+    state, on all T steps at once (x (T, B, I) -> (T, B, ...), one large product instead of
+    T small ones, as W_ih x_t + b and a LayerNorm over it), and ``recurrent_step(xp_t,
+    state) -> (h_t, state_t)`` for the rest; ``forward(x_t, state)`` must equal
+    ``recurrent_step(project_input(x_t), state)``.
+
     Args:
         input_size: I, features of ``x_t``.
         hidden_size: H, features of ``h_t``.

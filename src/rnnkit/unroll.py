@@ -77,14 +77,15 @@ def run_loop(
     if base is not None:
         return _run_kernel(base, cell, x, state, mask, first_masked)
     gated = isinstance(cell, GatedCell)
-    steps = cell.project_input(x).unbind(0) if gated else x.unbind(0)  # T x (B, G*H)
+    split = gated or splits_its_step(cell)  # the state-free work of all steps at once
+    steps = cell.project_input(x).unbind(0) if split else x.unbind(0)  # T x (B, G*H)
     masks = mask.unbind(0) if mask is not None else None
     outputs = []
     for t, xt in enumerate(steps):
         if trace is not None and gated:
             h, new, gates = cell.step_with_gates(xt, state)
             trace.gates.append(gates)
-        elif gated:
+        elif split:
             h, new = cell.recurrent_step(xt, state)
         else:
             h, new = cell(xt, state)
@@ -97,6 +98,14 @@ def run_loop(
             trace.hidden.append(cell.output(state))
         outputs.append(h)
     return torch.stack(outputs), state
+
+
+def splits_its_step(cell: CellBase) -> bool:
+    """Whether a cell of one's own splits its step (see :class:`~rnnkit.cells.CellBase`):
+    ``project_input`` for the whole sequence, then ``recurrent_step`` per step."""
+    return callable(getattr(cell, "project_input", None)) and callable(
+        getattr(cell, "recurrent_step", None)
+    )
 
 
 def has_kernel(cell: CellBase) -> bool:
