@@ -366,5 +366,6 @@ def test_truncated_bptt_stops_on_the_time_budget_inside_a_batch(tmp_path):
     trainer.fit()
     assert trainer.stop_reason == "max_minutes" and trainer.step == 1
     assert "val_loss" in trainer.final_metrics  # the partial epoch was validated
+    assert trainer.final_metrics["epochs"] == 0.25  # one chunk of the epoch's one batch of 4
     state = load_trainer_state(trainer.checkpoints.latest())
     assert (state["epoch"], state["batch_in_epoch"], state["chunk_in_batch"]) == (0, 0, 1)

@@ -673,6 +673,7 @@ def load_carry(path: str | Path, state: dict[str, Any], device: torch.device | N
         raise reader.error(
             "carry.safetensors", f"(with trainer.json) holds no carried state ({e})"
         ) from None
+
     def move(s):
         if s is None or isinstance(s, torch.Tensor):
             return s if s is None or device is None else s.to(device)

@@ -184,6 +184,7 @@ class Trainer:
         self.clip = ClipStats()
         self.local_sequences = 0  # training sequences this process has run (this session)
         self._batch_index = 0  # index in its epoch of the batch being trained
+        self._chunks = 1  # truncated-BPTT chunks of that batch
         self._last_norm = 0.0  # pre-clipping gradient norm of the last step
         self._skipped = 0  # steps of this epoch that the loss scaler skipped (inf gradients)
         self._sums: dict[str, float] = {}  # target-weighted sums of this epoch's train metrics
@@ -316,6 +317,7 @@ class Trainer:
             self.local_sequences += local.size
             self._batch_index = index
             local = move_batch(local, self.device, non_blocking=True)
+            self._chunks = sum(1 for _ in local.time_chunks(self.config.tbptt)) if chunked else 1
             chunks = run_bptt(
                 self.model,
                 local,
@@ -395,7 +397,8 @@ class Trainer:
         if self.val_batches is not None:
             metrics.update(self.evaluate(self.val_batches))
             self._emit("on_evaluation", metrics)  # task scores join, as at an epoch's end
-        done = self.epoch + self.batch_in_epoch / max(len(self.train_batches), 1)
+        inside = self.chunk_in_batch / self._chunks  # the part of this batch done
+        done = self.epoch + (self.batch_in_epoch + inside) / max(len(self.train_batches), 1)
         self.final_metrics = {"epochs": done, "step": float(self.step), **metrics}
         self._tick()
         return metrics.get(self.config.monitor)
