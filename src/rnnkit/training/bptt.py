@@ -50,9 +50,9 @@ class ChunkResult:
     metrics: dict[str, float] = field(default_factory=dict)  # the model's metrics
 
 
-#: after_chunk(chunks done, carried state, the chunk's result, whether it was the last)
+#: after_chunk(chunks done, the batch's chunks, carried state, the chunk's result)
 #: -> True to stop the batch there
-AfterChunk = Callable[[int, State, "ChunkResult", bool], bool]
+AfterChunk = Callable[[int, int, State, "ChunkResult"], bool]
 
 
 def run_bptt(
@@ -77,8 +77,9 @@ def run_bptt(
             mixed precision); ``update`` runs outside it.
         start, state: under truncated BPTT, the chunks already done and the state they
             carried (detached), to continue a batch where a checkpoint left it.
-        after_chunk: under truncated BPTT, called after each chunk's update; True stops the
-            batch there (the trainer saves its position or stops on a limit).
+        after_chunk: under truncated BPTT, called after each chunk's update (see
+            :data:`AfterChunk`); True stops the batch there (the trainer saves its position
+            or stops on a limit).
 
     Returns:
         One :class:`ChunkResult` per chunk run (from ``start``), in time order.
@@ -100,8 +101,7 @@ def run_bptt(
         update(loss, chunk.n_targets)
         state = detach_state(state)
         results.append(ChunkResult(float(loss.detach()), chunk.n_targets, dict(metrics)))
-        last = index + 1 == len(chunks)
-        if after_chunk is not None and after_chunk(index + 1, state, results[-1], last):
+        if after_chunk is not None and after_chunk(index + 1, len(chunks), state, results[-1]):
             break
     return results
 

@@ -317,7 +317,6 @@ class Trainer:
             self.local_sequences += local.size
             self._batch_index = index
             local = move_batch(local, self.device, non_blocking=True)
-            self._chunks = sum(1 for _ in local.time_chunks(self.config.tbptt)) if chunked else 1
             chunks = run_bptt(
                 self.model,
                 local,
@@ -361,7 +360,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self.save_checkpoint(metric=metrics.get(self.config.monitor))
 
-    def _after_chunk(self, done: int, state: Any, result: ChunkResult, last: bool) -> bool:
+    def _after_chunk(self, done: int, total: int, state: Any, result: ChunkResult) -> bool:
         """After a chunk of truncated BPTT: add its loss to the epoch's sums; inside the
         batch, keep the position (chunks done, carried state) and save it every
         ``checkpoint.every_steps`` steps, or stop there at ``max_steps`` or on the time
@@ -369,7 +368,8 @@ class Trainer:
         processes, each carries its own shard's state, so positions are kept at batch ends
         only."""
         self._accumulate(result)
-        if last or self.dist.world > 1:
+        self._chunks = total
+        if done == total or self.dist.world > 1:
             self.chunk_in_batch, self._carry = 0, None
             return False
         self.chunk_in_batch, self._carry = done, state
