@@ -126,11 +126,14 @@ def dtw_accuracy(dataset: str, codec) -> float:
     return float((dtw_1nn(train, labels, test) == y).double().mean())
 
 
-def run_dataset(dataset: str, out: Path, figures: Path) -> dict:
+def run_dataset(dataset: str, out: Path, figures: Path | None, pool=None, dtw: bool = True) -> dict:
+    """Train the candidates (``pool(kind)``, by default this protocol's), score the one best
+    on validation once on test, beside the baselines (1-NN DTW only with ``dtw``); the test
+    confusion matrix goes to ``figures`` unless it is None."""
     splits = read_splits(SeriesConfig(data=dataset), 0)
     kind, n_train = splits["train"].kind, len(splits["train"])
     rows = {}
-    for name, settings in candidates(kind).items():
+    for name, settings in (pool or candidates)(kind).items():
         folder = out / dataset / name
         start = time.perf_counter()
         if not (folder / "config.json").exists():
@@ -147,9 +150,8 @@ def run_dataset(dataset: str, out: Path, figures: Path) -> dict:
             flush=True,
         )
     chosen = max(rows, key=lambda k: (rows[k]["val_accuracy"], -rows[k]["val_loss"]))
-    test = runs.evaluate(
-        out / dataset / chosen, "test", confusion_plot=figures / f"series_{dataset}.png"
-    )
+    plot = figures / f"series_{dataset}.png" if figures is not None else None
+    test = runs.evaluate(out / dataset / chosen, "test", confusion_plot=plot)
     result = {
         "dataset": dataset,
         "chosen": chosen,
@@ -159,7 +161,7 @@ def run_dataset(dataset: str, out: Path, figures: Path) -> dict:
         "linear": test.get("baseline_linear_accuracy"),
         "n": {s: len(p) for s, p in splits.items()},
     }
-    if dataset in DTW:
+    if dtw and dataset in DTW:
         result["dtw_1nn"] = dtw_accuracy(dataset, rnnkit.load(out / dataset / chosen).codec)
     (out / dataset / "result.json").write_text(json.dumps(result, indent=1))
     return result

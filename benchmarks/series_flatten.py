@@ -30,55 +30,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 
-import rnnkit
-from rnnkit.tasks import run as runs
-from rnnkit.tasks.series import SeriesConfig, read_splits
-from series_classification import EXTRA, common
+from series_classification import run_dataset
+from series_ensemble import pooled_candidates
 
 DATASETS = ("dna-splice", "japanese-vowels")
 
 
-def run_dataset(dataset: str, out: Path) -> dict:
-    splits = read_splits(SeriesConfig(data=dataset), 0)
-    kind, n_train = splits["train"].kind, len(splits["train"])
-    rows = {}
-    for cell in ("lstm", "gru"):
-        folder = out / dataset / f"{cell}-flatten"
-        start = time.perf_counter()
-        if not (folder / "config.json").exists():
-            settings = [f'model.cell="{cell}"', 'model.pooling="flatten"']
-            if kind == "symbols":
-                settings.append("model.embedding_dim=0")  # one-hot nucleotides
-            overrides = [*common(dataset, n_train), *EXTRA.get(dataset, []), *settings]
-            rnnkit.train("classify-series", folder, overrides=overrides)
-        val = runs.evaluate(folder, "val")
-        rows[folder.name] = {
-            "val_accuracy": val["accuracy"],
-            "val_loss": val["loss"],
-            "minutes": (time.perf_counter() - start) / 60,
-        }
-        print(
-            f"  {dataset} {folder.name}: val accuracy {val['accuracy']:.4f} loss {val['loss']:.4f}",
-            flush=True,
-        )
-    chosen = max(rows, key=lambda k: (rows[k]["val_accuracy"], -rows[k]["val_loss"]))
-    test = runs.evaluate(out / dataset / chosen, "test")
-    result = {
-        "dataset": dataset,
-        "chosen": chosen,
-        "candidates": rows,
-        "test_accuracy": test["accuracy"],
-        "majority": test["baseline_accuracy"],
-        "linear": test.get("baseline_linear_accuracy"),
-    }
-    (out / dataset / "result.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps(result), flush=True)
-    return result
+def flatten_candidates(kind: str) -> dict[str, list[str]]:
+    """This protocol's candidates: LSTM and GRU with pooling "flatten"."""
+    return pooled_candidates(kind, ("flatten",))
 
 
 def main() -> None:
@@ -88,7 +52,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     for d in args.datasets.split(","):
-        run_dataset(d, Path(args.out))
+        result = run_dataset(d, Path(args.out), None, pool=flatten_candidates, dtw=False)
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
