@@ -77,7 +77,7 @@ def run_loop(
     if base is not None:
         return _run_kernel(base, cell, x, state, mask, first_masked)
     gated = isinstance(cell, GatedCell)
-    split = gated or splits_its_step(cell)  # the state-free work of all steps at once
+    split = splits_its_step(cell)  # the state-free work of all steps at once (every GatedCell)
     steps = cell.project_input(x).unbind(0) if split else x.unbind(0)  # T x (B, G*H)
     masks = mask.unbind(0) if mask is not None else None
     outputs = []
