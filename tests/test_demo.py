@@ -8,6 +8,7 @@ through the command line, in a few seconds on one thread.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 
@@ -15,8 +16,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from rnnkit import demo
 from rnnkit.cli import app
-from rnnkit.demo import SENTENCES, auto_threads, run_demo
+from rnnkit.demo import SENTENCES, auto_threads, busy_cores, run_demo
 
 torch.set_num_threads(1)
 
@@ -138,4 +140,21 @@ def test_auto_threads_leave_busy_cores_alone():
     assert auto_threads(2, 0.8) == 1
     assert auto_threads(2, 4.5) == 1  # never fewer than one
     assert auto_threads(8, 3.0) == 5
-    assert 1 <= auto_threads(2) <= 2  # this machine's own load average
+    assert 1 <= auto_threads(2) <= 2  # this machine, measured now
+
+
+def test_busy_cores_reads_the_cpu_time_spent_between_two_samples(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    samples = iter(
+        [  # user nice system idle iowait irq softirq: 2 cpus, 1.5 of them busy in between
+            "cpu  100 0 0 100 0 0 0\ncpu0 50 0 0 50 0 0 0\ncpu1 50 0 0 50 0 0 0\n",
+            "cpu  250 0 0 140 10 0 0\ncpu0 125 0 0 70 5 0 0\ncpu1 125 0 0 70 5 0 0\n",
+        ]
+    )
+    monkeypatch.setattr(demo.time, "sleep", lambda s: stat.write_text(next(samples)))
+    stat.write_text(next(samples))
+    assert busy_cores(0.1, stat) == pytest.approx(2 * 150 / 200)
+    assert busy_cores(0.1, tmp_path / "missing") is None
+    monkeypatch.undo()
+    measured = busy_cores(0.2)  # this machine (Linux): between idle and every core
+    assert measured is None or 0.0 <= measured <= os.cpu_count()

@@ -105,19 +105,46 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage and total
 
 
-def auto_threads(cores: int, load: float | None = None) -> int:
-    """Torch threads for a machine with ``cores`` cores and 1-minute load average ``load``.
+def busy_cores(seconds: float = 1.0, stat: str | Path = "/proc/stat") -> float | None:
+    """How many cores other processes keep busy now: the machine's CPU time spent outside
+    idle and I/O wait over ``seconds`` (read from ``stat`` twice while this process sleeps),
+    in cores; None where ``stat`` cannot be read (not Linux)."""
+
+    def sample() -> tuple[list[int], int]:
+        lines = Path(stat).read_text().splitlines()
+        total = [int(v) for v in lines[0].split()[1:]]  # user nice system idle iowait ...
+        return total, sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+
+    try:
+        before, cpus = sample()
+        time.sleep(seconds)
+        after, _ = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    spent = [b - a for a, b in zip(before, after, strict=False)]
+    idle = sum(spent[3:5])
+    return cpus * (sum(spent) - idle) / max(sum(spent), 1)
+
+
+def auto_threads(cores: int, busy: float | None = None) -> int:
+    """Torch threads for a machine with ``cores`` cores, ``busy`` of them kept busy by other
+    processes (measured now by :func:`busy_cores` when not given).
 
     All cores on an idle machine, fewer when other jobs keep cores busy: an OpenMP thread that
     waits for a busy core stalls every parallel operation, so on a loaded 2-core machine two
-    threads train 6-10x slower than one (measured on the build machine).
+    threads train 6-10x slower than one (measured on the build machine). The load is measured
+    over the last second, not read from the 1-minute load average: that average still counts
+    work that has just ended (``make demo``'s own install step kept it near 1 and the tour on
+    one of two idle cores).
     """
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:  # no load average on this system
-            return cores
-    return max(1, min(cores, round(cores - load)))
+    if busy is None:
+        busy = busy_cores()
+        if busy is None:
+            try:
+                busy = os.getloadavg()[0]
+            except OSError:  # no load figure on this system
+                return cores
+    return max(1, min(cores, round(cores - busy)))
 
 
 def _prepare_out(out: Path) -> None:
@@ -235,6 +262,7 @@ def run_demo(
     import torch
 
     from rnnkit.data.registry import fetch, load_report
+    from rnnkit.kernels import ext
     from rnnkit.tasks import run
 
     start = time.monotonic()
@@ -249,7 +277,8 @@ def run_demo(
         console.rule(f"[bold]{n}/5  {text}", align="left")
 
     cores = torch.get_num_threads()  # torch's default: the physical cores
-    threads = threads or auto_threads(cores)
+    busy = busy_cores() if not threads else None
+    threads = threads or auto_threads(cores, busy)
     torch.set_num_threads(threads)
     lm_cfg = run.load_run_config("lm", None, [*LM_SETTINGS, *lm_settings])
     sent_cfg = run.load_run_config("sentiment", None, [*SENTIMENT_SETTINGS, *sentiment_settings])
@@ -257,12 +286,9 @@ def run_demo(
     lm_dir, sent_dir = out / "shakespeare_char", out / "sentiment"
     seconds: dict[str, float] = {}
 
-    header(1, "Data")
-    try:
-        busy = f", 1-minute load average {os.getloadavg()[0]:.2f}"
-    except OSError:
-        busy = ""
-    say(f"budget {minutes:g} min in all; torch threads {threads} of {cores} cores{busy}")
+    header(1, "Data and kernels")
+    load = f", {busy:.1f} kept busy by other work" if busy is not None else ""
+    say(f"budget {minutes:g} min in all; torch threads {threads} of {cores} cores{load}")
     t = time.monotonic()
     wanted = _datasets([lm_cfg, sent_cfg])
     for name in wanted:
@@ -275,6 +301,15 @@ def run_demo(
         say(f"{name}: {how}: {report.path} ({splits})")
     if not wanted:
         say("no registry data needed: the settings name your own files")
+    # the compiled kernels build on first use (about 20 s): here, not inside the LM's budget
+    built = time.monotonic()
+    why = ext.why_not()
+    took = time.monotonic() - built
+    if why is None:
+        how = f"built in {took:.0f} s" if took > 1 else "already built"
+        say(f"compiled sequence kernels: {how}")
+    else:
+        say(f"compiled sequence kernels: not used ({why[:200]}); the Python kernels run")
     seconds["data"] = time.monotonic() - t
 
     left = deadline - time.monotonic()
