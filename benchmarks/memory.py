@@ -13,7 +13,9 @@ measured two ways, each a count of bytes, not a timing (the figures repeat exact
   the forward and backward passes (torch.profiler's memory events, summed in order).
 
 Ratios are rnnkit's bytes over torch.nn's (below 1: rnnkit uses less); torch.nn is what its
-users write (pack_padded_sequence with lengths).
+users write (pack_padded_sequence with lengths). ``masked`` is the ``loop`` backend through the
+masked kernels on the full (T, B) grid, the path padded batches took before the packed layout
+(`rnnkit.kernels.packed`); without lengths it is the ``loop`` column again.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from rnnkit.bench import cpu_name
 from rnnkit.bench.layers import CONFIGS
 
 KINDS = {"lstm": (rk.LSTM, nn.LSTM), "gru": (rk.GRU, nn.GRU), "rnn": (rk.RNN, nn.RNN)}
-IMPLS = ("torch.nn", "auto", "loop")
+IMPLS = ("torch.nn", "auto", "loop", "masked")
 
 
 def _saved_bytes(step) -> int:
@@ -71,9 +73,11 @@ def measure(kind, batch, steps, inputs, hidden, with_lengths) -> dict:
     ours, theirs = KINDS[kind]
     ref = theirs(inputs, hidden, batch_first=True)
     layers = {"torch.nn": ref}
-    for backend in ("auto", "loop"):
-        layers[backend] = ours(inputs, hidden, batch_first=True, backend=backend)
-        layers[backend].load_state_dict(ref.state_dict())
+    for name in IMPLS[1:]:
+        backend = "loop" if name == "masked" else name
+        layers[name] = ours(inputs, hidden, batch_first=True, backend=backend)
+        layers[name].load_state_dict(ref.state_dict())
+    layers["masked"]._runs_packed = lambda x: False  # the masked kernels on the (T, B) grid
     x = torch.randn(batch, steps, inputs, requires_grad=True)
 
     def step_of(name):
@@ -107,9 +111,9 @@ def main() -> None:
     print(f"{cpu_name()}; torch {torch.__version__}; one training step, bytes (MiB)")
     print(
         "| cell | B, T, I, H | lengths | torch.nn saved | torch.nn peak "
-        "| auto saved | auto peak | loop saved | loop peak |"
+        "| auto saved | auto peak | loop saved | loop peak | masked saved | masked peak |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for kind in args.kinds:
         for config in CONFIGS:
@@ -118,11 +122,11 @@ def main() -> None:
                 rows.append(row)
                 ref = row["torch.nn"]
                 cells = [f"{ref['saved'] / 2**20:.1f}", f"{ref['peak'] / 2**20:.1f}"]
-                for name in ("auto", "loop"):
+                for name in IMPLS[1:]:
                     for what in ("saved", "peak"):
                         cells.append(f"{row[name][what] / ref[what]:.2f}")
                 print(f"| {kind} | {', '.join(map(str, config))} | {flag} | {' | '.join(cells)} |")
-    for name in ("auto", "loop"):
+    for name in IMPLS[1:]:
         for what in ("saved", "peak"):
             ratios = [r[name][what] / r["torch.nn"][what] for r in rows]
             print(

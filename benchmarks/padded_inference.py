@@ -1,18 +1,21 @@
-"""Padded-batch inference against torch.nn: the 12 padded inference rows of the layer
-benchmark (LSTM, GRU, Elman at the four (B, T, I, H)), random lengths in 1..T (the first
-row at T, as `rnnkit bench layers`), batch first.
+"""Padded batches against torch.nn: the 12 padded rows of the layer benchmark (LSTM, GRU,
+Elman at the four (B, T, I, H)), random lengths in 1..T (the first row at T, as `rnnkit
+bench layers`), batch first; inference, or with ``--train`` a training step (forward and
+backward of the outputs' sum: the weights' gradients).
 
     python benchmarks/padded_inference.py --threads 1
     python benchmarks/padded_inference.py --threads 2 --rounds 15 --json padded-2.json
+    python benchmarks/padded_inference.py --threads 1 --train
 
 Columns, each torch.nn's median time over the implementation's (above 1: faster than
 torch.nn): rnnkit ``auto``; the ``loop`` backend, whose compiled kernels run padded
-inference in the packed layout (`rnnkit.kernels.packed`: only valid positions projected,
-stepped and written); ``masked``, the same loop through the masked kernels on the full
-(T, B) grid (the path before the packed layout: sorted copy, full-size buffers zeroed, a
-gather back); ``torch.nn again``, a second torch.nn layer (the noise on every ratio).
-torch.nn is what its users write: pack_padded_sequence(enforce_sorted=False), the layer,
-pad_packed_sequence. All are timed in turns within every round (interleaved).
+batches in the packed layout (`rnnkit.kernels.packed`: only valid positions projected,
+stepped, written and, in training, kept for backward); ``masked``, the same loop through
+the masked kernels on the full (T, B) grid (the path before the packed layout: sorted
+copy, full-size buffers zeroed, a gather back); ``torch.nn again``, a second torch.nn
+layer (the noise on every ratio). torch.nn is what its users write:
+pack_padded_sequence(enforce_sorted=False), the layer, pad_packed_sequence. All are timed in
+turns within every round (interleaved).
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ COLUMNS = ("auto", "loop", "masked", "torch.nn again")
 
 
 def _masked_only(layer):
-    layer._packed_inference = lambda x: False  # the masked kernels, as before
+    layer._runs_packed = lambda x: False  # the masked kernels, as before
     return layer
 
 
-def compare(kind: str, batch: int, steps: int, inputs: int, hidden: int, rounds: int) -> dict:
+def compare(
+    kind: str, batch: int, steps: int, inputs: int, hidden: int, rounds: int, train: bool = False
+) -> dict:
     torch.manual_seed(0)
     lengths = torch.randint(1, steps + 1, (batch,))
     lengths[0] = steps
@@ -68,9 +73,24 @@ def compare(kind: str, batch: int, steps: int, inputs: int, hidden: int, rounds:
         expected = calls["torch.nn"]()
         for name in ("auto", "loop", "masked"):  # the same numbers, before timing them
             torch.testing.assert_close(calls[name](), expected, rtol=0, atol=1e-4)
+    if train:
+        modules = {"torch.nn": ref, **layers, "torch.nn again": again}
+
+        def step(name, call):
+            def run():
+                modules[name].zero_grad(set_to_none=True)
+                call().sum().backward()
+
+            return run
+
+        calls = {name: step(name, call) for name, call in calls.items()}
         median = interleaved(calls, rounds)
+    else:
+        with torch.no_grad():
+            median = interleaved(calls, rounds)
     return {
         "kind": kind,
+        "train": train,
         "config": [batch, steps, inputs, hidden],
         "torch_nn_ms": 1e3 * median["torch.nn"],
         "ratio": {name: median["torch.nn"] / median[name] for name in COLUMNS},
@@ -82,6 +102,7 @@ def main() -> None:
     p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--train", action="store_true", help="time a training step")
     p.add_argument("--json", help="write the rows here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -92,7 +113,7 @@ def main() -> None:
     rows = []
     for kind in args.kinds:
         for config in CONFIGS:
-            row = compare(kind, *config, rounds=args.rounds)
+            row = compare(kind, *config, rounds=args.rounds, train=args.train)
             rows.append(row)
             cells = " | ".join(f"{row['ratio'][c]:.2f}" for c in COLUMNS)
             print(

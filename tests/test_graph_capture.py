@@ -92,17 +92,24 @@ def test_inductor_compiles_a_padded_gru_for_inference():
 
 
 def test_eager_mode_runs_the_kernels_and_compile_their_custom_ops(monkeypatch):
-    """Eager calls run the kernels' autograd Functions; a compiled graph their custom ops."""
+    """Eager calls run the kernels' autograd Functions (a padded batch in the packed layout);
+    a compiled graph their custom ops."""
     import rnnkit.layers as layers
+    from rnnkit.kernels import packed
 
     calls = []
-    real = layers.run_loop
+    real, real_packed = layers.run_loop, packed.run_cell
 
     def spy(*args, **kw):
         calls.append(args[-1] if len(args) > 6 else kw.get("kernels", True))
         return real(*args, **kw)
 
+    def spy_packed(*args, **kw):
+        calls.append(True)
+        return real_packed(*args, **kw)
+
     monkeypatch.setattr(layers, "run_loop", spy)
+    monkeypatch.setattr(packed, "run_cell", spy_packed)
     layer = _layer("GRU", "loop")
     x, lengths = _inputs()
     layer(x, lengths=lengths)

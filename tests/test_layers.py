@@ -266,21 +266,27 @@ class SubclassedLSTMCell(rk.LSTMCell):
     """Not exactly an LSTMCell, so the loop steps it with autograd (the generic path)."""
 
 
-def _loop_graph_names(cell):
+def _loop_graph_names(cell, steps=50):
     layer = rk.Recurrent(cell, num_layers=2, bidirectional=True, backend="loop")
-    x = torch.randn(50, 2, I, requires_grad=True)
-    out, _ = layer(x, lengths=torch.tensor([50, 20]))
-    names = _grad_fn_names(out)
-    assert not [n for n in names if n.startswith(("SelectBackward", "IndexBackward"))]
-    return names
+    x = torch.randn(steps, 2, I, requires_grad=True)
+    out, _ = layer(x, lengths=torch.tensor([steps, 20]))
+    return _grad_fn_names(out)
+
+
+def _indexing(names):
+    return [n for n in names if n.startswith(("SelectBackward", "IndexBackward"))]
 
 
 def test_loop_never_indexes_a_tensor_per_step():
     """x[t] on a tensor that requires grad makes backward quadratic in T."""
     names = _loop_graph_names(rk.LSTMCell(I, H))  # one kernel per layer and direction
-    assert names.count("_LSTMSequenceBackward") == 4 and "UnbindBackward0" not in names
+    assert names.count("_PackedRecurrenceBackward") == 4 and "UnbindBackward0" not in names
+    # the packed layout gathers the valid positions once per call, not once a step
+    assert _indexing(names) == _indexing(_loop_graph_names(rk.LSTMCell(I, H), 25))
+    assert len(_indexing(names)) <= 1
     for cell in (SubclassedLSTMCell(I, H), MinimalCell(I, H)):  # stepped with autograd
-        assert _loop_graph_names(cell).count("UnbindBackward0") == 4
+        names = _loop_graph_names(cell)
+        assert names.count("UnbindBackward0") == 4 and not _indexing(names)
 
 
 def test_trace_exposes_per_step_states_and_gradients():

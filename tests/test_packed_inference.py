@@ -31,11 +31,11 @@ def _flat(state):
 
 def _masked(layer, *args, **kwargs):
     """The layer's result through the masked kernels (the path before the packed one)."""
-    layer._packed_inference = lambda x: False
+    layer._runs_packed = lambda x: False
     try:
         return layer(*args, **kwargs)
     finally:
-        del layer._packed_inference
+        del layer._runs_packed
 
 
 def _count_packed(monkeypatch) -> list[int]:
@@ -122,19 +122,25 @@ def test_packed_equals_torch_nn_float32(kind, bias, monkeypatch):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
-def test_only_inference_runs_packed(monkeypatch):
+def test_training_and_dropout_run_packed_too(monkeypatch):
+    """Every padded batch of built-in cells runs packed: training (tests/test_packed_training.py
+    pins its gradients), train mode with dropout to draw (on the packed rows), inference."""
     calls = _count_packed(monkeypatch)
     x = torch.randn(9, len(LENGTHS), I)
     layer = rk.GRU(I, H, num_layers=2, dropout=0.5)
-    layer(x, lengths=LENGTHS)[0].sum().backward()  # training: the masked kernels
+    layer(x, lengths=LENGTHS)[0].sum().backward()
+    assert calls[0] == 2
     with torch.no_grad():
-        layer(x, lengths=LENGTHS)  # train mode with dropout to draw: masked
-        assert calls[0] == 0
+        layer(x, lengths=LENGTHS)
+        assert calls[0] == 4
         layer.eval()
         layer(x, lengths=LENGTHS)
-    assert calls[0] == 2
+    assert calls[0] == 6
     layer(x.requires_grad_(), lengths=LENGTHS)  # eval, but x needs gradients
-    assert calls[0] == 2
+    assert calls[0] == 8
+    layer.half()  # no compiled kernel for float16: the masked loop
+    layer(x.detach().half(), lengths=LENGTHS)
+    assert calls[0] == 8
 
 
 def test_other_cells_keep_the_masked_loop(monkeypatch):
@@ -164,25 +170,27 @@ def test_plan_against_brute_force(lengths):
             length = lengths[order[j]].item()
             assert p.forward[t, j] == where[(t, j)]
             assert p.reverse[t, j] == where[(length - 1 - t, j)]
+            # training: reverse step t of row j reads flip[where[(t, j)]]; h_{t-1} is kept at
+            # row prev[...] of the states (h_0 of the B rows first, then the N positions)
+            assert p.flip[where[(t, j)]] == where[(length - 1 - t, j)]
+            assert p.prev[where[(t, j)]] == (j if t == 0 else len(lengths) + where[(t - 1, j)])
+    assert sorted(p.flip.tolist()) == list(range(p.size))
+    assert torch.equal(p.flip[p.flip], torch.arange(p.size))  # its own inverse
 
 
-def test_packed_layout_is_refused_in_training():
+def test_training_takes_the_packed_positions_in_step_order_only():
     ops = ext.ops()
-    p = packed.plan(torch.tensor([2, 1]))
-    xp = torch.randn(3, 3 * H)
-    with pytest.raises(RuntimeError, match="index: the packed layout is for inference only"):
-        ops.gru_forward(
-            xp,
-            torch.zeros(2, H),
-            torch.randn(3 * H, H),
-            None,
-            None,
-            None,
-            0,
-            p.rows,
-            True,
-            p.forward,
-        )
+    p = packed.plan(torch.tensor([2, 1, 3]))
+    w, h0 = torch.randn(3 * H, H), torch.zeros(3, H)
+
+    def train(xp, index):
+        return ops.gru_forward(xp, h0, w, None, None, None, 0, p.rows, True, index)
+
+    assert train(torch.randn(6, 3 * H), p.forward)[0].shape == (6, H)
+    with pytest.raises(RuntimeError, match="training takes the packed positions in step order"):
+        train(torch.randn(6, 3 * H), p.reverse)  # the reverse direction is permuted first
+    with pytest.raises(RuntimeError, match="xp must have sum"):
+        train(torch.randn(5, 3 * H), p.forward)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))

@@ -562,7 +562,7 @@ class Recurrent(nn.Module):
         """The cells' loop; ``kernels`` False steps the built-in cells with autograd too, and
         "ops" runs them through the kernels' custom ops (a graph being compiled): both decide
         nothing on the values of ``lengths``. ``ordered``: the rows are sorted longest first."""
-        if kernels is True and lengths is not None and traces is None and self._packed_inference(x):
+        if kernels is True and lengths is not None and traces is None and self._runs_packed(x):
             return self._loop_packed(x, hx, lengths)
         if (
             kernels
@@ -616,24 +616,20 @@ class Recurrent(nn.Module):
         hx = tuple(torch.stack(part) for part in zip(*final, strict=True))
         return out, hx
 
-    def _packed_inference(self, x: Tensor) -> bool:
-        """Whether a padded batch runs in the packed layout (:mod:`rnnkit.kernels.packed`):
-        inference (nothing needs gradients; no dropout to draw) through the compiled
-        kernels, every cell a built-in one they run."""
+    def _runs_packed(self, x: Tensor) -> bool:
+        """Whether a padded batch runs in the packed layout (:mod:`rnnkit.kernels.packed`),
+        in inference and in training: through the compiled kernels, every cell a built-in
+        one they run."""
         from rnnkit.kernels import ext
-        from rnnkit.kernels.common import needs_grad
 
-        return (
-            not (self.training and self.dropout > 0)
-            and not needs_grad(x, *self.parameters())
-            and all(has_kernel(cell) for cell in self.cells)
-            and ext.use(x, *self.parameters()) is not None
+        return all(has_kernel(cell) for cell in self.cells) and (
+            ext.use(x, *self.parameters()) is not None
         )
 
     def _loop_packed(self, x, hx, lengths):
-        """Padded inference in the packed layout: each layer and direction projects, steps
-        and writes only the valid positions; the top layer's are scattered into the padded
-        output (zeros elsewhere)."""
+        """A padded batch in the packed layout: each layer and direction projects, steps
+        and writes only the valid positions (and in training keeps only theirs for
+        backward); the top layer's are scattered into the padded output (zeros elsewhere)."""
         from rnnkit.kernels import packed
 
         p = packed.plan(lengths, x.device)
@@ -649,6 +645,8 @@ class Recurrent(nn.Module):
         layer_states = [h.unbind(0) for h in hx]
         final = []
         for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0:
+                data = nn.functional.dropout(data, self.dropout, self.training)
             outs = []
             for d in range(self.num_directions):
                 k = layer * self.num_directions + d
@@ -678,7 +676,7 @@ class Recurrent(nn.Module):
         if self._use_fused(lengths, probe):
             args = (self.num_layers, self.dropout, self.training, self.bidirectional)
             out, hx = run_fused_packed(self._fused, list(self.cells), packed, hx, *args)
-        elif self._packed_inference(packed.data):  # the data is in the kernels' layout
+        elif self._runs_packed(packed.data):  # the data is in the kernels' layout
             from rnnkit.kernels.packed import from_packed
 
             p = from_packed(packed.batch_sizes, packed.sorted_indices)

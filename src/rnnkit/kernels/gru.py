@@ -30,7 +30,7 @@ from rnnkit.kernels import ext
 from rnnkit.kernels.common import Linear, StepMasks, needs_grad, split_carry, tanh
 from rnnkit.kernels.twice import Recompute, double_backward
 
-__all__ = ["gru_sequence"]
+__all__ = ["gru_sequence", "input_grads"]
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input
@@ -127,11 +127,11 @@ class _GRUSequence(torch.autograd.Function):
             ops, m, rows = ctx.ext
             hs, gates, an, w = ctx.saved_tensors
             packed, first = ext.packed(w.t(), hs.shape[1], rows), ctx.first_masked
-            dxp, dh, da, *db = ops.gru_backward(
+            da, dh, dn, *db = ops.gru_backward(
                 grad_out, grad_h, hs, gates, an, w, packed, ctx.with_bias, m, first, rows
             )
             dw = da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)  # dW_hh = sum_t da_t^T h_{t-1}
-            return dxp, dh, dw, db[0] if db else None, None, None, None
+            return input_grads(da, dn), dh, dw, db[0] if db else None, None, None, None
         hs, gates, diff, hn, w = ctx.saved_tensors
         steps, batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
         lin = Linear(w.t(), batch)  # da @ W_hh
@@ -162,6 +162,14 @@ class _GRUSequence(torch.autograd.Function):
         db = da.sum((0, 1)) if ctx.with_bias else None  # db_hh = sum_t da_t
         dxp = torch.cat([da[..., : 2 * hidden], dxn], 2)  # dxp_t = [da^r, da^z, dA^n]
         return dxp, dh, dw, db, None, None, None
+
+
+def input_grads(da: Tensor, dn: Tensor) -> Tensor:
+    """``dxp_t = [da^r, da^z, dA^n]`` from the compiled backward's ``da`` (whose n block,
+    ``dA^n r``, dW_hh and db_hh have read already) and ``dn`` = dA^n: written over da's n
+    block in place, so that backward holds one (T, B, 3H) buffer instead of two."""
+    da[..., 2 * dn.shape[-1] :] = dn
+    return da
 
 
 def gru_sequence(

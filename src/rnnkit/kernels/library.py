@@ -39,6 +39,7 @@ from torch import Tensor
 
 from rnnkit.kernels import ext
 from rnnkit.kernels.common import StepMasks
+from rnnkit.kernels.gru import input_grads
 
 __all__ = ["elman", "gru", "lstm", "usable"]
 
@@ -230,10 +231,11 @@ def _gru_grad(
     mask: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     m, first, rows, packed = _prepare(mask, dy, w.t())
-    dxp, dh0, da, *db = ext.ops().gru_backward(
+    da, dh0, dn, *db = ext.ops().gru_backward(
         dy, dh, hs, gates, an, w, packed, with_bias, m, first, rows
     )
-    return dxp, dh0, _dw(da, hs), db[0] if db else w.new_zeros(w.shape[0])
+    dw = _dw(da, hs)
+    return input_grads(da, dn), dh0, dw, db[0] if db else w.new_zeros(w.shape[0])
 
 
 @_gru_grad.register_fake

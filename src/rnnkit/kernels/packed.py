@@ -1,4 +1,5 @@
-r"""Inference on a padded batch touching only its valid positions (the packed layout).
+r"""A padded batch touching only its valid positions (the packed layout), in inference and
+in training.
 
 A padded batch (T, B, I) with lengths holds N = sum(lengths) valid positions. Sorted by
 decreasing length, step t's valid rows are its first n_t, and the valid positions in
@@ -13,9 +14,17 @@ zero-padded result. Nothing of size T x B is filled and thrown away, and no outp
 sorted back. The reverse direction reads row j from its own last step: its step s
 is position ``offset_{L_j - 1 - s} + j``, valid for the same rows as the forward step s.
 
-This is the path of a layer's padded inference with the compiled kernels
+In training (:func:`run_cell` when a gradient is needed) the kernels keep what backward
+reads packed the same way: the states (h_0 of the B rows, then h_t of step t's rows at
+``B + offset_t + j``), the gates and the cell states of the N valid positions, never a
+(T, B) grid, and the backward kernels walk the same rows. Training reads the positions in
+step order (the reverse direction's input is permuted into it and its outputs back: the
+permutation ``flip`` is its own inverse), and ``dW_hh = sum dA^T h_{t-1}`` is one product
+over the N positions with ``h_{t-1}`` gathered through ``prev``.
+
+This is the path of a layer's padded batches with the compiled kernels
 (:meth:`rnnkit.layers.Recurrent._loop`); its parity with the masked kernels is pinned in
-``tests/test_packed_inference.py``.
+``tests/test_packed_inference.py`` and ``tests/test_packed_training.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +36,9 @@ from torch import Tensor
 
 from rnnkit.cells import ElmanCell, GRUCell, LSTMCell, State
 from rnnkit.kernels import ext
-from rnnkit.kernels.common import Linear
+from rnnkit.kernels.common import Linear, needs_grad
+from rnnkit.kernels.gru import input_grads
+from rnnkit.kernels.twice import double_backward
 
 __all__ = ["PackedPlan", "from_packed", "gather", "plan", "run_cell", "scatter"]
 
@@ -41,6 +52,9 @@ class PackedPlan:
     ``steps`` (N,), ``sorted_rows`` (N,): step and sorted row of each packed position.
     ``forward``, ``reverse`` (T', B) int64: the packed position that step t of sorted row j
     reads and writes, left to right and from each row's own end (valid where j < n_t).
+    ``flip`` (N,): the position that reverse step t of row j reads, at position
+    ``offset_t + j`` (a permutation that is its own inverse). ``prev`` (N,): the row of
+    the training kernels' kept states (h_0 rows first) that holds h_{t-1} for each position.
     """
 
     order: Tensor
@@ -50,6 +64,8 @@ class PackedPlan:
     sorted_rows: Tensor
     forward: Tensor
     reverse: Tensor
+    flip: Tensor
+    prev: Tensor
 
     @property
     def size(self) -> int:
@@ -78,6 +94,9 @@ def plan(
     last = (sorted_len - 1 - time).clamp_min(0)  # the step that reverse step s reads
     reverse = offsets[last] + cols
     steps, sorted_rows = valid.nonzero(as_tuple=True)  # packed order: time-major
+    # h_{t-1} of step t's row j: h_0 (row j) at t = 0, else row B + offset_{t-1} + j
+    before = offsets[(steps - 1).clamp_min(0)] + batch + sorted_rows
+    prev = torch.where(steps > 0, before, sorted_rows)
     to = device if device is not None else torch.device("cpu")
     return PackedPlan(
         order=order.to(to),
@@ -87,6 +106,8 @@ def plan(
         sorted_rows=sorted_rows.to(to),
         forward=forward,
         reverse=reverse,
+        flip=reverse[steps, sorted_rows].to(to),
+        prev=prev.to(to),
     )
 
 
@@ -123,7 +144,12 @@ def scatter(data: Tensor, p: PackedPlan, steps: int, batch_first: bool) -> Tenso
 def run_cell(cell, data: Tensor, state: State, p: PackedPlan, reverse: bool):
     """A built-in cell (Elman, LSTM, GRU; no projection) over packed rows ``data`` (N, I)
     from ``state`` (sorted rows): returns its outputs (N, H) and final state (each row's
-    state at its last valid step, sorted rows). Inference only, compiled kernels only."""
+    state at its last valid step, sorted rows). Compiled kernels only; with autograd when
+    the data, the state or the cell's weights need gradients."""
+    parts = state if isinstance(state, tuple) else (state,)
+    weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    if needs_grad(data, *parts, *weights):
+        return _train_cell(cell, data, parts, p, reverse)
     ops = ext.ops()
     index = p.reverse if reverse else p.forward
     xp = Linear(cell.weight_ih, data.shape[0], cell.input_bias())(data)  # (N, G*H)
@@ -139,3 +165,105 @@ def run_cell(cell, data: Tensor, state: State, p: PackedPlan, reverse: bool):
     relu = cell.nonlinearity == "relu"
     y, h = ops.elman_forward(xp, state, w, packed, relu, None, 0, p.rows, False, index)
     return y, h
+
+
+def _train_cell(cell, data: Tensor, state: tuple[Tensor, ...], p: PackedPlan, reverse: bool):
+    """:func:`run_cell` with autograd: the projection as torch ops, the recurrence as
+    :class:`_PackedRecurrence` in step order (the reverse direction permuted into it)."""
+    if reverse:
+        data = data.index_select(0, p.flip)
+    xp = torch.nn.functional.linear(data, cell.weight_ih, cell.input_bias())  # (N, G*H)
+    kind = {LSTMCell: "lstm", GRUCell: "gru", ElmanCell: "elman"}[type(cell)]
+    bias = cell.bias_hh if kind == "gru" else None
+    extra = getattr(cell, "nonlinearity", None)
+    y, *final = _PackedRecurrence.apply(kind, extra, p, xp, cell.weight_hh, bias, *state)
+    if reverse:
+        y = y.index_select(0, p.flip)
+    return y, tuple(final) if len(final) > 1 else final[0]
+
+
+class _PackedRecurrence(torch.autograd.Function):
+    """One cell's recurrence over packed rows in step order: outputs (N, H), final states."""
+
+    @staticmethod
+    def forward(ctx, kind, extra, p, xp, w, bias, *state):
+        ops = ext.ops()
+        batch = p.order.shape[0]
+        packed = ext.packed(w, batch, p.rows)
+        args = (None, 0, p.rows, True, p.forward)  # no mask, sorted rows, training, layout
+        if kind == "lstm":
+            y, h, c, hs, cs, gates, tcs = ops.lstm_forward(xp, *state, w, packed, *args)
+            ctx.save_for_backward(hs, cs, gates, tcs, w)
+            final = (h, c)
+        elif kind == "gru":
+            y, h, hs, gates, an = ops.gru_forward(xp, *state, w, bias, packed, *args)
+            ctx.save_for_backward(hs, gates, an, w)
+            final = (h,)
+        else:
+            y, h, hs = ops.elman_forward(xp, *state, w, packed, extra == "relu", *args)
+            ctx.save_for_backward(hs, w)
+            final = (h,)
+        ctx.kind, ctx.extra, ctx.p = kind, extra, p
+        ctx.twice = (xp, state, w, bias)
+        return (y, *final)
+
+    @staticmethod
+    def backward(ctx, grad_y, *grad_final):
+        if torch.is_grad_enabled():  # create_graph=True: the gradients must be differentiable
+            return (None, None, None, *_PackedRecurrence._twice(ctx, grad_y, grad_final))
+        return (None, None, None, *_PackedRecurrence._first_order(ctx, grad_y, grad_final))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def _first_order(ctx, grad_y, grad_final):
+        ops, p, kind = ext.ops(), ctx.p, ctx.kind
+        w = ctx.saved_tensors[-1]
+        packed_t = ext.packed(w.t(), p.order.shape[0], p.rows)
+        masking = (None, 0, p.rows)
+        db = None
+        if kind == "lstm":
+            hs, cs, gates, tcs, _ = ctx.saved_tensors
+            da, dh, dc = ops.lstm_backward(
+                grad_y, *grad_final, cs, gates, tcs, w, packed_t, *masking
+            )
+            dxp, dstate = da, (dh, dc)
+        elif kind == "gru":
+            hs, gates, an, _ = ctx.saved_tensors
+            with_bias = ctx.twice[3] is not None
+            da, dh, dn, *rest = ops.gru_backward(
+                grad_y, *grad_final, hs, gates, an, w, packed_t, with_bias, *masking
+            )
+            db, dstate = (rest[0] if rest else None), (dh,)
+        else:
+            hs, _ = ctx.saved_tensors
+            relu = ctx.extra == "relu"
+            da, dh = ops.elman_backward(grad_y, *grad_final, hs, w, packed_t, relu, *masking)
+            dxp, dstate = da, (dh,)
+        dw = da.t() @ hs.index_select(0, p.prev)  # dW_hh = sum dA^T h_{t-1}, N positions
+        if kind == "gru":
+            dxp = input_grads(da, dn)  # after dW_hh has read da
+        return (dxp, dw, db, *dstate)
+
+    @staticmethod
+    def _twice(ctx, grad_y, grad_final):
+        """The gradients with a graph: the recurrence recomputed with autograd on the
+        zero-padded (T, B) grid of the same positions (:mod:`rnnkit.kernels.twice`)."""
+        p = ctx.p
+        xp, state, w, bias = ctx.twice
+        steps, batch = len(p.rows), p.order.shape[0]
+        mask = torch.zeros(steps, batch, 1, dtype=torch.bool, device=xp.device)
+        mask[p.steps, p.sorted_rows] = True
+
+        def grid(packed_rows: Tensor) -> Tensor:
+            out = packed_rows.new_zeros(steps, batch, packed_rows.shape[1])
+            return out.index_put((p.steps, p.sorted_rows), packed_rows)
+
+        with torch.enable_grad():
+            xp_grid = grid(xp)
+        grads = (grid(grad_y), *grad_final)
+        dxp_grid, *rest = double_backward(ctx.kind, grads, xp_grid, state, w, bias, mask, ctx.extra)
+        dxp = None if dxp_grid is None else dxp_grid[p.steps, p.sorted_rows]
+        n = len(state)
+        dstate, dw = rest[:n], rest[n]
+        db = rest[n + 1] if bias is not None else None
+        return (dxp, dw, db, *dstate)

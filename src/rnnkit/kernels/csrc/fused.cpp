@@ -10,9 +10,10 @@
 // counts the rows that the per-step products touch (a batch sorted by decreasing length:
 // the valid rows of a step are its first ones); empty means all B rows at every step.
 //
-// Layout: xp (T, B, G) and y (T, B, H), or in inference the packed layout of a sorted batch
-// (``index``; rnnkit/kernels/packed.py): xp (N, G) and y (N, H) hold only the N valid
-// positions, and step t of row b reads and writes row index[t, b].
+// Layout: xp (T, B, G) and y (T, B, H), or the packed layout of a sorted batch (``index``;
+// rnnkit/kernels/packed.py): xp (N, G) and y (N, H) hold only the N valid positions, and step
+// t of row b reads and writes row index[t, b] (in training: off_t + b, step order, and what
+// is kept for backward is packed the same way).
 //
 // Per step, the recurrent product is one matrix product (oneDNN with a weight packed once
 // per sequence when the caller passes one, else at::mm / at::addmm) and the element-wise
@@ -262,37 +263,129 @@ SIMD
   for (int64_t j = 0; j < n; ++j) acc[j] += add[j];
 }
 
+// Where a kernel's per-position tensors keep step t of batch row b. Grid: (T, B, width), row
+// off_t + b with off_t = t B. Packed (a batch sorted by decreasing length, only its N valid
+// positions, as a PackedSequence's data): (N, width), off_t = rows_0 + ... + rows_{t-1}, and
+// only the rows b < rows_t are stored. An inference ``index`` ((T, B) int64) may place the
+// positions in any order (the reverse direction reads each row from its own end): step t of
+// row b then reads and writes row index[t, b] of xp and y. Training keeps every state: h_0
+// (B rows) first, then h_t of row b at row B + off_t + b, so that step t's h_{t-1} start at
+// before(t) and its h_t at after(t) (with the grid, hs is (T + 1, B, H) in the same order).
+struct Layout {
+  int64_t S = 0, B = 0, N = 0;
+  bool packed = false;
+  std::vector<int64_t> rows, off;
+  Tensor index;
+  const int64_t* ix = nullptr;
+
+  // a backward kernel's layout: packed or grid, from the forward's rows
+  Layout(int64_t steps, int64_t batch, c10::IntArrayRef rows_, bool packed_)
+      : S(steps), B(batch), packed(packed_), rows(rows_.vec()) {
+    if (rows.empty()) rows.assign(S, B);
+    TORCH_CHECK(static_cast<int64_t>(rows.size()) == S, "rows: expected T entries");
+    off.resize(S);
+    for (int64_t t = 0; t < S; ++t) off[t] = packed ? (t ? off[t - 1] + rows[t - 1] : 0) : t * B;
+    N = packed ? (S ? off[S - 1] + rows[S - 1] : 0) : S * B;
+  }
+  // a forward kernel's: the grid, or with ``index`` the packed rows of xp (N, width)
+  static Layout of(const Tensor& xp, const OptTensor& index_, c10::IntArrayRef rows, bool train) {
+    if (!index_.has_value()) return Layout(xp.size(0), xp.size(1), rows, false);
+    TORCH_CHECK(xp.dim() == 2, "index: xp must be (N, width) with an index");
+    TORCH_CHECK(index_->dim() == 2, "index: expected (T, B)");
+    TORCH_CHECK(static_cast<int64_t>(rows.size()) == index_->size(0),
+                "index: rows must have T entries");
+    Layout lay(index_->size(0), index_->size(1), rows, true);
+    lay.index = index_->to(at::kLong).contiguous();
+    const int64_t* ix = lay.index.data_ptr<int64_t>();
+    const int64_t S = lay.S, B = lay.B;
+    if (train) {
+      TORCH_CHECK(xp.size(0) == lay.N, "index: xp must have sum(rows) = ", lay.N, " rows");
+      for (int64_t t = 0; t < S; ++t)  // training reads the positions in step order
+        for (int64_t b = 0; b < rows[t]; ++b)
+          TORCH_CHECK(ix[t * B + b] == lay.off[t] + b,
+                      "index: training takes the packed positions in step order");
+      return lay;
+    }
+    lay.N = xp.size(0);
+    for (int64_t t = 0; t < S; ++t)  // every row that a step reads or writes is in xp
+      for (int64_t b = 0; b < rows[t]; ++b)
+        TORCH_CHECK(ix[t * B + b] >= 0 && ix[t * B + b] < lay.N, "index: row out of range");
+    lay.ix = ix;
+    return lay;
+  }
+  int64_t pos(int64_t t, int64_t b) const { return off[t] + b; }
+  int64_t before(int64_t t) const { return t ? B + off[t - 1] : 0; }
+  int64_t after(int64_t t) const { return B + off[t]; }
+  // whether step t of row b has a place in the per-position tensors
+  bool stored(int64_t t, int64_t b) const { return !packed || b < rows[t]; }
+  // a per-position tensor of this width: (T, B, width) or (N, width)
+  Tensor positions(int64_t width, const at::TensorOptions& opt) const {
+    return packed ? at::empty({N, width}, opt) : at::empty({S, B, width}, opt);
+  }
+  // the states a forward kernel keeps (every one in training, else one), h_0 copied in
+  Tensor states(const Tensor& h0, bool train) const {
+    const int64_t H = h0.size(1);
+    Tensor hs = !train ? at::empty({1, B, H}, h0.options())
+                : packed ? at::empty({B + N, H}, h0.options())
+                         : at::empty({S + 1, B, H}, h0.options());
+    hs.view({-1, H}).narrow(0, 0, B).copy_(h0);
+    return hs;
+  }
+  // y: (T, B, H), or (N, H) packed; in packed training the rows of hs that hold h_1 .. h_T
+  Tensor output(const Tensor& xp, const Tensor& hs, bool train) const {
+    const int64_t H = hs.size(-1);
+    if (packed && train) return hs.narrow(0, B, N);
+    return packed ? at::empty({N, H}, xp.options()) : at::empty({S, B, H}, xp.options());
+  }
+  // each row's state after its last step: h_T (grid), or in packed training h at the row's
+  // own last step; in inference the one state kept
+  Tensor last(const Tensor& hs, bool train) const {
+    if (!train) return hs[0].clone();
+    if (!packed) return hs[S].clone();
+    Tensor at_ = at::empty({B}, hs.options().dtype(at::kLong));
+    int64_t* p = at_.data_ptr<int64_t>();
+    for (int64_t b = 0, t = S; b < B; ++b) {
+      while (t > 0 && rows[t - 1] <= b) --t;  // t: row b's number of steps
+      p[b] = t ? after(t - 1) + b : b;
+    }
+    return hs.index_select(0, at_);
+  }
+};
+
 // What every forward kernel's step t starts from, for a block of rows: the product
 // A = h_{t-1} W_hh^T (+ bias) over the block's rows that the step runs (a length-sorted
 // batch runs its first rows[t]), row(A, b) its row for batch row b, and pointers into
-// h_{t-1}, h_t, x_t (rows of xp's width) and y_t. Training keeps h_0..h_T (h_t at index t);
-// inference keeps one state, updated in place (index 0): k0 and k1 index them. With a
-// packed layout (``index``, (T, B) int64: the row of xp and y that step t of batch row b
-// reads and writes), xp and y hold only the valid positions, as a PackedSequence's data.
+// h_{t-1}, h_t, x_t (rows of xp's width) and y_t. Training keeps every state (Layout::before
+// and after give the rows of hs, flat); inference keeps one state, updated in place (rows
+// 0..B-1): k0 and k1 are the first rows of h_{t-1} and h_t in hs. With an inference
+// ``index`` (Layout::ix) step t of batch row b reads and writes row index[t, b] of xp and y.
 template <typename T>
 struct Step {
   int64_t k0, k1, r0, n;
   Tensor a;
   const T *A, *hp, *x;
-  const int64_t* ix;  // step t's row of the index, or nullptr (xp, y are (T, B, width))
+  const int64_t* ix;  // step t's row of the index, or nullptr (rows off_t + b)
   T *hn, *y;
   // ``scratch``: Product::scratch_size() values, for a direct product (no tensor a step)
   Step(const Product& prod, const Tensor& hs, const Tensor& xp, const Tensor& out,
-       const Masks& mk, int64_t t, bool train, Rows rows, const int64_t* index, T* scratch)
-      : k0(train ? t : 0), k1(train ? t + 1 : 0), r0(rows.r0), n(rows.valid(mk, t)) {
-    const int64_t B = hs.size(1), H = hs.size(2);
-    hp = hs.data_ptr<T>() + k0 * B * H;
+       const Masks& mk, const Layout& lay, int64_t t, bool train, Rows rows, T* scratch)
+      : k0(train ? lay.before(t) : 0),
+        k1(train ? lay.after(t) : 0),
+        r0(rows.r0),
+        n(rows.valid(mk, t)) {
+    const int64_t H = hs.size(-1);
+    hp = hs.data_ptr<T>() + k0 * H;
     A = nullptr;
     if (n > 0 && prod.direct_for(n)) {
       A = prod.rows_of_w(hp + r0 * H, n, scratch);
     } else if (n > 0) {
-      a = prod(hs[k0].narrow(0, r0, n));
+      a = prod(hs.view({-1, H}).narrow(0, k0 + r0, n));
       A = a.data_ptr<T>();
     }
-    hn = hs.data_ptr<T>() + k1 * B * H;
-    ix = index == nullptr ? nullptr : index + t * B;
-    x = xp.data_ptr<T>() + (ix ? 0 : t * B * xp.size(2));
-    y = out.data_ptr<T>() + (ix ? 0 : t * B * H);
+    hn = hs.data_ptr<T>() + k1 * H;
+    ix = lay.ix == nullptr ? nullptr : lay.ix + t * lay.B;
+    x = xp.data_ptr<T>() + (ix ? 0 : lay.off[t] * xp.size(-1));
+    y = out.data_ptr<T>() + (ix ? 0 : lay.off[t] * H);
   }
   // row b of A (b in the block, run by the step)
   const T* row(int64_t b, int64_t width) const { return A + (b - r0) * width; }
@@ -307,46 +400,18 @@ struct Step {
   }
 };
 
-// The layout of a forward kernel's input and output: (T, B, width) tensors, or with
-// ``index`` (inference only) the packed rows of a batch sorted by decreasing length, xp
-// (N, width) and y (N, H), where step t of row b is row index[t, b] (b < rows[t]).
-struct Layout {
-  int64_t S, B, N;
-  Tensor index;
-  const int64_t* ix = nullptr;
-  Layout(const Tensor& xp, const OptTensor& index_, c10::IntArrayRef rows, bool train) {
-    if (!index_.has_value()) {
-      S = xp.size(0), B = xp.size(1), N = 0;
-      return;
-    }
-    TORCH_CHECK(!train, "index: the packed layout is for inference only");
-    TORCH_CHECK(xp.dim() == 2, "index: xp must be (N, width) with an index");
-    index = index_->to(at::kLong).contiguous();
-    TORCH_CHECK(index.dim() == 2, "index: expected (T, B)");
-    S = index.size(0), B = index.size(1), N = xp.size(0);
-    TORCH_CHECK(static_cast<int64_t>(rows.size()) == S, "index: rows must have T entries");
-    ix = index.data_ptr<int64_t>();
-    for (int64_t t = 0; t < S; ++t)  // every row that a step reads or writes is in xp
-      for (int64_t b = 0; b < rows[t]; ++b)
-        TORCH_CHECK(ix[t * B + b] >= 0 && ix[t * B + b] < N, "index: row out of range");
-  }
-  // y: (T, B, H), or (N, H) packed
-  Tensor output(const Tensor& xp, int64_t H) const {
-    return ix ? at::empty({N, H}, xp.options()) : at::empty({S, B, H}, xp.options());
-  }
-};
-
 // The time loop that every backward kernel shares, run per block of rows (by_rows). At step
 // t = T-1 .. 0, row b's carried gradient dh (its row of ``carry``, width H) first receives
 // the product of step t+1 (dA_{t+1} W_hh over the rows that step ran) and, where y_t is an
 // output, dL/dy_t; then row(t, b, dh, active) does the cell's work: where the step updated
-// the row (active) it writes the row of da[t] (dA_t, width da.size(2)) and leaves in dh
-// what goes on to h_{t-1}; elsewhere da's row is zero here and dh is carried past the step.
-// After step 0 the block's last product is added into carry: dL/dh_0.
+// the row (active) it writes the row of dA_t in da (width G, at Layout::pos) and leaves in dh
+// what goes on to h_{t-1}; elsewhere da's row (where stored) is zero here and dh is carried
+// past the step. After step 0 the block's last product is added into carry: dL/dh_0.
 template <typename T, typename RowFn>
-void backward_steps(const Masks& mk, const Product& prod, const Tensor& go, const Tensor& da,
-                    const Tensor& carry, RowFn&& row) {
-  const int64_t S = da.size(0), B = da.size(1), G = da.size(2), H = carry.size(1);
+void backward_steps(const Masks& mk, const Layout& lay, const Product& prod, const Tensor& go,
+                    const Tensor& da, const Tensor& carry, RowFn&& row) {
+  const int64_t S = lay.S, G = da.size(-1), H = carry.size(1);
+  const Tensor flat = da.view({-1, G});
   const T* dy = go.data_ptr<T>();
   T* d = da.data_ptr<T>();
   T* dh = carry.data_ptr<T>();
@@ -359,16 +424,16 @@ void backward_steps(const Masks& mk, const Product& prod, const Tensor& go, cons
       for (int64_t b = rw.r0; b < rw.r1; ++b) {
         T* dhb = dh + b * H;
         if (b < rw.r0 + np) add_row(dhb, P + (b - rw.r0) * H, H);
-        if (mk.out(t, b)) add_row(dhb, dy + (t * B + b) * H, H);
+        if (mk.out(t, b)) add_row(dhb, dy + lay.pos(t, b) * H, H);
         const bool active = mk.state(t, b);
-        if (!active) zero_row(d + (t * B + b) * G, G);
+        if (!active && lay.stored(t, b)) zero_row(d + lay.pos(t, b) * G, G);
         row(t, b, dhb, active);
       }
       np = rw.valid(mk, t);
       if (np > 0 && prod.direct_for(np)) {
-        P = prod.rows_of_w(d + (t * B + rw.r0) * G, np, scratch.data());
+        P = prod.rows_of_w(d + lay.pos(t, rw.r0) * G, np, scratch.data());
       } else if (np > 0) {
-        p = prod(da[t].narrow(0, rw.r0, np));
+        p = prod(flat.narrow(0, lay.pos(t, rw.r0), np));
         P = p.data_ptr<T>();
       }
     }
@@ -383,22 +448,22 @@ std::vector<Tensor> elman_forward(const Tensor& xp_, const Tensor& h0, const Ten
                                   int64_t first_masked, c10::IntArrayRef rows, bool train,
                                   const OptTensor& index) {
   const Tensor xp = xp_.contiguous();
-  const Layout lay(xp, index, rows, train);
+  const Layout lay = Layout::of(xp, index, rows, train);
   const int64_t S = lay.S, B = lay.B, H = h0.size(1);
   Masks mk(mask, first_masked, rows, S, B);
   const Product prod = product(w.t(), packed, std::nullopt, B);
-  Tensor y = lay.output(xp, H);
-  Tensor hs = at::empty({train ? S + 1 : 1, B, H}, xp.options());
-  hs[0].copy_(h0);
+  Tensor hs = lay.states(h0, train);
+  Tensor y = lay.output(xp, hs, train);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "elman_forward", [&] {
     using T = scalar_t;
     by_rows(mk, [&](Rows rw) {
       std::vector<T> scratch(prod.scratch_size());
       for (int64_t t = 0; t < S; ++t) {
-        const Step<T> st(prod, hs, xp, y, mk, t, train, rw, lay.ix, scratch.data());
+        const Step<T> st(prod, hs, xp, y, mk, lay, t, train, rw, scratch.data());
         const T* hpp = st.hp;
         T* hnp = st.hn;
         for (int64_t b = rw.r0; b < rw.r1; ++b) {
+          if (!lay.stored(t, b)) continue;  // packed: the row has ended
           T* hn = hnp + b * H;
           if (mk.state(t, b)) {
             const T* ab = st.row(b, H);
@@ -421,7 +486,7 @@ SIMD
       }
     });
   });
-  Tensor h_last = hs[train ? S : 0].clone();
+  Tensor h_last = lay.last(hs, train);
   if (train) return {y, h_last, hs};
   return {y, h_last};
 }
@@ -430,20 +495,23 @@ std::vector<Tensor> elman_backward(const Tensor& grad_out, const Tensor& grad_h,
                                    const Tensor& w, const OptTensor& packed_t, bool relu,
                                    const OptTensor& mask, int64_t first_masked,
                                    c10::IntArrayRef rows) {
-  const int64_t S = hs.size(0) - 1, B = hs.size(1), H = hs.size(2);
+  const bool packed = hs.dim() == 2;  // (B + N, H): the packed layout (dW_hh by the caller)
+  const int64_t B = grad_h.size(0), H = hs.size(-1);
+  const Layout lay(packed ? static_cast<int64_t>(rows.size()) : hs.size(0) - 1, B, rows, packed);
+  const int64_t S = lay.S;
   Masks mk(mask, first_masked, rows, S, B);
   const Product prod = product(w, packed_t, std::nullopt, B);  // dA @ W_hh
   const Tensor go = grad_out.contiguous();
-  Tensor da = at::empty({S, B, H}, hs.options());
+  Tensor da = lay.positions(H, hs.options());
   Tensor carry = grad_h.contiguous().clone();  // (B, H): dL/dh_t not yet through a step
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "elman_backward", [&] {
     using T = scalar_t;
     const T* hsp = hs.data_ptr<T>();
     T* dap = da.data_ptr<T>();
-    backward_steps<T>(mk, prod, go, da, carry, [&](int64_t t, int64_t b, T* dh, bool active) {
+    backward_steps<T>(mk, lay, prod, go, da, carry, [&](int64_t t, int64_t b, T* dh, bool active) {
       if (!active) return;
-      const T* hb = hsp + ((t + 1) * B + b) * H;  // h_t
-      T* db = dap + (t * B + b) * H;
+      const T* hb = hsp + (lay.after(t) + b) * H;  // h_t
+      T* db = dap + lay.pos(t, b) * H;
       if (relu) {
 SIMD
         for (int64_t j = 0; j < H; ++j) db[j] = hb[j] > T(0) ? dh[j] : T(0);
@@ -454,6 +522,7 @@ SIMD
       zero_row(dh, H);
     });
   });
+  if (packed) return {da, carry};
   Tensor dw = da.view({S * B, H}).t().mm(hs.narrow(0, 0, S).reshape({S * B, H}));
   return {da, carry, dw};
 }
@@ -467,31 +536,29 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_, const Tensor& h0, const Tens
                                  int64_t first_masked, c10::IntArrayRef rows, bool train,
                                  const OptTensor& index) {
   const Tensor xp = xp_.contiguous();
-  const Layout lay(xp, index, rows, train);
+  const Layout lay = Layout::of(xp, index, rows, train);
   const int64_t S = lay.S, B = lay.B, H = h0.size(1), G = 4 * H;
   Masks mk(mask, first_masked, rows, S, B);
   const Product prod = product(w.t(), packed, std::nullopt, B);
-  const int64_t keep = train ? S + 1 : 1;
-  Tensor y = lay.output(xp, H);
-  Tensor hs = at::empty({keep, B, H}, xp.options());
-  Tensor cs = at::empty({keep, B, H}, xp.options());
-  Tensor gates = train ? at::empty({S, B, G}, xp.options()) : Tensor();
-  Tensor tcs = train ? at::empty({S, B, H}, xp.options()) : Tensor();
-  hs[0].copy_(h0);
-  cs[0].copy_(c0);
+  Tensor hs = lay.states(h0, train);
+  Tensor cs = lay.states(c0, train);
+  Tensor y = lay.output(xp, hs, train);
+  Tensor gates = train ? lay.positions(G, xp.options()) : Tensor();
+  Tensor tcs = train ? lay.positions(H, xp.options()) : Tensor();
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lstm_forward", [&] {
     using T = scalar_t;
     by_rows(mk, [&](Rows rw) {
       std::vector<T> scratch(prod.scratch_size());
       for (int64_t t = 0; t < S; ++t) {
-        const Step<T> st(prod, hs, xp, y, mk, t, train, rw, lay.ix, scratch.data());
+        const Step<T> st(prod, hs, xp, y, mk, lay, t, train, rw, scratch.data());
         const T* hpp = st.hp;
         T* hnp = st.hn;
-        const T* cpp = cs.data_ptr<T>() + st.k0 * B * H;
-        T* cnp = cs.data_ptr<T>() + st.k1 * B * H;
-        T* gp = train ? gates.data_ptr<T>() + t * B * G : nullptr;
-        T* tp = train ? tcs.data_ptr<T>() + t * B * H : nullptr;
+        const T* cpp = cs.data_ptr<T>() + st.k0 * H;
+        T* cnp = cs.data_ptr<T>() + st.k1 * H;
+        T* gp = train ? gates.data_ptr<T>() + lay.off[t] * G : nullptr;
+        T* tp = train ? tcs.data_ptr<T>() + lay.off[t] * H : nullptr;
         for (int64_t b = rw.r0; b < rw.r1; ++b) {
+          if (!lay.stored(t, b)) continue;  // packed: the row has ended
           T* hn = hnp + b * H;
           T* cn = cnp + b * H;
           if (mk.state(t, b)) {
@@ -538,8 +605,7 @@ SIMD
       }
     });
   });
-  const int64_t last = train ? S : 0;
-  Tensor h_last = hs[last].clone(), c_last = cs[last].clone();
+  Tensor h_last = lay.last(hs, train), c_last = lay.last(cs, train);
   if (train) return {y, h_last, c_last, hs, cs, gates, tcs};
   return {y, h_last, c_last};
 }
@@ -549,11 +615,14 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_out, const Tensor& grad_h,
                                   const Tensor& tcs, const Tensor& w, const OptTensor& packed_t,
                                   const OptTensor& mask, int64_t first_masked,
                                   c10::IntArrayRef rows) {
-  const int64_t S = gates.size(0), B = gates.size(1), H = cs.size(2), G = 4 * H;
+  const bool packed = gates.dim() == 2;  // (N, 4H): the packed layout
+  const int64_t B = grad_h.size(0), H = cs.size(-1), G = 4 * H;
+  const Layout lay(packed ? static_cast<int64_t>(rows.size()) : gates.size(0), B, rows, packed);
+  const int64_t S = lay.S;
   Masks mk(mask, first_masked, rows, S, B);
   const Product prod = product(w, packed_t, std::nullopt, B);  // dA @ W_hh
   const Tensor go = grad_out.contiguous();
-  Tensor da = at::empty({S, B, G}, gates.options());
+  Tensor da = lay.positions(G, gates.options());
   Tensor carry_h = grad_h.contiguous().clone();
   Tensor carry_c = grad_c.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_backward", [&] {
@@ -561,12 +630,12 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_out, const Tensor& grad_h,
     const T *gp = gates.data_ptr<T>(), *tp = tcs.data_ptr<T>(), *cp = cs.data_ptr<T>();
     T* dap = da.data_ptr<T>();
     T* dcp = carry_c.data_ptr<T>();
-    backward_steps<T>(mk, prod, go, da, carry_h, [&](int64_t t, int64_t b, T* dh, bool active) {
+    backward_steps<T>(mk, lay, prod, go, da, carry_h, [&](int64_t t, int64_t b, T* dh, bool active) {
       if (!active) return;  // dc carried past the step too
-      const T* gb = gp + (t * B + b) * G;
-      const T* tb = tp + (t * B + b) * H;
-      const T* cb = cp + (t * B + b) * H;  // c_{t-1}
-      T* d = dap + (t * B + b) * G;
+      const T* gb = gp + lay.pos(t, b) * G;
+      const T* tb = tp + lay.pos(t, b) * H;
+      const T* cb = cp + (lay.before(t) + b) * H;  // c_{t-1}
+      T* d = dap + lay.pos(t, b) * G;
       T* dc = dcp + b * H;  // dL/dc_t from step t+1
 SIMD
       for (int64_t j = 0; j < H; ++j) {
@@ -594,26 +663,26 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
                                 const OptTensor& mask, int64_t first_masked,
                                 c10::IntArrayRef rows, bool train, const OptTensor& index) {
   const Tensor xp = xp_.contiguous();
-  const Layout lay(xp, index, rows, train);
+  const Layout lay = Layout::of(xp, index, rows, train);
   const int64_t S = lay.S, B = lay.B, H = h0.size(1), G = 3 * H;
   Masks mk(mask, first_masked, rows, S, B);
   const Product prod = product(w.t(), packed, bias, B);
-  Tensor y = lay.output(xp, H);
-  Tensor hs = at::empty({train ? S + 1 : 1, B, H}, xp.options());
-  Tensor gates = train ? at::empty({S, B, G}, xp.options()) : Tensor();
-  Tensor an = train ? at::empty({S, B, H}, xp.options()) : Tensor();
-  hs[0].copy_(h0);
+  Tensor hs = lay.states(h0, train);
+  Tensor y = lay.output(xp, hs, train);
+  Tensor gates = train ? lay.positions(G, xp.options()) : Tensor();
+  Tensor an = train ? lay.positions(H, xp.options()) : Tensor();
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
     using T = scalar_t;
     by_rows(mk, [&](Rows rw) {
       std::vector<T> scratch(prod.scratch_size());
       for (int64_t t = 0; t < S; ++t) {
-        const Step<T> st(prod, hs, xp, y, mk, t, train, rw, lay.ix, scratch.data());
+        const Step<T> st(prod, hs, xp, y, mk, lay, t, train, rw, scratch.data());
         const T* hpp = st.hp;
         T* hnp = st.hn;
-        T* gp = train ? gates.data_ptr<T>() + t * B * G : nullptr;
-        T* anp = train ? an.data_ptr<T>() + t * B * H : nullptr;
+        T* gp = train ? gates.data_ptr<T>() + lay.off[t] * G : nullptr;
+        T* anp = train ? an.data_ptr<T>() + lay.off[t] * H : nullptr;
         for (int64_t b = rw.r0; b < rw.r1; ++b) {
+          if (!lay.stored(t, b)) continue;  // packed: the row has ended
           T* hn = hnp + b * H;
           const T* hb = hpp + b * H;
           if (mk.state(t, b)) {
@@ -651,7 +720,7 @@ SIMD
       }
     });
   });
-  Tensor h_last = hs[train ? S : 0].clone();
+  Tensor h_last = lay.last(hs, train);
   if (train) return {y, h_last, hs, gates, an};
   return {y, h_last};
 }
@@ -660,48 +729,51 @@ std::vector<Tensor> gru_backward(const Tensor& grad_out, const Tensor& grad_h, c
                                  const Tensor& gates, const Tensor& an, const Tensor& w,
                                  const OptTensor& packed_t, bool with_bias, const OptTensor& mask,
                                  int64_t first_masked, c10::IntArrayRef rows) {
-  const int64_t S = hs.size(0) - 1, B = hs.size(1), H = hs.size(2), G = 3 * H;
+  const bool packed = hs.dim() == 2;  // (B + N, H): the packed layout
+  const int64_t B = grad_h.size(0), H = hs.size(-1), G = 3 * H;
+  const Layout lay(packed ? static_cast<int64_t>(rows.size()) : hs.size(0) - 1, B, rows, packed);
+  const int64_t S = lay.S;
   Masks mk(mask, first_masked, rows, S, B);
   const Product prod = product(w, packed_t, std::nullopt, B);  // da @ W_hh
   const Tensor go = grad_out.contiguous();
-  Tensor da = at::empty({S, B, G}, hs.options());   // d(W_hh h_{t-1} + b_hh)
-  Tensor dxp = at::empty({S, B, G}, hs.options());  // [da^r, da^z, dA^n]
+  Tensor da = lay.positions(G, hs.options());  // d(W_hh h_{t-1} + b_hh)
+  // dA^n, the n block of dxp = [da^r, da^z, dA^n], which the caller writes over da's n
+  // block (da^n = dA^n r) once dW_hh has read it: one (positions, 3H) buffer, not two
+  Tensor dn = lay.positions(H, hs.options());
   Tensor carry = grad_h.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gru_backward", [&] {
     using T = scalar_t;
     const T *gp = gates.data_ptr<T>(), *ap = an.data_ptr<T>(), *hp = hs.data_ptr<T>();
     T* dap = da.data_ptr<T>();
-    T* dxp_ = dxp.data_ptr<T>();
-    backward_steps<T>(mk, prod, go, da, carry, [&](int64_t t, int64_t b, T* dh, bool active) {
-      T* dx = dxp_ + (t * B + b) * G;
+    T* dnp = dn.data_ptr<T>();
+    backward_steps<T>(mk, lay, prod, go, da, carry, [&](int64_t t, int64_t b, T* dh, bool active) {
       if (!active) {
-        zero_row(dx, G);
+        if (lay.stored(t, b)) zero_row(dnp + lay.pos(t, b) * H, H);
         return;
       }
-      const T* gb = gp + (t * B + b) * G;
-      const T* sb = ap + (t * B + b) * H;
-      const T* hb = hp + (t * B + b) * H;  // h_{t-1}
-      T* d = dap + (t * B + b) * G;
+      T* dnb = dnp + lay.pos(t, b) * H;
+      const T* gb = gp + lay.pos(t, b) * G;
+      const T* sb = ap + lay.pos(t, b) * H;
+      const T* hb = hp + (lay.before(t) + b) * H;  // h_{t-1}
+      T* d = dap + lay.pos(t, b) * G;
 SIMD
       for (int64_t j = 0; j < H; ++j) {
         const T r = gb[j], z = gb[H + j], c = gb[2 * H + j], dhj = dh[j];
         const T direct = dhj * z;
-        const T dn = (dhj - direct) * (T(1) - c * c);  // dA^n
-        const T dr = dn * sb[j] * (r * (T(1) - r));
+        const T dA = (dhj - direct) * (T(1) - c * c);  // dA^n
+        const T dr = dA * sb[j] * (r * (T(1) - r));
         const T dz = dhj * (hb[j] - c) * (z * (T(1) - z));
         d[j] = dr;
         d[H + j] = dz;
-        d[2 * H + j] = dn * r;
-        dx[j] = dr;
-        dx[H + j] = dz;
-        dx[2 * H + j] = dn;
+        d[2 * H + j] = dA * r;
+        dnb[j] = dA;
         dh[j] = direct;
       }
     });
   });
-  Tensor db = with_bias ? da.sum({0, 1}) : Tensor();
-  if (with_bias) return {dxp, carry, da, db};
-  return {dxp, carry, da};
+  Tensor db = with_bias ? da.view({-1, G}).sum(0) : Tensor();
+  if (with_bias) return {da, carry, dn, db};
+  return {da, carry, dn};
 }
 
 std::vector<int64_t> row_blocks(int64_t batch, c10::IntArrayRef rows, int64_t steps) {
