@@ -172,21 +172,29 @@ def _train_cell(cell, data: Tensor, state: tuple[Tensor, ...], p: PackedPlan, re
     :class:`_PackedRecurrence` in step order (the reverse direction permuted into it)."""
     if reverse:
         data = data.index_select(0, p.flip)
-    xp = torch.nn.functional.linear(data, cell.weight_ih, cell.input_bias())  # (N, G*H)
+
+    def project() -> Tensor:  # (N, G*H); again only for double backward (data is kept anyway)
+        return torch.nn.functional.linear(data, cell.weight_ih, cell.input_bias())
+
     kind = {LSTMCell: "lstm", GRUCell: "gru", ElmanCell: "elman"}[type(cell)]
     bias = cell.bias_hh if kind == "gru" else None
     extra = getattr(cell, "nonlinearity", None)
-    y, *final = _PackedRecurrence.apply(kind, extra, p, xp, cell.weight_hh, bias, *state)
+    y, *final = _PackedRecurrence.apply(
+        kind, extra, (p, project), project(), cell.weight_hh, bias, *state
+    )
     if reverse:
         y = y.index_select(0, p.flip)
     return y, tuple(final) if len(final) > 1 else final[0]
 
 
 class _PackedRecurrence(torch.autograd.Function):
-    """One cell's recurrence over packed rows in step order: outputs (N, H), final states."""
+    """One cell's recurrence over packed rows in step order: outputs (N, H), final states.
+    ``plan``: the layout and a function recomputing ``xp`` with autograd (for double
+    backward: the projection is not kept, which would cost an (N, G*H) tensor a step)."""
 
     @staticmethod
-    def forward(ctx, kind, extra, p, xp, w, bias, *state):
+    def forward(ctx, kind, extra, plan, xp, w, bias, *state):
+        p, project = plan
         ops = ext.ops()
         batch = p.order.shape[0]
         packed = ext.packed(w, batch, p.rows)
@@ -204,7 +212,7 @@ class _PackedRecurrence(torch.autograd.Function):
             ctx.save_for_backward(hs, w)
             final = (h,)
         ctx.kind, ctx.extra, ctx.p = kind, extra, p
-        ctx.twice = (xp, state, w, bias)
+        ctx.twice = (project, state, w, bias)
         return (y, *final)
 
     @staticmethod
@@ -229,7 +237,7 @@ class _PackedRecurrence(torch.autograd.Function):
             dxp, dstate = da, (dh, dc)
         elif kind == "gru":
             hs, gates, an, _ = ctx.saved_tensors
-            with_bias = ctx.twice[3] is not None
+            with_bias = ctx.twice[3] is not None  # b_hh
             da, dh, dn, *rest = ops.gru_backward(
                 grad_y, *grad_final, hs, gates, an, w, packed_t, with_bias, *masking
             )
@@ -249,9 +257,9 @@ class _PackedRecurrence(torch.autograd.Function):
         """The gradients with a graph: the recurrence recomputed with autograd on the
         zero-padded (T, B) grid of the same positions (:mod:`rnnkit.kernels.twice`)."""
         p = ctx.p
-        xp, state, w, bias = ctx.twice
+        project, state, w, bias = ctx.twice
         steps, batch = len(p.rows), p.order.shape[0]
-        mask = torch.zeros(steps, batch, 1, dtype=torch.bool, device=xp.device)
+        mask = torch.zeros(steps, batch, 1, dtype=torch.bool, device=w.device)
         mask[p.steps, p.sorted_rows] = True
 
         def grid(packed_rows: Tensor) -> Tensor:
@@ -259,7 +267,7 @@ class _PackedRecurrence(torch.autograd.Function):
             return out.index_put((p.steps, p.sorted_rows), packed_rows)
 
         with torch.enable_grad():
-            xp_grid = grid(xp)
+            xp_grid = grid(project())
         grads = (grid(grad_y), *grad_final)
         dxp_grid, *rest = double_backward(ctx.kind, grads, xp_grid, state, w, bias, mask, ctx.extra)
         dxp = None if dxp_grid is None else dxp_grid[p.steps, p.sorted_rows]
