@@ -490,10 +490,9 @@ class Recurrent(nn.Module):
           :data:`rnnkit.kernels.ext.DIRECT_MAX_ROWS` rows, where the loop kernels form each
           step's product themselves (1.06-1.07x torch.nn at B = 1 on the Xeon, against
           0.96-0.99 for torch's kernel);
-        - an LSTM on a padded batch (torch runs its slower packed path; the loop kernels
-          skip the padded rows of a length-sorted batch and, in inference, touch only the
-          valid positions): the loop in training and, with the compiled kernels, in
-          inference at B >= 8.
+        - an LSTM on a padded batch (torch runs its slower packed path; the compiled loop
+          kernels touch only the valid positions, and in training keep only theirs): the
+          loop in training and, with the compiled kernels, in inference at B >= 8.
 
         - a projected LSTM (``proj_size > 0``): torch's kernel always (the loop kernels
           have no projection; ``backend="loop"`` steps the cell with autograd).
