@@ -11,43 +11,12 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit as rk
+from _packed_helpers import KINDS, LENGTHS, H, I, count_calls
+from _packed_helpers import flat as _flat
+from _packed_helpers import masked as _masked
 from rnnkit.kernels import ext, packed
 
 pytestmark = pytest.mark.skipif(not ext.available(), reason="compiled kernels not built")
-
-I, H = 5, 6
-LENGTHS = torch.tensor([3, 9, 1, 9, 5, 2, 7])  # unsorted, ties, one of length 1
-KINDS = {
-    "tanh": lambda **kw: rk.RNN(I, H, backend="loop", **kw),
-    "relu": lambda **kw: rk.RNN(I, H, nonlinearity="relu", backend="loop", **kw),
-    "lstm": lambda **kw: rk.LSTM(I, H, backend="loop", **kw),
-    "gru": lambda **kw: rk.GRU(I, H, backend="loop", **kw),
-}
-
-
-def _flat(state):
-    return state if isinstance(state, tuple) else (state,)
-
-
-def _masked(layer, *args, **kwargs):
-    """The layer's result through the masked kernels (the path before the packed one)."""
-    layer._runs_packed = lambda x: False
-    try:
-        return layer(*args, **kwargs)
-    finally:
-        del layer._runs_packed
-
-
-def _count_packed(monkeypatch) -> list[int]:
-    calls = [0]
-    run = packed.run_cell
-
-    def counted(*args, **kwargs):
-        calls[0] += 1
-        return run(*args, **kwargs)
-
-    monkeypatch.setattr(packed, "run_cell", counted)
-    return calls
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -68,7 +37,7 @@ def test_packed_equals_masked_kernels_float64(
         for _ in range(2 if kind == "lstm" else 1)
     )
     state = state if kind == "lstm" else state[0]
-    calls = _count_packed(monkeypatch)
+    calls = count_calls(monkeypatch, packed, "run_cell")
     with torch.no_grad():
         out, final = layer(x, state, lengths=LENGTHS)
         ref_out, ref_final = _masked(layer, x, state, lengths=LENGTHS)
@@ -110,7 +79,7 @@ def test_packed_equals_torch_nn_float32(kind, bias, monkeypatch):
         ref = getattr(nn, kind.upper())(I, H, **kwargs)
     ref.load_state_dict(layer.state_dict())
     x = torch.randn(len(LENGTHS), 9, I)
-    calls = _count_packed(monkeypatch)
+    calls = count_calls(monkeypatch, packed, "run_cell")
     with torch.no_grad():
         out, final = layer(x, lengths=LENGTHS)
         packed_in = pack_padded_sequence(x, LENGTHS, batch_first=True, enforce_sorted=False)
@@ -125,7 +94,7 @@ def test_packed_equals_torch_nn_float32(kind, bias, monkeypatch):
 def test_training_and_dropout_run_packed_too(monkeypatch):
     """Every padded batch of built-in cells runs packed: training (tests/test_packed_training.py
     pins its gradients), train mode with dropout to draw (on the packed rows), inference."""
-    calls = _count_packed(monkeypatch)
+    calls = count_calls(monkeypatch, packed, "run_cell")
     x = torch.randn(9, len(LENGTHS), I)
     layer = rk.GRU(I, H, num_layers=2, dropout=0.5)
     layer(x, lengths=LENGTHS)[0].sum().backward()
@@ -144,7 +113,7 @@ def test_training_and_dropout_run_packed_too(monkeypatch):
 
 
 def test_other_cells_keep_the_masked_loop(monkeypatch):
-    calls = _count_packed(monkeypatch)
+    calls = count_calls(monkeypatch, packed, "run_cell")
     layer = rk.LSTM(I, H, proj_size=3).eval()  # no kernel for projections
     with torch.no_grad():
         layer(torch.randn(9, len(LENGTHS), I), lengths=LENGTHS)
@@ -201,7 +170,7 @@ def test_packed_sequence_input_runs_in_its_own_layout(kind, enforce_sorted, monk
     lengths = LENGTHS.sort(descending=True).values if enforce_sorted else LENGTHS
     x = torch.randn(9, len(lengths), I, dtype=torch.float64)
     seq = pack_padded_sequence(x, lengths, enforce_sorted=enforce_sorted)
-    calls = _count_packed(monkeypatch)
+    calls = count_calls(monkeypatch, packed, "run_cell")
     with torch.no_grad():
         out, final = layer(seq)
         ref_out, ref_final = _masked(layer, x, lengths=lengths)
@@ -232,7 +201,7 @@ def test_auto_runs_a_packed_sequence_through_the_kernels(kind, monkeypatch):
     reference.load_state_dict(layer.state_dict())
     x = torch.randn(9, len(LENGTHS), I)
     seq = pack_padded_sequence(x, LENGTHS, enforce_sorted=False)
-    calls = _count_packed(monkeypatch)
+    calls = count_calls(monkeypatch, packed, "run_cell")
     with torch.no_grad():
         out, final = layer(seq)
         ref_out, ref_final = reference(seq)
@@ -252,7 +221,7 @@ def test_packed_rows_split_between_threads(kind, monkeypatch):
         layer = KINDS[kind](num_layers=2, bidirectional=True).double().eval()
         lengths = torch.randint(1, 13, (40,))
         x = torch.randn(12, 40, I, dtype=torch.float64)
-        calls = _count_packed(monkeypatch)
+        calls = count_calls(monkeypatch, packed, "run_cell")
         with torch.no_grad():
             out, final = layer(x, lengths=lengths)
             ref_out, ref_final = _masked(layer, x, lengths=lengths)

@@ -12,44 +12,12 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnkit as rk
+from _packed_helpers import KINDS, LENGTHS, H, I, count_calls
+from _packed_helpers import flat as _flat
+from _packed_helpers import masked as _masked
 from rnnkit.kernels import ext, packed
 
 pytestmark = pytest.mark.skipif(not ext.available(), reason="compiled kernels not built")
-
-I, H = 5, 6
-LENGTHS = torch.tensor([3, 9, 1, 9, 5, 2, 7])  # unsorted, ties, one of length 1
-KINDS = {
-    "tanh": lambda **kw: rk.RNN(I, H, backend="loop", **kw),
-    "relu": lambda **kw: rk.RNN(I, H, nonlinearity="relu", backend="loop", **kw),
-    "lstm": lambda **kw: rk.LSTM(I, H, backend="loop", **kw),
-    "gru": lambda **kw: rk.GRU(I, H, backend="loop", **kw),
-}
-
-
-def _flat(state):
-    return state if isinstance(state, tuple) else (state,)
-
-
-def _masked(layer, *args, **kwargs):
-    """The layer's result through the masked kernels (the path before the packed one)."""
-    layer._runs_packed = lambda x: False
-    try:
-        return layer(*args, **kwargs)
-    finally:
-        del layer._runs_packed
-
-
-def _count_trained(monkeypatch) -> list[int]:
-    """Counts the cells run packed with autograd."""
-    calls = [0]
-    train = packed._train_cell
-
-    def counted(*args, **kwargs):
-        calls[0] += 1
-        return train(*args, **kwargs)
-
-    monkeypatch.setattr(packed, "_train_cell", counted)
-    return calls
 
 
 def _inputs(kind, layers, bidirectional, batch_first, steps=11, batch=None, dtype=torch.float64):
@@ -89,7 +57,7 @@ def test_packed_training_equals_masked_kernels_float64(
     x, parts, lengths = _inputs(kind, layers, bidirectional, batch_first)
     out_shape = (*x.shape[:2], H * (2 if bidirectional else 1))
     weights = [torch.randn(out_shape, dtype=torch.float64)] + [torch.randn_like(p) for p in parts]
-    calls = _count_trained(monkeypatch)
+    calls = count_calls(monkeypatch, packed, "_train_cell")
     got = _grads(layer, x, parts, lengths, False, weights)
     assert calls[0] == layers * (2 if bidirectional else 1)  # every cell ran packed, trained
     want = _grads(layer, x, parts, lengths, True, weights)
@@ -149,7 +117,7 @@ def test_packed_training_two_threads_split_rows(kind, monkeypatch):
         weights = [torch.randn(9, 40, 2 * H, dtype=torch.float64)] + [
             torch.randn_like(p) for p in parts
         ]
-        calls = _count_trained(monkeypatch)
+        calls = count_calls(monkeypatch, packed, "_train_cell")
         got = _grads(layer, x, parts, lengths, False, weights)
         assert calls[0] == 2
         want = _grads(layer, x, parts, lengths, True, weights)
@@ -202,7 +170,7 @@ def test_packed_sequence_input_trains_packed(monkeypatch):
     x = torch.randn(11, len(LENGTHS), I, dtype=torch.float64)
     seq = pack_padded_sequence(x, LENGTHS, enforce_sorted=False)
     seq.data.requires_grad_(True)
-    calls = _count_trained(monkeypatch)
+    calls = count_calls(monkeypatch, packed, "_train_cell")
     out, (h, c) = layer(seq)
     assert calls[0] == 2
     (out.data.pow(2).sum() + h.sum() + c.sum()).backward()
@@ -224,7 +192,7 @@ def test_dropout_between_layers_draws_on_packed_rows(monkeypatch):
     torch.manual_seed(7)
     layer = rk.GRU(I, H, num_layers=2, dropout=0.5, backend="loop").train()
     x = torch.randn(11, len(LENGTHS), I)
-    calls = _count_trained(monkeypatch)
+    calls = count_calls(monkeypatch, packed, "_train_cell")
     out, _ = layer(x, lengths=LENGTHS)
     assert calls[0] == 2
     out.sum().backward()

@@ -342,13 +342,13 @@ struct Layout {
   Tensor last(const Tensor& hs, bool train) const {
     if (!train) return hs[0].clone();
     if (!packed) return hs[S].clone();
-    Tensor at_ = at::empty({B}, hs.options().dtype(at::kLong));
-    int64_t* p = at_.data_ptr<int64_t>();
+    Tensor rows_at = at::empty({B}, hs.options().dtype(at::kLong));
+    int64_t* p = rows_at.data_ptr<int64_t>();
     for (int64_t b = 0, t = S; b < B; ++b) {
       while (t > 0 && rows[t - 1] <= b) --t;  // t: row b's number of steps
       p[b] = t ? after(t - 1) + b : b;
     }
-    return hs.index_select(0, at_);
+    return hs.index_select(0, rows_at);
   }
 };
 
