@@ -251,6 +251,7 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> BestE
         bidirectional=bi,
         pooling=pooling,
         dropout=args.dropout,
+        wide_ngrams=args.wide,
     )
     model = SequenceClassifier(cfg)
     if inputs in ("indomain", "pretrained"):
@@ -277,6 +278,12 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> BestE
         with torch.no_grad():
             model.embedding.weight[:, : args.nb_dims] = args.nb_scale * r.unsqueeze(1)
             model.embedding.weight[vocab.pad_id] = 0.0
+    if args.wide and args.wide_nb:
+        # the wide part's scale r_g: each n-gram's NB log-count ratio on the fit split
+        # (as the sentiment task's task.wide_nb)
+        grams = model.wide_grams(fit_batch.inputs, fit_batch.lengths)
+        with torch.no_grad():
+            model.wide_scale.copy_(nb_log_count_ratios(grams, y[fit_idx], model.wide_scale.numel()))
     if args.freeze and inputs != "onehot":
         # no gradient reaches it, so the Trainer's Adam leaves it as it is
         model.embedding.weight.requires_grad_(False)
@@ -454,6 +461,7 @@ def run_config(name, texts, ys, folds, args, outside) -> dict:
     ``--validation-only`` the lines give the best validation accuracy and the test folds are
     never scored."""
     label = name + (f"-nb{args.nb_dims}" if args.nb_dims else "")
+    label += (f"-wide{args.wide}" + ("nb" if args.wide_nb else "")) if args.wide else ""
     label += f"-x{args.seeds}" if args.seeds > 1 else ""
     label += f"-{args.tag}" if args.tag else ""
     accs, vals, t0 = [], [], time.perf_counter()
@@ -529,6 +537,12 @@ def main() -> None:
     )
     p.add_argument("--nb-scale", type=float, default=1.0, help="multiplier of those columns")
     p.add_argument(
+        "--wide", type=int, default=0, help="a wide part over the 1..N-grams (wide_ngrams)"
+    )
+    p.add_argument(
+        "--wide-nb", action="store_true", help="scale the wide part by NB log-count ratios"
+    )
+    p.add_argument(
         "--split-clitics", action="store_true", help="does n't, it 's (GloVe's tokenization)"
     )
     p.add_argument("--pooling", default=None, help="override the configs' pooling")
@@ -558,6 +572,8 @@ def main() -> None:
     )
     p.add_argument("--summarise", type=Path, nargs="+", help="only tabulate these output logs")
     args = p.parse_args()
+    if args.wide_nb and not args.wide:
+        p.error("--wide-nb scales the wide part's n-grams: give --wide N (N >= 1) too")
     if args.summarise:
         summarise(args.summarise)
         return

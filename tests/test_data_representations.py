@@ -9,9 +9,11 @@ import torch
 
 from rnnkit.data.errors import DataFormatError
 from rnnkit.data.representations import (
+    NGRAM_PRIME,
     OneHot,
     build_embedding,
     nb_log_count_ratios,
+    ngram_ids,
     read_vectors,
 )
 from rnnkit.data.tokenizers import (
@@ -211,3 +213,45 @@ def test_nb_log_count_ratios_by_hand() -> None:
         nb_log_count_ratios(ids, torch.tensor([0, 1, 2, 1]), 4)
     with pytest.raises(ValueError, match=r"labels \(N,\)"):
         nb_log_count_ratios(ids, labels[:3], 4)
+
+
+def _brute_ngrams(seq: list[int], order: int, vocab: int, buckets: int) -> set[int]:
+    """The wide part's n-gram rows of one sequence, by the hash's definition."""
+    out = set()
+    for n in range(1, order + 1):
+        for t in range(len(seq) - n + 1):
+            if n == 1:
+                out.add(seq[t])
+                continue
+            h = n
+            for a in seq[t : t + n]:
+                h = (h * NGRAM_PRIME + a) % buckets
+            out.add(vocab + h)
+    return out
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_ngram_ids_are_each_sequences_distinct_ngrams(order) -> None:
+    g = torch.Generator().manual_seed(order)
+    vocab, buckets, pad = 9, 7, 0  # few buckets: collisions merge n-grams, as the hash says
+    lengths = torch.tensor([1, 2, 6, 9, 4])
+    ids = torch.randint(1, vocab, (5, 9), generator=g)
+    ids[1, :2] = torch.tensor([3, 3])  # a repeat
+    grams = ngram_ids(ids, lengths, order, vocab, buckets, pad)
+    assert grams.shape == (5, sum(max(9 - n + 1, 0) for n in range(1, order + 1)))
+    for b, n in enumerate(lengths.tolist()):
+        row = [int(x) for x in grams[b] if x != pad]
+        assert len(row) == len(set(row))  # each n-gram once
+        assert set(row) == _brute_ngrams(ids[b, :n].tolist(), order, vocab, buckets)
+    # what lies past a sequence's length changes nothing
+    noisy = ids.clone()
+    noisy[torch.arange(9) >= lengths.unsqueeze(1)] = 5
+    assert torch.equal(ngram_ids(noisy, lengths, order, vocab, buckets, pad), grams)
+
+
+def test_ngram_ids_refuse_bad_arguments() -> None:
+    ids, lengths = torch.ones(2, 3, dtype=torch.long), torch.tensor([3, 1])
+    with pytest.raises(ValueError, match=r"order and buckets must be >= 1, got 0 and 5"):
+        ngram_ids(ids, lengths, 0, 4, 5, 0)
+    with pytest.raises(ValueError, match=r"expected ids \(B, T\) and lengths \(B,\)"):
+        ngram_ids(ids, lengths[:1], 2, 4, 5, 0)

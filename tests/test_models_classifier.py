@@ -189,6 +189,12 @@ def test_learns_a_toy_task_and_round_trips_through_a_checkpoint(tmp_path, head):
         ({"head": "sigmoid", "num_classes": 3}, "sigmoid"),
         ({"dropout": 1.0}, "dropout"),
         ({"padding_idx": 99}, "padding_idx"),
+        ({"wide_ngrams": -1}, "wide_ngrams must be >= 0"),
+        ({"wide_ngrams": 2, "wide_buckets": 0}, "wide_buckets >= 1, got 2 and 0"),
+        (
+            {"vocab_size": 0, "input_features": 3, "wide_ngrams": 2},
+            r"wide_ngrams=2: the wide part reads token ids",
+        ),
     ],
 )
 def test_bad_config_names_the_argument(kw, match):
@@ -242,3 +248,51 @@ def test_trace_gives_the_loss_of_loss_in_eval_mode(kw):
     assert len(tr.hidden[0]) == max(map(len, SEQS))  # one record per step
     traced.backward()
     assert m.out.weight.grad is not None
+
+
+def test_wide_part_adds_r_times_u_of_each_distinct_ngram():
+    m = model(cell="gru", pooling="max", wide_ngrams=2, wide_buckets=13)
+    ids, lengths = torch.tensor([[4, 5, 4, 5, 6, 0]]), torch.tensor([5])
+    deep = m.out(m.summarise(ids, lengths))
+    torch.testing.assert_close(m(ids, lengths), deep)  # u = 0 at the start: the RNN alone
+    with torch.no_grad():
+        m.wide.weight[1:].normal_()
+        m.wide_scale.uniform_(-2, 2)
+    grams = {4, 5, 6} | {int(g) for g in m.wide_grams(ids, lengths)[0] if g >= V}
+    assert len(grams) == 6  # unigrams 4, 5, 6; bigrams 4-5, 5-4, 5-6 (4-5 twice: once)
+    want = deep + sum(m.wide_scale[g] * m.wide.weight[g] for g in grams)
+    torch.testing.assert_close(m(ids, lengths), want)
+    m(ids, lengths).sum().backward()
+    touched = m.wide.weight.grad.abs().sum(1).nonzero().flatten().tolist()
+    assert set(touched) == grams  # only the sequence's own n-grams learn
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_wide_part_keeps_padded_batches_equal_to_each_sentence_alone(cell):
+    m = model(cell=cell, pooling="mean", bidirectional=True, wide_ngrams=3, wide_buckets=17)
+    with torch.no_grad():
+        m.wide.weight[1:].normal_()
+    batch = make_batch(SEQS, [0, 1, 0])
+    extra = torch.cat([batch.inputs, torch.full((3, 4), 7)], dim=1)  # junk past the lengths
+    together = m(extra, batch.lengths)
+    for b, s in enumerate(SEQS):
+        alone = m(torch.tensor([s]), torch.tensor([len(s)]))
+        torch.testing.assert_close(together[b], alone[0], atol=1e-6, rtol=1e-5)
+
+
+def test_wide_part_round_trips_through_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    config = ClassifierConfig(vocab_size=V, embedding_dim=8, hidden_size=8, wide_ngrams=2)
+    m = SequenceClassifier(config)
+    with torch.no_grad():
+        m.wide_scale.uniform_(-1, 1)  # the scale r is a buffer the checkpoint keeps
+    train, val = toy_data(64, 1), toy_data(20, 2)
+    Trainer(
+        m, TrainerConfig(epochs=1, batch_size=16), EpochBatches(train, 16, seed=0), None,
+        run_dir=tmp_path, codec=CODEC,
+    ).fit()  # fmt: skip
+    assert m.wide.weight.abs().sum() > 0  # the wide part learned
+    m.eval()
+    loaded = load_model(locate_checkpoint(tmp_path / "checkpoints", "latest"))
+    torch.testing.assert_close(loaded.wide_scale, m.wide_scale)
+    torch.testing.assert_close(loaded(val.inputs, val.lengths), m(val.inputs, val.lengths))

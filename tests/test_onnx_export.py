@@ -128,13 +128,19 @@ def test_missing_onnxruntime_names_the_extra(tmp_path, monkeypatch):
 
 
 # -- models -------------------------------------------------------------------------------
-@pytest.mark.parametrize("pooling", ["last", "attention", "frames"])
+@pytest.mark.parametrize("pooling", ["last", "attention", "frames", "wide"])
 def test_classifier_logits(pooling, tmp_path):
     torch.manual_seed(2)
     kw = {"input_features": 3} if pooling == "frames" else {"vocab_size": 20, "embedding_dim": 6}
-    pool = "mean" if pooling == "frames" else pooling
+    if pooling == "wide":  # the wide part's hashed n-grams in the graph
+        kw |= {"wide_ngrams": 3, "wide_buckets": 40}
+    pool = {"frames": "mean", "wide": "max"}.get(pooling, pooling)
     config = ClassifierConfig(**kw, hidden_size=8, num_layers=2, bidirectional=True, pooling=pool)
     model = SequenceClassifier(config)
+    if model.wide is not None:  # non-zero rows and scales, so the n-grams count
+        with torch.no_grad():
+            model.wide.weight[1:].normal_()
+            model.wide_scale.uniform_(-2, 2)
     [done] = to_onnx(model, tmp_path / "c.onnx")
     assert done.input_names == ("ids", "lengths") and done.max_abs_diff <= TOL
     # a padded batch longer than its longest sequence: padding changes nothing

@@ -290,6 +290,27 @@ def test_nb_columns_start_at_the_training_split_log_count_ratios(tmp_path):
         run.load_run_config("classify", overrides=[*task, "model.embedding_dim=2"])
 
 
+def test_wide_nb_scales_each_training_ngram_by_its_log_count_ratio(tmp_path):
+    from rnnkit.data import nb_log_count_ratios
+
+    data = tmp_path / "r.tsv"
+    data.write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in reviews(300, 5)))
+    task = [f'task.data="{data}"', "task.wide_nb=true"]
+    cfg = run.load_run_config("sentiment", overrides=[*task, "model.wide_ngrams=2"])
+    data_ = get_task("sentiment").prepare(cfg.task_config, 0, None)
+    model = run.build_model(cfg, data_)
+    train = data_.train
+    grams = model.wide_grams(train.inputs, train.lengths)
+    rows = len(data_.codec.vocab) + model.config.wide_buckets
+    want = nb_log_count_ratios(grams, train.targets[train.mask], rows)
+    torch.testing.assert_close(model.wide_scale, want)
+    vocab = data_.codec.vocab
+    assert model.wide_scale[vocab["great"]] > 0 > model.wide_scale[vocab["awful"]]
+    assert model.wide.weight.abs().sum() == 0  # u starts at zero: r only scales it
+    with pytest.raises(ConfigError, match=r"task\.wide_nb scales .* set model\.wide_ngrams > 0"):
+        run.load_run_config("classify", overrides=task)
+
+
 MOVED_TO_MODEL = {  # [task] keys of the sentiment task that are now [model] keys
     "embedding_dim": "8",
     "freeze_embedding": "true",

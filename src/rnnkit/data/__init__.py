@@ -19,6 +19,7 @@ from rnnkit.data.representations import (
     Vectors,
     build_embedding,
     nb_log_count_ratios,
+    ngram_ids,
     read_vectors,
 )
 from rnnkit.data.tokenizers import (
@@ -57,6 +58,7 @@ __all__ = [
     "fetch",
     "load_tokenizer",
     "nb_log_count_ratios",
+    "ngram_ids",
     "pad_sequences",
     "padding_ratio",
     "read_vectors",

@@ -196,6 +196,64 @@ def nb_log_count_ratios(
     return (torch.log(p / p.sum()) - torch.log(q / q.sum())).float()
 
 
+NGRAM_PRIME = 1_000_003  # the hash's multiplier (a prime above any vocabulary here)
+
+
+def ngram_ids(
+    ids: torch.Tensor, lengths: torch.Tensor, order: int, vocab_size: int, buckets: int, pad: int
+) -> torch.Tensor:
+    r"""The distinct n-grams of each sequence, n = 1..``order``, as row ids of one table
+    (the bag of n-grams of fastText and of NBSVM, Wang & Manning 2012)::
+
+        unigram x_t                    -> x_t                       rows [0, V)
+        n-gram x_t..x_{t+n-1}, n >= 2  -> V + hash_n(x_t..x_{t+n-1}) rows [V, V + B)
+        hash_n(a_1..a_n) = (((n P + a_1) P + a_2) ... P + a_n) mod B,  P = 1,000,003
+
+    Only n-grams inside a sequence's first n_b tokens count; a repeat of an n-gram in a
+    sequence, and every position past the valid ones, reads ``pad``.
+
+    Args:
+        ids: (B, T) int64 token ids in [0, V).
+        lengths: (B,) valid tokens of each row, n_b <= T.
+        order: N >= 1, the longest n-gram.
+        vocab_size: V.
+        buckets: B >= 1, the hash buckets of the n-grams with n >= 2 (read when N >= 2).
+        pad: the id that marks no n-gram (the vocabulary's padding id).
+
+    Returns:
+        (B, G) int64, G = sum over n of max(T - n + 1, 0), each row's ids sorted, its
+        repeats replaced by ``pad``.
+    """
+    if ids.dim() != 2 or lengths.shape != ids.shape[:1]:
+        raise ValueError(
+            f"expected ids (B, T) and lengths (B,), got {tuple(ids.shape)} and "
+            f"{tuple(lengths.shape)}"
+        )
+    if order < 1 or buckets < 1:
+        raise ValueError(f"order and buckets must be >= 1, got {order} and {buckets}")
+    ids, steps = ids.long(), ids.shape[1]
+    lengths = lengths.to(ids.device).unsqueeze(1)  # (B, 1)
+    positions = torch.arange(steps, device=ids.device)  # (T,)
+    grams = []
+    for n in range(1, order + 1):
+        count = steps - n + 1  # n-grams that start at t = 0 .. T - n
+        if count < 1:
+            break
+        valid = positions[:count] + n <= lengths  # (B, count): x_t..x_{t+n-1} all valid
+        if n == 1:
+            gram = ids
+        else:
+            h = torch.full_like(ids[:, :count], n)
+            for k in range(n):
+                h = (h * NGRAM_PRIME + ids[:, k : k + count]) % buckets
+            gram = vocab_size + h
+        grams.append(torch.where(valid, gram, pad))
+    grams, _ = torch.cat(grams, dim=1).sort(dim=1)  # (B, G), equal ids side by side
+    first = torch.ones_like(grams, dtype=torch.bool)
+    first[:, 1:] = grams[:, 1:] != grams[:, :-1]
+    return torch.where(first, grams, pad)
+
+
 def vector_words(path: str | Path, limit: int) -> list[str]:
     """The tokens of the first ``limit`` vectors of a word2vec or GloVe text file, in file
     order (the most frequent first, in the files GloVe and word2vec ship), without parsing

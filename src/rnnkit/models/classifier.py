@@ -15,7 +15,15 @@ step n_b is ignored)::
               knows where each feature sits, as Keras's Flatten after an RNN; a longer
               sequence's steps past P are not read)
     z = W_o dropout(s) + b_o                 # (B, K) logits, or (B, 1) for a sigmoid head
+    z = z + sum_{g in G(x)} r_g u_g          # with a wide part (``wide_ngrams`` = N > 0)
     p(y | x) = softmax(z)  or  p(y = 1 | x) = sigmoid(z)
+
+The wide part (a "wide and deep" model, as fastText's bag of n-grams beside the RNN): G(x) is
+the set of distinct n-grams of the token ids, n = 1..N (:func:`rnnkit.data.ngram_ids`:
+unigrams are their ids, longer n-grams hashed into ``wide_buckets`` rows), u_g (K,) a
+learned row per n-gram, zero at the start, and r_g a fixed scale per n-gram: 1, or the
+Naive Bayes log-count ratio of the training split (the sentiment task's
+``task.wide_nb``), which makes the wide part NBSVM's linear model (Wang & Manning 2012).
 
 The label of sequence b is ``batch.targets[b, n_b - 1]`` (the many-to-one layout of a
 :class:`~rnnkit.data.batches.SequenceBatch`: the one marked step is the last valid one). The
@@ -34,7 +42,7 @@ from torch import Tensor, nn
 
 from rnnkit.attention import AttentionPooling, lengths_to_mask
 from rnnkit.data.batches import SequenceBatch
-from rnnkit.data.representations import OneHot
+from rnnkit.data.representations import OneHot, ngram_ids
 from rnnkit.models.contract import Predicting, require
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
 
@@ -53,6 +61,8 @@ class ClassifierConfig(RecurrentConfig):
     positions: int = 0  # P, the longest training sequence (set by the data); read by "flatten"
     head: Literal["softmax", "sigmoid"] = "softmax"  # sigmoid: one logit, K must be 2
     freeze_embedding: bool = False  # keep the (pretrained) embedding fixed
+    wide_ngrams: int = 0  # N > 0: a linear term over each sequence's distinct 1..N-grams
+    wide_buckets: int = 262_144  # hash rows of the wide part's n-grams with n >= 2
     # RecurrentConfig's dropout applies to the embeddings, between layers and to the summary
 
     def __post_init__(self) -> None:
@@ -85,6 +95,16 @@ class ClassifierConfig(RecurrentConfig):
             raise ValueError(f"head must be 'softmax' or 'sigmoid', got {self.head!r}")
         if self.head == "sigmoid" and self.num_classes != 2:
             raise ValueError(f"head 'sigmoid' needs num_classes 2, got {self.num_classes}")
+        if self.wide_ngrams < 0 or self.wide_buckets < 1:
+            raise ValueError(
+                f"wide_ngrams must be >= 0 and wide_buckets >= 1, got {self.wide_ngrams} and "
+                f"{self.wide_buckets}"
+            )
+        if self.wide_ngrams and self.input_features:
+            raise ValueError(
+                f"wide_ngrams={self.wide_ngrams}: the wide part reads token ids; frames of "
+                f"numbers (input_features={self.input_features}) have no n-grams"
+            )
         if self.vocab_size and not 0 <= self.padding_idx < self.vocab_size:
             raise ValueError(
                 f"padding_idx must be in [0, {self.vocab_size}), got {self.padding_idx}"
@@ -125,6 +145,12 @@ class SequenceClassifier(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         summary = width * c.positions if c.pooling == "flatten" else width  # (P) H'
         self.out = nn.Linear(summary, 1 if c.head == "sigmoid" else c.num_classes)
+        self.wide: nn.Embedding | None = None
+        if c.wide_ngrams:  # u: one row per n-gram (V unigrams, then the hashed buckets)
+            rows = c.vocab_size + (c.wide_buckets if c.wide_ngrams > 1 else 0)
+            self.wide = nn.Embedding(rows, self.out.out_features, padding_idx=c.padding_idx)
+            nn.init.zeros_(self.wide.weight)
+            self.register_buffer("wide_scale", torch.ones(rows))  # r, set by the task
 
     # ---- checkpoint contract --------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -193,9 +219,25 @@ class SequenceClassifier(nn.Module):
         out, state = self.rnn(x, lengths=lengths)  # (B, T', H')
         return self._pool(out, state, lengths)
 
+    def wide_grams(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """The wide part's n-gram rows of ids (B, T): (B, G), padding id where none."""
+        c = self.config
+        return ngram_ids(ids, lengths, c.wide_ngrams, c.vocab_size, c.wide_buckets, c.padding_idx)
+
+    def _logits(self, summary: Tensor, ids: Tensor, lengths: Tensor) -> Tensor:
+        """z = W_o dropout(s) + b_o, plus the wide part sum_g r_g u_g when there is one."""
+        z = self.out(self.drop(summary))
+        if self.wide is None:
+            return z
+        if not torch.jit.is_tracing():  # positions past the longest add no n-gram
+            ids = ids[:, : int(lengths.max())]
+        grams = self.wide_grams(ids, lengths)  # (B, G)
+        r = self.wide_scale[grams].unsqueeze(-1).to(z.dtype)  # (B, G, 1); u_pad = 0
+        return z + (self.wide(grams).to(z.dtype) * r).sum(1)  # (B, K)
+
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         """Logits z: (B, K) for softmax, (B, 1) for sigmoid."""
-        return self.out(self.drop(self.summarise(ids, lengths)))
+        return self._logits(self.summarise(ids, lengths), ids, lengths)
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """(B, K) class probabilities from the logits of either head."""
@@ -250,7 +292,7 @@ class SequenceClassifier(nn.Module):
         """The loss and the recurrent layer's per-step trace (the loop path)."""
         x, lengths = self._inputs(batch.inputs, batch.lengths)
         tr = self.rnn.trace(x, lengths=lengths)
-        z = self.out(self.drop(self._pool(tr.output, tr.state, lengths)))
+        z = self._logits(self._pool(tr.output, tr.state, lengths), batch.inputs, lengths)
         return self._loss(z, batch)[0], tr
 
     def onnx_graphs(self) -> list:

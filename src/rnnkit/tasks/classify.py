@@ -50,6 +50,7 @@ class ClassifyConfig:
     max_len: int = 0  # keep only the first max_len tokens (0: all)
     vectors: str = ""  # word2vec/GloVe text file, or "glove-100d": the embedding's start
     nb_columns: int = 0  # the first embedding columns start at each word's NB log-count ratio
+    wide_nb: bool = False  # scale the wide part's n-grams by their NB log-count ratio (NBSVM)
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -133,8 +134,9 @@ def build_codec(cfg: ClassifyConfig, train_texts: list[str], train_labels: list[
     classes = sorted(set(train_labels))
     if len(classes) < 2:
         raise ValueError(f"task.data={cfg.data!r}: expected >= 2 labels, found {classes}")
-    if cfg.nb_columns and len(classes) != 2:
-        raise ValueError(f"task.nb_columns: the log-count ratio needs 2 labels, found {classes}")
+    for name in ("nb_columns", "wide_nb"):
+        if getattr(cfg, name) and len(classes) != 2:
+            raise ValueError(f"task.{name}: the log-count ratio needs 2 labels, found {classes}")
     return TextCodec(tokenizer, vocab, tuple(classes), cfg.max_len)
 
 
@@ -166,22 +168,30 @@ def check(cfg: ClassifyConfig, model: dict[str, Any]) -> None:
         raise ConfigError(
             f"task.nb_columns={cfg.nb_columns} must be below model.embedding_dim={dim}"
         )
+    if cfg.wide_nb and not model.get("wide_ngrams"):
+        raise ConfigError("task.wide_nb scales the wide part's n-grams: set model.wide_ngrams > 0")
     if not dim and model.get("freeze_embedding"):
         raise ConfigError("model.freeze_embedding: one-hot inputs (embedding_dim = 0) learn none")
 
 
 def init_model(model: SequenceClassifier, data: TaskData, cfg: ClassifyConfig, seed: int) -> None:
-    """Pretrained vectors into the columns after the NB ones; NB log-count ratios first."""
+    """Pretrained vectors into the columns after the NB ones; NB log-count ratios first;
+    with ``wide_nb`` the wide part's scales r_g (each n-gram's log-count ratio)."""
     weight = model.embedding.weight if model.config.embedding_dim else None
     nb, vocab = cfg.nb_columns, data.codec.vocab
+    train = data.train
+    labels = train.targets[train.mask]  # one label per sequence, in order
     if cfg.vectors:
         found = read_vectors(vectors_file(cfg.vectors), keep=set(vocab.tokens))
         emb, _ = build_embedding(vocab, model.config.embedding_dim - nb, found, seed=seed)
         with torch.no_grad():
             weight[:, nb:] = emb.weight
+    if cfg.wide_nb:  # r_g over the training split's n-grams; unseen ones never get a u_g
+        grams = model.wide_grams(train.inputs, train.lengths)  # (N, G)
+        ratios = nb_log_count_ratios(grams, labels, model.wide_scale.numel())
+        with torch.no_grad():
+            model.wide_scale.copy_(ratios)
     if nb:  # columns 0..nb-1: the training split's log-count ratio, class 1 against class 0
-        train = data.train
-        labels = train.targets[train.mask]  # one label per sequence, in order
         ratios = nb_log_count_ratios(train.inputs, labels, model.config.vocab_size)
         with torch.no_grad():
             weight[:, :nb] = ratios.unsqueeze(1)
