@@ -284,6 +284,8 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> BestE
         grams = model.wide_grams(fit_batch.inputs, fit_batch.lengths)
         with torch.no_grad():
             model.wide_scale.copy_(nb_log_count_ratios(grams, y[fit_idx], model.wide_scale.numel()))
+        if args.wide_nb_start:  # the wide part starts as the NB classifier (task.wide_nb_start)
+            model.start_wide_as_naive_bayes()
     if args.freeze and inputs != "onehot":
         # no gradient reaches it, so the Trainer's Adam leaves it as it is
         model.embedding.weight.requires_grad_(False)
@@ -461,7 +463,10 @@ def run_config(name, texts, ys, folds, args, outside) -> dict:
     ``--validation-only`` the lines give the best validation accuracy and the test folds are
     never scored."""
     label = name + (f"-nb{args.nb_dims}" if args.nb_dims else "")
-    label += (f"-wide{args.wide}" + ("nb" if args.wide_nb else "")) if args.wide else ""
+    wide = (
+        f"-wide{args.wide}" + ("nb" if args.wide_nb else "") + ("s" if args.wide_nb_start else "")
+    )
+    label += wide if args.wide else ""
     label += f"-x{args.seeds}" if args.seeds > 1 else ""
     label += f"-{args.tag}" if args.tag else ""
     accs, vals, t0 = [], [], time.perf_counter()
@@ -543,6 +548,9 @@ def main() -> None:
         "--wide-nb", action="store_true", help="scale the wide part by NB log-count ratios"
     )
     p.add_argument(
+        "--wide-nb-start", action="store_true", help="the wide part starts as the NB classifier"
+    )
+    p.add_argument(
         "--split-clitics", action="store_true", help="does n't, it 's (GloVe's tokenization)"
     )
     p.add_argument("--pooling", default=None, help="override the configs' pooling")
@@ -574,6 +582,8 @@ def main() -> None:
     args = p.parse_args()
     if args.wide_nb and not args.wide:
         p.error("--wide-nb scales the wide part's n-grams: give --wide N (N >= 1) too")
+    if args.wide_nb_start and not args.wide_nb:
+        p.error("--wide-nb-start starts from the NB ratios: give --wide-nb too")
     if args.summarise:
         summarise(args.summarise)
         return

@@ -296,3 +296,20 @@ def test_wide_part_round_trips_through_a_checkpoint(tmp_path):
     loaded = load_model(locate_checkpoint(tmp_path / "checkpoints", "latest"))
     torch.testing.assert_close(loaded.wide_scale, m.wide_scale)
     torch.testing.assert_close(loaded(val.inputs, val.lengths), m(val.inputs, val.lengths))
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_wide_part_can_start_as_the_naive_bayes_log_odds(head):
+    m = model(cell="gru", head=head, wide_ngrams=2, wide_buckets=13)
+    ids, lengths = torch.tensor([[4, 5, 4, 6, 0]]), torch.tensor([4])
+    with torch.no_grad():
+        m.wide_scale.uniform_(-2, 2)
+    m.start_wide_as_naive_bayes()
+    deep, z = m.out(m.summarise(ids, lengths)), m(ids, lengths)
+    grams = [int(g) for g in m.wide_grams(ids, lengths)[0] if g != 0]
+    log_odds = m.wide_scale[grams].sum()  # sum_g r_g: the binarized NB log-odds
+    gap = (z - deep)[0]
+    torch.testing.assert_close(gap[-1] - gap[0] if head == "softmax" else gap[0], log_odds)
+    assert m.wide.weight[0].abs().sum() == 0  # <pad> stays zero
+    with pytest.raises(ValueError, match=r"needs a wide part .* got wide_ngrams=0"):
+        model().start_wide_as_naive_bayes()

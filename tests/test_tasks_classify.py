@@ -309,6 +309,12 @@ def test_wide_nb_scales_each_training_ngram_by_its_log_count_ratio(tmp_path):
     assert model.wide.weight.abs().sum() == 0  # u starts at zero: r only scales it
     with pytest.raises(ConfigError, match=r"task\.wide_nb scales .* set model\.wide_ngrams > 0"):
         run.load_run_config("classify", overrides=task)
+    # task.wide_nb_start: u starts as the Naive Bayes classifier, (-1/2, 1/2) per n-gram
+    start = [*task, "task.wide_nb_start=true", "model.wide_ngrams=2"]
+    model = run.build_model(run.load_run_config("sentiment", overrides=start), data_)
+    assert model.wide.weight[vocab["great"]].tolist() == [-0.5, 0.5]
+    with pytest.raises(ConfigError, match=r"task\.wide_nb_start .* set task\.wide_nb = true"):
+        run.load_run_config("classify", overrides=[start[0], *start[2:]])
 
 
 MOVED_TO_MODEL = {  # [task] keys of the sentiment task that are now [model] keys

@@ -224,6 +224,21 @@ class SequenceClassifier(nn.Module):
         c = self.config
         return ngram_ids(ids, lengths, c.wide_ngrams, c.vocab_size, c.wide_buckets, c.padding_idx)
 
+    @torch.no_grad()
+    def start_wide_as_naive_bayes(self) -> None:
+        """Set u so that the wide part alone gives the log-odds z_1 - z_0 = sum_g r_g: with
+        r_g the log-count ratios (``wide_scale``), the binarized Naive Bayes classifier
+        without its prior (the output bias b_o can learn that). Softmax: u_g = (-1/2, 1/2);
+        sigmoid: u_g = 1."""
+        if self.wide is None or self.config.num_classes != 2:
+            raise ValueError(
+                "start_wide_as_naive_bayes needs a wide part (wide_ngrams > 0) and 2 classes, "
+                f"got wide_ngrams={self.config.wide_ngrams}, num_classes={self.config.num_classes}"
+            )
+        u = self.wide.weight
+        u.copy_(torch.tensor([1.0] if u.shape[1] == 1 else [-0.5, 0.5]).expand_as(u))
+        u[self.config.padding_idx] = 0.0
+
     def _logits(self, summary: Tensor, ids: Tensor, lengths: Tensor) -> Tensor:
         """z = W_o dropout(s) + b_o, plus the wide part sum_g r_g u_g when there is one."""
         z = self.out(self.drop(summary))

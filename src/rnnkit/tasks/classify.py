@@ -51,6 +51,7 @@ class ClassifyConfig:
     vectors: str = ""  # word2vec/GloVe text file, or "glove-100d": the embedding's start
     nb_columns: int = 0  # the first embedding columns start at each word's NB log-count ratio
     wide_nb: bool = False  # scale the wide part's n-grams by their NB log-count ratio (NBSVM)
+    wide_nb_start: bool = False  # with wide_nb: the wide part starts as the NB classifier
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -170,6 +171,8 @@ def check(cfg: ClassifyConfig, model: dict[str, Any]) -> None:
         )
     if cfg.wide_nb and not model.get("wide_ngrams"):
         raise ConfigError("task.wide_nb scales the wide part's n-grams: set model.wide_ngrams > 0")
+    if cfg.wide_nb_start and not cfg.wide_nb:
+        raise ConfigError("task.wide_nb_start starts from the NB ratios: set task.wide_nb = true")
     if not dim and model.get("freeze_embedding"):
         raise ConfigError("model.freeze_embedding: one-hot inputs (embedding_dim = 0) learn none")
 
@@ -191,6 +194,8 @@ def init_model(model: SequenceClassifier, data: TaskData, cfg: ClassifyConfig, s
         ratios = nb_log_count_ratios(grams, labels, model.wide_scale.numel())
         with torch.no_grad():
             model.wide_scale.copy_(ratios)
+        if cfg.wide_nb_start:
+            model.start_wide_as_naive_bayes()
     if nb:  # columns 0..nb-1: the training split's log-count ratio, class 1 against class 0
         ratios = nb_log_count_ratios(train.inputs, labels, model.config.vocab_size)
         with torch.no_grad():
