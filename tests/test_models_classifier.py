@@ -189,8 +189,8 @@ def test_learns_a_toy_task_and_round_trips_through_a_checkpoint(tmp_path, head):
         ({"head": "sigmoid", "num_classes": 3}, "sigmoid"),
         ({"dropout": 1.0}, "dropout"),
         ({"padding_idx": 99}, "padding_idx"),
-        ({"wide_ngrams": -1}, "wide_ngrams must be >= 0"),
-        ({"wide_ngrams": 2, "wide_buckets": 0}, "wide_buckets >= 1, got 2 and 0"),
+        ({"wide_ngrams": -1}, "wide_ngrams and wide_buckets must be >= 0, got -1 and 0"),
+        ({"wide_ngrams": 1, "wide_buckets": 9}, r"wide_buckets=9 hashes .* got 1"),
         (
             {"vocab_size": 0, "input_features": 3, "wide_ngrams": 2},
             r"wide_ngrams=2: the wide part reads token ids",

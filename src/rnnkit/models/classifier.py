@@ -47,6 +47,7 @@ from rnnkit.models.contract import Predicting, require
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
 
 POOLINGS = ("last", "mean", "max", "attention", "flatten")
+WIDE_BUCKETS = 262_144  # the wide part's hash rows when wide_buckets is 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +63,7 @@ class ClassifierConfig(RecurrentConfig):
     head: Literal["softmax", "sigmoid"] = "softmax"  # sigmoid: one logit, K must be 2
     freeze_embedding: bool = False  # keep the (pretrained) embedding fixed
     wide_ngrams: int = 0  # N > 0: a linear term over each sequence's distinct 1..N-grams
-    wide_buckets: int = 262_144  # hash rows of the wide part's n-grams with n >= 2
+    wide_buckets: int = 0  # hash rows of the wide part's n-grams with n >= 2 (0: 262,144)
     # RecurrentConfig's dropout applies to the embeddings, between layers and to the summary
 
     def __post_init__(self) -> None:
@@ -95,10 +96,15 @@ class ClassifierConfig(RecurrentConfig):
             raise ValueError(f"head must be 'softmax' or 'sigmoid', got {self.head!r}")
         if self.head == "sigmoid" and self.num_classes != 2:
             raise ValueError(f"head 'sigmoid' needs num_classes 2, got {self.num_classes}")
-        if self.wide_ngrams < 0 or self.wide_buckets < 1:
+        if self.wide_ngrams < 0 or self.wide_buckets < 0:
             raise ValueError(
-                f"wide_ngrams must be >= 0 and wide_buckets >= 1, got {self.wide_ngrams} and "
+                f"wide_ngrams and wide_buckets must be >= 0, got {self.wide_ngrams} and "
                 f"{self.wide_buckets}"
+            )
+        if self.wide_buckets and self.wide_ngrams < 2:
+            raise ValueError(
+                f"wide_buckets={self.wide_buckets} hashes n-grams with n >= 2: set "
+                f"wide_ngrams >= 2, got {self.wide_ngrams}"
             )
         if self.wide_ngrams and self.input_features:
             raise ValueError(
@@ -147,7 +153,7 @@ class SequenceClassifier(nn.Module):
         self.out = nn.Linear(summary, 1 if c.head == "sigmoid" else c.num_classes)
         self.wide: nn.Embedding | None = None
         if c.wide_ngrams:  # u: one row per n-gram (V unigrams, then the hashed buckets)
-            rows = c.vocab_size + (c.wide_buckets if c.wide_ngrams > 1 else 0)
+            rows = c.vocab_size + (self.buckets if c.wide_ngrams > 1 else 0)
             self.wide = nn.Embedding(rows, self.out.out_features, padding_idx=c.padding_idx)
             nn.init.zeros_(self.wide.weight)
             self.register_buffer("wide_scale", torch.ones(rows))  # r, set by the task
@@ -219,10 +225,15 @@ class SequenceClassifier(nn.Module):
         out, state = self.rnn(x, lengths=lengths)  # (B, T', H')
         return self._pool(out, state, lengths)
 
+    @property
+    def buckets(self) -> int:
+        """The wide part's hash rows for n-grams with n >= 2."""
+        return self.config.wide_buckets or WIDE_BUCKETS
+
     def wide_grams(self, ids: Tensor, lengths: Tensor) -> Tensor:
         """The wide part's n-gram rows of ids (B, T): (B, G), padding id where none."""
         c = self.config
-        return ngram_ids(ids, lengths, c.wide_ngrams, c.vocab_size, c.wide_buckets, c.padding_idx)
+        return ngram_ids(ids, lengths, c.wide_ngrams, c.vocab_size, self.buckets, c.padding_idx)
 
     @torch.no_grad()
     def start_wide_as_naive_bayes(self) -> None:
