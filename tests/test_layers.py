@@ -369,15 +369,24 @@ def test_step_equals_forward_one_step_at_a_time(kind):
         cls(5, 7, bidirectional=True).step(x[:, 0])
 
 
-def test_auto_trains_tiny_lstm_batches_on_the_loop_kernels():
-    """Unpadded LSTM training at B <= DIRECT_MAX_ROWS: the compiled loop (its own per-step
-    products); inference and larger batches: torch's kernel."""
+def test_auto_trains_unpadded_lstm_on_the_loop_kernels_only_at_batch_one_on_threads(
+    monkeypatch,
+):
+    """Unpadded LSTM: torch's kernel (oneDNN's LSTM), except in training at B = 1 with more
+    than one thread, where the compiled loop's own per-step products run (oneDNN's threads
+    cost more than a one-row step)."""
     from rnnkit.kernels import ext
 
     layer = rk.LSTM(I, H)
-    for batch in (1, ext.DIRECT_MAX_ROWS):
-        x = torch.randn(5, batch, I)
-        assert layer._use_fused(None, x) == (not ext.available())
-        with torch.no_grad():
-            assert layer._use_fused(None, x)
-    assert layer._use_fused(None, torch.randn(5, ext.DIRECT_MAX_ROWS + 1, I))
+    for threads in (1, 2):
+        monkeypatch.setattr(torch, "get_num_threads", lambda threads=threads: threads)
+        for batch in (1, 2, ext.DIRECT_MAX_ROWS, 64):
+            x = torch.randn(5, batch, I)
+            loop = batch == 1 and threads > 1 and ext.available()
+            assert layer._use_fused(None, x) == (not loop), (threads, batch)
+            assert layer._use_fused(torch.full((batch,), 5), x) == (not loop)  # pads nothing
+            if batch == 1:  # one padded row: the same rule
+                assert layer._use_fused(torch.tensor([3]), x) == (not loop)
+            with torch.no_grad():
+                assert layer._use_fused(None, x)
+    assert not rk.LSTM(I, H, backend="loop")._use_fused(None, torch.randn(5, 1, I))

@@ -486,10 +486,12 @@ class Recurrent(nn.Module):
           torch.nn runs these cells with ATen's per-step loop, which they beat, padded or
           not, on both CPUs);
         - LSTM without padding: torch's kernel (oneDNN's LSTM, which the loop kernels do not
-          beat at B >= 32), except in training at batches of at most
-          :data:`rnnkit.kernels.ext.DIRECT_MAX_ROWS` rows, where the loop kernels form each
-          step's product themselves (1.06-1.07x torch.nn at B = 1 on the Xeon, against
-          0.96-0.99 for torch's kernel);
+          beat at B >= 32, nor at B = 4 in training on the EPYC: 0.46x), except in training
+          at B = 1 with more than one thread, where oneDNN's threads cost more than the step
+          (EPYC, two threads: 12.5 ms against 8.3 ms for the loop kernels' own per-step
+          products, which form each product without a library call; Xeon: 1.06-1.07x
+          torch.nn). At one thread torch's kernel (EPYC: 7.5 ms against 8.9). A batch of
+          one padded row is run as the shorter unpadded sequence it is;
         - an LSTM on a padded batch (torch runs its slower packed path; the compiled loop
           kernels touch only the valid positions, and in training keep only theirs): the
           loop in training and, with the compiled kernels, in inference at B >= 8.
@@ -513,8 +515,9 @@ class Recurrent(nn.Module):
         training = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         )
-        if not padded:
-            return not (training and compiled and x.shape[1] <= ext.DIRECT_MAX_ROWS)
+        if not padded or x.shape[1] == 1:  # one padded row is a shorter unpadded one
+            tiny = training and compiled and x.shape[1] == 1 and torch.get_num_threads() > 1
+            return not tiny
         return not (training or (x.shape[1] >= 8 and compiled))
 
     def _fused_padded(self, x, hx, lengths):
