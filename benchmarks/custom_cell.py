@@ -12,7 +12,8 @@ forward and backward per run; compiling takes minutes), rnnkit's built-in
 medians, ratio to ``torch.nn.LSTM`` in the same run (the issue's target: a user's cell at most
 1.3x nn.LSTM's training time at B >= 32 on CPU).
 
-    python benchmarks/custom_cell.py --batch 32 64 --threads 1 [--compile] [--compile-steps 25]
+    python benchmarks/custom_cell.py --batch 32 64 --threads 1 [--compile] [--gemm]
+    python benchmarks/custom_cell.py --batch 32 64 --threads 1 --compile-steps 25
 """
 
 from __future__ import annotations
@@ -131,6 +132,27 @@ class CompiledRuns(nn.Module):
         return torch.cat(outs).transpose(0, 1), (h, c)
 
 
+def gemm_times(batch: int, hidden: int, rounds: int = 200) -> tuple[float, float]:
+    """Microseconds of one step's recurrent product (B, H) x (H, 4H) in float32: through
+    ``F.linear`` (ATen's BLAS, what a user's ``nn.Linear`` calls) and through oneDNN with the
+    weight packed once (what torch's LSTM and rnnkit's kernels use)."""
+    h, w = torch.randn(batch, hidden), torch.randn(4 * hidden, hidden)
+    packed = torch.ops.mkldnn._reorder_linear_weight(w, batch)
+    calls = {
+        "blas": lambda: torch.nn.functional.linear(h, w),
+        "onednn": lambda: torch.ops.mkldnn._linear_pointwise(h, packed, None, "none", [], ""),
+    }
+    out = {}
+    for name, call in calls.items():
+        for _ in range(10):
+            call()
+        start = time.perf_counter()
+        for _ in range(rounds):
+            call()
+        out[name] = (time.perf_counter() - start) / rounds * 1e6
+    return out["blas"], out["onednn"]
+
+
 def train_step(layer: nn.Module, x: torch.Tensor) -> float:
     layer.zero_grad(set_to_none=True)
     start = time.perf_counter()
@@ -149,6 +171,9 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time the compiled step")
     ap.add_argument(
         "--compile-steps", type=int, default=0, help="also time compiled runs of K steps"
+    )
+    ap.add_argument(
+        "--gemm", action="store_true", help="also time one step's product: BLAS vs oneDNN"
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -174,6 +199,13 @@ def main() -> None:
         for name, t in times.items():
             med = statistics.median(t)
             print(f"| {name} | {med * 1e3:.1f} | {med / base:.2f} |")
+        if args.gemm:
+            blas, onednn = gemm_times(batch, args.hidden)
+            print(
+                f"one step's product ({batch}, {args.hidden}) x ({args.hidden}, "
+                f"{4 * args.hidden}): F.linear (BLAS) {blas:.0f} us, oneDNN packed "
+                f"{onednn:.0f} us ({blas / onednn:.2f}x)"
+            )
 
 
 if __name__ == "__main__":
