@@ -202,6 +202,25 @@ def test_out_naming_a_file(tmp_path):
     assert f.read_text() == "keep me"
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["translate", "RUN", "hello"],
+        ["predict", "RUN", "hello"],
+        ["evaluate", "RUN"],
+        ["generate", "RUN"],
+        ["export", "RUN", "--onnx", "m.onnx"],
+        ["resume", "RUN"],
+        ["diagnose", "RUN"],
+    ],
+)
+def test_a_run_directory_that_does_not_exist(tmp_path, command):
+    missing = str(tmp_path / "no-such-run")
+    r = _cli(*[missing if a == "RUN" else a for a in command])
+    assert r.exit_code == 2, r.output
+    _one_error_line(r, missing, "is not a run directory: it does not exist")
+
+
 def test_predict_file_with_binary_content(tmp_path):
     f = tmp_path / "blob.bin"
     f.write_bytes(b"\xff\x00\xfe\x80" * 8)

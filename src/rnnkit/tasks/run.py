@@ -136,6 +136,8 @@ def run_config_from_json(data: dict[str, Any]) -> RunConfig:
 def read_run_config(run_dir: str | Path) -> RunConfig:
     """The configuration of the task run in ``run_dir``."""
     f = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: it does not exist")
     if not f.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory: no config.json")
     data = json.loads(f.read_text())
@@ -264,6 +266,8 @@ def resume(run_dir: str | Path, callbacks: Sequence[Callback] = ()) -> dict[str,
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
     """The ``best`` or ``latest`` checkpoint of a run directory (a corrupt one is an error
     naming its file)."""
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: it does not exist")
     refuse_unverifiable(Path(run_dir), which)
     path = locate_checkpoint(Path(run_dir), which)
     if path is None:
