@@ -181,7 +181,7 @@ def test_cli_generate(tmp_path):
     r = runner.invoke(app, [*args[:-2], "--temperature", "1", "--top-k", "3", "--seed", "1"])
     assert r.exit_code == 0 and r.output.startswith("the mat")
     r = runner.invoke(app, ["generate", str(tmp_path / "nothing")])
-    assert r.exit_code == 2 and "no checkpoint" in r.output
+    assert r.exit_code == 2 and "is not a run directory: it does not exist" in r.output
     r = runner.invoke(app, ["generate", str(out), "--prime", ""])
     assert r.exit_code == 2 and "holds no token" in r.output
 

@@ -184,7 +184,7 @@ def test_train_evaluate_tag_through_the_cli(tmp_path, decoder):
     assert str(tagged) == r.output.rstrip("\n")
 
     r = runner.invoke(app, ["tag", str(tmp_path / "missing"), "text"])
-    assert r.exit_code == 2 and "has no checkpoint" in r.output
+    assert r.exit_code == 2 and "is not a run directory: it does not exist" in r.output
 
     # `rnnkit predict` on a tagging run: the same lines, a blank line between texts
     r = runner.invoke(app, ["predict", str(out)], input="we saw Acme Inc today\nwe saw Acme Inc\n")

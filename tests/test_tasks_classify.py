@@ -166,7 +166,7 @@ def test_predict_refuses_a_run_that_has_no_predict(tmp_path):
     )
     r = runner.invoke(app, ["predict", str(tmp_path / "nowhere"), "hello"])
     assert r.exit_code == 2
-    assert "has no checkpoint" in r.output
+    assert "is not a run directory: it does not exist" in r.output
     held_out = tmp_path / "held_out.csv"
     write_csv(held_out, reviews(4, 1))
     r = runner.invoke(app, ["evaluate", str(out), "--data", str(held_out)])
