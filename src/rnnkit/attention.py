@@ -32,6 +32,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rnnkit.kernels.dense import Linear
+
 __all__ = ["Attention", "AttentionPooling", "lengths_to_mask"]
 
 SCORES = ("additive", "dot", "general", "concat")
@@ -64,15 +66,15 @@ class Attention(nn.Module):
         self.score = score
         if score == "additive":
             hidden = hidden_size or key_size
-            self.w_query = nn.Linear(query_size, hidden, bias=False)
-            self.w_key = nn.Linear(key_size, hidden)
-            self.v = nn.Linear(hidden, 1, bias=False)
+            self.w_query = Linear(query_size, hidden, bias=False)
+            self.w_key = Linear(key_size, hidden)
+            self.v = Linear(hidden, 1, bias=False)
         elif score == "general":
-            self.w = nn.Linear(key_size, query_size, bias=False)
+            self.w = Linear(key_size, query_size, bias=False)
         elif score == "concat":
             hidden = hidden_size or key_size
-            self.w_concat = nn.Linear(query_size + key_size, hidden, bias=False)  # W_c
-            self.v = nn.Linear(hidden, 1, bias=False)
+            self.w_concat = Linear(query_size + key_size, hidden, bias=False)  # W_c
+            self.v = Linear(hidden, 1, bias=False)
         self.query_size = query_size
         self.projected_size = {"dot": key_size, "general": query_size}.get(
             score, hidden_size or key_size

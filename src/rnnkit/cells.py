@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.errors import ShapeError, check_dtype, check_flag, check_size, describe
+from rnnkit.kernels.dense import linear
 
 State = Tensor | tuple[Tensor, ...]
 
@@ -237,7 +238,7 @@ class GatedCell(CellBase):
         """The input part of the pre-activations for inputs of any leading shape,
         (..., I) -> (..., G*H): ``W_ih x + b_ih``, plus ``b_hh`` where the cell folds it in
         (:attr:`fold_hidden_bias`) so that each step adds one bias fewer."""
-        return nn.functional.linear(x, self.weight_ih, self.input_bias())
+        return linear(x, self.weight_ih, self.input_bias())
 
     def input_bias(self) -> Tensor | None:
         """The bias :meth:`project_input` adds: (G*H,) or None without biases."""
@@ -453,7 +454,7 @@ class LSTMCell(GatedCell):
         """:meth:`ElmanCell.packed_step` with ``torch.lstm_cell``; torch's step has no
         projection, so a projected cell steps as :meth:`forward` does."""
         if pack.w_hr is not None:  # never packed: a projected layer's packs hold its parameters
-            xp = nn.functional.linear(x, pack.w_ih, self.input_bias())
+            xp = linear(x, pack.w_ih, self.input_bias())
             h, state, _ = self.step_with_gates(xp, state, keep_gates=False)
             return h, state
         h, c = torch.lstm_cell(x, state, pack.w_ih, pack.w_hh, pack.b_ih, pack.b_hh)

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from rnnkit.cells import GRUCell, LSTMCell
 from rnnkit.errors import check_flag
+from rnnkit.kernels.dense import linear
 
 __all__ = ["RATES", "RegularizedGRUCell", "RegularizedLSTMCell"]
 
@@ -130,8 +131,8 @@ class _Regularized:
         if self.training and self.input_dropout:
             x = x * _mask(x, (batch, x.shape[-1]), self.input_dropout)  # x~ = x ⊙ m_x
         if self.ln_ih is None:
-            return nn.functional.linear(x, self.weight_ih, self.input_bias())
-        a = self.ln_ih(nn.functional.linear(x, self.weight_ih))  # LN_x(W_ih x~)
+            return linear(x, self.weight_ih, self.input_bias())
+        a = self.ln_ih(linear(x, self.weight_ih))  # LN_x(W_ih x~)
         bias = self.input_bias()
         return a if bias is None else a + bias
 

@@ -37,6 +37,7 @@ from torch import Tensor
 from rnnkit.cells import ElmanCell, GRUCell, LSTMCell, State
 from rnnkit.kernels import ext
 from rnnkit.kernels.common import Linear, needs_grad
+from rnnkit.kernels.dense import linear
 from rnnkit.kernels.gru import input_grads
 from rnnkit.kernels.twice import double_backward
 
@@ -174,7 +175,7 @@ def _train_cell(cell, data: Tensor, state: tuple[Tensor, ...], p: PackedPlan, re
         data = data.index_select(0, p.flip)
 
     def project() -> Tensor:  # (N, G*H); again only for double backward (data is kept anyway)
-        return torch.nn.functional.linear(data, cell.weight_ih, cell.input_bias())
+        return linear(data, cell.weight_ih, cell.input_bias())
 
     kind = {LSTMCell: "lstm", GRUCell: "gru", ElmanCell: "elman"}[type(cell)]
     bias = cell.bias_hh if kind == "gru" else None

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from rnnkit.attention import AttentionPooling, lengths_to_mask
 from rnnkit.data.batches import SequenceBatch
 from rnnkit.data.representations import OneHot, ngram_ids
+from rnnkit.kernels.dense import Linear
 from rnnkit.models.contract import Predicting, require
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
 
@@ -150,7 +151,7 @@ class SequenceClassifier(nn.Module):
         self.pool = AttentionPooling(width) if c.pooling == "attention" else None
         self.drop = nn.Dropout(c.dropout)
         summary = width * c.positions if c.pooling == "flatten" else width  # (P) H'
-        self.out = nn.Linear(summary, 1 if c.head == "sigmoid" else c.num_classes)
+        self.out = Linear(summary, 1 if c.head == "sigmoid" else c.num_classes)
         self.wide: nn.Embedding | None = None
         if c.wide_ngrams:  # u: one row per n-gram (V unigrams, then the hashed buckets)
             rows = c.vocab_size + (self.buckets if c.wide_ngrams > 1 else 0)

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from rnnkit.ctc_decoding import best_path, prefix_beam_search
 from rnnkit.data.batches import PairBatch
+from rnnkit.kernels.dense import Linear
 from rnnkit.models.contract import Predicting, require
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
 from rnnkit.models.seq2seq import ImageColumns
@@ -125,7 +126,7 @@ class CTCRecognizer(nn.Module):
             source_size = self.columns.output_size
         self.encoder = build_encoder(source_size, c)
         self.drop = nn.Dropout(c.dropout)
-        self.head = nn.Linear(c.hidden_size * (2 if c.bidirectional else 1), c.target_vocab_size)
+        self.head = Linear(c.hidden_size * (2 if c.bidirectional else 1), c.target_vocab_size)
         self.ctc = nn.CTCLoss(blank=BLANK, reduction="none", zero_infinity=True)
 
     # ---- checkpoint contract --------------------------------------------------------------

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from rnnkit.data.batches import SequenceBatch
+from rnnkit.kernels.dense import Linear
 from rnnkit.models.contract import ModelContractError
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
 
@@ -115,7 +116,7 @@ class LanguageModel(nn.Module):
         self.rnn = build_encoder(c.embedding_size, c)
         self.drop = nn.Dropout(c.dropout)
         tied_proj = c.tie_weights and c.hidden_size != c.embedding_size
-        self.proj = nn.Linear(c.hidden_size, c.embedding_size) if tied_proj else None
+        self.proj = Linear(c.hidden_size, c.embedding_size) if tied_proj else None
         out_in = c.embedding_size if c.tie_weights else c.hidden_size
         self.head: nn.Module
         if c.adaptive_cutoffs:
@@ -123,7 +124,7 @@ class LanguageModel(nn.Module):
                 out_in, c.vocab_size, list(c.adaptive_cutoffs), div_value=c.adaptive_div
             )
         else:
-            self.head = nn.Linear(out_in, c.vocab_size)
+            self.head = Linear(out_in, c.vocab_size)
         if c.tie_weights:
             self.head.weight = self.embedding.weight  # one Parameter, (V, D)
         if c.init_range > 0:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from rnnkit.data.batches import SequenceBatch
+from rnnkit.kernels.dense import Linear
 from rnnkit.layers import stepping
 from rnnkit.models.contract import ModelContractError
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
@@ -71,7 +72,7 @@ class PianoRollModel(nn.Module):
         self.frame_drop = nn.Dropout(c.frame_dropout)
         self.rnn = build_encoder(c.pitches, c)
         self.drop = nn.Dropout(c.dropout)
-        self.head = nn.Linear(c.hidden_size, c.pitches)
+        self.head = Linear(c.hidden_size, c.pitches)
 
     # ---- checkpoint contract --------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from rnnkit.data.batches import SequenceBatch
+from rnnkit.kernels.dense import Linear
 from rnnkit.models.contract import Predicting, require
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
 
@@ -93,8 +94,8 @@ class SessionRecommender(nn.Module):
         self.rnn = build_encoder(c.embedding_dim, c)
         self.drop = nn.Dropout(c.dropout)
         tied_proj = c.tie_weights and c.hidden_size != c.embedding_dim
-        self.proj = nn.Linear(c.hidden_size, c.embedding_dim) if tied_proj else None
-        self.head = nn.Linear(c.embedding_dim if c.tie_weights else c.hidden_size, c.num_items)
+        self.proj = Linear(c.hidden_size, c.embedding_dim) if tied_proj else None
+        self.head = Linear(c.embedding_dim if c.tie_weights else c.hidden_size, c.num_items)
         if c.tie_weights:
             self.head.weight = self.embedding.weight  # one Parameter, (V, D)
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from rnnkit.data.batches import SequenceBatch
+from rnnkit.kernels.dense import Linear
 from rnnkit.layers import LayerTrace
 from rnnkit.models.encoder import RecurrentConfig, build_encoder, orthogonal_recurrence
 
@@ -57,7 +58,7 @@ class RecurrentModel(nn.Module):
         # the read-out is made before the orthogonal recurrence, as in earlier releases, so a
         # seed gives the same initial weights as before
         self.rnn = build_encoder(c.vocab_size or c.input_size, c, recurrent_scale=0.0)
-        self.head = nn.Linear(c.hidden_size * (2 if c.bidirectional else 1), c.output_size)
+        self.head = Linear(c.hidden_size * (2 if c.bidirectional else 1), c.output_size)
         if c.recurrent_scale > 0:
             orthogonal_recurrence(self.rnn, c.recurrent_scale, c.hidden_size)
 

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from rnnkit.attention import Attention, lengths_to_mask
 from rnnkit.data.batches import PairBatch
+from rnnkit.kernels.dense import Linear
 from rnnkit.layers import stepping
 from rnnkit.models.contract import Explanation, ModelContractError
 from rnnkit.models.encoder import CELLS, RecurrentConfig, build_encoder
@@ -271,22 +272,22 @@ class Seq2Seq(nn.Module):
         if c.attention != "none":
             score = "additive" if c.attention == "bahdanau" else c.attention
             self.attention = Attention(hd, k, score)
-            self.combine = nn.Linear(k + hd, hd, bias=False)  # W_c
+            self.combine = Linear(k + hd, hd, bias=False)  # W_c
         # ---- bridge: the top encoder layer's final state -> every decoder layer's first one
         self.state_parts = self.decoder.cells[0].state_size  # 2 for (h, c), else 1
         self.bridge: nn.ModuleList | None = None
         if c.bridge == "linear":
             self.bridge = nn.ModuleList(
-                nn.Linear(k, self.decoder_layers * hd) for _ in range(self.state_parts)
+                Linear(k, self.decoder_layers * hd) for _ in range(self.state_parts)
             )
         # ---- output
         self.proj: nn.Linear | None = None
         out_in = hd
         if c.tie_embeddings:
             if hd != c.embedding_size:
-                self.proj = nn.Linear(hd, c.embedding_size, bias=False)
+                self.proj = Linear(hd, c.embedding_size, bias=False)
             out_in = c.embedding_size
-        self.head = nn.Linear(out_in, c.target_vocab_size)
+        self.head = Linear(out_in, c.target_vocab_size)
         self.register_buffer("_never", torch.tensor([PAD, BOS]), persistent=False)
         if c.tie_embeddings:
             self.head.weight = self.target_embedding.weight

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from rnnkit.crf import LinearChainCRF, allowed_transitions
 from rnnkit.data.batches import SequenceBatch
+from rnnkit.kernels.dense import Linear
 from rnnkit.models.contract import Predicting, require
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
 
@@ -92,7 +93,7 @@ class SequenceTagger(nn.Module):
             features += 2 * c.char_hidden
         self.rnn = build_encoder(features, c)
         self.drop = nn.Dropout(c.dropout)
-        self.out = nn.Linear(c.hidden_size * (2 if c.bidirectional else 1), c.num_tags)
+        self.out = Linear(c.hidden_size * (2 if c.bidirectional else 1), c.num_tags)
         if c.decoder == "crf":
             self.crf = LinearChainCRF(c.num_tags, _constraints(c))
 

@@ -1,0 +1,137 @@
+r"""Dense layers whose products run through oneDNN on CPUs where ATen's BLAS is slow.
+
+:func:`linear` is ``torch.nn.functional.linear``, y = x W^T + b, and :class:`Linear` is
+``torch.nn.Linear`` (the same parameters, names and state dict) calling it. On CPU in float32
+the three products of a large enough layer,
+
+    y = x W^T + b,    dL/dx = (dL/dy) W,    dL/dW = (dL/dy)^T x,    dL/db = sum_rows dL/dy,
+
+go through oneDNN's inner product (``torch.ops.mkldnn._linear_pointwise``, the primitive
+torch's own LSTM and rnnkit's sequence kernels use) instead of ATen's BLAS call, when this
+machine runs them faster that way. On an AMD EPYC with AVX-512 ATen's BLAS (MKL) reached
+about 105 GFLOP/s where oneDNN reached about 240 (``python benchmarks/dense_linear.py``);
+on CPUs where the two are level nothing changes. The choice is measured once per process
+(:func:`onednn_faster`; ``RNNKIT_ONEDNN_LINEAR=1`` or ``0`` forces it).
+
+Everything else is ``F.linear`` exactly: other dtypes and devices, CPU autocast, products
+of fewer than :data:`MIN_MACS` multiply-adds (a oneDNN call costs about 12 us more than a
+BLAS call, which small products do not repay), and graphs being traced, compiled or exported
+(so that they hold ATen's ``linear`` for the ONNX exporter and other runtimes). The backward
+pass is made of the same function, so it is differentiable again (``create_graph=True``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MIN_MACS", "Linear", "linear", "onednn_faster"]
+
+#: products of at least this many multiply-adds (rows x in x out) take oneDNN's path
+MIN_MACS = 2**21
+
+_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+_faster: bool | None = None
+
+
+def onednn_faster() -> bool:
+    """Whether this process sends large float32 products to oneDNN: ``RNNKIT_ONEDNN_LINEAR``
+    (``1`` or ``0``) when set, else measured once, the first time it is asked: a (256, 512) x
+    (512, 512) product timed both ways, oneDNN taken when it is at least 1.25x faster."""
+    global _faster
+    if _faster is None:
+        forced = os.environ.get("RNNKIT_ONEDNN_LINEAR", "").strip()
+        if forced not in ("", "0", "1"):
+            raise ValueError(f"RNNKIT_ONEDNN_LINEAR: expected 0 or 1, got {forced!r}")
+        usable = _LINEAR is not None and torch.backends.mkldnn.is_available()
+        _faster = (forced == "1" and usable) if forced else (usable and _measure())
+    return _faster
+
+
+def _measure(rounds: int = 5) -> bool:
+    with torch.no_grad():
+        x, w = torch.randn(256, 512), torch.randn(512, 512)
+        calls = (
+            lambda: torch.nn.functional.linear(x, w),
+            lambda: _LINEAR(x, w, None, "none", [], ""),
+        )
+        best = []
+        for call in calls:
+            call()  # warm-up (oneDNN: the primitive's creation)
+            times = []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - start)
+            best.append(min(times))
+    return best[0] >= 1.25 * best[1]
+
+
+def _takes_onednn(x: Tensor, w: Tensor) -> bool:
+    """Whether the product x (M, K) w^T (K, N) runs on oneDNN."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return False
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return False
+    if x.device.type != "cpu" or x.dtype != torch.float32 or w.dtype != torch.float32:
+        return False
+    if x.dim() != 2 or w.dim() != 2 or x.numel() * w.shape[0] < MIN_MACS:
+        return False
+    if torch.is_autocast_enabled("cpu") or not torch.backends.mkldnn.enabled:
+        return False
+    return onednn_faster()
+
+
+def _dense(t: Tensor) -> Tensor:
+    """A matrix oneDNN reads as it is (row- or column-major), else a contiguous copy (an
+    expanded gradient, with stride 0, for instance)."""
+    return t if t.is_contiguous() or t.t().is_contiguous() else t.contiguous()
+
+
+def _product(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """x (M, K) w^T + b through :class:`_OneDNNLinear` or ``F.linear`` (any strides)."""
+    if _takes_onednn(x, w):
+        return _OneDNNLinear.apply(_dense(x), _dense(w), b)
+    return torch.nn.functional.linear(x, w, b)
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """y = x W^T + b by oneDNN; the gradients by :func:`_product` again, so that a backward
+    pass run with ``create_graph=True`` records them."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        return _LINEAR(x, w, b, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        x, w = ctx.saved_tensors
+        gx = _product(g, w.t()) if ctx.needs_input_grad[0] else None  # dL/dy W: (M, K)
+        gw = _product(g.t(), x.t()) if ctx.needs_input_grad[1] else None  # dL/dy^T x: (N, K)
+        gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``torch.nn.functional.linear(x, weight, bias)``: y = x W^T + b over x's last axis,
+    large float32 CPU products through oneDNN where that is faster (module docstring)."""
+    if x.dim() < 2 or weight.dim() != 2 or torch.jit.is_tracing():
+        return torch.nn.functional.linear(x, weight, bias)
+    rows = x.reshape(-1, x.shape[-1])  # (M, K): a view where x's layout allows one
+    if not _takes_onednn(rows, weight):
+        return torch.nn.functional.linear(x, weight, bias)
+    y = _OneDNNLinear.apply(_dense(rows), _dense(weight), bias)
+    return y.reshape(*x.shape[:-1], weight.shape[0])
+
+
+class Linear(nn.Linear):
+    """``torch.nn.Linear`` (the same parameters and state dict) whose product is
+    :func:`linear`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)

@@ -1,0 +1,170 @@
+"""rnnkit.kernels.dense: nn.Linear whose large float32 CPU products may run on oneDNN.
+
+With the oneDNN path forced on, every output and gradient (first and second order) equals
+``torch.nn.functional.linear``'s to float32 rounding; small products, other dtypes, autocast
+and graphs being traced or exported take ``F.linear`` itself."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from rnnkit.kernels import dense
+
+pytestmark = pytest.mark.skipif(
+    dense._LINEAR is None or not torch.backends.mkldnn.is_available(),
+    reason="this torch build has no oneDNN inner product",
+)
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Forces the oneDNN path on and counts its calls."""
+    count = {"n": 0}
+    real = dense._LINEAR
+
+    def spy(*args):
+        count["n"] += 1
+        return real(*args)
+
+    monkeypatch.setattr(dense, "_LINEAR", spy)
+    monkeypatch.setattr(dense, "_faster", True)
+    return count
+
+
+def close(a, b, tol=2e-6):
+    """Equal to float32 rounding, relative to b's largest entry."""
+    assert a.shape == b.shape
+    assert float((a - b).abs().max()) <= tol * max(float(b.abs().max()), 1.0)
+
+
+@pytest.mark.parametrize("shape", [(64, 96), (4, 20, 96), (20, 4, 96)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_outputs_and_gradients_equal_f_linear(calls, shape, bias):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    if len(shape) == 3 and shape[0] == 20:
+        x = x.transpose(0, 1)  # a strided (batch-first view of time-major) input
+    w = torch.randn(512, 96, requires_grad=True)
+    b = torch.randn(512, requires_grad=True) if bias else None
+    y, want = dense.linear(x, w, b), nn.functional.linear(x, w, b)
+    assert calls["n"] == 1  # the forward product ran on oneDNN
+    close(y, want)
+    inputs = [x, w] + ([b] if bias else [])
+    g = torch.randn_like(want)
+    got = torch.autograd.grad(y, inputs, g)
+    expected = torch.autograd.grad(want, inputs, g)
+    assert calls["n"] == 3  # and both gradient products
+    for a, e in zip(got, expected, strict=True):
+        close(a, e)
+
+
+def test_second_derivatives_equal_f_linear(calls):
+    torch.manual_seed(1)
+    x = torch.randn(48, 80, requires_grad=True)
+    w = torch.randn(600, 80, requires_grad=True)
+    b = torch.randn(600, requires_grad=True)
+
+    def penalty(fn):
+        y = fn(x, w, b)
+        gx, gw = torch.autograd.grad(y.tanh().sum(), (x, w), create_graph=True)
+        return torch.autograd.grad(gx.square().sum() + gw.square().sum(), (x, w, b))
+
+    got, expected = penalty(dense.linear), penalty(nn.functional.linear)
+    assert calls["n"] > 3  # the backward's products ran on oneDNN, recorded for the second
+    for a, e in zip(got, expected, strict=True):
+        close(a, e, 1e-5)
+
+
+def test_an_expanded_gradient_is_read_as_a_matrix(calls):
+    x = torch.randn(64, 128, requires_grad=True)
+    w = torch.randn(256, 128, requires_grad=True)
+    dense.linear(x, w).sum().backward()  # dL/dy: ones with stride 0
+    close(x.grad, torch.ones(64, 256) @ w.detach())
+    close(w.grad, torch.ones(256, 64) @ x.detach())
+
+
+def test_small_products_other_dtypes_and_autocast_take_f_linear(calls):
+    w = torch.randn(16, 8)
+    dense.linear(torch.randn(4, 8), w)  # 512 multiply-adds
+    dense.linear(torch.randn(2048, 128, dtype=torch.float64), torch.randn(512, 128).double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = dense.linear(torch.randn(2048, 128), torch.randn(512, 128))
+    assert y.dtype == torch.bfloat16  # autocast's product, as F.linear gives
+    dense.linear(torch.randn(128), torch.randn(512, 128))  # one vector
+    assert calls["n"] == 0
+
+
+def test_forced_off_takes_f_linear(monkeypatch, calls):
+    monkeypatch.setattr(dense, "_faster", False)
+    x, w = torch.randn(256, 128), torch.randn(512, 128)
+    assert torch.equal(dense.linear(x, w), nn.functional.linear(x, w))
+    assert calls["n"] == 0
+
+
+def test_the_environment_variable_decides_and_a_bad_value_is_named(monkeypatch):
+    for value, want in (("1", True), ("0", False)):
+        monkeypatch.setattr(dense, "_faster", None)
+        monkeypatch.setenv("RNNKIT_ONEDNN_LINEAR", value)
+        assert dense.onednn_faster() is want
+    monkeypatch.setattr(dense, "_faster", None)
+    monkeypatch.setenv("RNNKIT_ONEDNN_LINEAR", "yes")
+    with pytest.raises(ValueError, match="RNNKIT_ONEDNN_LINEAR: expected 0 or 1, got 'yes'"):
+        dense.onednn_faster()
+    monkeypatch.setattr(dense, "_faster", None)
+    monkeypatch.delenv("RNNKIT_ONEDNN_LINEAR")
+    assert isinstance(dense.onednn_faster(), bool)  # measured on this machine
+
+
+def test_linear_module_is_nn_linear_with_its_state_dict(calls):
+    torch.manual_seed(2)
+    ours, theirs = dense.Linear(96, 512), nn.Linear(96, 512)
+    assert isinstance(ours, nn.Linear)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 50, 96)
+    close(ours(x), theirs(x))
+    assert calls["n"] == 1
+
+
+def test_traced_and_exported_graphs_hold_atens_linear(calls):
+    layer = dense.Linear(96, 512).eval()
+    x = torch.randn(64, 96)
+    traced = torch.jit.trace(layer, (x,), check_trace=False)
+    assert "mkldnn" not in str(traced.graph)
+    exported = torch.export.export(layer, (x,))
+    assert "mkldnn" not in str(exported.graph)
+    close(exported.module()(x), nn.functional.linear(x, layer.weight, layer.bias))
+    assert calls["n"] == 0
+
+
+def test_a_seq2seq_model_trains_the_same_either_way(monkeypatch):
+    """The encoder-decoder (attention, bridge, combination and head: all dense.Linear) gives
+    the same loss and gradients with the products on oneDNN as on F.linear."""
+    from rnnkit.data.batches import PairBatch
+    from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
+
+    torch.manual_seed(3)
+    config = Seq2SeqConfig(
+        target_vocab_size=40, source_vocab_size=30, embedding_size=32, hidden_size=128,
+        attention="general", input_feed=False,
+    )  # fmt: skip
+    model = Seq2Seq(config)
+    batch = PairBatch(
+        source=torch.randint(4, 30, (32, 12)),
+        source_lengths=torch.randint(6, 13, (32,)),
+        target=torch.randint(4, 40, (32, 10)),
+        target_lengths=torch.randint(5, 11, (32,)),
+    )
+    results = []
+    for forced in (False, True):
+        monkeypatch.setattr(dense, "_faster", forced)
+        model.zero_grad()
+        loss, _ = model.loss(batch)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    close(loss_b, loss_a, 1e-6)
+    for a, b in zip(grads_b, grads_a, strict=True):
+        close(a, b, 1e-5)
