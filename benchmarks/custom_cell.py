@@ -79,6 +79,17 @@ class UserSplitLayerNormLSTMCell(UserLayerNormLSTMCell):
         return self.recurrent_step(self.project_input(x), state)
 
 
+class UserSplitDenseLayerNormLSTMCell(UserSplitLayerNormLSTMCell):
+    """The split cell with ``rk.Linear`` for its two products (a drop-in ``nn.Linear``
+    whose large float32 CPU products run through oneDNN where that is faster)."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size)
+        gates = 4 * hidden_size
+        self.ih = rk.Linear(input_size, gates)
+        self.hh = rk.Linear(hidden_size, gates, bias=False)
+
+
 def layers(hidden: int, compiled: bool, compile_steps: int = 0) -> dict[str, nn.Module]:
     out = {
         "nn.LSTM": nn.LSTM(hidden, hidden, batch_first=True),
@@ -89,6 +100,9 @@ def layers(hidden: int, compiled: bool, compile_steps: int = 0) -> dict[str, nn.
         ),
         "user LN-LSTM, split step (loop)": rk.Recurrent(
             UserSplitLayerNormLSTMCell(hidden, hidden), batch_first=True
+        ),
+        "user LN-LSTM, split step, rk.Linear (loop)": rk.Recurrent(
+            UserSplitDenseLayerNormLSTMCell(hidden, hidden), batch_first=True
         ),
         "rnnkit LN-LSTM": rk.Recurrent(
             RegularizedLSTMCell(hidden, hidden, layer_norm=True), batch_first=True

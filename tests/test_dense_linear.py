@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+import rnnkit as rk
 from rnnkit.kernels import dense
 
 pytestmark = pytest.mark.skipif(
@@ -121,6 +122,7 @@ def test_linear_module_is_nn_linear_with_its_state_dict(calls):
     torch.manual_seed(2)
     ours, theirs = dense.Linear(96, 512), nn.Linear(96, 512)
     assert isinstance(ours, nn.Linear)
+    assert rk.Linear is dense.Linear  # the public name
     assert list(ours.state_dict()) == list(theirs.state_dict())
     theirs.load_state_dict(ours.state_dict())
     x = torch.randn(3, 50, 96)

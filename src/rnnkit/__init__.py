@@ -6,6 +6,7 @@
 
 from rnnkit.cells import CellBase, ElmanCell, GatedCell, GRUCell, LSTMCell
 from rnnkit.cells_min import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
+from rnnkit.kernels.dense import Linear
 from rnnkit.layers import GRU, LSTM, RNN, LayerTrace, Recurrent
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __all__ = [
     "GatedCell",
     "LSTMCell",
     "LayerTrace",
+    "Linear",
     "MinGRU",
     "MinGRUCell",
     "MinLSTM",
