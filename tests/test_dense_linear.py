@@ -40,15 +40,16 @@ def close(a, b, tol=2e-6):
     assert float((a - b).abs().max()) <= tol * max(float(b.abs().max()), 1.0)
 
 
-@pytest.mark.parametrize("shape", [(64, 96), (4, 20, 96), (20, 4, 96)])
+@pytest.mark.parametrize("shape", [(640, 96), (8, 80, 96), (80, 8, 96)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_outputs_and_gradients_equal_f_linear(calls, shape, bias):
+@pytest.mark.parametrize("out", [512, 48])  # dL/dW formed both ways round (N > K, N <= K)
+def test_outputs_and_gradients_equal_f_linear(calls, shape, bias, out):
     torch.manual_seed(0)
     x = torch.randn(*shape, requires_grad=True)
-    if len(shape) == 3 and shape[0] == 20:
+    if len(shape) == 3 and shape[0] == 80:
         x = x.transpose(0, 1)  # a strided (batch-first view of time-major) input
-    w = torch.randn(512, 96, requires_grad=True)
-    b = torch.randn(512, requires_grad=True) if bias else None
+    w = torch.randn(out, 96, requires_grad=True)
+    b = torch.randn(out, requires_grad=True) if bias else None
     y, want = dense.linear(x, w, b), nn.functional.linear(x, w, b)
     assert calls["n"] == 1  # the forward product ran on oneDNN
     close(y, want)

@@ -74,11 +74,11 @@ def _takes_onednn(x: Tensor, w: Tensor) -> bool:
     """Whether the product x (M, K) w^T (K, N) runs on oneDNN."""
     if torch.jit.is_tracing() or torch.jit.is_scripting():
         return False
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
-        return False
-    if x.device.type != "cpu" or x.dtype != torch.float32 or w.dtype != torch.float32:
+    if x.dtype != torch.float32 or w.dtype != torch.float32 or x.device.type != "cpu":
         return False
     if x.dim() != 2 or w.dim() != 2 or x.numel() * w.shape[0] < MIN_MACS:
+        return False
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
         return False
     if torch.is_autocast_enabled("cpu") or not torch.backends.mkldnn.enabled:
         return False
@@ -93,9 +93,11 @@ def _dense(t: Tensor) -> Tensor:
 
 def _product(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """x (M, K) w^T + b through :class:`_OneDNNLinear` or ``F.linear`` (any strides)."""
-    if _takes_onednn(x, w):
+    if not _takes_onednn(x, w):
+        return torch.nn.functional.linear(x, w, b)
+    if torch.is_grad_enabled():  # a backward pass with create_graph=True: record it
         return _OneDNNLinear.apply(_dense(x), _dense(w), b)
-    return torch.nn.functional.linear(x, w, b)
+    return _LINEAR(_dense(x), _dense(w), b, "none", [], "")
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -112,7 +114,13 @@ class _OneDNNLinear(torch.autograd.Function):
     def backward(ctx, g: Tensor):
         x, w = ctx.saved_tensors
         gx = _product(g, w.t()) if ctx.needs_input_grad[0] else None  # dL/dy W: (M, K)
-        gw = _product(g.t(), x.t()) if ctx.needs_input_grad[1] else None  # dL/dy^T x: (N, K)
+        gw = None
+        if ctx.needs_input_grad[1]:  # dL/dy^T x (N, K); oneDNN copies its first operand to
+            # rows, so the product runs in the orientation that copies the smaller one
+            if g.shape[1] <= x.shape[1]:
+                gw = _product(g.t(), x.t())  # copies (N, M)
+            else:
+                gw = _product(x.t(), g.t()).t()  # (x^T dL/dy)^T: copies (K, M)
         gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
@@ -120,6 +128,8 @@ class _OneDNNLinear(torch.autograd.Function):
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``torch.nn.functional.linear(x, weight, bias)``: y = x W^T + b over x's last axis,
     large float32 CPU products through oneDNN where that is faster (module docstring)."""
+    if x.dim() == 2:
+        return _product(x, weight, bias)
     if x.dim() < 2 or weight.dim() != 2 or torch.jit.is_tracing():
         return torch.nn.functional.linear(x, weight, bias)
     rows = x.reshape(-1, x.shape[-1])  # (M, K): a view where x's layout allows one
