@@ -491,7 +491,7 @@ class GRUCell(GatedCell):
     def step_with_gates(self, xp, state, keep_gates=True):
         h, H = state, self.hidden_size
         x_rz, x_n = xp.split([2 * H, H], dim=1)  # W_ih x_t + b_ih: (B, 2H), (B, H)
-        hh = nn.functional.linear(h, self.weight_hh, self.bias_hh)  # W_hh h + b_hh: (B, 3H)
+        hh = linear(h, self.weight_hh, self.bias_hh)  # W_hh h + b_hh: (B, 3H)
         h_rz, h_n = hh.split([2 * H, H], dim=1)
         r, z = torch.sigmoid(x_rz + h_rz).chunk(2, dim=1)  # reset and update gates
         n = torch.tanh(torch.addcmul(x_n, r, h_n))  # candidate: tanh(x_n + r * h_n)

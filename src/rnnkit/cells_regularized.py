@@ -143,7 +143,7 @@ class _Regularized:
         if noise is not None:
             weight = weight if noise.weight_hh is None else noise.weight_hh  # W~ = W ⊙ M
             h = h if noise.h is None else h * noise.h  # h~ = h ⊙ m_h
-        a = torch.mm(h, weight.t())
+        a = linear(h, weight)
         return a if self.ln_hh is None else self.ln_hh(a)
 
     # -- the compiled kernels --------------------------------------------------------------

@@ -114,13 +114,13 @@ class _OneDNNLinear(torch.autograd.Function):
     def backward(ctx, g: Tensor):
         x, w = ctx.saved_tensors
         gx = _product(g, w.t()) if ctx.needs_input_grad[0] else None  # dL/dy W: (M, K)
+        # dL/dW = dL/dy^T x (N, K). oneDNN copies its first operand into rows, so the product
+        # runs in the orientation that copies the smaller one: (N, M), or (K, M) for the
+        # transpose (x^T dL/dy)^T
+        transpose = g.shape[1] > x.shape[1]
         gw = None
-        if ctx.needs_input_grad[1]:  # dL/dy^T x (N, K); oneDNN copies its first operand to
-            # rows, so the product runs in the orientation that copies the smaller one
-            if g.shape[1] <= x.shape[1]:
-                gw = _product(g.t(), x.t())  # copies (N, M)
-            else:
-                gw = _product(x.t(), g.t()).t()  # (x^T dL/dy)^T: copies (K, M)
+        if ctx.needs_input_grad[1]:
+            gw = _product(x.t(), g.t()).t() if transpose else _product(g.t(), x.t())
         gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
