@@ -39,10 +39,13 @@ def machine_line() -> str:
     """The CPU, torch, its threads and the GEMM peak, printed beside a benchmark's table."""
     import torch
 
+    from rnnkit.kernels.dense import onednn_faster
+
     threads = torch.get_num_threads()
     return (
         f"{cpu_name()}; torch {torch.__version__}, {threads} thread(s); "
-        f"FP32 GEMM peak {gemm_peak():.0f} GFLOP/s at 2048^3 on {threads} thread(s)"
+        f"FP32 GEMM peak {gemm_peak():.0f} GFLOP/s at 2048^3 on {threads} thread(s) (ATen's "
+        f"BLAS); dense products through oneDNN: {'yes' if onednn_faster() else 'no'}"
     )
 
 
