@@ -123,8 +123,12 @@ def test_standardizer_uses_training_statistics_and_round_trips():
     assert again == codec
     with pytest.raises(ValueError, match="expected 2 features per step, got 3"):
         codec.encode(np.zeros((4, 3)))
-    with pytest.raises(ValueError, match=r"labels \['c'\] are not among the training labels"):
+    with pytest.raises(
+        ValueError, match=r"^valid.ts: data row 2: label 'c' is not among the trained labels"
+    ):
         codec.label_ids(["a", "c"], "valid.ts")
+    with pytest.raises(ValueError, match=r"row 1: label 'd' .* \(unknown labels: \['c', 'd'\]\)"):
+        codec.label_ids(["d", "a", "c"], "valid.ts")
 
 
 def test_symbol_codec_and_its_files(tmp_path):

@@ -71,6 +71,21 @@ def codec_from_json(data: dict[str, Any]) -> Any:
 
 @register_codec
 @dataclass(frozen=True)
+def label_ids(labels: Sequence[str], known: Sequence[str], where: str) -> torch.Tensor:
+    """(N,) indices in ``known`` of label names; a name not among them is one error naming
+    ``where``, the first data row that has one (1-based, in the order read) and the label."""
+    index = {name: i for i, name in enumerate(known)}
+    for row, name in enumerate(labels, 1):
+        if name not in index:
+            unknown = sorted({y for y in labels if y not in index})
+            more = f" (unknown labels: {unknown[:5]})" if len(unknown) > 1 else ""
+            raise ValueError(
+                f"{where}: data row {row}: label {name!r} is not among the trained labels "
+                f"{list(known)}{more}"
+            )
+    return torch.tensor([index[y] for y in labels], dtype=torch.long)
+
+
 class TextCodec:
     """Text <-> token ids through a tokenizer and a vocabulary; optional class labels.
 
@@ -121,11 +136,7 @@ class TextCodec:
 
     def label_ids(self, labels: Sequence[str], where: str) -> torch.Tensor:
         """(N,) ids of label names; a name not among ``labels`` is an error naming ``where``."""
-        index = {name: i for i, name in enumerate(self.labels)}
-        unknown = sorted(set(labels) - set(index))
-        if unknown:
-            raise ValueError(f"{where}: labels {unknown[:5]} not among the trained {list(index)}")
-        return torch.tensor([index[y] for y in labels], dtype=torch.long)
+        return label_ids(labels, self.labels, where)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -471,13 +482,7 @@ class SeriesCodec:
 
     def label_ids(self, labels: Sequence[str], where: str) -> torch.Tensor:
         """(N,) ids of label names; an unknown label is an error naming ``where``."""
-        index = {label: k for k, label in enumerate(self.labels)}
-        unknown = sorted({y for y in labels if y not in index})
-        if unknown:
-            raise ValueError(
-                f"{where}: labels {unknown[:5]} are not among the training labels {self.labels}"
-            )
-        return torch.tensor([index[y] for y in labels], dtype=torch.long)
+        return label_ids(labels, self.labels, where)
 
     def read_inputs(self, path: Any) -> list:
         """The cases of a .ts, FASTA, CSV/TSV, JSONL or .npy file, labels not needed."""
