@@ -69,8 +69,6 @@ def codec_from_json(data: dict[str, Any]) -> Any:
     return CODECS[kind].from_json(data)
 
 
-@register_codec
-@dataclass(frozen=True)
 def label_ids(labels: Sequence[str], known: Sequence[str], where: str) -> torch.Tensor:
     """(N,) indices in ``known`` of label names; a name not among them is one error naming
     ``where``, the first data row that has one (1-based, in the order read) and the label."""
@@ -86,6 +84,8 @@ def label_ids(labels: Sequence[str], known: Sequence[str], where: str) -> torch.
     return torch.tensor([index[y] for y in labels], dtype=torch.long)
 
 
+@register_codec
+@dataclass(frozen=True)
 class TextCodec:
     """Text <-> token ids through a tokenizer and a vocabulary; optional class labels.
 
