@@ -214,6 +214,45 @@ def test_word_level_task(tmp_path):
     torch.testing.assert_close(data.train.inputs[:, 1:], data.train.targets[:, :-1])
 
 
+@pytest.mark.parametrize("tokenizer", ["word", "whitespace"])
+def test_generation_never_draws_what_training_never_targets(tmp_path, tokenizer):
+    """<pad> and <bos> are never drawn, nor <eos> unless line breaks are <eos> tokens (the
+    whitespace tokenizer): even from a model whose head prefers them by far."""
+    data = get_task("lm").prepare(
+        LMTaskConfig(
+            train_files=(str(_write(tmp_path / "t.txt", CORPUS)),),
+            val_files=(str(_write(tmp_path / "v.txt", CORPUS[:96])),),
+            tokenizer=tokenizer,
+            streams=2,
+            eval_streams=1,
+        ),
+        0,
+        None,
+    )
+    codec = data.codec
+    model = LanguageModel(
+        LanguageModelConfig(vocab_size=len(codec.vocab), embedding_size=8, hidden_size=8),
+        codec,
+    )
+    v = codec.vocab
+    specials = [v.pad_id, v.bos_id, v.eos_id]
+    with torch.no_grad():
+        model.head.bias[specials] = 50.0  # p(special) ~ 1 without the ban
+    drawn, real = [], codec.piece
+
+    def piece(token: int) -> str:
+        drawn.append(token)
+        return real(token)
+
+    object.__setattr__(codec, "piece", piece)  # the codec is a frozen dataclass
+    model.generate("the cat", length=40, seed=0)
+    assert len(drawn) == 40
+    if tokenizer == "word":
+        assert not set(drawn) & set(specials)
+    else:  # <eos> is a line break here: allowed, and then nearly always drawn
+        assert set(drawn) == {v.eos_id}
+
+
 def _write(path, text):
     path.write_text(text)
     return path

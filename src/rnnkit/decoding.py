@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -121,9 +121,12 @@ def generate(
     state=None,
     eos_id: int | None = None,
     on_token: Callable[[Tensor], None] | None = None,
+    banned: Sequence[int] = (),
 ) -> Tensor:
     """Continue ``prime`` (B, P) by ``length`` tokens: returns (B, P + length) or shorter
-    when every row has produced ``eos_id``. ``on_token(tokens (B,))`` streams them."""
+    when every row has produced ``eos_id``. ``on_token(tokens (B,))`` streams them.
+    ``banned`` token ids are never drawn (log p = -inf: ``<pad>``, and others the model was
+    never trained to emit)."""
     if prime.dim() != 2 or prime.shape[1] < 1:
         raise ValueError(f"prime: expected a (B, P) tensor with P >= 1, got {tuple(prime.shape)}")
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
@@ -139,7 +142,10 @@ def generate(
             logits, state = model.step(prime[:, t], state)
     out = [prime]
     done = torch.zeros(prime.shape[0], dtype=torch.bool, device=prime.device)
+    ban = torch.tensor(sorted(set(banned)), dtype=torch.long, device=prime.device)
     for i in range(length):
+        if len(ban):
+            logits = logits.index_fill(-1, ban, float("-inf"))
         token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
         if eos_id is not None:
             token = token.masked_fill(done, eos_id)

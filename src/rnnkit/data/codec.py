@@ -112,6 +112,16 @@ class TextCodec:
             return self.tokenizer.detokenize(tokens)
         return self.tokenizer.detokenize(self.vocab.decode(ids))
 
+    def never_generated(self) -> list[int]:
+        """Ids a language model trained on text through this codec never sees as a target,
+        so never generates: ``<pad>`` and ``<bos>``, and ``<eos>`` unless the tokenizer reads
+        line breaks as ``<eos>``."""
+        v = self.vocab
+        ids = [v.pad_id, v.bos_id]
+        if not getattr(self.tokenizer, "eos", False):
+            ids.append(v.eos_id)
+        return ids
+
     def piece(self, token_id: int) -> str:
         """The text one generated token adds: the character itself, the subword with its own
         word boundary (``"▁the"`` -> ``" the"``, ``"s"`` -> ``"s"``), or a space and the word."""

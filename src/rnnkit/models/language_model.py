@@ -279,7 +279,10 @@ class LanguageModel(nn.Module):
         self.eval()
         prefix = torch.tensor([ids], device=self.embedding.weight.device)  # (1, P)
         try:
-            generate(self, prefix, length, temperature, top_k, top_p, seed, on_token=emit)
+            banned = self.codec.never_generated()
+            generate(
+                self, prefix, length, temperature, top_k, top_p, seed, on_token=emit, banned=banned
+            )
         finally:
             self.train(was_training)
         return "".join(pieces)
