@@ -83,7 +83,7 @@ def test_write_conll_feeds_the_tagging_task(tmp_path):
     assert sentences[1].tokens[:3] == ["o", "romeo", "romeo"]
     assert sentences[1].tags[:3] == ["cap|none", "cap|,", "cap|!"]
     data = get_task("tagging").prepare(
-        TaggingConfig(train=str(f), test=str(f), column="2"), 0, None
+        TaggingConfig(train=str(f), val=str(f), test=str(f), column="2"), 0, None
     )
     assert data.codec.tags == ("!", ",", ".", "?", "none")  # sorted
     assert data.codec.scheme == "" and data.fixed["scheme"] == ""  # not span tags: accuracy only

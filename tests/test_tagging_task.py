@@ -54,7 +54,7 @@ CONLLU = """# text = Dogs bark .
 
 def test_build_vocabularies_and_rows(tmp_path):
     f = _write_conll(tmp_path / "train.txt", _sentences())
-    data = prepare(TaggingConfig(train=f, test=f, max_word_len=4))
+    data = prepare(TaggingConfig(train=f, val=f, test=f, max_word_len=4))
     codec = data.codec
     assert codec.tags[0] == "O" and set(codec.tags) == {
         "O",
@@ -73,7 +73,7 @@ def test_build_vocabularies_and_rows(tmp_path):
     assert row[2:].eq(0).all()  # padding steps
     assert data.fixed["scheme"] == "BIO" and data.fixed["num_tags"] == 5
     assert data.fixed["tags"] == codec.tags and data.fixed["char_vocab_size"] == len(chars)
-    assert prepare(TaggingConfig(train=f, test=f, chars=False)).fixed["char_vocab_size"] == 0
+    assert prepare(TaggingConfig(train=f, val=f, test=f, chars=False)).fixed["char_vocab_size"] == 0
 
 
 def test_unknown_words_and_tags_at_encode():
@@ -88,10 +88,14 @@ def test_conllu_column_choice(tmp_path):
     f = tmp_path / "ud.conllu"
     f.write_text(CONLLU)
     data = prepare(
-        TaggingConfig(train=str(f), test=str(f), format="conllu", column="upos", spans=False)
+        TaggingConfig(
+            train=str(f), val=str(f), test=str(f), format="conllu", column="upos", spans=False
+        )
     )
     assert data.codec.tags == ("NOUN", "PUNCT", "VERB") and data.codec.scheme == ""
-    deprel = prepare(TaggingConfig(train=str(f), test=str(f), format="conllu", column="deprel"))
+    deprel = prepare(
+        TaggingConfig(train=str(f), val=str(f), test=str(f), format="conllu", column="deprel")
+    )
     assert "nsubj" in deprel.codec.tags and deprel.codec.scheme == ""  # not span tags
 
 
@@ -142,12 +146,33 @@ def test_tokenize():
     assert codec.tokenize("Hi, Bob's dog.") == ["Hi", ",", "Bob", "'", "s", "dog", "."]
 
 
+def test_without_a_validation_file_a_seeded_tenth_of_train_validates(tmp_path):
+    """No choice is made on the test file: without ``val`` a seeded 10% of the training
+    sentences (at least one) is held out for validation, the same for the same seed."""
+    from rnnkit.tasks.tagging import held_out
+
+    sentences = [([f"w{i}"], ["O"]) for i in range(25)]
+    train, val = held_out(sentences, seed=0)
+    assert len(val) == 2 and len(train) == 23  # round(2.5) = 2
+    assert sorted(train + val) == sorted(sentences)
+    assert held_out(sentences, seed=0) == (train, val)
+    assert held_out(sentences, seed=1)[1] != val
+    assert len(held_out(sentences[:3], seed=0)[1]) == 1  # at least one
+    with pytest.raises(ValueError, match=r"task\.val: a training file of one sentence"):
+        held_out(sentences[:1], seed=0)
+    f = _write_conll(tmp_path / "t.txt", _sentences())
+    data = prepare(TaggingConfig(train=f, test=f))
+    n = len(_sentences())  # 11: one held out
+    assert data.train.lengths.shape[0] == n - 1 and data.val.lengths.shape[0] == 1
+    assert data.test.lengths.shape[0] == n
+
+
 @pytest.mark.parametrize("decoder", ["crf", "softmax"])
 def test_train_evaluate_tag_through_the_cli(tmp_path, decoder):
     train = _write_conll(tmp_path / "train.txt", _sentences())
     cfg = tmp_path / "run.toml"
     cfg.write_text(
-        f'[task]\ntrain = "{train}"\ntest = "{train}"\nmax_word_len = 6\n'
+        f'[task]\ntrain = "{train}"\nval = "{train}"\ntest = "{train}"\nmax_word_len = 6\n'
         f'[model]\ndecoder = "{decoder}"\nword_dim = 12\nhidden_size = 12\ndropout = 0.0\n'
         '[trainer]\nepochs = 25\nbatch_size = 4\nlr = 0.02\n[trainer.log]\nprogress = "none"\n'
     )
@@ -225,6 +250,7 @@ def test_bidirectional_option_reaches_the_model(tmp_path):
             "tagging",
             overrides=[
                 f'task.train="{f}"',
+                f'task.val="{f}"',
                 f'task.test="{f}"',
                 "task.chars=false",
                 "model.hidden_size=5",
@@ -261,6 +287,7 @@ def test_best_checkpoint_by_validation_span_f1(tmp_path):
     f = _write_conll(tmp_path / "train.txt", _sentences())
     overrides = [
         f'task.train="{f}"',
+        f'task.val="{f}"',
         f'task.test="{f}"',
         "task.chars=false",
         "model.word_dim=8",
@@ -303,7 +330,9 @@ def test_pretrained_vectors_lowercase_and_extra_words(tmp_path):
     vectors.write_text(
         "3 3\nmary 1 2 3\nberlin 4 5 6\nzebra 7 8 9\n", encoding="utf-8"
     )  # word2vec header, then the most frequent first
-    cfg = TaggingConfig(train=train, test=train, vectors=str(vectors), vectors_vocab=2, lower=True)
+    cfg = TaggingConfig(
+        train=train, val=train, test=train, vectors=str(vectors), vectors_vocab=2, lower=True
+    )
     data = prepare(cfg)
     words = data.codec.words
     assert "mary" in words.tokens and "Mary" not in words.tokens

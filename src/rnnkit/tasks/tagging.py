@@ -7,7 +7,7 @@ and saved with every checkpoint::
     [task]
     format = "conll"            # or "conllu"
     train = "data/train.txt"
-    test = "data/test.txt"      # val defaults to test when not given
+    test = "data/test.txt"      # without val, a seeded 10% of train validates
     column = "-1"               # conll: tag column index; conllu: "upos" or "deprel"
 
 or a registry dataset in CoNLL form, fetched on first use (``rnnkit data info NAME``)::
@@ -58,12 +58,15 @@ from rnnkit.tasks.base import Task, TaskData
 CONLLU_COLUMNS = {"upos": "upos", "deprel": "deprels"}  # column -> UDSentence field
 
 
+#: the share of the training sentences held out for validation without a validation file
+VAL_SHARE = 0.1
+
 @dataclass(frozen=True)
 class TaggingConfig:
     train: str = ""  # training file ("" with `dataset`)
     test: str = ""  # test file (`rnnkit evaluate`) ("" with `dataset`)
     dataset: str = ""  # a registry dataset of {train,valid,test}.conll, e.g. "japanese-ner"
-    val: str = ""  # validation file; "" uses the test file
+    val: str = ""  # validation file; "": a seeded 10% of the training sentences (as flair)
     format: Literal["conll", "conllu"] = "conll"  # CoNLL-2003 columns or CoNLL-U
     column: str = "-1"  # conll: tag column index; conllu: "upos" or "deprel"
     tokens: Literal["words", "chars"] = "words"  # "chars": one character per token (Chinese)
@@ -139,7 +142,7 @@ def read_tagged(path: str, cfg: TaggingConfig) -> list[tuple[list[str], list[str
 def split_files(cfg: TaggingConfig) -> tuple[str, str, str]:
     """(train, val, test) paths; a registry dataset is fetched when not yet on disk."""
     if not cfg.dataset:
-        return cfg.train, cfg.val or cfg.test, cfg.test
+        return cfg.train, cfg.val, cfg.test
     from rnnkit.data.registry import dataset_dir, fetch
 
     root = dataset_dir(cfg.dataset)
@@ -195,11 +198,33 @@ def training_words(train: list[tuple[list[str], list[str]]]) -> tuple[str, ...]:
     return tuple(sorted({w for tokens, tags in train for w in bmes_to_words(tokens, tags)}))
 
 
+def held_out(
+    sentences: list[tuple[list[str], list[str]]], seed: int, share: float = VAL_SHARE
+) -> tuple[list, list]:
+    """(train, validation): a seeded ``share`` of the sentences (at least one) held out for
+    validation when no validation file is given, so that no choice is made on the test file.
+    """
+    if len(sentences) < 2:
+        raise ValueError(
+            "task.val: a training file of one sentence leaves none to validate on; "
+            "give a validation file"
+        )
+    order = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, round(share * len(sentences)))
+    val = set(order[:n_val].tolist())
+    return (
+        [s for i, s in enumerate(sentences) if i not in val],
+        [s for i, s in enumerate(sentences) if i in val],
+    )
+
+
 def prepare(cfg: TaggingConfig, seed: int, codec: TaggingCodec | None = None) -> TaskData:
     files = split_files(cfg)
-    splits = [read_tagged(f, cfg) for f in files]
+    splits = [read_tagged(f, cfg) if f else [] for f in files]
     if not splits[0]:
         raise ValueError(f"{files[0]}: no sentences")
+    if not files[1]:
+        splits[0], splits[1] = held_out(splits[0], seed)
     codec = codec or build_codec(cfg, splits[0])
     train, val, test = (codec.batch([s for s, _ in p], [t for _, t in p]) for p in splits)
     fixed = {
