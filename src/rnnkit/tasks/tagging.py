@@ -82,7 +82,7 @@ class TaggingConfig:
 
     def __post_init__(self) -> None:
         if bool(self.dataset) == bool(self.train and self.test):
-            raise ValueError("task: give either `dataset` or both `train` and `test` files")
+            raise ValueError("dataset: give either `dataset` or both `train` and `test` files")
         if self.dataset and self.format != "conll":
             raise ValueError(f"format: dataset {self.dataset!r} is read as 'conll'")
         if self.format not in ("conll", "conllu"):
