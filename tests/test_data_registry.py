@@ -169,6 +169,24 @@ def test_cli_check_reports_skipped_rows(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "expected one of" in result.output
 
 
+def test_cli_check_takes_the_format_from_the_suffix(tmp_path: Path) -> None:
+    tsv = tmp_path / "reviews.tsv"
+    tsv.write_text("text\tlabel\ngood\tpos\nfine\tneg\n", encoding="utf-8")
+    conll = tmp_path / "ner.conll"
+    conll.write_text("John B-PER\nran O\n\nMary B-PER\n", encoding="utf-8")
+    fasta = tmp_path / "genes.fa"
+    fasta.write_text(">a class=x\nACGT\n>b class=y\nGGCA\n", encoding="utf-8")
+    for path, count in ((tsv, 2), (conll, 2), (fasta, 2)):
+        result = runner.invoke(app, ["data", "check", str(path)])
+        assert result.exit_code == 0, result.output
+        assert f"{path}: {count} records" in result.output
+    odd = tmp_path / "reviews.dat"
+    odd.write_text("x", encoding="utf-8")
+    result = runner.invoke(app, ["data", "check", str(odd)])
+    assert result.exit_code == 2
+    assert f"--format: the suffix '.dat' of {odd} names no format; give --format" in result.output
+
+
 def test_generic_recipe_from_local_artifact_and_failed_conversion(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,7 +8,7 @@ import typer
 
 from rnnkit.data import registry
 from rnnkit.data.fetching import data_home
-from rnnkit.data.readers.check import FORMATS, check_file
+from rnnkit.data.readers.check import FORMATS, check_file, format_of
 
 app = typer.Typer(
     help="Datasets: list, info, fetch, and check your own files.", no_args_is_help=True
@@ -59,11 +59,14 @@ def fetch(
 @app.command()
 def check(
     path: Path,
-    fmt: str = typer.Option(..., "--format", help=f"One of: {', '.join(FORMATS)}."),
+    fmt: str = typer.Option(
+        "", "--format", help=f"One of: {', '.join(FORMATS)} (default: from the file's suffix)."
+    ),
     columns: str = typer.Option("text,label", help="Columns/fields for csv, tsv, jsonl."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad rows and count them."),
 ) -> None:
     """Read a local file in a supported format and report what a task would get from it."""
+    fmt = fmt or format_of(path)
     count, skipped = check_file(path, fmt, columns.split(","), skip_bad=skip_bad)
     typer.echo(f"{path}: {count:,} records, {len(skipped):,} bad rows skipped")
     for error in skipped[:5]:

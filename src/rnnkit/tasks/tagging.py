@@ -61,6 +61,7 @@ CONLLU_COLUMNS = {"upos": "upos", "deprel": "deprels"}  # column -> UDSentence f
 #: the share of the training sentences held out for validation without a validation file
 VAL_SHARE = 0.1
 
+
 @dataclass(frozen=True)
 class TaggingConfig:
     train: str = ""  # training file ("" with `dataset`)

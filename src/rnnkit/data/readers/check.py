@@ -8,7 +8,8 @@ from pathlib import Path
 from rnnkit.data.errors import DataFormatError, Records
 from rnnkit.data.readers.conll import read_conll, read_conllu, read_tagged_jsonl
 from rnnkit.data.readers.fasta import read_fasta
-from rnnkit.data.readers.music import read_scores
+from rnnkit.data.readers.music import SCORE_SUFFIXES, read_scores
+from rnnkit.data.readers.series import FASTA_SUFFIXES
 from rnnkit.data.readers.table import read_jsonl, read_table
 from rnnkit.data.readers.text import read_lines, read_parallel
 from rnnkit.data.readers.ts import read_ts
@@ -40,6 +41,30 @@ _CHECKS: dict[str, Callable[[Path, Sequence[str], bool], Counted]] = {
     "score": lambda p, c, s: (len(read_scores(p)), []),
 }
 FORMATS = tuple(_CHECKS)
+
+#: the format a file's suffix names, for ``rnnkit data check`` without ``--format``
+SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".conll": "conll",
+    ".conllu": "conllu",
+    ".txt": "text",
+    ".ts": "ts",
+    **dict.fromkeys(FASTA_SUFFIXES, "fasta"),
+    **dict.fromkeys(SCORE_SUFFIXES, "score"),
+}
+
+
+def format_of(path: str | Path) -> str:
+    """The format named by ``path``'s suffix (:data:`SUFFIXES`), or one error saying so."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(
+            f"--format: the suffix {suffix!r} of {path} names no format; give --format, one "
+            f"of: {', '.join(FORMATS)}"
+        )
+    return SUFFIXES[suffix]
 
 
 def check_file(

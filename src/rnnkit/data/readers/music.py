@@ -28,6 +28,7 @@ _FORMATS = {
     ".abc": "abc",
     ".krn": "humdrum",
 }
+SCORE_SUFFIXES = tuple(_FORMATS)
 
 
 @dataclass(frozen=True)
