@@ -131,6 +131,15 @@ def test_standardizer_uses_training_statistics_and_round_trips():
         codec.label_ids(["d", "a", "c"], "valid.ts")
 
 
+def test_a_frames_model_names_a_case_that_is_not_numbers(tmp_path):
+    codec = SeriesCodec(("a", "b"), standardizer=Standardizer((0.0,), (1.0,)))
+    f = tmp_path / "new.csv"
+    f.write_text('sequence\n"0.1 0.2 abc"\n"0.3 0.4 x"\n')  # no case is numbers
+    with pytest.raises(ValueError, match=r"new.csv: this model reads frames of numbers .* "
+                       r"the file's first case is not: '0.1 0.2 abc'"):  # fmt: skip
+        codec.read_inputs(f)
+
+
 def test_symbol_codec_and_its_files(tmp_path):
     vocab = Vocab.build([list("ACGT")])
     codec = SeriesCodec(("ei", "n"), vocab=vocab)

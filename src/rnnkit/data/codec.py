@@ -499,6 +499,12 @@ class SeriesCodec:
         from rnnkit.data.readers.series import read_series
 
         found = read_series(path, labelled=False)
+        if found.kind == "symbols" and self.input_kind == "frames":
+            first = str(found.items[0])
+            raise ValueError(
+                f"{path}: this model reads frames of numbers (steps separated by spaces, "
+                f"features by commas), but the file's first case is not: {first[:40]!r}"
+            )
         if found.kind != self.input_kind:
             raise ValueError(f"{path}: holds {found.kind}, but this model reads {self.input_kind}")
         return found.items
