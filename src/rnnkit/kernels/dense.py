@@ -8,10 +8,11 @@ the three products of a large enough layer,
 
 go through oneDNN's inner product (``torch.ops.mkldnn._linear_pointwise``, the primitive
 torch's own LSTM and rnnkit's sequence kernels use) instead of ATen's BLAS call, when this
-machine runs them faster that way. On an AMD EPYC with AVX-512 ATen's BLAS (MKL) reached
-about 105 GFLOP/s where oneDNN reached about 240 (``python benchmarks/dense_linear.py``);
-on CPUs where the two are level nothing changes. The choice is measured once per process
-(:func:`onednn_faster`; ``RNNKIT_ONEDNN_LINEAR=1`` or ``0`` forces it).
+machine runs them faster that way. On an AMD EPYC with AVX-512 oneDNN ran rnnkit's
+products 1.3-2.0x faster than ATen's BLAS (MKL), forward and backward
+(``python benchmarks/dense_linear.py``); on CPUs where the two are level nothing changes.
+The choice is measured once per process (:func:`onednn_faster`; ``RNNKIT_ONEDNN_LINEAR=1``
+or ``0`` forces it).
 
 Everything else is ``F.linear`` exactly: other dtypes and devices, CPU autocast, products
 of fewer than :data:`MIN_MACS` multiply-adds (a oneDNN call costs about 12 us more than a
@@ -91,13 +92,19 @@ def _dense(t: Tensor) -> Tensor:
     return t if t.is_contiguous() or t.t().is_contiguous() else t.contiguous()
 
 
-def _product(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-    """x (M, K) w^T + b through :class:`_OneDNNLinear` or ``F.linear`` (any strides)."""
-    if not _takes_onednn(x, w):
-        return torch.nn.functional.linear(x, w, b)
-    if torch.is_grad_enabled():  # a backward pass with create_graph=True: record it
+def _onednn(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """x (M, K) w^T + b by oneDNN: through :class:`_OneDNNLinear` where autograd records
+    (also a backward pass with ``create_graph=True``), else the bare call."""
+    if torch.is_grad_enabled():
         return _OneDNNLinear.apply(_dense(x), _dense(w), b)
     return _LINEAR(_dense(x), _dense(w), b, "none", [], "")
+
+
+def _product(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """x (M, K) w^T + b through oneDNN or ``F.linear`` (any strides)."""
+    if not _takes_onednn(x, w):
+        return torch.nn.functional.linear(x, w, b)
+    return _onednn(x, w, b)
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -135,8 +142,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     rows = x.reshape(-1, x.shape[-1])  # (M, K): a view where x's layout allows one
     if not _takes_onednn(rows, weight):
         return torch.nn.functional.linear(x, weight, bias)
-    y = _OneDNNLinear.apply(_dense(rows), _dense(weight), bias)
-    return y.reshape(*x.shape[:-1], weight.shape[0])
+    return _onednn(rows, weight, bias).reshape(*x.shape[:-1], weight.shape[0])
 
 
 class Linear(nn.Linear):
