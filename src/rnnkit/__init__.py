@@ -19,6 +19,13 @@ def load(run_dir, which: str = "best", device: str = "cpu"):
     return _load(run_dir, which, device)
 
 
+def load_ensemble(run_dirs, which: str = "best", device: str = "cpu"):
+    """Several runs' models decoding as one: see :func:`rnnkit.api.load_ensemble`."""
+    from rnnkit.api import load_ensemble as _load_ensemble
+
+    return _load_ensemble(run_dirs, which, device)
+
+
 def train(task: str, out, config=None, overrides=(), records=None):
     """Train a task into a run directory, return the model: see :func:`rnnkit.api.train`."""
     from rnnkit.api import train as _train
@@ -44,5 +51,6 @@ __all__ = [
     "Recurrent",
     "__version__",
     "load",
+    "load_ensemble",
     "train",
 ]

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["load", "train"]
+__all__ = ["load", "load_ensemble", "train"]
 
 
 def load(run_dir: str | Path, which: str = "best", device: str = "cpu") -> torch.nn.Module:
@@ -28,6 +28,19 @@ def load(run_dir: str | Path, which: str = "best", device: str = "cpu") -> torch
     from rnnkit.tasks.run import load as load_run
 
     return load_run(run_dir, which, device)
+
+
+def load_ensemble(
+    run_dirs: Sequence[str | Path], which: str = "best", device: str = "cpu"
+) -> torch.nn.Module:
+    """The models of several runs of one task and codec decoding as one (encoder-decoders:
+    their log-probabilities averaged at every step), with the first run's codec::
+
+        rnnkit.load_ensemble(["runs/g2p_a", "runs/g2p_b"]).translate(["RNNKIT"], beam=5)
+    """
+    from rnnkit.tasks.run import load_ensemble as load_runs
+
+    return load_runs(run_dirs, which, device)
 
 
 def train(

@@ -206,13 +206,19 @@ def translate(
         None, "--attention-plot", help="write each input's attention heatmap as DIR/N.png"
     ),
     which: str = typer.Option("best", help="best or latest checkpoint"),
+    ensemble: list[Path] = typer.Option(
+        [],
+        "--ensemble",
+        help="another run of the same task and codec to decode with this one, their "
+        "log-probabilities averaged at every step; repeat for more",
+    ),
 ) -> None:
     """Translate each text, line of FILE or line of stdin with an encoder-decoder run.
 
     Prints one output per line; with --n-best N, N lines per input (RANK<TAB>LOG-PROB<TAB>
     OUTPUT) and a blank line between inputs.
     """
-    from rnnkit.api import load
+    from rnnkit.api import load, load_ensemble
     from rnnkit.models.contract import Translating, require
 
     if beam < 1:
@@ -232,7 +238,8 @@ def translate(
     lines = _lines(texts, file)
     if not lines:
         _fail("no text to translate (give TEXT, --file or standard input)")
-    model = load(run_dir, which)  # a bad run directory or checkpoint: the top-level handler
+    # a bad run directory or checkpoint: the top-level handler
+    model = load_ensemble([run_dir, *ensemble], which) if ensemble else load(run_dir, which)
     require(model, Translating, str(run_dir))
     found = model.translate(
         lines,

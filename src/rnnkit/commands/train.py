@@ -58,13 +58,19 @@ def evaluate(
     confusion: Path | None = typer.Option(
         None, "--confusion", help="write the confusion matrix as this PNG (classifiers)"
     ),
+    ensemble: list[Path] = typer.Option(
+        [],
+        "--ensemble",
+        help="another run of the same task and codec to decode with this one, their "
+        "log-probabilities averaged at every step (encoder-decoders); repeat for more",
+    ),
 ) -> None:
     """Evaluate a run's checkpoint on a split or a labelled file; prints JSON metrics."""
     from rnnkit.tasks import run
 
     if confusion is not None and confusion.is_dir():
         _fail(f"--confusion {confusion}: is a folder; name a .png file", BAD_INPUT)
-    metrics = run.evaluate(run_dir, split, which, data, overrides, confusion)
+    metrics = run.evaluate(run_dir, split, which, data, overrides, confusion, ensemble)
     # valid JSON: a value that is not finite (NaN, inf) is written as null
     shown = {
         k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in metrics.items()

@@ -19,6 +19,7 @@ from rnnkit.models.encoder import CELLS, CellKind, RecurrentConfig, build_encode
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
 from rnnkit.models.recommender import Recommendations, RecommenderConfig, SessionRecommender
 from rnnkit.models.recurrent import RecurrentModel, RecurrentModelConfig
+from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig, Seq2SeqEnsemble, Translation
 from rnnkit.models.siamese import SiameseConfig, SiameseEncoder, Similarity
 from rnnkit.models.tagger import SequenceTagger, Tagged, TaggerConfig
 
@@ -39,6 +40,9 @@ __all__ = [
     "RecurrentConfig",
     "RecurrentModel",
     "RecurrentModelConfig",
+    "Seq2Seq",
+    "Seq2SeqConfig",
+    "Seq2SeqEnsemble",
     "SequenceClassifier",
     "SequenceTagger",
     "SessionRecommender",
@@ -51,6 +55,7 @@ __all__ = [
     "Traceable",
     "Trainable",
     "Transcript",
+    "Translation",
     "build_encoder",
     "register_cell",
     "require",

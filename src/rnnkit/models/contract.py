@@ -15,6 +15,8 @@ generate with") instead of an AttributeError deep inside::
     Attending   explain(batch, n) -> [Explanation(weights (U, S), source, output, image)]
                                                                 attention heatmaps: diagnose
     Classifying confusion(batch) -> (K, K) counts, class_names()    confusion matrices
+    Ensembling  ensemble(others) -> a model that decodes as their combination
+                                                                evaluate --ensemble
 
 A model's class attribute ``kind`` names it in those sentences ("classifier",
 "language model", "tagger", "per-step model").
@@ -31,6 +33,7 @@ __all__ = [
     "Attending",
     "Carrying",
     "Classifying",
+    "Ensembling",
     "Explanation",
     "ModelContractError",
     "Predicting",
@@ -91,6 +94,14 @@ class Translating(Protocol):
     def translate(self, inputs: Any, beam: int = 1, n_best: int = 1) -> Any: ...
 
 
+@runtime_checkable
+class Ensembling(Protocol):
+    """This trained model and ``others`` of the same kind and codec combined into one model
+    that evaluates and decodes as their ensemble (``rnnkit evaluate RUN --ensemble OTHER``)."""
+
+    def ensemble(self, others: Any) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Explanation:
     """The attention behind one output: what an attention heatmap draws."""
@@ -128,6 +139,7 @@ _NEEDS = {
     Translating: "translate(inputs) to decode raw input with (it is not an encoder-decoder)",
     Attending: "attention to explain its outputs with",
     Classifying: "single class per sequence to draw a confusion matrix of",
+    Ensembling: "ensemble(others) to combine with other runs (only encoder-decoders have one)",
 }
 
 

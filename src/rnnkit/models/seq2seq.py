@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -51,10 +52,19 @@ from rnnkit.layers import stepping
 from rnnkit.models.contract import Explanation, ModelContractError
 from rnnkit.models.encoder import CELLS, RecurrentConfig, build_encoder
 
-__all__ = ["DecoderState", "Seq2Seq", "Seq2SeqConfig", "Translation"]
+__all__ = ["DecoderState", "Seq2Seq", "Seq2SeqConfig", "Seq2SeqEnsemble", "Translation"]
 
 ATTENTION = ("none", "bahdanau", "dot", "general", "concat")
 BOS, EOS, PAD = 2, 3, 0  # rnnkit.data.vocab's fixed ids
+# the config fields the data sets (the kind and size of the source, the output vocabulary):
+# what ensembled models must share
+DATA_FIELDS = (
+    "source_vocab_size",
+    "target_vocab_size",
+    "source_features",
+    "image_channels",
+    "image_height",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,7 +237,194 @@ def _top_state(state: Any, layers: int, directions: int) -> tuple[Tensor, Tensor
     return top(h), (top(c) if c is not None else None)
 
 
-class Seq2Seq(nn.Module):
+class _Decoding(nn.Module):
+    """Search, scoring and raw input for a model with ``encode(source, lengths) -> state``,
+    the stepping contract (``step``, ``reorder_state``), ``codec``, ``_device()``,
+    ``has_attention`` and ``attention_weights``: :class:`Seq2Seq` and
+    :class:`Seq2SeqEnsemble`."""
+
+    codec: Any
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def has_attention(self) -> bool:
+        raise NotImplementedError
+
+    def encode(self, source: Tensor, source_lengths: Tensor) -> Any:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def decode(
+        self,
+        source: Tensor,
+        source_lengths: Tensor,
+        beam: int = 1,
+        n_best: int = 1,
+        max_length: int | None = None,
+        length_penalty: float = 0.0,
+        no_repeat_ngram: int = 0,
+    ) -> list[list[tuple[list[int], float]]]:
+        """Token ids (without ``<eos>``) and summed log-probabilities of the ``n_best`` best
+        outputs per source: greedy (``beam`` 1, one output) or beam search (also at beam 1
+        with ``no_repeat_ngram`` > 0: no n-gram twice in an output)."""
+        from rnnkit.decoding import beam_search, generate
+
+        if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
+            raise ValueError(f"beam: expected an integer >= 1, got {beam!r}")
+        if length_penalty and beam == 1:
+            raise ValueError(
+                f"length_penalty={length_penalty} ranks the hypotheses of a beam; greedy "
+                "decoding (beam 1) has none to rank: give beam > 1"
+            )
+        if max_length is None:
+            max_length = 2 * int(source_lengths.max()) + 10
+        state = self.encode(source, source_lengths)
+        b = source.shape[0]
+        device = self._device()
+        if beam == 1 and n_best == 1 and not no_repeat_ngram:
+            start = torch.full((b, 1), BOS, dtype=torch.long, device=device)
+            out = generate(self, start, max_length, temperature=0, state=state, eos_id=EOS)
+            rows = out[:, 1:]
+            logp = self._score(state, rows)
+            return [[(_cut(r.tolist()), s)] for r, s in zip(rows, logp.tolist(), strict=True)]
+        start = torch.full((b,), BOS, dtype=torch.long, device=device)
+        hyps = beam_search(
+            self,
+            start,
+            beam_size=beam,
+            max_length=max_length,
+            eos_id=EOS,
+            length_penalty=length_penalty,
+            state=state,
+            n_best=n_best,
+            no_repeat_ngram=no_repeat_ngram,
+        )
+        return [[(_cut(h.tokens), float(h.score)) for h in row] for row in hyps]
+
+    def _score(self, state: DecoderState, rows: Tensor) -> Tensor:
+        """Summed log-probability of each row's tokens up to and with its first ``<eos>``."""
+        tokens = torch.cat([rows.new_full((rows.shape[0], 1), BOS), rows], 1)
+        total = torch.zeros(rows.shape[0], device=rows.device)
+        alive = torch.ones(rows.shape[0], dtype=torch.bool, device=rows.device)
+        with stepping(self):
+            for t in range(rows.shape[1]):
+                logits, state = self.step(tokens[:, t], state)
+                logp = logits.log_softmax(-1).gather(1, rows[:, t : t + 1]).squeeze(1)
+                total += logp * alive
+                alive &= rows[:, t] != EOS
+        return total
+
+    def translate(
+        self,
+        inputs: Any,
+        beam: int = 1,
+        n_best: int = 1,
+        max_length: int | None = None,
+        length_penalty: float = 0.0,
+        attention: bool = False,
+        batch_size: int = 64,
+        no_repeat_ngram: int = 0,
+    ) -> Any:
+        """Decode raw sources (texts, images or frame arrays) with the model's codec: a list
+        of :class:`Translation`, or one for one text.
+
+        Greedy with ``beam`` 1, beam search otherwise (``length_penalty`` alpha of GNMT;
+        ``no_repeat_ngram`` n > 0 blocks any n-gram from repeating in an output);
+        each :class:`Translation` has the best output and the next ``n_best - 1`` in
+        ``alternatives``; with ``attention`` its (U, S) attention matrix too.
+        """
+        if self.codec is None:
+            raise ModelContractError(
+                "the encoder-decoder has no codec to read raw input with (load it with "
+                "rnnkit.load, or give Seq2Seq(config, codec))"
+            )
+        if isinstance(inputs, str):
+            return self.translate(
+                [inputs],
+                beam,
+                n_best,
+                max_length,
+                length_penalty,
+                attention,
+                batch_size,
+                no_repeat_ngram,
+            )[0]
+        was_training = self.training
+        self.eval()
+        device = self._device()
+        # decode in chunks of similar source length (less padding), answer in input order
+        inputs = list(inputs)
+        order = sorted(range(len(inputs)), key=lambda i: len(self.codec.source_tokens(inputs[i])))
+        out: list[Translation | None] = [None] * len(inputs)
+        try:
+            for start in range(0, len(order), batch_size):
+                index = order[start : start + batch_size]
+                chunk = [inputs[i] for i in index]
+                source, lengths = self.codec.source_batch(chunk)
+                source = source.to(device)
+                rows = self.decode(
+                    source, lengths, beam, n_best, max_length, length_penalty, no_repeat_ngram
+                )
+                for j, row in enumerate(rows):
+                    found = [self._translation(chunk[j], ids, s) for ids, s in row]
+                    best = found[0]
+                    if attention and self.has_attention:
+                        one = source[j : j + 1, ..., : int(lengths[j])]
+                        if self.codec.source_kind == "frames":
+                            one = source[j : j + 1, : int(lengths[j])]
+                        w = self.attention_weights(one, lengths[j : j + 1], row[0][0])
+                        best = dataclasses.replace(best, attention=w)
+                    out[index[j]] = dataclasses.replace(best, alternatives=found[1:])
+        finally:
+            self.train(was_training)
+        return out
+
+    def _translation(self, source: Any, ids: list[int], score: float) -> Translation:
+        codec = self.codec
+        return Translation(
+            codec.decode_target(ids), codec.target_tokens(ids), score, codec.source_tokens(source)
+        )
+
+    @torch.no_grad()
+    def explain(self, batch: PairBatch, n: int = 3) -> list[Explanation]:
+        """For the first ``n`` rows of ``batch``: the attention (U, S) of the greedy output,
+        the source tokens (column numbers for images), the output tokens with ``<eos>`` and,
+        for an image, the image (H, W); nothing without attention (``attention='none'``)."""
+        if not self.has_attention:
+            return []
+        was_training = self.training
+        self.eval()
+        out = []
+        try:
+            device = self._device()
+            for b in range(min(n, batch.size)):
+                length = batch.source_lengths[b : b + 1]
+                s = int(length)
+                src = batch.source[b : b + 1]
+                src = (src[..., :s] if src.dim() == 4 else src[:, :s]).to(device)
+                ids = self.decode(src, length)[0][0][0]
+                weights = self.attention_weights(src, length, ids)
+                if self.codec is not None and self.codec.source_vocab is not None:
+                    source = self.codec.source_vocab.decode(src[0].tolist(), strip_specials=False)
+                else:
+                    source = [str(i) for i in range(s)]
+                target = self.codec.target_vocab.decode(ids) if self.codec is not None else []
+                if self.codec is None:
+                    target = [str(i) for i in ids]
+                image = src[0].mean(0).cpu() if src.dim() == 4 else None  # channels averaged
+                out.append(Explanation(weights, source, [*target, "<eos>"], image))
+        finally:
+            self.train(was_training)
+        return out
+
+    def predict(self, inputs: Any) -> Any:
+        """Greedy outputs for raw sources (:meth:`translate` with its defaults)."""
+        return self.translate(inputs)
+
+
+class Seq2Seq(_Decoding):
     """Encoder-decoder with attention (see the module docstring for the equations)."""
 
     kind = "encoder-decoder"
@@ -291,6 +488,10 @@ class Seq2Seq(nn.Module):
         self.register_buffer("_never", torch.tensor([PAD, BOS]), persistent=False)
         if c.tie_embeddings:
             self.head.weight = self.target_embedding.weight
+
+    @property
+    def has_attention(self) -> bool:
+        return self.attention is not None
 
     # ---- checkpoint contract --------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -398,18 +599,16 @@ class Seq2Seq(nn.Module):
         (1 - eps) * -log p(y_t) + eps * mean_v -log p(v), as torch's cross-entropy; the
         metrics are the unsmoothed perplexity and the token accuracy. Logits are computed at
         the valid target positions only (padding costs no output projection)."""
+        logp, gold = self.token_log_probs(batch)
+        return _smoothed_loss(logp, gold, self.config.label_smoothing)
+
+    def token_log_probs(self, batch: PairBatch) -> tuple[Tensor, Tensor]:
+        """log p(. | y_<t, x) (N, V) at the N valid target positions of ``batch`` (teacher
+        forcing, row by row) and the gold tokens there (N,)."""
         o, _ = self._outputs(batch.source, batch.source_lengths, batch.target)  # (B, U, H_d)
         mask = lengths_to_mask(batch.target_lengths.to(o.device), batch.target.shape[1])
         logp = self._logits(o[mask]).log_softmax(-1)  # (N, V), N valid target tokens
-        gold = batch.target.to(o.device)[mask]  # (N,)
-        nll = -logp.gather(1, gold.unsqueeze(1)).squeeze(1)  # (N,)
-        nats = nll.mean()
-        eps = self.config.label_smoothing
-        loss = (1 - eps) * nats - eps * logp.mean(-1).mean() if eps > 0 else nats
-        with torch.no_grad():
-            accuracy = float((logp.argmax(-1) == gold).float().mean())
-        value = float(nats.detach())
-        return loss, {"perplexity": math.exp(min(value, 50.0)), "accuracy": accuracy}
+        return logp, batch.target.to(o.device)[mask]
 
     # ---- decoding contract ------------------------------------------------------------------
     def step(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, DecoderState]:
@@ -425,9 +624,24 @@ class Seq2Seq(nn.Module):
         logits = self._logits(o)
         return logits.index_fill(1, self._never, float("-inf")), state
 
+    @torch.no_grad()
+    def attention_weights(self, source: Tensor, source_lengths: Tensor, ids: list[int]) -> Tensor:
+        """The attention (U, S) of one source (batch of 1) while the decoder reads ``ids`` and
+        then ``<eos>`` (forced decoding: the weights the decoder had when it produced them)."""
+        target = torch.tensor([[*ids, EOS]], device=source.device)
+        _, weights = self(source, source_lengths, target)
+        if weights is None:
+            raise ModelContractError("the model has no attention (attention='none')")
+        return weights[0, :, : int(source_lengths[0])].cpu()
+
     def reorder_state(self, state: DecoderState, index: Tensor) -> DecoderState:
         """Rows ``index`` of a decoder state (beam search)."""
         return state.select(index.to(state.memory.device))
+
+    def ensemble(self, others: Sequence[Seq2Seq]) -> Seq2SeqEnsemble:
+        """This model and ``others`` (same codec and vocabulary sizes) decoding as one
+        (:class:`Seq2SeqEnsemble`), with this model's codec."""
+        return Seq2SeqEnsemble([self, *others], self.codec)
 
     def onnx_graphs(self) -> list:
         """``rnnkit export``'s graphs (:mod:`rnnkit.export`), batch and source time dynamic:
@@ -491,184 +705,104 @@ class Seq2Seq(nn.Module):
             for name, fn, make, ins, outs in graphs
         ]
 
-    # ---- raw input ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def decode(
-        self,
-        source: Tensor,
-        source_lengths: Tensor,
-        beam: int = 1,
-        n_best: int = 1,
-        max_length: int | None = None,
-        length_penalty: float = 0.0,
-        no_repeat_ngram: int = 0,
-    ) -> list[list[tuple[list[int], float]]]:
-        """Token ids (without ``<eos>``) and summed log-probabilities of the ``n_best`` best
-        outputs per source: greedy (``beam`` 1, one output) or beam search (also at beam 1
-        with ``no_repeat_ngram`` > 0: no n-gram twice in an output)."""
-        from rnnkit.decoding import beam_search, generate
 
-        if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
-            raise ValueError(f"beam: expected an integer >= 1, got {beam!r}")
-        if length_penalty and beam == 1:
+class Seq2SeqEnsemble(_Decoding):
+    r"""M trained encoder-decoders with one codec decoding as one model (OpenNMT-py's ensemble
+    rule): each member m encodes the source and steps its own state; at every step their
+    log-probabilities are averaged and renormalised, a product of experts::
+
+        log p(y_t = v | y_<t, x) = log_softmax_v( (1/M) sum_m log p_m(v | y_<t, x) )
+
+    so greedy decoding, beam search, :meth:`translate`, scoring and the loss (the same
+    p, with the first member's label smoothing) run on it as on one :class:`Seq2Seq`. The
+    attention of an output is the members' mean. Built by ``Seq2Seq.ensemble(others)``
+    (``rnnkit evaluate RUN --ensemble OTHER``); an ensemble is decoded and evaluated, not
+    trained or saved.
+    """
+
+    kind = "encoder-decoder ensemble"
+
+    def __init__(self, members: Sequence[Seq2Seq], codec: Any = None) -> None:
+        super().__init__()
+        members = list(members)
+        if len(members) < 2:
+            raise ValueError(f"members: an ensemble needs at least 2 models, got {len(members)}")
+        for i, m in enumerate(members):
+            if not isinstance(m, Seq2Seq):
+                raise ModelContractError(
+                    f"members[{i}]: a {getattr(m, 'kind', type(m).__name__)} is not an "
+                    "encoder-decoder: only Seq2Seq models are ensembled"
+                )
+        first = members[0].config
+        for i, m in enumerate(members[1:], 1):
+            for field in DATA_FIELDS:
+                a, b = getattr(first, field), getattr(m.config, field)
+                if a != b:
+                    raise ValueError(
+                        f"members[{i}]: {field} is {b}, members[0]'s {a}: ensembled models "
+                        "read the same sources and write the same vocabulary"
+                    )
+        self.members = nn.ModuleList(members)
+        self.codec = codec if codec is not None else members[0].codec
+
+    @property
+    def has_attention(self) -> bool:
+        return all(m.has_attention for m in self.members)
+
+    def encode(self, source: Tensor, source_lengths: Tensor) -> tuple[DecoderState, ...]:
+        """Every member's first decoder state."""
+        return tuple(m.encode(source, source_lengths) for m in self.members)
+
+    def step(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, tuple[DecoderState, ...]]:
+        """log p (B, V) of the token after ``tokens`` (B,) (normalised, so usable as logits)
+        and every member's next state."""
+        if not isinstance(state, tuple) or len(state) != len(self.members):
             raise ValueError(
-                f"length_penalty={length_penalty} ranks the hypotheses of a beam; greedy "
-                "decoding (beam 1) has none to rank: give beam > 1"
+                "state: an ensemble steps from the tuple of member states encode(source, "
+                f"lengths) returns, got {type(state).__name__}"
             )
-        if max_length is None:
-            max_length = 2 * int(source_lengths.max()) + 10
-        state = self.encode(source, source_lengths)
-        b = source.shape[0]
-        device = state.memory.device
-        if beam == 1 and n_best == 1 and not no_repeat_ngram:
-            start = torch.full((b, 1), BOS, dtype=torch.long, device=device)
-            out = generate(self, start, max_length, temperature=0, state=state, eos_id=EOS)
-            rows = out[:, 1:]
-            logp = self._score(state, rows)
-            return [[(_cut(r.tolist()), s)] for r, s in zip(rows, logp.tolist(), strict=True)]
-        start = torch.full((b,), BOS, dtype=torch.long, device=device)
-        hyps = beam_search(
-            self,
-            start,
-            beam_size=beam,
-            max_length=max_length,
-            eos_id=EOS,
-            length_penalty=length_penalty,
-            state=state,
-            n_best=n_best,
-            no_repeat_ngram=no_repeat_ngram,
-        )
-        return [[(_cut(h.tokens), float(h.score)) for h in row] for row in hyps]
+        logps, states = [], []
+        for m, s in zip(self.members, state, strict=True):
+            logits, s = m.step(tokens, s)
+            logps.append(logits.log_softmax(-1))
+            states.append(s)
+        return _mean_log_probs(logps), tuple(states)
 
-    def _score(self, state: DecoderState, rows: Tensor) -> Tensor:
-        """Summed log-probability of each row's tokens up to and with its first ``<eos>``."""
-        tokens = torch.cat([rows.new_full((rows.shape[0], 1), BOS), rows], 1)
-        total = torch.zeros(rows.shape[0], device=rows.device)
-        alive = torch.ones(rows.shape[0], dtype=torch.bool, device=rows.device)
-        with stepping(self):
-            for t in range(rows.shape[1]):
-                logits, state = self.step(tokens[:, t], state)
-                logp = logits.log_softmax(-1).gather(1, rows[:, t : t + 1]).squeeze(1)
-                total += logp * alive
-                alive &= rows[:, t] != EOS
-        return total
+    def reorder_state(self, state: tuple[DecoderState, ...], index: Tensor) -> tuple:
+        """Rows ``index`` of every member's state (beam search)."""
+        return tuple(m.reorder_state(s, index) for m, s in zip(self.members, state, strict=True))
+
+    def loss(self, batch: PairBatch) -> tuple[Tensor, dict[str, float]]:
+        """The mean -log p per target token under the ensemble's p (teacher forcing), with the
+        first member's label smoothing; perplexity and token accuracy as :class:`Seq2Seq`."""
+        parts = [m.token_log_probs(batch) for m in self.members]
+        logp = _mean_log_probs([p for p, _ in parts])
+        return _smoothed_loss(logp, parts[0][1], self.members[0].config.label_smoothing)
 
     @torch.no_grad()
     def attention_weights(self, source: Tensor, source_lengths: Tensor, ids: list[int]) -> Tensor:
-        """The attention (U, S) of one source (batch of 1) while the decoder reads ``ids`` and
-        then ``<eos>`` (forced decoding: the weights the decoder had when it produced them)."""
-        target = torch.tensor([[*ids, EOS]], device=source.device)
-        _, weights = self(source, source_lengths, target)
-        if weights is None:
-            raise ModelContractError("the model has no attention (attention='none')")
-        return weights[0, :, : int(source_lengths[0])].cpu()
+        """The members' mean attention (U, S) while the decoder reads ``ids`` then ``<eos>``."""
+        return torch.stack(
+            [m.attention_weights(source, source_lengths, ids) for m in self.members]
+        ).mean(0)
 
-    def translate(
-        self,
-        inputs: Any,
-        beam: int = 1,
-        n_best: int = 1,
-        max_length: int | None = None,
-        length_penalty: float = 0.0,
-        attention: bool = False,
-        batch_size: int = 64,
-        no_repeat_ngram: int = 0,
-    ) -> Any:
-        """Decode raw sources (texts, images or frame arrays) with the model's codec: a list
-        of :class:`Translation`, or one for one text.
 
-        Greedy with ``beam`` 1, beam search otherwise (``length_penalty`` alpha of GNMT;
-        ``no_repeat_ngram`` n > 0 blocks any n-gram from repeating in an output);
-        each :class:`Translation` has the best output and the next ``n_best - 1`` in
-        ``alternatives``; with ``attention`` its (U, S) attention matrix too.
-        """
-        if self.codec is None:
-            raise ModelContractError(
-                "the encoder-decoder has no codec to read raw input with (load it with "
-                "rnnkit.load, or give Seq2Seq(config, codec))"
-            )
-        if isinstance(inputs, str):
-            return self.translate(
-                [inputs],
-                beam,
-                n_best,
-                max_length,
-                length_penalty,
-                attention,
-                batch_size,
-                no_repeat_ngram,
-            )[0]
-        was_training = self.training
-        self.eval()
-        device = self.head.weight.device
-        # decode in chunks of similar source length (less padding), answer in input order
-        inputs = list(inputs)
-        order = sorted(range(len(inputs)), key=lambda i: len(self.codec.source_tokens(inputs[i])))
-        out: list[Translation | None] = [None] * len(inputs)
-        try:
-            for start in range(0, len(order), batch_size):
-                index = order[start : start + batch_size]
-                chunk = [inputs[i] for i in index]
-                source, lengths = self.codec.source_batch(chunk)
-                source = source.to(device)
-                rows = self.decode(
-                    source, lengths, beam, n_best, max_length, length_penalty, no_repeat_ngram
-                )
-                for j, row in enumerate(rows):
-                    found = [self._translation(chunk[j], ids, s) for ids, s in row]
-                    best = found[0]
-                    if attention and self.attention is not None:
-                        one = source[j : j + 1, ..., : int(lengths[j])]
-                        if self.codec.source_kind == "frames":
-                            one = source[j : j + 1, : int(lengths[j])]
-                        w = self.attention_weights(one, lengths[j : j + 1], row[0][0])
-                        best = dataclasses.replace(best, attention=w)
-                    out[index[j]] = dataclasses.replace(best, alternatives=found[1:])
-        finally:
-            self.train(was_training)
-        return out
+def _mean_log_probs(logps: Sequence[Tensor]) -> Tensor:
+    """log_softmax of the mean of M log-probability tensors (..., V): their renormalised
+    geometric mean. A token every member rules out (-inf) stays -inf."""
+    return torch.stack(logps).mean(0).log_softmax(-1)
 
-    def _translation(self, source: Any, ids: list[int], score: float) -> Translation:
-        codec = self.codec
-        return Translation(
-            codec.decode_target(ids), codec.target_tokens(ids), score, codec.source_tokens(source)
-        )
 
-    @torch.no_grad()
-    def explain(self, batch: PairBatch, n: int = 3) -> list[Explanation]:
-        """For the first ``n`` rows of ``batch``: the attention (U, S) of the greedy output,
-        the source tokens (column numbers for images), the output tokens with ``<eos>`` and,
-        for an image, the image (H, W); nothing without attention (``attention='none'``)."""
-        if self.attention is None:
-            return []
-        was_training = self.training
-        self.eval()
-        out = []
-        try:
-            device = self.head.weight.device
-            for b in range(min(n, batch.size)):
-                length = batch.source_lengths[b : b + 1]
-                s = int(length)
-                src = batch.source[b : b + 1]
-                src = (src[..., :s] if src.dim() == 4 else src[:, :s]).to(device)
-                ids = self.decode(src, length)[0][0][0]
-                weights = self.attention_weights(src, length, ids)
-                if self.codec is not None and self.codec.source_vocab is not None:
-                    source = self.codec.source_vocab.decode(src[0].tolist(), strip_specials=False)
-                else:
-                    source = [str(i) for i in range(s)]
-                target = self.codec.target_vocab.decode(ids) if self.codec is not None else []
-                if self.codec is None:
-                    target = [str(i) for i in ids]
-                image = src[0].mean(0).cpu() if src.dim() == 4 else None  # channels averaged
-                out.append(Explanation(weights, source, [*target, "<eos>"], image))
-        finally:
-            self.train(was_training)
-        return out
-
-    def predict(self, inputs: Any) -> Any:
-        """Greedy outputs for raw sources (:meth:`translate` with its defaults)."""
-        return self.translate(inputs)
+def _smoothed_loss(logp: Tensor, gold: Tensor, eps: float) -> tuple[Tensor, dict[str, float]]:
+    """(1 - eps) * mean -log p(y_t) + eps * mean_t mean_v -log p(v) over N tokens (logp (N, V),
+    gold (N,)), with the unsmoothed perplexity and the token accuracy as metrics."""
+    nll = -logp.gather(1, gold.unsqueeze(1)).squeeze(1)  # (N,)
+    nats = nll.mean()
+    loss = (1 - eps) * nats - eps * logp.mean(-1).mean() if eps > 0 else nats
+    with torch.no_grad():
+        accuracy = float((logp.argmax(-1) == gold).float().mean())
+    value = float(nats.detach())
+    return loss, {"perplexity": math.exp(min(value, 50.0)), "accuracy": accuracy}
 
 
 def _only(axes: dict, names: tuple[str, ...]) -> dict:

@@ -27,17 +27,11 @@ from typing import Any
 import torch
 
 from rnnkit.data.registry import dataset_dir, fetch, load_report
+from rnnkit.models.seq2seq import DATA_FIELDS
 from rnnkit.tasks.base import TaskData
 
 SPLIT_FILES = {"train": "train", "val": "valid", "test": "test"}
-# the Seq2Seq config fields the data sets: the kind and size of the source, the target vocabulary
-FIXED = (
-    "source_vocab_size",
-    "target_vocab_size",
-    "source_features",
-    "image_channels",
-    "image_height",
-)
+FIXED = DATA_FIELDS  # the Seq2Seq config fields the data sets
 
 METRICS = ("bleu", "chrf", "exact", "wer", "per")
 

@@ -34,7 +34,7 @@ import torch
 
 from rnnkit.config import ConfigError, apply_overrides, check_table, from_dict, load_toml, to_dict
 from rnnkit.data.batches import EpochBatches, trimmed
-from rnnkit.models.contract import Attending, Classifying, Traceable, require
+from rnnkit.models.contract import Attending, Classifying, Ensembling, Traceable, require
 from rnnkit.models.encoder import RecurrentConfig
 from rnnkit.tasks.base import Task, TaskData, get_task
 from rnnkit.training.callbacks import Callback
@@ -287,6 +287,40 @@ def load(run_dir: str | Path, which: str = "best", device: str = "cpu") -> torch
     return model.eval()
 
 
+def load_ensemble(
+    run_dirs: Sequence[str | Path], which: str = "best", device: str = "cpu"
+) -> torch.nn.Module:
+    """The ``which`` models of several runs of one task and codec combined into one model
+    (:class:`~rnnkit.models.contract.Ensembling`: encoder-decoders), with the first run's
+    codec, in eval mode."""
+    if len(run_dirs) < 2:
+        raise ValueError(f"run_dirs: an ensemble needs at least 2 runs, got {len(run_dirs)}")
+    first = run_dirs[0]
+    task = read_run_config(first).task
+    model = load(first, which, device)
+    require(model, Ensembling, str(first))
+    mine = json.dumps(model.codec.to_json(), sort_keys=True)
+    seen, members = {Path(first).resolve()}, []
+    for other in run_dirs[1:]:
+        if Path(other).resolve() in seen:
+            raise ValueError(f"{other}: this run is already in the ensemble")
+        seen.add(Path(other).resolve())
+        theirs = read_run_config(other).task
+        if theirs != task:
+            raise ValueError(
+                f"{other}: is a {theirs!r} run and {first} a {task!r} run: ensembled runs "
+                "must be of one task"
+            )
+        member = load(other, which, device)
+        if json.dumps(member.codec.to_json(), sort_keys=True) != mine:
+            raise ValueError(
+                f"{other}: its codec (vocabularies, tokenizers) differs from {first}'s: "
+                "ensembled runs must read and write the same tokens"
+            )
+        members.append(member)
+    return model.ensemble(members).eval()
+
+
 def _split(data: TaskData, split: str) -> Any:
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
@@ -300,6 +334,7 @@ def evaluate(
     data_file: str | Path | None = None,
     overrides: Sequence[str] = (),
     confusion_plot: str | Path | None = None,
+    ensemble: Sequence[str | Path] = (),
 ) -> dict[str, float]:
     """Loss and metrics of the run's ``which`` checkpoint on ``split``, with the baseline.
 
@@ -307,13 +342,15 @@ def evaluate(
     with the checkpoint's codec. ``overrides`` (``task.beam=5``) change ``[task]`` settings
     for this evaluation only: how it decodes and scores, say; the data is the run's own.
     ``confusion_plot``: a PNG path for the confusion matrix of what was evaluated (a model
-    with one class per sequence).
+    with one class per sequence). ``ensemble``: other run directories of the same task and
+    codec whose ``which`` checkpoints join this one's model (:class:`Ensembling`); the
+    settings, data and baseline are this run's.
     """
     cfg = read_run_config(run_dir)
     if overrides:
         cfg = _with_task_overrides(cfg, overrides)
     spec = get_task(cfg.task)
-    model = load(run_dir, which)
+    model = load_ensemble([run_dir, *ensemble], which) if ensemble else load(run_dir, which)
     if confusion_plot is not None:
         require(model, Classifying, str(run_dir))
     batch_size = cfg.trainer.batch_size
@@ -437,6 +474,7 @@ __all__ = [
     "diagnose",
     "evaluate",
     "load",
+    "load_ensemble",
     "load_run_config",
     "read_run_config",
     "resume",
