@@ -129,6 +129,20 @@ def test_evaluate_reports_scores_baseline_and_takes_task_settings(run):
     assert code == 2 and "evaluate changes [task] settings only" in out
 
 
+def test_evaluate_scores_a_file_of_pairs_with_the_run_settings(run):
+    """--data FILE decodes and scores the file's pairs with the run's [task] settings (its
+    metrics, beam) and the --set ones: here the run's own training file."""
+    pairs = str(run.parent / "pairs.tsv")
+    code, out = _cli("evaluate", str(run), "--data", pairs)
+    assert code == 0, out
+    scores = json.loads(out)
+    assert scores["n"] == 80 and {"bleu", "chrf", "loss"} <= set(scores)
+    code, out = _cli("evaluate", str(run), "--data", pairs, "--set", 'task.metrics=["exact"]')
+    assert code == 0, out
+    exact = json.loads(out)
+    assert "exact" in exact and "bleu" not in exact and 0 <= exact["exact"] <= 1
+
+
 def test_translate_command_n_best_stdin_and_attention_plots(run, tmp_path):
     model = rnnkit.load(run)
     code, out = _cli("translate", str(run), "red cat", "blue dog bird")

@@ -186,7 +186,9 @@ def score_pairs(model: Any, batch: Any, data: TaskData) -> dict[str, float]:
 
 
 def metrics_of(cfg: Any) -> tuple[str, ...]:
-    return tuple(cfg.metrics) or ("bleu", "chrf")
+    """The metrics a [task] config asks for: its resolved ones (a dataset's defaults where
+    the setting is empty) when it has them, else its own, else BLEU and chrF."""
+    return tuple(getattr(cfg, "resolved_metrics", None) or cfg.metrics) or ("bleu", "chrf")
 
 
 def read_splits(cfg: Any, suffix: str, read: Callable[[Path], Any]) -> dict[str, Any]:

@@ -362,7 +362,8 @@ def evaluate(
         out = {"n": float(batch.size), **evaluate_model(model, batches)}
         if spec.score is not None:
             with torch.no_grad():
-                out.update(spec.score(model, batch, TaskData(None, None, batch, model.codec)))
+                data = TaskData(None, None, batch, model.codec, config=cfg.task_config)
+                out.update(spec.score(model, batch, data))
         if confusion_plot is not None:
             plot_confusion_of(model, batch, batch_size, confusion_plot, Path(data_file).name)
         return out

@@ -196,7 +196,6 @@ def prepare(cfg: TranslateConfig, seed: int, codec: PairCodec | None = None) -> 
         codec = build_codec(cfg, train_src, train_tgt, seed)
     train_src, train_tgt = _keep(cfg, codec, train_src, train_tgt)
     batches = {split: codec.batch(*pairs[split]) for split in ("val", "test")}
-    data_config = _ScoreConfig(cfg.resolved_metrics, cfg.beam, cfg.length_penalty)
     fixed: dict[str, Any] = {
         "source_vocab_size": len(codec.source_vocab),  # type: ignore[arg-type]
         "target_vocab_size": len(codec.target_vocab),
@@ -208,16 +207,9 @@ def prepare(cfg: TranslateConfig, seed: int, codec: PairCodec | None = None) -> 
         codec=codec,
         fixed=fixed,
         baseline=copy_baseline(cfg, codec, *pairs["test"]),
-        config=data_config,
+        config=cfg,
         references={"val": pairs["val"][1], "test": pairs["test"][1]},
     )
-
-
-@dataclass(frozen=True)
-class _ScoreConfig:
-    metrics: tuple[str, ...]
-    beam: int
-    length_penalty: float
 
 
 def read_file(cfg: TranslateConfig, path: str, codec: PairCodec) -> PairBatch:
