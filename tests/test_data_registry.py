@@ -17,6 +17,7 @@ from rnnkit.data.readers import read_conll
 
 DESIGN_DATASETS = {
     "glove-100d",  # not in the design's table: pre-trained vectors for the MR benchmark
+    "spacy-vectors-300d",  # likewise: 300-d vectors (issue 17's pretrained-vectors target)
     "movie-reviews",
     "rotten-tomatoes",
     "japanese-ner",

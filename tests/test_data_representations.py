@@ -183,6 +183,32 @@ def test_read_vectors_keeps_only_the_given_tokens(tmp_path: Path) -> None:
         read_vectors(path, keep={"dog"})
 
 
+def test_a_vector_table_reads_shared_rows_and_names_bad_lines(tmp_path: Path) -> None:
+    import numpy as np
+
+    from rnnkit.data.representations import vector_words
+
+    np.save(tmp_path / "t.npy", np.array([[1, 2], [3, 4]], dtype=np.float32))
+    table = tmp_path / "t.tsv"
+    table.write_text("12\t1\nthe\t0\nThe\t0\nfilm\t1\n", encoding="utf-8")
+    vectors = read_vectors(table)
+    assert vectors.tokens == ["12", "the", "The", "film"]
+    assert vectors.matrix.tolist() == [[3, 4], [1, 2], [1, 2], [3, 4]]
+    kept = read_vectors(table, keep={"film", "absent"})
+    assert kept.tokens == ["film"] and kept.matrix.tolist() == [[3, 4]]
+    assert vector_words(table, 2) == ["12", "the"]  # a digit word first is no header
+    table.write_text("the\t0\nfilm 1\nemu\t7\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"t\.tsv:2: expected 'token<TAB>row'"):
+        read_vectors(table)
+    assert read_vectors(table, skip_bad=True).tokens == ["the"]
+    table.write_text("the\t0\nemu\t7\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"t\.tsv:2: row 7 is outside t\.npy's 2 rows"):
+        read_vectors(table, keep={"the"})
+    (tmp_path / "t.npy").unlink()
+    with pytest.raises(DataFormatError, match=r"needs its rows in t\.npy beside it"):
+        read_vectors(table)
+
+
 def test_vector_row_of_wrong_dimension_names_line(tmp_path: Path) -> None:
     path = write_vectors(tmp_path / "v.txt", ["cat 1 2 3", "dog 1 2", "emu 1 2 3"])
     with pytest.raises(DataFormatError, match=r"v\.txt:2: expected a token and 3 numbers"):

@@ -1,9 +1,13 @@
 """Inputs for an RNN: one-hot vectors, or an embedding optionally initialised from
-pre-trained vectors in word2vec or GloVe text format.
+pre-trained vectors in word2vec or GloVe text format, or a vector table.
 
 word2vec text format: an optional first line ``N D`` (count and dimension), then one
 vector per line, ``token v_1 ... v_D``, separated by spaces. GloVe is the same without the
 first line. A row whose dimension differs from the others is an error naming its line.
+
+Vector table (``NAME.tsv`` beside ``NAME.npy``), for vectors that many words share (spaCy's
+pruned vectors, ``spacy-vectors-300d``): ``NAME.npy`` holds the (R, D) rows, a NumPy array
+read without pickles, and each line of ``NAME.tsv`` is ``token<TAB>row``.
 """
 
 from __future__ import annotations
@@ -63,10 +67,11 @@ class Vectors:
 def read_vectors(
     path: str | Path, *, skip_bad: bool = False, keep: Collection[str] | None = None
 ) -> Vectors:
-    """Read word2vec (with ``N D`` header) or GloVe (no header) text vectors.
+    """Read word2vec (with ``N D`` header) or GloVe (no header) text vectors, or a vector
+    table (a ``.tsv`` path: see the module docstring).
 
     Args:
-        path: The text file.
+        path: The text file (or the table's ``.tsv``).
         skip_bad: Skip (and count) malformed rows instead of raising.
         keep: Only these tokens (e.g. a vocabulary's): the other rows are counted but not
             parsed, which makes reading a large file for a small vocabulary fast.
@@ -75,6 +80,8 @@ def read_vectors(
         DataFormatError: A row with a different dimension, a value that is not a number,
             or a header that disagrees with the rows; the message names the line.
     """
+    if Path(path).suffix == ".tsv":
+        return _read_table(Path(path), skip_bad, keep)
     rows = BadRows(path, skip_bad)
     tokens: list[str] = []
     values: list[list[float]] = []
@@ -117,6 +124,49 @@ def read_vectors(
     if not values:  # none of ``keep`` found
         return Vectors([], torch.zeros(0, dim or 0))
     return Vectors(tokens, torch.tensor(values, dtype=torch.float32))
+
+
+def _read_table(path: Path, skip_bad: bool, keep: Collection[str] | None) -> Vectors:
+    """The vectors of a table: ``path`` (``token<TAB>row`` lines) and the rows of its
+    ``.npy`` sibling."""
+    import numpy as np
+
+    matrix_path = path.with_suffix(".npy")
+    try:
+        matrix = np.load(matrix_path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataFormatError(
+            path, None, f"a vector table needs its rows in {matrix_path.name} beside it"
+        ) from None
+    except ValueError as exc:
+        raise DataFormatError(matrix_path, None, f"not a NumPy array of numbers: {exc}") from None
+    if matrix.ndim != 2 or matrix.shape[1] < 1 or not np.issubdtype(matrix.dtype, np.number):
+        raise DataFormatError(
+            matrix_path, None, f"expected a 2-D array of numbers, got {matrix.dtype} {matrix.shape}"
+        )
+    rows = BadRows(path, skip_bad)
+    tokens: list[str] = []
+    index: list[int] = []
+    total = 0
+    for line, text in iter_lines(path, rows):
+        if not text.strip():
+            continue
+        token, tab, row = text.partition("\t")
+        if not tab or not token or not row.strip().isdigit():
+            rows.bad(line, f"expected 'token<TAB>row', found {text[:60]!r}")
+            continue
+        total += 1
+        if int(row) >= len(matrix):
+            rows.bad(line, f"row {int(row)} is outside {matrix_path.name}'s {len(matrix)} rows")
+            continue
+        if keep is None or token in keep:
+            tokens.append(token)
+            index.append(int(row))
+    if not total:
+        raise DataFormatError(path, None, "expected at least one 'token<TAB>row' line, found none")
+    rows.result(tokens)
+    picked = torch.from_numpy(np.ascontiguousarray(matrix[index], dtype=np.float32))
+    return Vectors(tokens, picked.reshape(len(index), matrix.shape[1]))
 
 
 def build_embedding(
@@ -255,16 +305,18 @@ def ngram_ids(
 
 
 def vector_words(path: str | Path, limit: int) -> list[str]:
-    """The tokens of the first ``limit`` vectors of a word2vec or GloVe text file, in file
-    order (the most frequent first, in the files GloVe and word2vec ship), without parsing
-    the numbers."""
+    """The tokens of the first ``limit`` vectors of a word2vec or GloVe text file or a vector
+    table, in file order (the most frequent first, in the files GloVe and word2vec ship and
+    in ``spacy-vectors-300d``'s table), without parsing the numbers."""
     words: list[str] = []
     if limit < 1:
         return words
+    table = Path(path).suffix == ".tsv"
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f):
-            fields = line.split(" ", 2)
-            if i == 0 and len(fields) == 2 and all(x.strip().isdigit() for x in fields):
+            fields = line.split("\t", 1) if table else line.split(" ", 2)
+            header = i == 0 and not table and len(fields) == 2
+            if header and all(x.strip().isdigit() for x in fields):
                 continue  # word2vec's "N D" header
             if fields[0].strip():
                 words.append(fields[0])
@@ -283,8 +335,9 @@ def vectors_file(value: str) -> Path:
         return path
     if value in names():
         fetch(value)
-        found = dataset_dir(value) / "vectors.txt"
-        if found.is_file():
-            return found
+        for name in ("vectors.txt", "vectors.tsv"):
+            found = dataset_dir(value) / name
+            if found.is_file():
+                return found
         raise ValueError(f"task.vectors={value!r}: dataset {value} holds no vectors.txt")
     raise FileNotFoundError(f"task.vectors={value!r}: no such file, nor a vectors dataset")

@@ -48,7 +48,7 @@ class ClassifyConfig:
     max_vocab: int = 20_000  # vocabulary size, specials included (from the training split)
     min_freq: int = 1  # fewest training occurrences a word needs
     max_len: int = 0  # keep only the first max_len tokens (0: all)
-    vectors: str = ""  # word2vec/GloVe text file, or "glove-100d": the embedding's start
+    vectors: str = ""  # word2vec/GloVe text file or table, "glove-100d", "spacy-vectors-300d"
     nb_columns: int = 0  # the first embedding columns start at each word's NB log-count ratio
     wide_nb: bool = False  # scale the wide part's n-grams by their NB log-count ratio (NBSVM)
     wide_nb_start: bool = False  # with wide_nb: the wide part starts as the NB classifier

@@ -77,7 +77,7 @@ class TaggingConfig:
     bigrams: bool = False  # also the token pairs left and right of each token as features
     bigram_min_freq: int = 2  # fewest training occurrences for a pair to get its own id
     spans: bool = True  # score spans (O / B-, I-, E-, S- tags) or words (B, M, E, S tags)
-    vectors: str = ""  # word2vec/GloVe text file, or "glove-100d": the word embedding's start
+    vectors: str = ""  # word2vec/GloVe text file or table, "glove-100d", "spacy-vectors-300d"
     vectors_vocab: int = 0  # also ids for the file's first N words (most frequent first)
     lower: bool = False  # word ids from lowercased words (GloVe's are); characters keep case
 
