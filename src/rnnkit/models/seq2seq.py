@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -238,22 +238,17 @@ def _top_state(state: Any, layers: int, directions: int) -> tuple[Tensor, Tensor
 
 
 class _Decoding(nn.Module):
-    """Search, scoring and raw input for a model with ``encode(source, lengths) -> state``,
-    the stepping contract (``step``, ``reorder_state``), ``codec``, ``_device()``,
-    ``has_attention`` and ``attention_weights``: :class:`Seq2Seq` and
-    :class:`Seq2SeqEnsemble`."""
+    """Search, scoring and raw input, shared by :class:`Seq2Seq` and
+    :class:`Seq2SeqEnsemble`, which each define what is declared here: ``encode(source,
+    lengths) -> state``, the stepping contract (``step``, ``reorder_state``),
+    ``has_attention`` and ``attention_weights``."""
 
     codec: Any
+    has_attention: bool
+    encode: Callable[[Tensor, Tensor], Any]
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
-
-    @property
-    def has_attention(self) -> bool:
-        raise NotImplementedError
-
-    def encode(self, source: Tensor, source_lengths: Tensor) -> Any:
-        raise NotImplementedError
 
     @torch.no_grad()
     def decode(
