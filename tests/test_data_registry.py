@@ -3,8 +3,12 @@ failure paths (wrong digest, no apt-get, unknown name)."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import re
 import shutil
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -155,6 +159,54 @@ def test_failed_download_suggests_a_local_file(
     missing = Artifact("pypi", "rnnkit-no-such-package-xyz==0.0.1", "x.whl", "0" * 64)
     with pytest.raises(FetchError, match="pass it with --from FILE"):
         fetching.fetch_artifact(missing)
+
+
+@pytest.fixture()
+def index(tmp_path: Path):
+    """A package index on localhost (PEP 503 pages) with one source archive of toy-pkg."""
+    root = tmp_path / "index"
+    (root / "simple" / "toy-pkg").mkdir(parents=True)
+    (root / "files").mkdir()
+    archive = root / "files" / "toy_pkg-1.0.tar.gz"
+    archive.write_bytes(b"toy source archive")
+    (root / "simple" / "toy-pkg" / "index.html").write_text(
+        '<a href="../../files/toy_pkg-0.9.tar.gz">old</a>\n'
+        f'<a href="../../files/toy_pkg-1.0.tar.gz#sha256={fetching.sha256_of(archive)}">new</a>\n'
+    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/simple", archive
+    server.shutdown()
+
+
+def test_a_source_archive_comes_from_the_index_without_running_pip(
+    index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip would run an sdist's build code before the digest is checked: source archives
+    are read from the index's page of the package as bytes, then verified."""
+    url, archive = index
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_INDEX_URL", url + "/")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail(f"ran {a}"))
+    toy = Artifact("pypi", "Toy_Pkg==1.0", archive.name, fetching.sha256_of(archive))
+    assert toy.is_sdist
+    got = fetching.fetch_artifact(toy)
+    assert got == tmp_path / "cache" / "downloads" / archive.name
+    assert got.read_bytes() == b"toy source archive"
+    forged = Artifact("pypi", "toy-pkg==1.0", archive.name, "0" * 64)
+    (tmp_path / "cache" / "downloads" / archive.name).unlink()
+    with pytest.raises(FetchError, match="differs from the recorded"):
+        fetching.fetch_artifact(forged)
+    absent = Artifact("pypi", "toy-pkg==2.0", "toy_pkg-2.0.tar.gz", "0" * 64)
+    with pytest.raises(FetchError, match=r"toy-pkg/: the index lists no toy_pkg-2\.0\.tar\.gz"):
+        fetching.fetch_artifact(absent)
+    nowhere = Artifact("pypi", "nothing==1.0", "nothing-1.0.tar.gz", "0" * 64)
+    with pytest.raises(FetchError, match=r"nothing/: .*pass it with --from FILE"):
+        fetching.fetch_artifact(nowhere)
+    with pytest.raises(ValueError, match="is a source archive, fetched from the package index"):
+        Artifact("pypi", "toy==1.0", "toy-1.0.tar.gz", "0" * 64, ("--no-binary", ":all:"))
 
 
 def test_cli_check_reports_skipped_rows(tmp_path: Path) -> None:

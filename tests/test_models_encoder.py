@@ -69,7 +69,7 @@ def test_relu_with_a_gated_cell_is_refused_naming_nonlinearity(cell):
 def test_dropout_sits_between_stacked_layers_only():
     stacked = build_encoder(3, config(cell="gru", num_layers=3, dropout=0.4))
     assert stacked.dropout == 0.4
-    single = build_encoder(3, config(cell="gru", num_layers=1, dropout=0.4))
+    single = build_encoder(3, RecurrentConfig(cell="gru", num_layers=1, dropout=0.4))
     assert single.dropout == 0.0  # nothing between layers: the model applies its own
     x = torch.randn(4, 5, 3)
     stacked.train()
@@ -79,6 +79,14 @@ def test_dropout_sits_between_stacked_layers_only():
     assert not torch.equal(a, b)  # dropped units differ from call to call
     stacked.eval()
     assert torch.equal(stacked(x)[0], stacked(x)[0])
+
+
+def test_a_model_whose_dropout_would_act_nowhere_refuses_it():
+    """The per-step model (adding, copy) has dropout between stacked layers only: with one
+    layer the setting would be accepted and ignored, so it is refused by name."""
+    with pytest.raises(ValueError, match=r"dropout=0\.2 acts between stacked layers only"):
+        RecurrentModelConfig(num_layers=1, dropout=0.2)
+    assert RecurrentModelConfig(num_layers=2, dropout=0.2).dropout == 0.2
 
 
 @pytest.mark.parametrize("backend", ["auto", "torch", "loop"])

@@ -44,6 +44,7 @@ SETTINGS = [
     "task.n_test=16",
     "model.cell=lstm",
     "model.hidden_size=6",
+    "model.num_layers=2",  # dropout acts between the layers: its RNG stream resumes too
     "model.dropout=0.2",
     "trainer.epochs=2",
     "trainer.batch_size=16",

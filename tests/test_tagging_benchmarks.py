@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from _benchmarks import load_benchmark
-from rnnkit.tagging.punctuation import words_and_labels
+from rnnkit.data.punctuation import words_and_labels
 
 
 def test_sample_is_seeded_and_reaches_the_word_count():

@@ -2,8 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rnnkit.data.readers import read_conll
-from rnnkit.tagging.punctuation import (
+from rnnkit.data.punctuation import (
     CASES,
     PUNCTS,
     apply_case,
@@ -15,6 +14,7 @@ from rnnkit.tagging.punctuation import (
     words_and_labels,
     write_conll,
 )
+from rnnkit.data.readers import read_conll
 from rnnkit.tasks import get_task
 from rnnkit.tasks.tagging import TaggingConfig
 

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import _training_helpers  # noqa: F401  (one torch thread)
 import rnnkit
 from rnnkit.cli import app
+from rnnkit.tasks import get_task
 
 WORDS = ["the", "a", "film", "plot", "it", "was", "very", "story"]
 
@@ -277,6 +278,33 @@ def test_unknown_and_fixed_keys_are_refused(task, tmp_path):
         code, out = _cli("train", task, *base, "--set", item, "--out", str(tmp_path / "r"))
         assert code == 2 and named in out, (item, out)
         assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("task", ["translate", "caption", "pianoroll", "melody", "recognize"])
+def test_files_beside_a_dataset_are_refused_not_ignored(task):
+    """A task with a default dataset and file settings: files given while a dataset is set
+    would be ignored (the dataset has its own splits), so the config refuses them."""
+    config_cls = get_task(task).config_cls
+    dataset = config_cls().dataset
+    assert dataset  # the default: files need dataset = ""
+    with pytest.raises(ValueError, match=r"task\.train, task\.test name files .*own splits"):
+        config_cls(train="a.jsonl", test="b.jsonl")
+    with pytest.raises(ValueError, match=r"task\.valid name files"):
+        config_cls(valid="b.jsonl")
+    with pytest.raises(ValueError, match="dataset='' needs train and valid"):
+        config_cls(dataset="", train="a.jsonl")
+    assert config_cls(dataset="", train="a.jsonl", valid="b.jsonl").dataset == ""
+
+
+def test_lm_split_files_without_training_files_are_refused(tmp_path):
+    config_cls = get_task("lm").config_cls
+    with pytest.raises(ValueError, match="val_files and test_files go with train_files"):
+        config_cls(test_files=("t.txt",))
+    code, out = _cli(
+        "train", "lm", "--set", 'task.val_files=["v.txt"]', "--out", str(tmp_path / "r")
+    )
+    assert code == 2 and "val_files and test_files go with train_files" in out, out
+    assert "Traceback" not in out
 
 
 def test_python_example_trains_a_classifier_in_ten_lines(tmp_path):

@@ -15,7 +15,9 @@ from rnnkit.cli import app
 from rnnkit.data.codec import PairCodec, codec_from_json
 from rnnkit.data.tokenizers import CharTokenizer, SentencePieceTokenizer, WordTokenizer
 from rnnkit.data.vocab import Vocab
-from rnnkit.tasks._pairs import edit_distance, text_scores
+from rnnkit.tasks._pairs import PairScoring, edit_distance, score_pairs, text_scores
+from rnnkit.tasks.base import TaskData
+from rnnkit.tasks.caption import CaptionConfig
 from rnnkit.tasks.translate import TranslateConfig
 
 WORDS = ["red", "green", "blue", "cat", "dog", "bird"]
@@ -112,6 +114,20 @@ def test_config_errors_name_the_setting():
         TranslateConfig(metrics=("rouge",))
     with pytest.raises(ValueError, match="needs train and valid files"):
         TranslateConfig(dataset="")
+
+
+def test_pair_task_configs_give_the_scorer_what_it_reads():
+    """Both encoder-decoder tasks' configs satisfy the scorer's protocol; a dataset's
+    default metrics apply where task.metrics is empty; anything else is refused by name."""
+    g2p, bible = TranslateConfig(dataset="cmudict"), TranslateConfig(dataset="bible-en-es")
+    caption = CaptionConfig(metrics=("exact", "per"))
+    assert all(isinstance(c, PairScoring) for c in (g2p, bible, caption))
+    assert g2p.resolved_metrics == ("wer", "per")
+    assert bible.resolved_metrics == ("bleu", "chrf")
+    assert TranslateConfig(dataset="cmudict", metrics=("per",)).resolved_metrics == ("per",)
+    assert caption.resolved_metrics == ("exact", "per")
+    with pytest.raises(TypeError, match=r"data\.config must have beam.*got dict"):
+        score_pairs(None, None, TaskData(None, None, None, None, config={"beam": 1}))
 
 
 def test_evaluate_reports_scores_baseline_and_takes_task_settings(run):

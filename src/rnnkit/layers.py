@@ -60,6 +60,7 @@ from rnnkit.unroll import (
     DirectionTrace,
     fused_kind,
     has_kernel,
+    kernel_kind,
     run_fused_packed,
     run_fused_padded,
     run_loop,
@@ -653,7 +654,8 @@ class Recurrent(nn.Module):
             for d in range(self.num_directions):
                 k = layer * self.num_directions + d
                 s0 = tuple(part[k] for part in layer_states)
-                o, s = packed.run_cell(self.cells[k], data, s0 if len(s0) > 1 else s0[0], p, d == 1)
+                cell, state = self.cells[k], s0 if len(s0) > 1 else s0[0]
+                o, s = packed.run_cell(cell, kernel_kind(cell), data, state, p, d == 1)
                 outs.append(o)
                 final.append(s if isinstance(s, tuple) else (s,))
             data = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)

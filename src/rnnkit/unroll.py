@@ -113,6 +113,11 @@ def has_kernel(cell: CellBase) -> bool:
     return type(cell) in (ElmanCell, GRUCell, LSTMCell) and cell.output_size == cell.hidden_size
 
 
+def kernel_kind(cell: CellBase) -> str:
+    """The sequence kernel of a cell that :func:`has_kernel`: 'lstm', 'gru' or 'elman'."""
+    return {LSTMCell: "lstm", GRUCell: "gru", ElmanCell: "elman"}[type(cell)]
+
+
 def kernel_base(cell: CellBase) -> type | None:
     """The built-in cell whose sequence kernel runs ``cell`` exactly (its own type for a
     built-in cell), or None. A cell that is the plain recurrence with a per-call W_hh (the

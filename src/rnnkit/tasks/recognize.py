@@ -54,7 +54,7 @@ from rnnkit.data.readers import read_ts
 from rnnkit.data.tokenizers import WordTokenizer
 from rnnkit.data.vocab import Vocab
 from rnnkit.models.ctc import CTCRecognizer
-from rnnkit.tasks._pairs import edit_distance, read_splits, references_for
+from rnnkit.tasks._pairs import check_split_files, edit_distance, read_splits, references_for
 from rnnkit.tasks.base import Task, TaskData
 from rnnkit.tasks.caption import read_captions, recompose
 
@@ -91,9 +91,8 @@ class RecognizeConfig:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {list(DATASETS)}, got {self.dataset!r}")
+        check_split_files(self)
         if not self.dataset:
-            if not (self.train and self.valid):
-                raise ValueError("dataset='' needs train and valid files (task.train, task.valid)")
             for name in ("train", "valid", "test"):
                 suffix = Path(getattr(self, name)).suffix
                 if getattr(self, name) and suffix not in (".ts", ".jsonl"):

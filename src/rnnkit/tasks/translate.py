@@ -34,7 +34,7 @@ from rnnkit.models.seq2seq import Seq2Seq
 from rnnkit.tasks._pairs import (
     FIXED,
     check_metrics,
-    metrics_of,
+    check_split_files,
     read_splits,
     score_pairs,
     store_pairs,
@@ -94,8 +94,7 @@ class TranslateConfig:
             raise ValueError(
                 f"dataset must be one of {sorted(DATASETS)} or '' (files), got {self.dataset!r}"
             )
-        if not self.dataset and not (self.train and self.valid):
-            raise ValueError("dataset='' needs train and valid files (task.train, task.valid)")
+        check_split_files(self)
         for name in ("tokenizer", "target_tokenizer"):
             value = getattr(self, name)
             if value and value not in TOKENIZERS:
@@ -118,6 +117,7 @@ class TranslateConfig:
 
     @property
     def resolved_metrics(self) -> tuple[str, ...]:
+        """``metrics``, or the dataset's (BLEU and chrF for text, WER and PER for G2P)."""
         return tuple(self.setting("metrics"))
 
 
@@ -235,4 +235,4 @@ TASK = Task(
     store_records=store_records,
 )
 
-__all__ = ["TASK", "TranslateConfig", "build_codec", "metrics_of", "read_pairs"]
+__all__ = ["TASK", "TranslateConfig", "build_codec", "read_pairs"]

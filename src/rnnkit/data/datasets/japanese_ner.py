@@ -16,7 +16,6 @@ ARTIFACT = Artifact(
     "hironsancorpus==0.1.2",
     "hironsancorpus-0.1.2.tar.gz",
     "9ea6a147c7f62433c19492eeaef1da846e038722e01f7c8dc40c406ee7504ae1",
-    ("--no-binary", ":all:"),
 )
 MEMBER = "hironsancorpus-0.1.2/hironsan/corpus/iob_sents.txt"
 

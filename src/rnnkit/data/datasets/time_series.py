@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import io
 import itertools
-import tempfile
+import pickle
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from rnnkit.data.datasets._write import write_tsv
 from rnnkit.data.fetching import Artifact, read_member
@@ -143,6 +144,45 @@ _uea(
 )
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds numpy arrays and Python's own containers and nothing else:
+    any other global a pickle names (a function it would call) is refused."""
+
+    ALLOWED = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("_codecs", "encode"),  # bytes in protocol-2 pickles
+        }
+    )
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refusing {module}.{name}: only numpy arrays and plain containers are read"
+            )
+        return super().find_class(module, name)
+
+
+def load_object_npy(data: bytes, where: str) -> object:
+    """The object an object-dtype ``.npy`` holds (``np.load(..., allow_pickle=True)``'s
+    result), unpickled by :class:`_ArraysOnly` so that reading it can run no code."""
+    f = io.BytesIO(data)
+    version = npy_format.read_magic(f)
+    read_header = (
+        npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+    )
+    _, _, dtype = read_header(f)
+    if not dtype.hasobject:
+        raise ValueError(f"{where}: expected an object array, got dtype {dtype}")
+    try:
+        return _ArraysOnly(f, encoding="latin1").load()
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
 @register(
     DatasetInfo(
         name="watch-activity",
@@ -161,11 +201,8 @@ _uea(
     )
 )
 def convert_watch(paths: dict[str, Path], out: Path) -> dict[str, int]:
-    with tempfile.TemporaryDirectory() as tmp:
-        npy = Path(tmp) / "watch.npy"
-        npy.write_bytes(read_member(paths["seglearn"], "seglearn/data/watch_dataset.npy"))
-        # A pickle inside an artifact whose SHA-256 was verified above.
-        data = np.load(npy, allow_pickle=True).item()
+    member = "seglearn/data/watch_dataset.npy"
+    data = load_object_npy(read_member(paths["seglearn"], member), member).item()
     classes = list(data["y_labels"])
     series = [np.asarray(x, dtype=np.float32) for x in data["X"]]
     labels = [classes[int(y)] for y in data["y"]]
