@@ -113,9 +113,12 @@ def has_kernel(cell: CellBase) -> bool:
     return type(cell) in (ElmanCell, GRUCell, LSTMCell) and cell.output_size == cell.hidden_size
 
 
+_KERNEL_KINDS = {LSTMCell: "lstm", GRUCell: "gru", ElmanCell: "elman"}
+
+
 def kernel_kind(cell: CellBase) -> str:
     """The sequence kernel of a cell that :func:`has_kernel`: 'lstm', 'gru' or 'elman'."""
-    return {LSTMCell: "lstm", GRUCell: "gru", ElmanCell: "elman"}[type(cell)]
+    return _KERNEL_KINDS[type(cell)]
 
 
 def kernel_base(cell: CellBase) -> type | None:
