@@ -164,6 +164,11 @@ def speed(
                 OutputOnly(ours(size, size, batch_first=True, backend="loop", **kw)),
             )
         add("control: nn.LSTM again", "LSTM", OutputOnly(nn.LSTM(size, size, batch_first=True)))
+        # rk.LSTM as before flatten_parameters kept one buffer: cuDNN copies the weights per call
+        apart = OutputOnly(rk.LSTM(size, size, batch_first=True)).to(device)
+        for w in apart.layer._flat_weights:
+            w.data = w.data.clone()
+        models["rk.LSTM auto, weights apart"] = ("LSTM", apart)
         add(
             "user LN-LSTM loop",
             "LSTM",

@@ -13,6 +13,7 @@ Deliberate differences from torch.nn, each asserted here:
 """
 
 import io
+import warnings
 
 import pytest
 import torch
@@ -404,3 +405,88 @@ def test_RNN_cell_forward_zero_hidden_size():
             make()
     with pytest.raises(TypeError, match=r"^bias: expected a bool"):
         rk.LSTMCell(10, 20, bias=1)
+
+
+# -- one weight buffer for cuDNN (flatten_parameters) -------------------------------------------
+CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+FLAT_CASES = {
+    "lstm": (rk.LSTM, nn.LSTM, {}),
+    "lstm-proj": (rk.LSTM, nn.LSTM, {"proj_size": 3}),
+    "gru": (rk.GRU, nn.GRU, {}),
+    "relu-nobias": (rk.RNN, nn.RNN, {"nonlinearity": "relu", "bias": False}),
+}
+
+
+def _storages(layer) -> set[int]:
+    return {w.untyped_storage().data_ptr() for w in layer._flat_weights}
+
+
+def test_flatten_parameters_is_a_no_op_on_the_cpu():
+    """On the CPU each weight keeps its own storage through construction, moves and calls."""
+    torch.manual_seed(0)
+    layer = rk.LSTM(4, 5, num_layers=2, bidirectional=True)
+    x = torch.randn(3, 2, 4)
+    before = [w.detach().clone() for w in layer._flat_weights]
+    expected = layer(x)[0]
+    layer.flatten_parameters()
+    layer.double().float()
+    assert len(_storages(layer)) == len(before)
+    assert all(torch.equal(a, b) for a, b in zip(before, layer._flat_weights, strict=True))
+    torch.testing.assert_close(layer(x)[0], expected, rtol=0, atol=0)
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", FLAT_CASES)
+def test_flat_weights_on_cuda_are_one_buffer_equal_to_torch_nn_through_training(case):
+    """test_cudnn_weight_format: after .cuda() (and when built there) the weights are views of
+    one buffer, cuDNN reads them without the "not part of single contiguous chunk" warning,
+    and the layer equals torch.nn's in float64 through a forward, backward and Adam step."""
+    ours_cls, theirs_cls, kw = FLAT_CASES[case]
+    torch.manual_seed(0)
+    ours = ours_cls(4, 6, num_layers=2, bidirectional=True, **kw)
+    theirs = theirs_cls(4, 6, num_layers=2, bidirectional=True, **kw)
+    theirs.load_state_dict(ours.state_dict())
+    ours, theirs = ours.cuda().double(), theirs.cuda().double()
+    assert len(_storages(ours)) == 1
+    assert len(_storages(ours_cls(4, 6, num_layers=2, device="cuda", **kw))) == 1
+    x = torch.randn(5, 3, 4, device="cuda", dtype=torch.float64)
+    optims = [torch.optim.Adam(m.parameters(), lr=0.1) for m in (ours, theirs)]
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out_ours = ours(x)[0]
+        assert not [w for w in caught if "contiguous chunk" in str(w.message)]
+        out_theirs = theirs(x)[0]
+        torch.testing.assert_close(out_ours, out_theirs)
+        for out, opt in zip((out_ours, out_theirs), optims, strict=True):
+            opt.zero_grad()
+            out.square().sum().backward()
+            opt.step()
+    assert len(_storages(ours)) == 1
+    expected = theirs.state_dict()
+    assert ours.state_dict().keys() == expected.keys()
+    for name, weight in ours.state_dict().items():
+        torch.testing.assert_close(weight, expected[name], msg=name)
+    back = ours_cls(4, 6, num_layers=2, bidirectional=True, **kw).double()
+    back.load_state_dict({k: v.cpu() for k, v in ours.state_dict().items()})
+    torch.testing.assert_close(back(x.cpu())[0], ours(x)[0].cpu())
+
+
+@needs_cuda
+def test_reparametrised_or_tied_weights_stay_apart_on_cuda():
+    """A parametrised weight or one tied to another is left alone (cuDNN copies, as torch.nn),
+    and the layer still computes what the CPU does."""
+    torch.manual_seed(0)
+    layer = rk.LSTM(4, 4, num_layers=2).double()
+    nn.utils.parametrize.register_parametrization(layer, "weight_hh_l0", nn.Identity())
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    expected = layer(x)[0]
+    layer.cuda()
+    torch.testing.assert_close(layer(x.cuda())[0].cpu(), expected)
+    tied = rk.GRU(4, 4, num_layers=2).double()
+    tied.weight_hh_l1 = tied.weight_hh_l0
+    tied.cuda()
+    assert tied.weight_hh_l1 is tied.weight_hh_l0
+    assert tied.weight_hh_l0.data_ptr() == tied.weight_hh_l1.data_ptr()
+    tied(x.cuda())

@@ -59,6 +59,7 @@ from rnnkit.errors import (
 from rnnkit.unroll import (
     DirectionTrace,
     fused_kind,
+    fused_weights,
     has_kernel,
     kernel_kind,
     run_fused_packed,
@@ -198,6 +199,7 @@ class Recurrent(nn.Module):
             )
         self.backend = backend
         self._take_weights()
+        self.flatten_parameters()  # built on a GPU (device="cuda"): one buffer for cuDNN
         self.register_state_dict_post_hook(_to_torch_keys)
         self.register_load_state_dict_pre_hook(_from_torch_keys)
         self.register_load_state_dict_post_hook(_missing_as_torch_keys)
@@ -223,8 +225,45 @@ class Recurrent(nn.Module):
         return [getattr(self, name, None) for name in self._flat_weights_names]
 
     def flatten_parameters(self) -> None:
-        """A no-op, for code written for torch.nn (``DataParallel`` users call it): torch.nn
-        compacts the weights into one buffer for cuDNN, and rnnkit passes them one by one."""
+        """On a GPU, lay the weights out as views of one buffer in cuDNN's order, as torch.nn
+        does, so that cuDNN reads them where they are instead of copying them into one buffer
+        at every call (torch then warns "RNN module weights are not part of single contiguous
+        chunk of memory"). Called after construction and after every move (``.cuda()``,
+        ``.to(...)``); a no-op on the CPU, for cells torch's kernels do not run, and where a
+        weight is reparametrised, pruned, shared with another tensor, or of another device or
+        dtype than the rest."""
+        own = [self._parameters.get(name) for name in self._flat_weights_names]
+        if self._fused is None or not own or any(p is None or not p.is_cuda for p in own):
+            return  # no kernel of torch's, a weight deleted, reparametrised or pruned, or a CPU
+        weights = fused_weights(list(self.cells))
+        first = weights[0]
+        if (
+            {id(w) for w in weights} != {id(p) for p in own}
+            or any(w.device != first.device or w.dtype != first.dtype for w in weights)
+            or len({w.data_ptr() for w in weights}) != len(weights)  # tied: leave as is
+            or not all(torch.backends.cudnn.is_acceptable(w.data) for w in weights)
+            or not torch._use_cudnn_rnn_flatten_weight()
+        ):
+            return
+        stride = (4 if self.cells[0].bias else 2) + (1 if self.proj_size else 0)
+        mode = torch.backends.cudnn.rnn.get_cudnn_mode(self._fused.upper())
+        with torch.cuda.device_of(first), torch.no_grad():  # re-seats each storage, in place
+            torch._cudnn_rnn_flatten_weight(
+                weights,
+                stride,
+                self.input_size,
+                mode,
+                self.hidden_size,
+                self.proj_size,
+                self.num_layers,
+                self.batch_first,
+                self.bidirectional,
+            )
+
+    def _apply(self, fn, recurse: bool = True):
+        result = super()._apply(fn, recurse)
+        self.flatten_parameters()  # a move gives every weight its own storage again
+        return result
 
     def reset_parameters(self) -> None:
         """Fresh weights: uniform(-1/sqrt(H), 1/sqrt(H)) for the layer's own, as torch.nn,

@@ -24,6 +24,7 @@ from rnnkit.kernels.common import needs_grad
 __all__ = [
     "DirectionTrace",
     "fused_kind",
+    "fused_weights",
     "has_kernel",
     "kernel_base",
     "run_fused_packed",
@@ -181,7 +182,7 @@ def fused_kind(cells: list[CellBase]) -> str | None:
     return kinds.pop() if len(kinds) == 1 and len(biases) == 1 else None
 
 
-def _flat_weights(cells: list[CellBase]) -> list[Tensor]:
+def fused_weights(cells: list[CellBase]) -> list[Tensor]:
     """The weights in torch.nn's flat order: per layer and direction w_ih, w_hh, then b_ih,
     b_hh with biases, then w_hr with a projection (torch's kernel sees a projection from
     h_0 and c_0 of different sizes)."""
@@ -201,7 +202,7 @@ def _call_fused(kind, cells, args_in, hx, num_layers, dropout, training, bidirec
     result = fn(
         *args_in,
         hx_arg,
-        _flat_weights(cells),
+        fused_weights(cells),
         cells[0].bias,
         num_layers,
         dropout,
