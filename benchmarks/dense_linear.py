@@ -7,8 +7,8 @@ medians:
 
 1. one product forward and backward, for shapes of rnnkit's models (output layers,
    attention, the encoder-decoder's combination layer);
-2. with ``--config``, whole training steps (forward, backward, Adam) of a task's model on
-   its real data, built as ``rnnkit train`` builds it (its first batches, repeated).
+2. with ``--config``, whole training steps of a task's model on its real data: rounds of
+   ``rnnkit train`` (its trainer, loaders and optimizer) of a few steps each.
 
     python benchmarks/dense_linear.py --threads 1 2
     python benchmarks/dense_linear.py --threads 1 2 --task translate \
@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from rnnkit.bench import cpu_name
 from rnnkit.kernels import dense
+from rnnkit.tasks.run import load_run_config, train
+from rnnkit.training import Callback
 
 SHAPES = [  # (rows M, in K, out N) and where rnnkit's models have them
     (1152, 1024, 512, "seq2seq combination W_c [c; s] (B 128 x 9 steps)"),
@@ -68,37 +72,48 @@ def products(threads: int, rounds: int) -> None:
         print(f"| {m} x {k} x {n} | {where} | {off:.2f} | {on:.2f} | {off / on:.2f} |")
 
 
+class StepClock(Callback):
+    """The wall time of each optimizer step the trainer takes (from its batch's start)."""
+
+    name = "step_clock"
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._last = 0.0
+
+    def on_batch_start(self, trainer, batch_index: int) -> None:
+        self._last = time.perf_counter()
+
+    def on_step_end(self, trainer, info) -> None:
+        now = time.perf_counter()
+        self.times.append(now - self._last)
+        self._last = now
+
+
 def training(task: str, config: str, threads: int, rounds: int, steps: int) -> None:
-    from rnnkit.tasks.run import _setup, load_run_config
-
+    """Rounds of ``rnnkit train`` (the library's trainer, the configuration's optimizer) for
+    ``steps`` + 1 steps each, oneDNN off and on in turn; a round's figure is the median of
+    its steps after the first."""
     torch.set_num_threads(threads)
-    cfg = load_run_config(task, config, [])
-    trainer, _ = _setup(cfg, None)
-    model = trainer.model.train()
-    optimizer = torch.optim.Adam(model.parameters(), 1e-4)
-    epoch = trainer.train_batches.epoch(0)
-    batches = [next(epoch) for _ in range(steps)]
+    items = [f"trainer.max_steps={steps + 1}", "trainer.log.tensorboard=false"]
+    cfg = load_run_config(task, config, [*items, 'trainer.log.progress="none"'])
 
-    def run():
-        for batch in batches:
-            optimizer.zero_grad()
-            loss, _ = model.loss(batch)
-            loss.backward()
-            optimizer.step()
+    def run() -> float:
+        clock = StepClock()
+        with tempfile.TemporaryDirectory() as tmp:
+            train(cfg, Path(tmp) / "run", callbacks=[clock])
+        return statistics.median(clock.times[1:])
 
     times = {False: [], True: []}
-    for forced in (False, True):  # warm-up
-        dense._faster = forced
-        run()
     for _ in range(rounds):
         for forced in (False, True):
             dense._faster = forced
-            times[forced].append(timed(run) / steps)
+            times[forced].append(run())
     off, on = (statistics.median(times[f]) * 1e3 for f in (False, True))
     print(
         f"\n{task} {config}, {threads} thread(s): a training step {off:.1f} ms with F.linear, "
-        f"{on:.1f} ms with oneDNN's products ({off / on:.2f}x; {steps} batches, medians of "
-        f"{rounds} interleaved rounds)"
+        f"{on:.1f} ms with oneDNN's products ({off / on:.2f}x; medians of {steps} steps a "
+        f"round, then of {rounds} interleaved rounds)"
     )
 
 
@@ -108,7 +123,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--task", default="", help="also time training steps of this task")
     ap.add_argument("--config", default=None, help="the task's TOML configuration")
-    ap.add_argument("--steps", type=int, default=10, help="batches per timed round")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per round")
     args = ap.parse_args()
     chosen = dense.onednn_faster()
     print(

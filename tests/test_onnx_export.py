@@ -107,6 +107,8 @@ def test_layers_onnx_cannot_run_are_refused_in_one_sentence(tmp_path):
         to_onnx(tagger, tmp_path / "t.onnx")
     with pytest.raises(ModelContractError, match="names no ONNX graphs"):
         to_onnx(torch.nn.Linear(2, 2), tmp_path / "l.onnx")
+    with pytest.raises(TypeError, match=r"model: expected a model, got the path .*rnnkit\.load"):
+        to_onnx(tmp_path / "run", tmp_path / "r.onnx")  # loading a run is the layer above's
 
 
 def test_max_abs_diff_counts_equal_infinities_as_equal():

@@ -335,19 +335,20 @@ def to_onnx(
     tolerance: float = 1e-5,
     opset: int = OPSET,
 ) -> list[ExportedGraph]:
-    """Export ``model`` (a model with ``onnx_graphs()``, a run directory, an rnnkit layer, or
-    :class:`OnnxGraph` objects) to ONNX at ``path`` (one graph) or at ``path``'s stem +
-    ``.NAME.onnx`` (each of several).
+    """Export ``model`` (a model with ``onnx_graphs()``, as :func:`rnnkit.load` returns one;
+    an rnnkit layer; or :class:`OnnxGraph` objects) to ONNX at ``path`` (one graph) or at
+    ``path``'s stem + ``.NAME.onnx`` (each of several).
 
     With ``check``, run every file with onnxruntime on inputs of batch and time
     :data:`CHECK_SIZE` (another size than the export's :data:`EXPORT_SIZE`) and compare it
     with PyTorch: :class:`OnnxExportError` when the largest absolute difference exceeds
     ``tolerance`` or onnxruntime is missing. The model must be on the CPU.
     """
-    if isinstance(model, str | Path):
-        from rnnkit.api import load
-
-        model = load(model)
+    if isinstance(model, str | Path):  # loading a run belongs to the layers above this one
+        raise TypeError(
+            f"model: expected a model, got the path {str(model)!r}; pass "
+            f"rnnkit.load({str(model)!r}) (or run `rnnkit export RUN --onnx FILE`)"
+        )
     _require("onnx", "write ONNX files (torch.onnx.export needs it)")
     if check:
         _onnxruntime()
