@@ -171,3 +171,75 @@ def test_a_seq2seq_model_trains_the_same_either_way(monkeypatch):
     close(loss_b, loss_a, 1e-6)
     for a, b in zip(grads_b, grads_a, strict=True):
         close(a, b, 1e-5)
+
+
+class PlainCell(rk.CellBase):
+    """A user's Elman cell written with nn.Linear, as in a PyTorch tutorial."""
+
+    state_size = 1
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size)
+        self.ih = nn.Linear(input_size, hidden_size)
+        self.hh = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x, state):
+        h = torch.tanh(self.ih(x) + self.hh(state[0]))
+        return h, (h,)
+
+    def get_config(self):
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size}
+
+
+def test_the_loop_runs_a_users_nn_linear_products_through_onednn(calls):
+    """A cell of one's own made of nn.Linear layers: inside rk.Recurrent its large products take
+    dense.linear's path (counted), and outputs, state and gradients equal the same cell stepped
+    by hand with F.linear, to float32 rounding, padded batches included."""
+    torch.manual_seed(0)
+    layer = rk.Recurrent(PlainCell(256, 256), bidirectional=True)  # 64 x 256 x 256 >= MIN_MACS
+    x = torch.randn(7, 64, 256, requires_grad=True)
+    lengths = torch.randint(1, 8, (64,))
+    out, state = layer(x, lengths=lengths)
+    assert calls["n"] > 0
+    (out.square().sum() + state.sum()).backward()  # state: (directions, B, H), as nn.RNN's
+    got = [x.grad.clone()] + [p.grad.clone() for p in layer.parameters()]
+    for t in [x, *layer.parameters()]:
+        t.grad = None
+    n = calls["n"]
+    by_hand, finals = [], []
+    for cell, steps in ((layer.cells[0], range(7)), (layer.cells[1], range(6, -1, -1))):
+        h, outs = torch.zeros(64, 256), [None] * 7
+        for t in steps:
+            new = cell(x[t], (h,))[0]
+            valid = (t < lengths).unsqueeze(1)
+            h = torch.where(valid, new, h)
+            outs[t] = torch.where(valid, new, torch.zeros_like(new))
+        by_hand.append(torch.stack(outs))
+        finals.append(h)
+    assert calls["n"] == n  # the cell called directly: F.linear itself
+    expected = torch.cat(by_hand, dim=2)
+    close(out, expected)
+    close(state, torch.stack(finals))
+    (expected.square().sum() + torch.stack(finals).sum()).backward()
+    for a, b in zip(got, [x.grad] + [p.grad for p in layer.parameters()], strict=True):
+        close(a, b, tol=1e-5)
+
+
+def test_the_loop_leaves_small_float64_and_moded_products_to_f_linear(calls):
+    torch.manual_seed(0)
+    small = rk.Recurrent(PlainCell(8, 16))
+    small(torch.randn(5, 4, 8))  # 4 x 16 x 24 multiply-adds: far under MIN_MACS
+    wide = rk.Recurrent(PlainCell(256, 256)).double()
+    wide(torch.randn(3, 64, 256, dtype=torch.float64))
+    seen = []
+
+    class Mine(torch.overrides.TorchFunctionMode):  # the user's own mode sees every call
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    with Mine():
+        rk.Recurrent(PlainCell(256, 256))(torch.randn(3, 64, 256))
+    assert calls["n"] == 0 and torch.nn.functional.linear in seen
+    assert rk.Recurrent(PlainCell(256, 256))(torch.randn(3, 64, 256))[0].shape == (3, 64, 256)
+    assert calls["n"] > 0

@@ -71,9 +71,10 @@ class CellBase(nn.Module, abc.ABC):
     state, on all T steps at once (x (T, B, I) -> (T, B, ...), one large product instead of
     T small ones, as W_ih x_t + b and a LayerNorm over it), and ``recurrent_step(xp_t,
     state) -> (h_t, state_t)`` for the rest; ``forward(x_t, state)`` must equal
-    ``recurrent_step(project_input(x_t), state)``. Its products can use ``rnnkit.Linear``,
-    a drop-in ``nn.Linear`` whose large float32 CPU products run through oneDNN where that
-    is faster than ATen's BLAS call (:mod:`rnnkit.kernels.dense`).
+    ``recurrent_step(project_input(x_t), state)``. The layers' loop runs the large float32
+    CPU products of the cell's ``nn.Linear`` layers through oneDNN where that is faster than
+    ATen's BLAS call, as rnnkit's own layers do (:func:`rnnkit.kernels.dense.products`);
+    ``rnnkit.Linear``, a drop-in ``nn.Linear``, does so anywhere.
 
     Args:
         input_size: I, features of ``x_t``.

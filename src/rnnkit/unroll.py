@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import _VF, Tensor
+from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit.cells import CellBase, ElmanCell, GatedCell, GRUCell, LSTMCell, State
-from rnnkit.kernels import elman_sequence, gru_sequence, lstm_sequence, project
+from rnnkit.kernels import dense, elman_sequence, gru_sequence, lstm_sequence, project
 from rnnkit.kernels.common import needs_grad
 
 __all__ = [
@@ -77,6 +77,15 @@ def run_loop(
     base = kernel_base(cell) if kernels is True and trace is None else None
     if base is not None:
         return _run_kernel(base, cell, x, state, mask, first_masked)
+    # the products of a cell's own nn.Linear layers through oneDNN where rnnkit's own layers'
+    # would go (kernels.dense); rnnkit's cells, and rk.Linear, are there already
+    plain = any(type(m) is nn.Linear for m in cell.modules())
+    macs = x.shape[1] * cell.hidden_size * (cell.input_size + cell.hidden_size) if plain else 0
+    with dense.products(x, macs):
+        return _step_through(cell, x, state, mask, first_masked, trace)
+
+
+def _step_through(cell, x, state, mask, first_masked, trace) -> tuple[Tensor, State]:
     gated = isinstance(cell, GatedCell)
     split = splits_its_step(cell)  # the state-free work of all steps at once (every GatedCell)
     steps = cell.project_input(x).unbind(0) if split else x.unbind(0)  # T x (B, G*H)

@@ -14,6 +14,10 @@ products 1.3-2.0x faster than ATen's BLAS (MKL), forward and backward
 The choice is measured once per process (:func:`onednn_faster`; ``RNNKIT_ONEDNN_LINEAR=1``
 or ``0`` forces it).
 
+The layers' loop enters :func:`products` around a cell of one's own, so that the products of
+the cell's ``nn.Linear`` layers take the same path (a torch function mode that sends
+``F.linear`` here, entered only where a product could change path).
+
 Everything else is ``F.linear`` exactly: other dtypes and devices, CPU autocast, products
 of fewer than :data:`MIN_MACS` multiply-adds (a oneDNN call costs about 12 us more than a
 BLAS call, which small products do not repay), and graphs being traced, compiled or exported
@@ -23,13 +27,15 @@ pass is made of the same function, so it is differentiable again (``create_graph
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
-__all__ = ["MIN_MACS", "Linear", "linear", "onednn_faster"]
+__all__ = ["MIN_MACS", "Linear", "linear", "onednn_faster", "products"]
 
 #: products of at least this many multiply-adds (rows x in x out) take oneDNN's path
 MIN_MACS = 2**21
@@ -151,3 +157,37 @@ class Linear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)
+
+
+_F_LINEAR = torch.nn.functional.linear
+
+
+class _Products(TorchFunctionMode):
+    """``F.linear`` (which every ``nn.Linear`` calls) as :func:`linear`; all else unchanged."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is _F_LINEAR and set(kwargs) <= {"bias"}:
+            return linear(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+def products(x: Tensor, macs: int) -> contextlib.AbstractContextManager:
+    """A context in which ``F.linear`` calls, an ``nn.Linear``'s included, run as
+    :func:`linear`: the layers' loop enters it around a cell of one's own, whose products
+    then take the path of rnnkit's own layers. ``x`` is the cell's input and ``macs`` the
+    multiply-adds of its step's largest product, roughly; a null context where no product
+    would change path: x not float32 on the CPU, ``macs`` under :data:`MIN_MACS`, oneDNN not
+    faster here, a graph being traced or compiled, or another torch function mode active
+    (which this one would hide its calls from)."""
+    if (
+        x.device.type != "cpu"
+        or x.dtype != torch.float32
+        or macs < MIN_MACS
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch._C._is_torch_function_mode_enabled()
+        or not onednn_faster()
+    ):
+        return contextlib.nullcontext()
+    return _Products()
