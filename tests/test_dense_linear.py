@@ -201,6 +201,7 @@ def test_the_loop_runs_a_users_nn_linear_products_through_onednn(calls):
     lengths = torch.randint(1, 8, (64,))
     out, state = layer(x, lengths=lengths)
     assert calls["n"] > 0
+    assert not [m for m in layer.modules() if "forward" in m.__dict__]  # as they were
     (out.square().sum() + state.sum()).backward()  # state: (directions, B, H), as nn.RNN's
     got = [x.grad.clone()] + [p.grad.clone() for p in layer.parameters()]
     for t in [x, *layer.parameters()]:
@@ -243,3 +244,18 @@ def test_the_loop_leaves_small_float64_and_moded_products_to_f_linear(calls):
     assert calls["n"] == 0 and torch.nn.functional.linear in seen
     assert rk.Recurrent(PlainCell(256, 256))(torch.randn(3, 64, 256))[0].shape == (3, 64, 256)
     assert calls["n"] > 0
+
+
+def test_the_cells_layers_are_restored_when_a_step_fails(calls):
+    class Failing(PlainCell):
+        def forward(self, x, state):
+            super().forward(x, state)  # its products first
+            raise RuntimeError("step failed")
+
+    layer = rk.Recurrent(Failing(256, 256))
+    mine = layer.cells[0].hh.forward = lambda h: h  # a forward of the user's own: kept
+    with pytest.raises(RuntimeError, match="step failed"):
+        layer(torch.randn(2, 64, 256))
+    assert calls["n"] == 1  # ih took oneDNN; hh kept the user's forward
+    assert "forward" not in layer.cells[0].ih.__dict__
+    assert layer.cells[0].hh.forward is mine

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import _VF, Tensor, nn
+from torch import _VF, Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit.cells import CellBase, ElmanCell, GatedCell, GRUCell, LSTMCell, State
@@ -79,9 +79,8 @@ def run_loop(
         return _run_kernel(base, cell, x, state, mask, first_masked)
     # the products of a cell's own nn.Linear layers through oneDNN where rnnkit's own layers'
     # would go (kernels.dense); rnnkit's cells, and rk.Linear, are there already
-    plain = any(type(m) is nn.Linear for m in cell.modules())
-    macs = x.shape[1] * cell.hidden_size * (cell.input_size + cell.hidden_size) if plain else 0
-    with dense.products(x, macs):
+    macs = x.shape[1] * cell.hidden_size * (cell.input_size + cell.hidden_size)
+    with dense.products(cell, x, macs):
         return _step_through(cell, x, state, mask, first_masked, trace)
 
 

@@ -15,8 +15,7 @@ The choice is measured once per process (:func:`onednn_faster`; ``RNNKIT_ONEDNN_
 or ``0`` forces it).
 
 The layers' loop enters :func:`products` around a cell of one's own, so that the products of
-the cell's ``nn.Linear`` layers take the same path (a torch function mode that sends
-``F.linear`` here, entered only where a product could change path).
+the cell's ``nn.Linear`` layers take the same path (only where a product could change path).
 
 Everything else is ``F.linear`` exactly: other dtypes and devices, CPU autocast, products
 of fewer than :data:`MIN_MACS` multiply-adds (a oneDNN call costs about 12 us more than a
@@ -30,10 +29,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
 
 __all__ = ["MIN_MACS", "Linear", "linear", "onednn_faster", "products"]
 
@@ -159,27 +158,21 @@ class Linear(nn.Linear):
         return linear(x, self.weight, self.bias)
 
 
-_F_LINEAR = torch.nn.functional.linear
+def _linear_forward(self: nn.Linear, x: Tensor) -> Tensor:
+    return linear(x, self.weight, self.bias)
 
 
-class _Products(TorchFunctionMode):
-    """``F.linear`` (which every ``nn.Linear`` calls) as :func:`linear`; all else unchanged."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is _F_LINEAR and set(kwargs) <= {"bias"}:
-            return linear(*args, **kwargs)
-        return func(*args, **kwargs)
-
-
-def products(x: Tensor, macs: int) -> contextlib.AbstractContextManager:
-    """A context in which ``F.linear`` calls, an ``nn.Linear``'s included, run as
-    :func:`linear`: the layers' loop enters it around a cell of one's own, whose products
-    then take the path of rnnkit's own layers. ``x`` is the cell's input and ``macs`` the
-    multiply-adds of its step's largest product, roughly; a null context where no product
-    would change path: x not float32 on the CPU, ``macs`` under :data:`MIN_MACS`, oneDNN not
-    faster here, a graph being traced or compiled, or another torch function mode active
-    (which this one would hide its calls from)."""
+@contextlib.contextmanager
+def products(module: nn.Module, x: Tensor, macs: int) -> Iterator[None]:
+    """Within this context every ``nn.Linear`` in ``module`` (of exactly that type) computes
+    its product with :func:`linear`, as :class:`Linear` does, and as before after it: the
+    layers' loop enters it around a cell of one's own, so that the cell's ``nn.Linear``
+    layers take the path of rnnkit's own. ``x`` is the cell's input and ``macs`` the
+    multiply-adds of its step's products, roughly. Nothing changes where no product would
+    change path: x not float32 on the CPU, ``macs`` under :data:`MIN_MACS`, oneDNN not faster
+    here, a graph being traced or compiled, or a torch function mode active (which would see
+    oneDNN's call instead of ``linear``'s). A layer whose ``forward`` is already its own
+    attribute keeps it."""
     if (
         x.device.type != "cpu"
         or x.dtype != torch.float32
@@ -189,5 +182,13 @@ def products(x: Tensor, macs: int) -> contextlib.AbstractContextManager:
         or torch._C._is_torch_function_mode_enabled()
         or not onednn_faster()
     ):
-        return contextlib.nullcontext()
-    return _Products()
+        yield
+        return
+    layers = [m for m in module.modules() if type(m) is nn.Linear and "forward" not in m.__dict__]
+    for m in layers:  # an instance attribute before the class's forward, as torch's own
+        m.__dict__["forward"] = _linear_forward.__get__(m)  # functional_call swaps in place
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.__dict__.pop("forward", None)
