@@ -474,6 +474,18 @@ def test_flat_weights_on_cuda_are_one_buffer_equal_to_torch_nn_through_training(
 
 
 @needs_cuda
+def test_a_deep_copy_on_cuda_is_one_buffer_too():
+    """As torch.nn's __setstate__: a deep copy (an EMA or best-model snapshot) is flat again."""
+    import copy
+
+    layer = rk.GRU(4, 6, num_layers=2, bidirectional=True).cuda()
+    twin = copy.deepcopy(layer)
+    assert len(_storages(twin)) == 1 and _storages(twin) != _storages(layer)
+    x = torch.randn(5, 3, 4, device="cuda")
+    torch.testing.assert_close(twin(x)[0], layer(x)[0], rtol=0, atol=0)
+
+
+@needs_cuda
 def test_reparametrised_or_tied_weights_stay_apart_on_cuda():
     """A parametrised weight or one tied to another is left alone (cuDNN copies, as torch.nn),
     and the layer still computes what the CPU does."""

@@ -281,6 +281,8 @@ class Recurrent(nn.Module):
             self.__dict__.setdefault("proj_size", 0)
             self._take_weights()
             self.register_load_state_dict_post_hook(_missing_as_torch_keys)
+        if "_fused" in self.__dict__:  # a deep copy or unpickled layer: one buffer again on CUDA
+            self.flatten_parameters()
 
     def _replicate_for_data_parallel(self):
         replica = super()._replicate_for_data_parallel()
