@@ -176,16 +176,14 @@ def test_a_seq2seq_model_trains_the_same_either_way(monkeypatch):
 class PlainCell(rk.CellBase):
     """A user's Elman cell written with nn.Linear, as in a PyTorch tutorial."""
 
-    state_size = 1
-
     def __init__(self, input_size, hidden_size):
         super().__init__(input_size, hidden_size)
         self.ih = nn.Linear(input_size, hidden_size)
         self.hh = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, x, state):
-        h = torch.tanh(self.ih(x) + self.hh(state[0]))
-        return h, (h,)
+    def forward(self, x, h):  # the state of a one-part cell is h itself
+        h = torch.tanh(self.ih(x) + self.hh(h))
+        return h, h
 
     def get_config(self):
         return {"input_size": self.input_size, "hidden_size": self.hidden_size}
@@ -211,7 +209,7 @@ def test_the_loop_runs_a_users_nn_linear_products_through_onednn(calls):
     for cell, steps in ((layer.cells[0], range(7)), (layer.cells[1], range(6, -1, -1))):
         h, outs = torch.zeros(64, 256), [None] * 7
         for t in steps:
-            new = cell(x[t], (h,))[0]
+            new = cell(x[t], h)[0]
             valid = (t < lengths).unsqueeze(1)
             h = torch.where(valid, new, h)
             outs[t] = torch.where(valid, new, torch.zeros_like(new))
@@ -259,3 +257,25 @@ def test_the_cells_layers_are_restored_when_a_step_fails(calls):
     assert calls["n"] == 1  # ih took oneDNN; hh kept the user's forward
     assert "forward" not in layer.cells[0].ih.__dict__
     assert layer.cells[0].hh.forward is mine
+
+
+def test_function_transforms_and_forward_mode_take_f_linear(calls):
+    """torch.func's transforms (per-sample gradients, Jacobians) and forward-mode AD need
+    what an autograd.Function without setup_context/jvp cannot give: F.linear serves them."""
+    import torch.autograd.forward_ad as fwad
+
+    torch.manual_seed(0)
+    layer = rk.Linear(512, 512)
+    x = torch.randn(4, 300, 512)
+    expected = torch.nn.functional.linear(x, layer.weight, layer.bias).detach()
+    close(torch.func.vmap(layer)(x).detach(), expected)
+    grad = torch.func.grad(lambda w: dense.linear(x[0], w).square().sum())(layer.weight)
+    close(grad, (2 * torch.nn.functional.linear(x[0], layer.weight).t() @ x[0]).detach(), 1e-5)
+    tangent = torch.randn_like(x)
+    with fwad.dual_level():
+        out = layer(fwad.make_dual(x, tangent))
+        tangent_out = torch.nn.functional.linear(tangent, layer.weight).detach()
+        close(fwad.unpack_dual(out).tangent.detach(), tangent_out)
+    assert calls["n"] == 0
+    layer(x)
+    assert calls["n"] > 0  # outside them, oneDNN as before

@@ -338,6 +338,9 @@ class Recurrent(nn.Module):
             else:
                 out, hx = self._loop(x, hx, lengths, traces=None, kernels="ops" if ops else False)
             return self._finish(out, hx, unbatched)
+        if _function_transform(self.backend):  # torch.func's vmap, grad, jacrev; forward AD
+            out, hx = self._loop(x, hx, lengths, traces=None, kernels=False)
+            return self._finish(out, hx, unbatched)
         if lengths is not None and int(lengths.max()) == int(lengths.min()):
             # one length L < T for all (B = 1, say): the first L steps without padding
             x, lengths = x[: int(lengths[0])], None
@@ -718,6 +721,12 @@ class Recurrent(nn.Module):
         sizes = packed.batch_sizes
         probe = packed.data[:1].unsqueeze(0).expand(len(sizes), batch, self.input_size)
         lengths = (sizes.unsqueeze(1) > torch.arange(batch)).sum(0)
+        if _function_transform(self.backend):
+            raise NotImplementedError(
+                "input: a PackedSequence cannot run under torch.func transforms or forward-mode "
+                "AD (torch's pad_packed_sequence has no rule for them, nor has torch.nn's "
+                "layer); pass the padded tensor and lengths=... instead"
+            )
         if self._use_fused(lengths, probe):
             args = (self.num_layers, self.dropout, self.training, self.bidirectional)
             out, hx = run_fused_packed(self._fused, list(self.cells), packed, hx, *args)
@@ -746,6 +755,21 @@ class Recurrent(nn.Module):
         elif self.batch_first:
             out = out.transpose(0, 1)
         return out, (hx if len(hx) > 1 else hx[0])
+
+
+def _function_transform(backend: str) -> bool:
+    """Whether a ``torch.func`` transform (``vmap``, ``grad``, ``jacrev``, ...) or forward-mode
+    AD is running: the compiled kernels and oneDNN's products are autograd Functions without
+    the rules these need, so the cells are stepped with autograd, whose every operation has
+    them (per-sample gradients of a whole layer, Jacobian-vector products of an LSTM, which
+    torch.nn's own layers cannot give on the CPU). ``backend="torch"`` keeps torch's kernel,
+    and torch.nn's limits."""
+    if backend == "torch":  # (asked after graph capture: torch.compile traces with torch.func)
+        return False
+    return (
+        torch._C._functorch.peek_interpreter_stack() is not None
+        or torch.autograd.forward_ad._current_level >= 0
+    )
 
 
 def _graph_capture(x: Tensor | None, backend: str = "auto") -> bool:

@@ -17,7 +17,8 @@ or ``0`` forces it).
 The layers' loop enters :func:`products` around a cell of one's own, so that the products of
 the cell's ``nn.Linear`` layers take the same path (only where a product could change path).
 
-Everything else is ``F.linear`` exactly: other dtypes and devices, CPU autocast, products
+Everything else is ``F.linear`` exactly: other dtypes and devices, CPU autocast, ``torch.func``
+transforms and forward-mode AD (whose rules an autograd Function would need), products
 of fewer than :data:`MIN_MACS` multiply-adds (a oneDNN call costs about 12 us more than a
 BLAS call, which small products do not repay), and graphs being traced, compiled or exported
 (so that they hold ATen's ``linear`` for the ONNX exporter and other runtimes). The backward
@@ -85,6 +86,10 @@ def _takes_onednn(x: Tensor, w: Tensor) -> bool:
     if x.dim() != 2 or w.dim() != 2 or x.numel() * w.shape[0] < MIN_MACS:
         return False
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return False
+    if torch._C._functorch.peek_interpreter_stack() is not None:  # vmap, grad, jacrev, ...
+        return False
+    if torch.autograd.forward_ad._current_level >= 0:  # forward-mode AD (dual tensors)
         return False
     if torch.is_autocast_enabled("cpu") or not torch.backends.mkldnn.enabled:
         return False

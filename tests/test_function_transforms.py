@@ -1,0 +1,127 @@
+"""torch.func transforms (grad, vmap, per-sample gradients) and forward-mode AD on rnnkit's
+layers: the cells are stepped with autograd there, and every result equals torch.nn's (grad)
+or the ordinary backward pass's, in float64. torch.nn's own layers have no vmap rule on the
+CPU (and its LSTM no forward AD): rnnkit's do."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.autograd.forward_ad as fwad
+from torch import nn
+
+import rnnkit as rk
+
+# torch.func's own internals call the deprecated torch.jit.script (torch 2.13)
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+
+PAIRS = {"gru": (rk.GRU, nn.GRU), "lstm": (rk.LSTM, nn.LSTM), "rnn": (rk.RNN, nn.RNN)}
+
+
+def _pair(kind, backend):
+    torch.manual_seed(0)
+    ours_cls, theirs_cls = PAIRS[kind]
+    ours = ours_cls(3, 5, num_layers=2, bidirectional=True, backend=backend).double()
+    theirs = theirs_cls(3, 5, num_layers=2, bidirectional=True).double()
+    theirs.load_state_dict(ours.state_dict())
+    return ours, theirs
+
+
+def _close(a, b):
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["auto", "loop"])
+@pytest.mark.parametrize("kind", PAIRS)
+def test_func_grad_equals_torch_nn(kind, backend):
+    ours, theirs = _pair(kind, backend)
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+
+    def loss(module):
+        return lambda p: torch.func.functional_call(module, p, (x,))[0].square().sum()
+
+    got = torch.func.grad(loss(ours))(dict(ours.named_parameters()))
+    expected = torch.func.grad(loss(theirs))(dict(theirs.named_parameters()))
+    assert got.keys() == expected.keys()
+    for name in expected:
+        _close(got[name], expected[name])
+
+
+@pytest.mark.parametrize("kind", PAIRS)
+def test_per_sample_gradients_with_vmap_equal_one_backward_each(kind):
+    """vmap(grad(...)) over the batch (DP-SGD's per-sample gradients), which torch.nn's layers
+    cannot run ("Batching rule not implemented for aten::gru.input")."""
+    ours, _ = _pair(kind, "auto")
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    params = {k: v.detach() for k, v in ours.named_parameters()}
+
+    def loss(p, xi):  # one sequence (T, I), unbatched input as torch.nn takes it
+        return torch.func.functional_call(ours, p, (xi,))[0].square().sum()
+
+    per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 1))(params, x)
+    for b in range(4):
+        ours.zero_grad()
+        ours(x[:, b])[0].square().sum().backward()
+        for name, p in ours.named_parameters():
+            _close(per_sample[name][b], p.grad)
+
+
+@pytest.mark.parametrize("kind", PAIRS)
+def test_forward_mode_ad_equals_the_backward_pass_jvp(kind):
+    ours, _ = _pair(kind, "auto")
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    tangent = torch.randn_like(x)
+    with fwad.dual_level():
+        got = fwad.unpack_dual(ours(fwad.make_dual(x, tangent))[0]).tangent
+    # the same product from reverse mode (the double-backward trick), on the ordinary path
+    _, expected = torch.autograd.functional.jvp(lambda v: ours(v)[0], x, tangent)
+    _close(got, expected)
+
+
+def test_padded_batches_and_a_users_cell_under_func_grad():
+    """lengths and a cell of one's own (nn.Linear products) take the same autograd steps."""
+
+    class Elman(rk.CellBase):
+        def __init__(self, input_size, hidden_size):
+            super().__init__(input_size, hidden_size)
+            self.ih, self.hh = (
+                nn.Linear(input_size, hidden_size),
+                nn.Linear(hidden_size, hidden_size),
+            )
+
+        def forward(self, x, h):
+            h = torch.tanh(self.ih(x) + self.hh(h))
+            return h, h
+
+        def get_config(self):
+            return {"input_size": self.input_size, "hidden_size": self.hidden_size}
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    lengths = torch.tensor([6, 2, 4, 1])
+    for layer in (rk.LSTM(3, 5, bidirectional=True).double(), rk.Recurrent(Elman(3, 5)).double()):
+        params = dict(layer.named_parameters())
+        got = torch.func.grad(
+            lambda p, layer=layer: (
+                torch.func.functional_call(layer, p, (x,), {"lengths": lengths})[0].square().sum()
+            )
+        )(params)
+        layer.zero_grad()
+        layer(x, lengths=lengths)[0].square().sum().backward()
+        for name, p in layer.named_parameters():
+            _close(got[name], p.grad)
+
+
+def test_a_packed_sequence_under_a_transform_is_refused_in_one_sentence():
+    """torch's pad_packed_sequence has no functorch rule (torch.nn's layer fails too):
+    rnnkit says so and names the way round."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    layer = rk.GRU(3, 5).double()
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    packed = pack_padded_sequence(x, torch.tensor([6, 2, 4, 1]), enforce_sorted=False)
+    with pytest.raises(NotImplementedError, match=r"input: a PackedSequence.*lengths="):
+        torch.func.grad(lambda p: torch.func.functional_call(layer, p, (packed,))[0].data.sum())(
+            dict(layer.named_parameters())
+        )
+    layer(packed)  # outside a transform, as before
