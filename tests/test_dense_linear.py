@@ -259,6 +259,7 @@ def test_the_cells_layers_are_restored_when_a_step_fails(calls):
     assert layer.cells[0].hh.forward is mine
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # torch.func's own
 def test_function_transforms_and_forward_mode_take_f_linear(calls):
     """torch.func's transforms (per-sample gradients, Jacobians) and forward-mode AD need
     what an autograd.Function without setup_context/jvp cannot give: F.linear serves them."""

@@ -125,3 +125,20 @@ def test_a_packed_sequence_under_a_transform_is_refused_in_one_sentence():
             dict(layer.named_parameters())
         )
     layer(packed)  # outside a transform, as before
+
+
+@pytest.mark.parametrize("scan", ["chunked", "log"])
+@pytest.mark.parametrize("layer_cls", [rk.MinGRU, rk.MinLSTM])
+def test_parallel_scan_layers_under_func_grad_and_vmap(layer_cls, scan):
+    torch.manual_seed(0)
+    layer = layer_cls(3, 5, scan_method=scan).double()
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    got = torch.func.grad(lambda p: torch.func.functional_call(layer, p, (x,))[0].square().sum())(
+        dict(layer.named_parameters())
+    )
+    layer.zero_grad()
+    layer(x)[0].square().sum().backward()
+    for name, p in layer.named_parameters():
+        _close(got[name], p.grad)
+    batched = torch.func.vmap(lambda xi: layer(xi.unsqueeze(1))[0].squeeze(1))(x.transpose(0, 1))
+    _close(batched.transpose(0, 1), layer(x)[0])

@@ -59,6 +59,7 @@ from torch.nn.functional import softplus
 
 from rnnkit.cells import CellBase
 from rnnkit.errors import ShapeError, check_dtype, check_flag, describe
+from rnnkit.kernels.common import function_transform
 from rnnkit.layers import Recurrent
 
 __all__ = [
@@ -97,6 +98,8 @@ def chunked_scan(a: Tensor, b: Tensor, h0: Tensor, reverse: bool = False) -> Ten
     backward pass is the same scan in the other direction (:class:`_LinearScan`):
     ``dL/dh_t = grad_t + a_{t+1} dL/dh_{t+1}``, ``dL/db_t = dL/dh_t``, ``dL/da_t = dL/dh_t
     h_{t-1}``; it is built from differentiable operations, so double backward works too."""
+    if function_transform():  # torch.func, forward AD: autograd through the scan itself
+        return _chunks(a, b, h0, reverse)
     return _LinearScan.apply(a, b, h0, reverse)
 
 

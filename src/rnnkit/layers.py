@@ -56,6 +56,7 @@ from rnnkit.errors import (
     check_size,
     describe,
 )
+from rnnkit.kernels.common import function_transform
 from rnnkit.unroll import (
     DirectionTrace,
     fused_kind,
@@ -764,12 +765,8 @@ def _function_transform(backend: str) -> bool:
     them (per-sample gradients of a whole layer, Jacobian-vector products of an LSTM, which
     torch.nn's own layers cannot give on the CPU). ``backend="torch"`` keeps torch's kernel,
     and torch.nn's limits."""
-    if backend == "torch":  # (asked after graph capture: torch.compile traces with torch.func)
-        return False
-    return (
-        torch._C._functorch.peek_interpreter_stack() is not None
-        or torch.autograd.forward_ad._current_level >= 0
-    )
+    # (asked after graph capture: torch.compile traces with torch.func)
+    return backend != "torch" and function_transform()
 
 
 def _graph_capture(x: Tensor | None, backend: str = "auto") -> bool:

@@ -5,7 +5,27 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["Linear", "StepMasks", "needs_grad", "project", "split_carry", "tanh"]
+__all__ = [
+    "Linear",
+    "StepMasks",
+    "function_transform",
+    "needs_grad",
+    "project",
+    "split_carry",
+    "tanh",
+]
+
+
+def function_transform() -> bool:
+    """Whether a ``torch.func`` transform (``vmap``, ``grad``, ``jacrev``, ...) or forward-mode
+    AD is running: rnnkit's autograd Functions lack the rules these need (``setup_context``,
+    ``jvp``, a vmap rule), so their callers take plain differentiable operations instead.
+    True also while ``torch.compile`` traces (it uses these transforms): ask after it."""
+    return (
+        torch._C._functorch.peek_interpreter_stack() is not None
+        or torch.autograd.forward_ad._current_level >= 0
+    )
+
 
 _ONEDNN = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None) is not None
 

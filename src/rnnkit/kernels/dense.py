@@ -35,6 +35,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+from rnnkit.kernels.common import function_transform
+
 __all__ = ["MIN_MACS", "Linear", "linear", "onednn_faster", "products"]
 
 #: products of at least this many multiply-adds (rows x in x out) take oneDNN's path
@@ -87,9 +89,7 @@ def _takes_onednn(x: Tensor, w: Tensor) -> bool:
         return False
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():
         return False
-    if torch._C._functorch.peek_interpreter_stack() is not None:  # vmap, grad, jacrev, ...
-        return False
-    if torch.autograd.forward_ad._current_level >= 0:  # forward-mode AD (dual tensors)
+    if function_transform():  # vmap, grad, jacrev, ..., forward-mode AD
         return False
     if torch.is_autocast_enabled("cpu") or not torch.backends.mkldnn.enabled:
         return False
