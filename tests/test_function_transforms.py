@@ -142,3 +142,33 @@ def test_parallel_scan_layers_under_func_grad_and_vmap(layer_cls, scan):
         _close(got[name], p.grad)
     batched = torch.func.vmap(lambda xi: layer(xi.unsqueeze(1))[0].squeeze(1))(x.transpose(0, 1))
     _close(batched.transpose(0, 1), layer(x)[0])
+
+
+def test_per_sample_gradients_of_a_classifier_at_one_length():
+    """A whole model (embedding, BiLSTM, mean pooling, oneDNN-sized output layer) under
+    vmap(grad): sequences of one length (per-sample lengths are read by value, which vmap
+    cannot batch)."""
+    from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
+
+    torch.manual_seed(0)
+    config = ClassifierConfig(
+        vocab_size=50,
+        num_classes=3,
+        embedding_dim=16,
+        hidden_size=32,
+        pooling="mean",
+        bidirectional=True,
+    )
+    model = SequenceClassifier(config).double().eval()
+    ids, lengths = torch.randint(1, 50, (4, 7)), torch.tensor([7])
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss(p, row):
+        return torch.func.functional_call(model, p, (row.unsqueeze(0), lengths)).logsumexp(-1).sum()
+
+    per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(params, ids)
+    for b in range(4):
+        model.zero_grad()
+        model(ids[b : b + 1], lengths).logsumexp(-1).sum().backward()
+        for name, p in model.named_parameters():
+            _close(per_sample[name][b], p.grad)
