@@ -172,3 +172,29 @@ def test_per_sample_gradients_of_a_classifier_at_one_length():
         model(ids[b : b + 1], lengths).logsumexp(-1).sum().backward()
         for name, p in model.named_parameters():
             _close(per_sample[name][b], p.grad)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_per_sample_gradients_with_per_sample_lengths(kind):
+    """vmap over sequences and their lengths: the layer reads no length by value there (as
+    while a graph is captured), and each row's gradient equals its unpadded sequence's."""
+    ours, _ = _pair(kind, "auto")
+    x = torch.randn(4, 6, 3, dtype=torch.float64)  # (B, T, I): vmap takes the rows
+    lengths = torch.tensor([6, 2, 4, 1])
+    params = {k: v.detach() for k, v in ours.named_parameters()}
+
+    def loss(p, row, n):
+        out, state = torch.func.functional_call(
+            ours, p, (row.unsqueeze(1),), {"lengths": n.unsqueeze(0)}
+        )
+        h = state[0] if isinstance(state, tuple) else state
+        return out.square().sum() + h.sum()
+
+    per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))(params, x, lengths)
+    for b in range(4):
+        ours.zero_grad()
+        out, state = ours(x[b, : lengths[b]].unsqueeze(1))
+        h = state[0] if isinstance(state, tuple) else state
+        (out.square().sum() + h.sum()).backward()
+        for name, p in ours.named_parameters():
+            _close(per_sample[name][b], p.grad)

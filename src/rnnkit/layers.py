@@ -246,8 +246,10 @@ class Recurrent(nn.Module):
             or not torch._use_cudnn_rnn_flatten_weight()
         ):
             return
+        import torch.backends.cudnn.rnn as cudnn_rnn
+
         stride = (4 if self.cells[0].bias else 2) + (1 if self.proj_size else 0)
-        mode = torch.backends.cudnn.rnn.get_cudnn_mode(self._fused.upper())
+        mode = cudnn_rnn.get_cudnn_mode(self._fused.upper())
         with torch.cuda.device_of(first), torch.no_grad():  # re-seats each storage, in place
             torch._cudnn_rnn_flatten_weight(
                 weights,
@@ -497,8 +499,8 @@ class Recurrent(nn.Module):
                 f"lengths: expected an integer tensor of shape ({batch},), got "
                 f"{lengths.dtype} of shape {tuple(lengths.shape)}"
             )
-        if _graph_capture(lengths):  # values unknown while a graph is captured
-            return lengths.to(torch.int64)
+        if _graph_capture(lengths) or _vmapped(lengths):
+            return lengths.to(torch.int64)  # values unknown: a graph captured, or under vmap
         lo, hi = int(lengths.min()), int(lengths.max())
         if lo < 1 or hi > steps:
             raise ShapeError(f"lengths: expected values in 1..{steps}, got min {lo}, max {hi}")
@@ -767,6 +769,17 @@ def _function_transform(backend: str) -> bool:
     and torch.nn's limits."""
     # (asked after graph capture: torch.compile traces with torch.func)
     return backend != "torch" and function_transform()
+
+
+def _vmapped(t: Tensor) -> bool:
+    """Whether ``t`` is batched by ``torch.func.vmap`` (at any of its wrappers' levels): its
+    values cannot be read then, one per batch row."""
+    functorch = torch._C._functorch
+    while functorch.is_functorch_wrapped_tensor(t):
+        if functorch.is_batchedtensor(t):
+            return True
+        t = functorch.get_unwrapped(t)
+    return False
 
 
 def _graph_capture(x: Tensor | None, backend: str = "auto") -> bool:
