@@ -280,3 +280,28 @@ def test_function_transforms_and_forward_mode_take_f_linear(calls):
     assert calls["n"] == 0
     layer(x)
     assert calls["n"] > 0  # outside them, oneDNN as before
+
+
+def test_hooks_and_parametrisations_of_a_users_linear_still_act_in_the_loop(calls):
+    """The swapped forward runs inside nn.Linear's __call__: its hooks fire, and a
+    parametrised weight is what the product reads."""
+    torch.manual_seed(0)
+    layer = rk.Recurrent(PlainCell(256, 256))
+    cell = layer.cells[0]
+    seen = []
+    cell.ih.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    nn.utils.parametrize.register_parametrization(cell.hh, "weight", _Halved())
+    x = torch.randn(3, 64, 256)
+    out, _ = layer(x)
+    assert calls["n"] > 0 and seen == [(64, 256)] * 3
+    h, expected = torch.zeros(64, 256), []
+    for t in range(3):
+        h = torch.tanh(cell.ih(x[t]) + torch.nn.functional.linear(h, cell.hh.weight, cell.hh.bias))
+        expected.append(h)
+    close(out, torch.stack(expected))
+    assert cell.hh.weight.data_ptr() != cell.hh.parametrizations.weight.original.data_ptr()
+
+
+class _Halved(nn.Module):
+    def forward(self, w):
+        return w / 2
