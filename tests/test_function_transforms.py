@@ -112,19 +112,37 @@ def test_padded_batches_and_a_users_cell_under_func_grad():
             _close(got[name], p.grad)
 
 
-def test_a_packed_sequence_under_a_transform_is_refused_in_one_sentence():
-    """torch's pad_packed_sequence has no functorch rule (torch.nn's layer fails too):
-    rnnkit says so and names the way round."""
+def test_a_packed_sequence_under_func_grad_and_forward_ad_equals_the_ordinary_pass():
+    """torch's pad_packed_sequence has no functorch rule (torch.nn's layer fails there):
+    rnnkit pads and repacks by a mask, and its outputs, state and gradients are the ordinary
+    pass's."""
     from torch.nn.utils.rnn import pack_padded_sequence
 
-    layer = rk.GRU(3, 5).double()
+    torch.manual_seed(0)
+    layer = rk.LSTM(3, 5, num_layers=2, bidirectional=True).double()
     x = torch.randn(6, 4, 3, dtype=torch.float64)
-    packed = pack_padded_sequence(x, torch.tensor([6, 2, 4, 1]), enforce_sorted=False)
-    with pytest.raises(NotImplementedError, match=r"input: a PackedSequence.*lengths="):
-        torch.func.grad(lambda p: torch.func.functional_call(layer, p, (packed,))[0].data.sum())(
-            dict(layer.named_parameters())
-        )
-    layer(packed)  # outside a transform, as before
+    packed = pack_padded_sequence(x, torch.tensor([2, 6, 1, 4]), enforce_sorted=False)
+    h0 = (torch.randn(4, 4, 5, dtype=torch.float64), torch.randn(4, 4, 5, dtype=torch.float64))
+
+    def loss(p):
+        out, (h, c) = torch.func.functional_call(layer, p, (packed, h0))
+        return out.data.square().sum() + h.sum() + c[:, 1].sum()
+
+    got = torch.func.grad(loss)(dict(layer.named_parameters()))
+    layer.zero_grad()
+    out, (h, c) = layer(packed, h0)
+    (out.data.square().sum() + h.sum() + c[:, 1].sum()).backward()
+    for name, p in layer.named_parameters():
+        _close(got[name], p.grad)
+    tangent = torch.randn_like(packed.data)
+    with fwad.dual_level():
+        dual = packed._replace(data=fwad.make_dual(packed.data, tangent))
+        primal, got_tangent = fwad.unpack_dual(layer(dual, h0)[0].data)
+    _close(primal, out.data)
+    _, expected_tangent = torch.autograd.functional.jvp(
+        lambda d: layer(packed._replace(data=d), h0)[0].data, packed.data, tangent
+    )
+    _close(got_tangent, expected_tangent)
 
 
 @pytest.mark.parametrize("scan", ["chunked", "log"])

@@ -709,6 +709,24 @@ class Recurrent(nn.Module):
         hx = tuple(torch.stack(part).index_select(1, p.back) for part in zip(*final, strict=True))
         return data, hx
 
+    def _packed_by_autograd(self, packed, hx, valid, lengths):
+        """A PackedSequence under torch.func or forward-mode AD, where torch's
+        pad_packed_sequence has no rule (torch.nn's layer fails there): padded by the mask of
+        packed positions (time-major, as the packed data), the cells stepped with autograd
+        over the rows in packed order, and packed back by the same mask."""
+        valid = valid.to(packed.data.device)
+        x = packed.data.new_zeros(*valid.shape, packed.data.shape[1])
+        x = x.masked_scatter(valid.unsqueeze(2), packed.data)  # (T, B, I)
+        if packed.sorted_indices is not None:  # the state is in batch order
+            hx = tuple(h.index_select(1, packed.sorted_indices) for h in hx)
+        out, hx = self._loop(x, hx, lengths, traces=None, kernels=False)
+        if packed.unsorted_indices is not None:
+            hx = tuple(h.index_select(1, packed.unsorted_indices) for h in hx)
+        data = out[valid]  # (N, H'): row-major over (t, b), the packed order
+        return PackedSequence(
+            data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+        ), hx
+
     def _forward_packed(self, packed: PackedSequence, state):
         batch = int(packed.batch_sizes[0])
         ref = packed.data.new_empty(1, batch, self.input_size)
@@ -723,14 +741,11 @@ class Recurrent(nn.Module):
         # shape (a view of one row, nothing copied) and its lengths
         sizes = packed.batch_sizes
         probe = packed.data[:1].unsqueeze(0).expand(len(sizes), batch, self.input_size)
-        lengths = (sizes.unsqueeze(1) > torch.arange(batch)).sum(0)
+        valid = sizes.unsqueeze(1) > torch.arange(batch)  # (T, B): the packed positions
+        lengths = valid.sum(0)  # of the rows in packed (longest-first) order
         if _function_transform(self.backend):
-            raise NotImplementedError(
-                "input: a PackedSequence cannot run under torch.func transforms or forward-mode "
-                "AD (torch's pad_packed_sequence has no rule for them, nor has torch.nn's "
-                "layer); pass the padded tensor and lengths=... instead"
-            )
-        if self._use_fused(lengths, probe):
+            out, hx = self._packed_by_autograd(packed, hx, valid, lengths)
+        elif self._use_fused(lengths, probe):
             args = (self.num_layers, self.dropout, self.training, self.bidirectional)
             out, hx = run_fused_packed(self._fused, list(self.cells), packed, hx, *args)
         elif self._runs_packed(packed.data):  # the data is in the kernels' layout
