@@ -130,23 +130,30 @@ def test_missing_onnxruntime_names_the_extra(tmp_path, monkeypatch):
 
 
 # -- models -------------------------------------------------------------------------------
-@pytest.mark.parametrize("pooling", ["last", "attention", "frames", "wide"])
+@pytest.mark.parametrize("pooling", ["last", "attention", "frames", "wide", "frames-wide"])
 def test_classifier_logits(pooling, tmp_path):
     torch.manual_seed(2)
-    kw = {"input_features": 3} if pooling == "frames" else {"vocab_size": 20, "embedding_dim": 6}
+    frames = pooling.startswith("frames")
+    kw = {"input_features": 3} if frames else {"vocab_size": 20, "embedding_dim": 6}
     if pooling == "wide":  # the wide part's hashed n-grams in the graph
         kw |= {"wide_ngrams": 3, "wide_buckets": 40}
-    pool = {"frames": "mean", "wide": "max"}.get(pooling, pooling)
+    if pooling == "frames-wide":  # the summary statistics in the graph
+        kw |= {"wide_summary": True}
+    pool = {"frames": "mean", "wide": "max", "frames-wide": "last"}.get(pooling, pooling)
     config = ClassifierConfig(**kw, hidden_size=8, num_layers=2, bidirectional=True, pooling=pool)
     model = SequenceClassifier(config)
     if model.wide is not None:  # non-zero rows and scales, so the n-grams count
         with torch.no_grad():
             model.wide.weight[1:].normal_()
             model.wide_scale.uniform_(-2, 2)
+    if model.wide_stats is not None:
+        with torch.no_grad():
+            model.wide_stats.weight.normal_()
+            model.set_statistics_scale(torch.randn(19), torch.rand(19) + 0.5)
     [done] = to_onnx(model, tmp_path / "c.onnx")
     assert done.input_names == ("ids", "lengths") and done.max_abs_diff <= TOL
     # a padded batch longer than its longest sequence: padding changes nothing
-    ids = torch.randn(4, 12, 3) if pooling == "frames" else torch.randint(1, 20, (4, 12))
+    ids = torch.randn(4, 12, 3) if frames else torch.randint(1, 20, (4, 12))
     lengths = torch.tensor([3, 9, 1, 5])
     with torch.no_grad():
         want = model(ids, lengths)

@@ -18,13 +18,16 @@ from rnnkit.data.errors import DataFormatError
 from rnnkit.data.readers import write_fasta, write_ts
 from rnnkit.data.readers.series import read_series
 from rnnkit.data.vocab import Vocab
-from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
+from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier, frame_statistics
 from rnnkit.tasks.series import (
     SeriesConfig,
     check,
+    init_model,
     linear_baseline,
     prepare,
+    read_splits,
     stratified_split,
+    summary_features,
 )
 
 
@@ -244,6 +247,101 @@ def test_frames_classifier_gradcheck_float64():
     x = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([4, 3])
     assert torch.autograd.gradcheck(lambda t: model(t, lengths), (x,))
+
+
+# ---- the wide part over summary statistics ----------------------------------------------
+def test_frame_statistics_are_each_cases_own_and_the_textbook_ones():
+    g = torch.Generator().manual_seed(0)
+    cases = [torch.randn(n, 3, generator=g, dtype=torch.float64) for n in (5, 1, 3)]
+    x = torch.full((3, 5, 3), 7.0, dtype=torch.float64)  # padding values must not matter
+    for b, c in enumerate(cases):
+        x[b, : len(c)] = c
+    phi = frame_statistics(x, torch.tensor([5, 1, 3]))
+    assert phi.shape == (3, 19)
+    for b, c in enumerate(cases):
+        a = c.numpy()
+        want = np.concatenate(
+            [a.mean(0), a.std(0), a.min(0), a.max(0), a[0], a[-1], [np.log(len(a))]]
+        )
+        np.testing.assert_allclose(phi[b].numpy(), want, rtol=1e-12, atol=1e-12)
+
+
+def _wide_model(seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = ClassifierConfig(input_features=3, num_classes=4, hidden_size=5, wide_summary=True, **kw)
+    return SequenceClassifier(cfg)
+
+
+def test_wide_summary_is_the_linear_model_on_summary_statistics():
+    """With the RNN's readout at zero the model is W_w ((phi - mu) / sigma): the logits equal
+    that linear map computed by hand, on a padded batch."""
+    model = _wide_model(pooling="mean").double().eval()
+    assert model.wide_stats is not None and not model.wide_stats.weight.any()  # zero start
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 6, 3, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([6, 2, 4])
+    mu, sigma = torch.randn(19, generator=g).double(), torch.rand(19, generator=g).double() + 0.5
+    sigma[4] = 0.0  # a constant statistic is read as sigma = 1
+    model.set_statistics_scale(mu, sigma)
+    w = torch.randn(4, 19, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        model.wide_stats.weight.copy_(w)
+        model.out.weight.zero_()
+        model.out.bias.zero_()
+    phi = frame_statistics(x, lengths)
+    want = ((phi - mu) / torch.where(sigma > 0, sigma, 1.0)) @ w.T
+    torch.testing.assert_close(model(x, lengths), want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"mean and std must be \(19,\)"):
+        model.set_statistics_scale(mu[:3], sigma[:3])
+
+
+def test_wide_summary_padded_equals_alone_and_gradcheck():
+    model = _wide_model(pooling="max", bidirectional=True).double().eval()
+    with torch.no_grad():
+        model.wide_stats.weight.normal_()
+    cases = [torch.randn(n, 3, dtype=torch.float64) for n in (6, 2, 4)]
+    x = torch.full((3, 6, 3), -5.0, dtype=torch.float64)
+    for b, c in enumerate(cases):
+        x[b, : len(c)] = c
+    together = model(x, torch.tensor([6, 2, 4]))
+    for b, c in enumerate(cases):
+        alone = model(c.unsqueeze(0), torch.tensor([len(c)]))
+        torch.testing.assert_close(together[b : b + 1], alone, rtol=1e-12, atol=1e-12)
+    x = x[:2, :4].clone().requires_grad_(True)
+    lengths = torch.tensor([4, 3])
+    assert torch.autograd.gradcheck(lambda t: model(t, lengths), (x,))
+    assert torch.autograd.gradcheck(
+        lambda w: torch.nn.functional.linear(frame_statistics(x.detach(), lengths), w),
+        (model.wide_stats.weight.detach().clone().requires_grad_(True),),
+    )
+
+
+def test_wide_summary_needs_frames():
+    with pytest.raises(ValueError, match=r"wide_summary=True: .* token ids \(vocab_size=9\)"):
+        ClassifierConfig(vocab_size=9, wide_summary=True)
+    with pytest.raises(ValueError, match="no wide_summary part"):
+        SequenceClassifier(ClassifierConfig(input_features=2)).set_statistics_scale(
+            torch.zeros(13), torch.ones(13)
+        )
+
+
+def test_task_scales_the_wide_part_with_the_training_statistics(tmp_path):
+    path, _, _ = _toy_ts(tmp_path)
+    cfg = SeriesConfig(data=str(path))
+    data = prepare(cfg, 0, None)
+    model = SequenceClassifier(
+        ClassifierConfig(hidden_size=4, wide_summary=True, **data.fixed)
+    ).double()
+    init_model(model, data, cfg, 0)
+    phi = frame_statistics(data.train.inputs.double(), data.train.lengths)
+    torch.testing.assert_close(model.stats_mean, phi.mean(0))
+    std = phi.std(0, unbiased=False)
+    torch.testing.assert_close(model.stats_std, torch.where(std > 0, std, 1.0))
+    # the linear baseline reads the same statistics of the raw cases
+    train = read_splits(cfg, 0)["train"]
+    torch.testing.assert_close(summary_features(data.codec, train.items, None), phi)
+    plain = SequenceClassifier(ClassifierConfig(hidden_size=4, **data.fixed))
+    init_model(plain, data, cfg, 0)  # nothing to set
 
 
 def test_config_needs_exactly_one_input_kind():

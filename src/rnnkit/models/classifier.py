@@ -16,6 +16,7 @@ step n_b is ignored)::
               sequence's steps past P are not read)
     z = W_o dropout(s) + b_o                 # (B, K) logits, or (B, 1) for a sigmoid head
     z = z + sum_{g in G(x)} r_g u_g          # with a wide part (``wide_ngrams`` = N > 0)
+    z = z + W_w ((phi(x) - mu) / sigma)      # frames, with ``wide_summary``
     p(y | x) = softmax(z)  or  p(y = 1 | x) = sigmoid(z)
 
 The wide part (a "wide and deep" model, as fastText's bag of n-grams beside the RNN): G(x) is
@@ -24,6 +25,13 @@ unigrams are their ids, longer n-grams hashed into ``wide_buckets`` rows), u_g (
 learned row per n-gram, zero at the start, and r_g a fixed scale per n-gram: 1, or the
 Naive Bayes log-count ratio of the training split (the sentiment task's
 ``task.wide_nb``), which makes the wide part NBSVM's linear model (Wang & Manning 2012).
+
+For frames of numbers the wide part (``wide_summary``) is linear in each sequence's summary
+statistics (:func:`frame_statistics`), phi(x) = [mean_t x_t; std_t x_t; min_t x_t; max_t x_t;
+x_1; x_n; log n] (6 D + 1 values, over the n valid steps), standardised by mu and sigma
+(buffers: zero and one until the task sets them to the training split's), W_w (K, 6 D + 1)
+zero at the start: the multinomial logistic regression on summary features that
+``classify-series`` reports as its linear baseline, trained jointly with the RNN.
 
 The label of sequence b is ``batch.targets[b, n_b - 1]`` (the many-to-one layout of a
 :class:`~rnnkit.data.batches.SequenceBatch`: the one marked step is the last valid one). The
@@ -65,6 +73,7 @@ class ClassifierConfig(RecurrentConfig):
     freeze_embedding: bool = False  # keep the (pretrained) embedding fixed
     wide_ngrams: int = 0  # N > 0: a linear term over each sequence's distinct 1..N-grams
     wide_buckets: int = 0  # hash rows of the wide part's n-grams with n >= 2 (0: 262,144)
+    wide_summary: bool = False  # frames: a linear term over each sequence's summary statistics
     # RecurrentConfig's dropout applies to the embeddings, between layers and to the summary
 
     def __post_init__(self) -> None:
@@ -112,6 +121,11 @@ class ClassifierConfig(RecurrentConfig):
                 f"wide_ngrams={self.wide_ngrams}: the wide part reads token ids; frames of "
                 f"numbers (input_features={self.input_features}) have no n-grams"
             )
+        if self.wide_summary and not self.input_features:
+            raise ValueError(
+                "wide_summary=True: the summary statistics are of frames of numbers; token ids "
+                f"(vocab_size={self.vocab_size}) take wide_ngrams"
+            )
         if self.vocab_size and not 0 <= self.padding_idx < self.vocab_size:
             raise ValueError(
                 f"padding_idx must be in [0, {self.vocab_size}), got {self.padding_idx}"
@@ -158,6 +172,13 @@ class SequenceClassifier(nn.Module):
             self.wide = nn.Embedding(rows, self.out.out_features, padding_idx=c.padding_idx)
             nn.init.zeros_(self.wide.weight)
             self.register_buffer("wide_scale", torch.ones(rows))  # r, set by the task
+        self.wide_stats: nn.Linear | None = None
+        if c.wide_summary:  # W_w over phi(x), standardised by mu and sigma (set by the task)
+            f = statistics_width(c.input_features)
+            self.wide_stats = nn.Linear(f, self.out.out_features, bias=False)
+            nn.init.zeros_(self.wide_stats.weight)
+            self.register_buffer("stats_mean", torch.zeros(f))  # mu
+            self.register_buffer("stats_std", torch.ones(f))  # sigma
 
     # ---- checkpoint contract --------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -251,9 +272,31 @@ class SequenceClassifier(nn.Module):
         u.copy_(torch.tensor([1.0] if u.shape[1] == 1 else [-0.5, 0.5]).expand_as(u))
         u[self.config.padding_idx] = 0.0
 
+    @torch.no_grad()
+    def set_statistics_scale(self, mean: Tensor, std: Tensor) -> None:
+        """Set mu and sigma of the wide part over summary statistics (``wide_summary``),
+        e.g. to the training split's: ``phi = frame_statistics(x, n); phi.mean(0), phi.std(0)``.
+        A sigma of zero (a constant statistic) is read as one."""
+        if self.wide_stats is None:
+            raise ValueError("set_statistics_scale: the model has no wide_summary part")
+        f = self.stats_mean.numel()
+        if tuple(mean.shape) != (f,) or tuple(std.shape) != (f,):
+            raise ValueError(
+                f"mean and std must be ({f},), got {tuple(mean.shape)} and {tuple(std.shape)}"
+            )
+        self.stats_mean.copy_(mean)
+        self.stats_std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+
     def _logits(self, summary: Tensor, ids: Tensor, lengths: Tensor) -> Tensor:
-        """z = W_o dropout(s) + b_o, plus the wide part sum_g r_g u_g when there is one."""
+        """z = W_o dropout(s) + b_o, plus the wide part sum_g r_g u_g (token ids) or
+        W_w ((phi(x) - mu) / sigma) (frames) when there is one."""
         z = self.out(self.drop(summary))
+        if self.wide_stats is not None:
+            if not torch.jit.is_tracing():
+                ids = ids[:, : int(lengths.max())]
+            phi = frame_statistics(ids.to(z.dtype), lengths)  # (B, 6 D + 1)
+            scaled = (phi - self.stats_mean.to(z.dtype)) / self.stats_std.to(z.dtype)
+            return z + self.wide_stats(scaled)
         if self.wide is None:
             return z
         if not torch.jit.is_tracing():  # positions past the longest add no n-gram
@@ -367,6 +410,30 @@ class SequenceClassifier(nn.Module):
         finally:
             self.train(was_training)
         return out[0] if single else out
+
+
+def statistics_width(features: int) -> int:
+    """The number of summary statistics of frames with ``features`` values: 6 D + 1."""
+    return 6 * features + 1
+
+
+def frame_statistics(x: Tensor, lengths: Tensor) -> Tensor:
+    """Summary statistics of each sequence of frames x (B, T, D) over its n_b valid steps::
+
+        phi_b = [mean_t x_bt; std_t x_bt; min_t x_bt; max_t x_bt; x_b1; x_bn; log n_b]
+
+    (B, 6 D + 1); std is the population standard deviation (divided by n_b). Steps past n_b
+    are not read, so a padded batch gives each sequence's own statistics."""
+    b, t, d = x.shape
+    mask = lengths_to_mask(lengths, t).unsqueeze(-1)  # (B, T, 1)
+    n = lengths.to(x.dtype).unsqueeze(-1)  # (B, 1)
+    mean = (x * mask).sum(1) / n  # (B, D)
+    var = (((x - mean.unsqueeze(1)) * mask) ** 2).sum(1) / n
+    std = var.clamp_min(1e-30).sqrt()  # sqrt's gradient stays finite for a constant feature
+    low = x.masked_fill(~mask, float("inf")).amin(1)
+    high = x.masked_fill(~mask, float("-inf")).amax(1)
+    last = x.gather(1, (lengths - 1).view(b, 1, 1).expand(b, 1, d)).squeeze(1)  # x_bn
+    return torch.cat([mean, std, low, high, x[:, 0], last, n.log()], dim=-1)
 
 
 @dataclass(frozen=True)

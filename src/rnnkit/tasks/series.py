@@ -19,7 +19,8 @@ them); symbols become ids of a vocabulary of the training split's symbols, one-h
 
 The data fixes ``input_features`` (numbers) or ``vocab_size`` (symbols), ``num_classes`` and
 ``padding_idx``; the model's own keys (cell, hidden size, layers, direction, pooling: last,
-mean, max or attention) sit in ``[model]``. Baselines on the test split: the majority class
+mean, max, attention or flatten; ``wide_summary``, the linear baseline's statistics as a
+wide part beside the RNN) sit in ``[model]``. Baselines on the test split: the majority class
 and a linear model (multinomial logistic regression) on summary features (numbers: mean,
 standard deviation, minimum, maximum, first and last value of each feature and the log
 length; symbols: one-hot per position for sequences of one length, 3-mer frequencies
@@ -28,7 +29,6 @@ otherwise).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -43,7 +43,7 @@ from rnnkit.data.codec import SeriesCodec, Standardizer
 from rnnkit.data.readers.series import SERIES_SUFFIXES, LabelledSeries, read_series
 from rnnkit.data.registry import dataset_dir, fetch, get, load_report, names
 from rnnkit.data.vocab import Vocab
-from rnnkit.models.classifier import SequenceClassifier
+from rnnkit.models.classifier import SequenceClassifier, frame_statistics
 from rnnkit.tasks.base import Task, TaskData
 from rnnkit.tasks.classify import labelled_batch
 
@@ -218,13 +218,10 @@ def encode(codec: SeriesCodec, found: LabelledSeries, where: str) -> SequenceBat
 # ---- baselines -----------------------------------------------------------------------------
 def summary_features(codec: SeriesCodec, items: list, width: int | None) -> torch.Tensor:
     """(N, F) features of the linear baseline (module docstring)."""
-    if codec.input_kind == "frames":
-        rows = []
-        for x in items:
-            z = codec.encode(x).double()  # (T, D) standardised
-            parts = [z.mean(0), z.std(0, unbiased=False), z.amin(0), z.amax(0), z[0], z[-1]]
-            rows.append(torch.cat([*parts, torch.tensor([math.log(len(z))], dtype=z.dtype)]))
-        return torch.stack(rows)
+    if codec.input_kind == "frames":  # the wide part's statistics of the standardised frames
+        frames = [codec.encode(x).double() for x in items]  # (T, D) each
+        padded = torch.nn.utils.rnn.pad_sequence(frames, batch_first=True)  # (N, T, D)
+        return frame_statistics(padded, torch.tensor([len(z) for z in frames]))
     v = len(codec.vocab)  # type: ignore[arg-type]
     if width is not None:  # one length: one-hot of each position
         ids = torch.stack([codec.encode(s)[:width] for s in items])  # (N, L)
@@ -304,6 +301,16 @@ def prepare(cfg: SeriesConfig, seed: int, codec: SeriesCodec | None = None) -> T
     )
 
 
+def init_model(model: SequenceClassifier, data: TaskData, cfg: SeriesConfig, seed: int) -> None:
+    """With ``model.wide_summary``: standardise the wide part's summary statistics with the
+    training split's mean and standard deviation (as the linear baseline does)."""
+    if model.wide_stats is None:
+        return
+    train = data.train
+    phi = frame_statistics(train.inputs.double(), train.lengths)  # (N, 6 D + 1)
+    model.set_statistics_scale(phi.mean(0), phi.std(0, unbiased=False))
+
+
 def check(cfg: SeriesConfig, model: dict[str, Any]) -> None:
     """Refuse settings the data would not use: embedding keys for numbers (which go into the
     RNN as they are), column names for .ts/FASTA, the FASTA label key for other formats,
@@ -351,5 +358,6 @@ TASK = Task(
     fixed=("vocab_size", "input_features", "num_classes", "padding_idx", "positions"),
     aliases=("series",),
     check=check,
+    init_model=init_model,
     read_file=read_file,
 )
