@@ -125,3 +125,31 @@ def test_summarise_reads_the_baselines_lines(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| nb-lr | 2 | 79.00 | 1.00 | - | 40 |" in out
     assert "nb-lr: fit split only (before the refit) 77.50 over 2 folds" in out
+
+
+def test_refit_trains_on_fit_and_validation_for_the_chosen_epochs():
+    """--refit: the fold's result comes from a second model trained on the whole training
+    part (fit + validation) for the best validation epoch's count, scored on the test fold."""
+    import argparse
+
+    import torch
+
+    mr = load_benchmark("mr_sentiment")
+    rng = np.random.default_rng(0)
+    words = {1: ["good", "fine", "great"], 0: ["bad", "dull", "poor"]}
+    ys = [int(k % 2) for k in range(120)]
+    texts = [" ".join(rng.choice(words[y], 3)) + " film" for y in ys]
+    args = argparse.Namespace(
+        pooling=None, split_clitics=False, onehot_vocab=50, dim=8, nb_dims=0, nb_scale=1.0,
+        hidden=8, dropout=0.0, wide=0, wide_nb=False, wide_nb_start=False, freeze=False,
+        validation_only=False, verbose=False, epochs=3, batch_size=16, lr=0.02, refit=True,
+    )  # fmt: skip
+    test_idx, train_idx = torch.arange(100, 120), torch.arange(100)
+    best = mr.run_fold("gru-learned", texts, ys, test_idx, train_idx, args, [], 0)
+    assert 1 <= best.epoch <= 3 and best.probs.shape == best.refit_probs.shape == (20, 2)
+    assert not torch.equal(best.probs, best.refit_probs)  # another model
+    y_test = torch.tensor(ys)[test_idx]
+    assert float((best.refit_probs.argmax(-1) == y_test).float().mean()) == 1.0
+    args.validation_only = True  # tuning never trains the refit
+    best = mr.run_fold("gru-learned", texts, ys, test_idx, train_idx, args, [], 0)
+    assert best.refit_probs.numel() == 0 and best.probs.numel() == 0
