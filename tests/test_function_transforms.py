@@ -164,8 +164,7 @@ def test_parallel_scan_layers_under_func_grad_and_vmap(layer_cls, scan):
 
 def test_per_sample_gradients_of_a_classifier_at_one_length():
     """A whole model (embedding, BiLSTM, mean pooling, oneDNN-sized output layer) under
-    vmap(grad): sequences of one length (per-sample lengths are read by value, which vmap
-    cannot batch)."""
+    vmap(grad): sequences of one length, shared by every row."""
     from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
 
     torch.manual_seed(0)
@@ -188,6 +187,41 @@ def test_per_sample_gradients_of_a_classifier_at_one_length():
     for b in range(4):
         model.zero_grad()
         model(ids[b : b + 1], lengths).logsumexp(-1).sum().backward()
+        for name, p in model.named_parameters():
+            _close(per_sample[name][b], p.grad)
+
+
+@pytest.mark.parametrize("inputs", ["ids", "frames"])
+def test_per_sample_gradients_of_a_classifier_with_per_sample_lengths(inputs):
+    """A whole model under vmap(grad) over sequences and their own lengths (DP-SGD's
+    per-example gradients): the model reads no length by value there, and each row's gradient
+    equals that of its sequence alone, unpadded. Token ids with a BiLSTM and mean pooling;
+    frames with a GRU, last-state pooling and the wide part over summary statistics."""
+    from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
+
+    torch.manual_seed(0)
+    if inputs == "ids":
+        kw = dict(vocab_size=50, embedding_dim=16, pooling="mean", bidirectional=True)
+        x = torch.randint(1, 50, (4, 7))
+    else:
+        kw = dict(input_features=3, cell="gru", pooling="last", wide_summary=True)
+        x = torch.randn(4, 7, 3, dtype=torch.float64)
+    model = SequenceClassifier(ClassifierConfig(num_classes=3, hidden_size=8, **kw))
+    model = model.double().eval()
+    if model.wide_stats is not None:
+        with torch.no_grad():
+            model.wide_stats.weight.normal_()
+    lengths = torch.tensor([7, 3, 5, 1])
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss(p, row, n):
+        logits = torch.func.functional_call(model, p, (row.unsqueeze(0), n.unsqueeze(0)))
+        return logits.logsumexp(-1).sum()
+
+    per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))(params, x, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        model.zero_grad()
+        model(x[b : b + 1, :n], torch.tensor([n])).logsumexp(-1).sum().backward()
         for name, p in model.named_parameters():
             _close(per_sample[name][b], p.grad)
 

@@ -56,7 +56,7 @@ from rnnkit.errors import (
     check_size,
     describe,
 )
-from rnnkit.kernels.common import function_transform
+from rnnkit.kernels.common import function_transform, vmapped
 from rnnkit.unroll import (
     DirectionTrace,
     fused_kind,
@@ -499,7 +499,7 @@ class Recurrent(nn.Module):
                 f"lengths: expected an integer tensor of shape ({batch},), got "
                 f"{lengths.dtype} of shape {tuple(lengths.shape)}"
             )
-        if _graph_capture(lengths) or _vmapped(lengths):
+        if _graph_capture(lengths) or vmapped(lengths):
             return lengths.to(torch.int64)  # values unknown: a graph captured, or under vmap
         lo, hi = int(lengths.min()), int(lengths.max())
         if lo < 1 or hi > steps:
@@ -784,17 +784,6 @@ def _function_transform(backend: str) -> bool:
     and torch.nn's limits."""
     # (asked after graph capture: torch.compile traces with torch.func)
     return backend != "torch" and function_transform()
-
-
-def _vmapped(t: Tensor) -> bool:
-    """Whether ``t`` is batched by ``torch.func.vmap`` (at any of its wrappers' levels): its
-    values cannot be read then, one per batch row."""
-    functorch = torch._C._functorch
-    while functorch.is_functorch_wrapped_tensor(t):
-        if functorch.is_batchedtensor(t):
-            return True
-        t = functorch.get_unwrapped(t)
-    return False
 
 
 def _graph_capture(x: Tensor | None, backend: str = "auto") -> bool:

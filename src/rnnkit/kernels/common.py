@@ -27,6 +27,17 @@ def function_transform() -> bool:
     )
 
 
+def vmapped(t: Tensor) -> bool:
+    """Whether ``t`` is batched by ``torch.func.vmap`` (at any of its wrappers' levels): its
+    values cannot be read then (one per batch row), so callers skip value checks and cuts."""
+    functorch = torch._C._functorch
+    while functorch.is_functorch_wrapped_tensor(t):
+        if functorch.is_batchedtensor(t):
+            return True
+        t = functorch.get_unwrapped(t)
+    return False
+
+
 _ONEDNN = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None) is not None
 
 

@@ -51,6 +51,7 @@ from torch import Tensor, nn
 from rnnkit.attention import AttentionPooling, lengths_to_mask
 from rnnkit.data.batches import SequenceBatch
 from rnnkit.data.representations import OneHot, ngram_ids
+from rnnkit.kernels.common import vmapped
 from rnnkit.kernels.dense import Linear
 from rnnkit.models.contract import Predicting, require
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
@@ -214,9 +215,10 @@ class SequenceClassifier(nn.Module):
                 )
         elif ids.dim() != 2 or ids.dtype != torch.int64:
             raise ValueError(f"ids must be (B, T) int64, got {tuple(ids.shape)} {ids.dtype}")
-        if lengths.shape != ids.shape[:1] or bool((lengths < 1).any()):
+        readable = _readable(lengths)
+        if lengths.shape != ids.shape[:1] or (readable and bool((lengths < 1).any())):
             raise ValueError(f"lengths must be (B,) = ({ids.shape[0]},) with values >= 1")
-        if not torch.jit.is_tracing():  # an ONNX graph keeps its time axis dynamic
+        if readable:  # an ONNX graph keeps its time axis dynamic
             ids = ids[:, : int(lengths.max())]  # (B, T'): padding past the longest changes nothing
         if self.embedding is None:
             return ids.to(self.out.weight.dtype), lengths  # (B, T', D)
@@ -292,7 +294,7 @@ class SequenceClassifier(nn.Module):
         W_w ((phi(x) - mu) / sigma) (frames) when there is one."""
         z = self.out(self.drop(summary))
         if self.wide_stats is not None:
-            if not torch.jit.is_tracing():
+            if _readable(lengths):
                 ids = ids[:, : int(lengths.max())]
             phi = frame_statistics(ids.to(z.dtype), lengths)  # (B, 6 D + 1)
             scaled = (phi - self.stats_mean.to(z.dtype)) / self.stats_std.to(z.dtype)
@@ -410,6 +412,12 @@ class SequenceClassifier(nn.Module):
         finally:
             self.train(was_training)
         return out[0] if single else out
+
+
+def _readable(lengths: Tensor) -> bool:
+    """Whether the values of ``lengths`` can be read: not while a graph is traced (ONNX) nor
+    under ``torch.func.vmap`` with per-sample lengths (each row's own)."""
+    return not (torch.jit.is_tracing() or vmapped(lengths))
 
 
 def statistics_width(features: int) -> int:
