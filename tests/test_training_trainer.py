@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -178,6 +179,40 @@ def test_resume_mid_epoch_in_process_gives_identical_weights(tmp_path, tbptt):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.history == full.history
     assert ckpt.exists()
+
+
+def test_resume_takes_the_dense_products_path_the_checkpoint_was_written_with(
+    tmp_path, monkeypatch
+):
+    """oneDNN and ATen's BLAS round sums differently and the choice between them is timed
+    once per process: a resumed run takes the saved choice, unless RNNKIT_ONEDNN_LINEAR
+    forces one."""
+    from rnnkit.kernels import dense
+    from rnnkit.training import CheckpointConfig
+
+    monkeypatch.delenv("RNNKIT_ONEDNN_LINEAR", raising=False)
+    usable = dense._LINEAR is not None and torch.backends.mkldnn.is_available()
+    monkeypatch.setattr(dense, "_faster", usable)  # the process that wrote the checkpoint
+    part = small_trainer(tmp_path, checkpoint=CheckpointConfig(every_steps=3), max_steps=3)
+    part.fit()
+    mid = part.checkpoints.root / "step-00000003"
+    assert json.loads((mid / "trainer.json").read_text())["onednn_linear"] is usable
+    monkeypatch.setattr(dense, "_faster", not usable)  # a new process measured otherwise
+    resumed = small_trainer(tmp_path, checkpoint=CheckpointConfig(every_steps=3))
+    if usable:
+        resumed.resume(mid)
+        assert dense.onednn_choice() is True
+    monkeypatch.setattr(dense, "_faster", False)
+    monkeypatch.setenv("RNNKIT_ONEDNN_LINEAR", "0")  # the user's explicit choice stands
+    resumed.resume(mid)
+    assert dense.onednn_choice() is False
+    monkeypatch.delenv("RNNKIT_ONEDNN_LINEAR")
+    resumed._load_state({**resumed.state_dict(), "onednn_linear": None})  # older checkpoints
+    assert dense.onednn_choice() is False
+    with pytest.raises(ValueError, match="onednn_linear must be true, false or null"):
+        resumed._load_state({**resumed.state_dict(), "onednn_linear": "yes"})
+    with pytest.raises(TypeError, match="flag: expected True or False, got 1"):
+        dense.use_onednn(1)
 
 
 def _ragged(n: int, seed: int):

@@ -12,7 +12,10 @@ machine runs them faster that way. On an AMD EPYC with AVX-512 oneDNN ran rnnkit
 products 1.3-2.0x faster than ATen's BLAS (MKL), forward and backward
 (``python benchmarks/dense_linear.py``); on CPUs where the two are level nothing changes.
 The choice is measured once per process (:func:`onednn_faster`; ``RNNKIT_ONEDNN_LINEAR=1``
-or ``0`` forces it).
+or ``0`` forces it). The two paths round sums differently, so the trainer saves the choice in
+its checkpoints and a resumed run takes the same one (:func:`onednn_choice`,
+:func:`use_onednn`): a timing that came out the other way in the new process cannot change
+the numbers of a run that resumes exactly.
 
 The layers' loop enters :func:`products` around a cell of one's own, so that the products of
 the cell's ``nn.Linear`` layers take the same path (only where a product could change path).
@@ -37,7 +40,15 @@ from torch import Tensor, nn
 
 from rnnkit.kernels.common import function_transform
 
-__all__ = ["MIN_MACS", "Linear", "linear", "onednn_faster", "products"]
+__all__ = [
+    "MIN_MACS",
+    "Linear",
+    "linear",
+    "onednn_choice",
+    "onednn_faster",
+    "products",
+    "use_onednn",
+]
 
 #: products of at least this many multiply-adds (rows x in x out) take oneDNN's path
 MIN_MACS = 2**21
@@ -58,6 +69,22 @@ def onednn_faster() -> bool:
         usable = _LINEAR is not None and torch.backends.mkldnn.is_available()
         _faster = (forced == "1" and usable) if forced else (usable and _measure())
     return _faster
+
+
+def onednn_choice() -> bool | None:
+    """This process's choice (True: oneDNN), or None while nothing has asked for it yet."""
+    return _faster
+
+
+def use_onednn(flag: bool) -> None:
+    """Fix this process's choice, as ``RNNKIT_ONEDNN_LINEAR`` does (the trainer sets a resumed
+    run's saved choice). ``flag=True`` where oneDNN's product is missing is a ValueError."""
+    global _faster
+    if not isinstance(flag, bool):
+        raise TypeError(f"flag: expected True or False, got {flag!r}")
+    if flag and (_LINEAR is None or not torch.backends.mkldnn.is_available()):
+        raise ValueError("use_onednn(True): this torch build has no oneDNN linear product")
+    _faster = flag
 
 
 def _measure(rounds: int = 5) -> bool:

@@ -41,6 +41,7 @@ device resumes on any other.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -52,6 +53,7 @@ from typing import Any
 import torch
 
 from rnnkit.data.batches import EpochBatches
+from rnnkit.kernels import dense
 from rnnkit.models.contract import Carrying, Trainable, require
 from rnnkit.training.bptt import ChunkResult, merge_results, run_bptt
 from rnnkit.training.callbacks import (
@@ -514,6 +516,9 @@ class Trainer:
             "callbacks": {
                 cb.name: cb.state_dict() for cb in self.callbacks if cb.state_dict() is not None
             },
+            # the dense products' path (oneDNN or ATen's BLAS, measured once per process):
+            # a resumed run takes the same one, which rounds the same way
+            "onednn_linear": dense.onednn_choice(),
         }
 
     def _stopped_by_max_steps(self) -> bool:
@@ -576,6 +581,19 @@ class Trainer:
         for cb in self.callbacks:
             if cb.name in saved:
                 cb.load_state_dict(saved[cb.name])
+        _same_products(state.get("onednn_linear"))
+
+
+def _same_products(saved: bool | None) -> None:
+    """Take the dense products' path a resumed run was trained with (None: not recorded, or
+    no product asked), unless ``RNNKIT_ONEDNN_LINEAR`` forces one or this machine has no
+    oneDNN product (another machine rounds differently anyway)."""
+    if saved is None or os.environ.get("RNNKIT_ONEDNN_LINEAR", "").strip():
+        return
+    if not isinstance(saved, bool):
+        raise ValueError(f"onednn_linear must be true, false or null, got {saved!r}")
+    with contextlib.suppress(ValueError):
+        dense.use_onednn(saved)
 
 
 def _served(data: Any, config: TrainerConfig, train: bool, seed: int) -> Any:
