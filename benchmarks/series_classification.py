@@ -21,6 +21,17 @@ aside (stratified, seed 0).
 
 Prints a markdown table; writes each chosen model's test confusion matrix to
 docs/figures/series_<dataset>.png.
+
+Wide protocol (``--wide``), written on 2026-11-28 before any of its runs, descriptive (no
+target rides on it): for the frames sets BasicMotions, GunPoint, spoken digits and watch
+activity (not JapaneseVowels, whose last protocol has run, nor PLAID, for time), the four
+candidates above and the same four with the linear model on summary statistics as a wide
+part beside the RNN (``model.wide_summary``), eight in all, with this protocol's settings;
+the best on validation (validation loss breaks ties) is scored once on test. It shows on
+which sets validation picks the wide part, and what it then scores.
+
+    OMP_NUM_THREADS=1 python benchmarks/series_classification.py --wide \
+        --datasets basic-motions,gunpoint,spoken-digits,watch-activity --out runs_local/series_wide
 """
 
 from __future__ import annotations
@@ -126,6 +137,15 @@ def dtw_accuracy(dataset: str, codec) -> float:
     return float((dtw_1nn(train, labels, test) == y).double().mean())
 
 
+def with_wide(kind: str) -> dict[str, list[str]]:
+    """The wide protocol's candidates: this protocol's, and each with ``wide_summary``."""
+    if kind != "frames":
+        raise SystemExit("--wide: the summary-statistics part is for frames of numbers")
+    plain = candidates(kind)
+    wide = {f"{k}-wide": [*v, "model.wide_summary=true"] for k, v in plain.items()}
+    return plain | wide
+
+
 def run_dataset(dataset: str, out: Path, figures: Path | None, pool=None, dtw: bool = True) -> dict:
     """Train the candidates (``pool(kind)``, by default this protocol's), score the one best
     on validation once on test, beside the baselines (1-NN DTW only with ``dtw``); the test
@@ -172,9 +192,17 @@ def main() -> None:
     parser.add_argument("--out", default="runs_local/series", help="folder for the runs")
     parser.add_argument("--datasets", default=",".join(EPOCHS), help="comma-separated names")
     parser.add_argument("--figures", default="docs/figures", help="folder for the PNGs")
+    parser.add_argument(
+        "--wide", action="store_true", help="the wide protocol (docstring); no figures written"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = [run_dataset(d, Path(args.out), Path(args.figures)) for d in args.datasets.split(",")]
+    figures = None if args.wide else Path(args.figures)
+    pool = with_wide if args.wide else None
+    results = [
+        run_dataset(d, Path(args.out), figures, pool, dtw=not args.wide)
+        for d in args.datasets.split(",")
+    ]
     head = (
         "dataset | train/val/test | chosen (val acc) | test accuracy | majority | linear | 1-NN DTW"
     )
