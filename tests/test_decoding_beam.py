@@ -182,6 +182,24 @@ def test_batch_equals_rows_alone(flat, alpha):
         assert [h.tokens for h in with_none[b]] == [h.tokens for h in alone]
 
 
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_a_limit_per_row_decodes_each_row_as_alone_with_its_limit(alpha):
+    model = tiny(5, scale=0.5)  # flat distributions: rows run to their limits
+    start, limits = torch.tensor([2, 0, 1]), [2, 7, 4]
+    kw = dict(beam_size=3, eos_id=EOS, length_penalty=alpha, n_best=3)
+    batched = beam_search(model, start, max_length=limits, **kw)
+    assert max(len(h.tokens) for h in batched[1]) == 7
+    for b in range(3):
+        alone = beam_search(model, start[b : b + 1], max_length=limits[b], **kw)[0]
+        assert [h.tokens for h in batched[b]] == [h.tokens for h in alone]
+        for x, y in zip(batched[b], alone, strict=True):
+            assert math.isclose(x.score, y.score, rel_tol=1e-9)
+    with pytest.raises(ValueError, match=r"max_length: expected an integer or one per row \(3\)"):
+        beam_search(model, start, max_length=[2, 3], **kw)
+    with pytest.raises(ValueError, match="max_length"):
+        beam_search(model, start, max_length=[2, 0, 3], **kw)
+
+
 def reference_beam(model, start, state, K, max_length, alpha, n_best, ngram=0, min_length=0):
     """One row, plain lists, no early stop: the K best candidates of the 2K best are kept
     (eos among the K best finishes a hypothesis); at max_length the live beams finish."""

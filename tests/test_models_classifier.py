@@ -313,3 +313,10 @@ def test_wide_part_can_start_as_the_naive_bayes_log_odds(head):
     assert m.wide.weight[0].abs().sum() == 0  # <pad> stays zero
     with pytest.raises(ValueError, match=r"needs a wide part .* got wide_ngrams=0"):
         model().start_wide_as_naive_bayes()
+
+
+def test_lengths_may_be_a_list_as_for_the_layers():
+    torch.manual_seed(0)
+    model = SequenceClassifier(ClassifierConfig(vocab_size=10, hidden_size=4)).eval()
+    ids = torch.tensor([[1, 2, 3], [4, 5, 0]])
+    torch.testing.assert_close(model(ids, [3, 2]), model(ids, torch.tensor([3, 2])))

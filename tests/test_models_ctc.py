@@ -145,6 +145,15 @@ def test_an_unalignable_row_costs_zero_and_a_blank_in_a_target_is_refused():
     bad = PairBatch(x, torch.tensor([2]), torch.tensor([[0]]), torch.tensor([1]))
     with pytest.raises(ValueError, match=r"target: .* holds the blank \(id 0\)"):
         model.loss(bad)
+    v = model.config.target_vocab_size
+    for label in (v, 10**6, -1):  # torch's CTC kernel reads memory out of bounds on these
+        bad = PairBatch(x, torch.tensor([2]), torch.tensor([[label, 9]]), torch.tensor([1]))
+        with pytest.raises(ValueError, match=rf"labels must be in 1\.\.{v - 1} .* got {label}"):
+            model.loss(bad)
+    fine = PairBatch(x, torch.tensor([2]), torch.tensor([[1, 10**6]]), torch.tensor([1]))
+    model.loss(fine)  # past target_lengths: padding, never read
+    with pytest.raises(ValueError, match=r"source_lengths: expected integers, got torch.float32"):
+        model(x, torch.tensor([2.7]))
 
 
 @pytest.mark.parametrize("source", ["frames", "image"])

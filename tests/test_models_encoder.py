@@ -113,10 +113,12 @@ def test_bad_recurrent_settings_name_the_field():
     for kw, match in [
         ({"cell": "nope"}, "cell must be one of"),
         ({"hidden_size": 0}, "hidden_size must be an integer >= 1"),
-        ({"num_layers": 1.5}, "num_layers must be an integer >= 1"),
+        ({"num_layers": 1.5}, "num_layers: expected int, got 1.5"),
+        ({"hidden_size": "8"}, "hidden_size: expected int, got '8'"),
+        ({"dropout": "0.1"}, "dropout: expected float, got '0.1'"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
         ({"recurrent_scale": float("nan")}, "recurrent_scale must be >= 0"),
-        ({"backend": "cuda"}, "backend must be auto, torch or loop"),
+        ({"backend": "cuda"}, r"backend: expected one of \['auto', 'torch', 'loop'\], got 'cuda'"),
     ]:
         with pytest.raises(ValueError, match=match):
             RecurrentConfig(**kw)

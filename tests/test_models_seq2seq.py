@@ -87,6 +87,40 @@ def test_padded_batch_equals_each_source_alone(attention):
         assert [h[0] for h in again[0]] == [h[0] for h in beams[b]]
 
 
+@pytest.mark.parametrize("beam", [1, 3])
+def test_the_default_length_limit_is_each_sources_own(beam):
+    """Without max_length a source's output is limited to 2 n + 10 tokens of its own length
+    n, not of its batch's longest: it decodes as it does alone, whatever its batchmates."""
+    m = _model(attention="general", target_vocab_size=5)
+    with torch.no_grad():
+        m.head.bias[EOS] -= 4.0  # <eos> unlikely, so that outputs reach their limits
+    src, lengths, _ = _source()
+    rows = m.decode(src, lengths, beam=beam, n_best=beam)
+    assert any(len(h[0]) > 2 * int(lengths.min()) + 10 - 1 for h in rows[0])  # a long one
+    for b in range(3):
+        n = int(lengths[b])
+        (alone,) = m.decode(src[b : b + 1, :n], lengths[b : b + 1], beam=beam, n_best=beam)
+        assert [h[0] for h in alone] == [h[0] for h in rows[b]]
+        assert all(len(h[0]) <= 2 * n + 10 for h in rows[b])
+        for (_, s1), (_, s2) in zip(alone, rows[b], strict=True):
+            assert s1 == pytest.approx(s2, rel=1e-5, abs=1e-5)
+
+
+def test_an_empty_target_is_refused():
+    m = _model()
+    src, lengths, _ = _source()
+    with pytest.raises(ValueError, match=r"target: expected token ids \(B, U\) with U >= 1"):
+        m(src, lengths, torch.zeros(3, 0, dtype=torch.long))
+
+
+def test_greedy_scores_keep_float64():
+    m = _model(attention="general").double()
+    src, lengths, _ = _source()
+    (greedy,) = m.decode(src[:1], lengths[:1], max_length=5)
+    (beam,) = m.decode(src[:1], lengths[:1], beam=1, no_repeat_ngram=9, max_length=5)
+    assert greedy[0][0] == beam[0][0] and greedy[0][1] == pytest.approx(beam[0][1], abs=1e-12)
+
+
 def test_beam_one_equals_greedy_and_scores_agree():
     m = _model(attention="general")
     src, lengths, _ = _source()
@@ -172,7 +206,8 @@ def test_loss_counts_only_valid_target_tokens():
 @pytest.mark.parametrize(
     ("kw", "named"),
     [
-        ({"attention": "luong"}, "attention must be one of"),
+        ({"attention": "luong"}, "attention: expected one of ['none', 'bahdanau'"),
+        ({"bidirectional": "false"}, "bidirectional: expected true or false, got 'false'"),
         ({"source_features": 3}, "exactly one of source_vocab_size"),
         ({"decoder_cell": "tcn"}, "decoder_cell must be one of"),
         ({"share_embeddings": True}, "share_embeddings=True needs one vocabulary"),

@@ -119,6 +119,12 @@ def test_max_abs_diff_counts_equal_infinities_as_equal():
     assert max_abs_diff([np.zeros(2)], [torch.zeros(3)]) == inf
 
 
+def test_a_float64_model_is_refused_before_a_file_is_written(tmp_path):
+    with pytest.raises(OnnxExportError, match=r"\['torch.float64'\]: .* export model.float\(\)"):
+        to_onnx(rk.GRU(3, 4).double(), tmp_path / "g.onnx")
+    assert not (tmp_path / "g.onnx").exists()
+
+
 def test_missing_onnxruntime_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     with pytest.raises(

@@ -103,6 +103,12 @@ def test_train_predict_evaluate_through_the_cli(tmp_path):
     assert [p.label for p in predictions] == ["pos", "neg"]
     assert "\n".join(map(str, predictions)) == r.output.strip()
     assert model.predict(texts[0]) == predictions[0]  # one text in, one Prediction out
+    with pytest.raises(ValueError, match="batch_size: expected an integer >= 1, got 0"):
+        model.predict(texts, batch_size=0)
+    with pytest.raises(TypeError, match=r"texts\[1\]: expected a string, got int 2"):
+        model.predict(["fine", 2])
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        rnnkit.load(run, device="gpu")
 
     r = runner.invoke(app, ["predict", str(run)], input="a great film\nan awful movie\n")
     assert [x.split("\t")[0] for x in r.output.strip().splitlines()] == ["pos", "neg"]
@@ -371,3 +377,8 @@ def test_train_from_records_in_python(tmp_path):
         rnnkit.train("classify", tmp_path / "bad", records=[("a", "pos"), "b"])
     with pytest.raises(ValueError, match="task 'adding' reads its data from files"):
         rnnkit.train("adding", tmp_path / "adding", records=[("a", "pos")])
+    with pytest.raises(TypeError, match=r"overrides: expected a list .* overrides=\['seed=1'\]"):
+        rnnkit.train("classify", tmp_path / "str", overrides="seed=1", records=[("a", "pos")])
+    twice = [("good film", "pos"), ("bad film", "neg")] * 20  # copies stay together
+    with pytest.raises(ValueError, match="split is empty: the 2 distinct texts"):
+        rnnkit.train("classify", tmp_path / "few", overrides=overrides, records=twice)

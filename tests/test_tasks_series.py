@@ -293,6 +293,19 @@ def test_wide_summary_is_the_linear_model_on_summary_statistics():
     torch.testing.assert_close(model(x, lengths), want, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match=r"mean and std must be \(19,\)"):
         model.set_statistics_scale(mu[:3], sigma[:3])
+    with pytest.raises(ValueError, match=r"std must be >= 0, got -1\.0"):
+        model.set_statistics_scale(mu, -torch.ones(19))
+    with pytest.raises(ValueError, match="must be finite numbers"):
+        model.set_statistics_scale(mu * float("nan"), sigma)
+    model.set_statistics_scale([0.0] * 19, [1.0] * 19)  # lists are tensors too
+    for x, lengths, words in (
+        (torch.zeros(2, 5), [3, 5], r"x: expected frames \(B, T, D\)"),
+        (torch.zeros(2, 5, 3), [3, 7], r"lengths: expected values in 1\.\.5, got min 3, max 7"),
+        (torch.zeros(2, 5, 3), [0, 5], "got min 0"),
+        (torch.zeros(2, 5, 3), [5], r"lengths: expected shape \(2,\)"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            frame_statistics(x, lengths)
 
 
 def test_wide_summary_padded_equals_alone_and_gradcheck():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -172,13 +173,24 @@ def test_loss_is_its_formula(similarity, objective):
     assert float(model.embedding.weight.grad.abs().sum()) > 0
 
 
+def test_pair_lengths_past_their_ids_are_refused():
+    model = _model(**CONFIGS[0])
+    a, b = torch.tensor([[4, 5, 6]]), torch.tensor([[4, 5, 6, 7, 8]])
+    with pytest.raises(ValueError, match=r"a_lengths: expected values in 1\.\.3 .* max 5"):
+        model(a, torch.tensor([5]), b, torch.tensor([5]))
+    with pytest.raises(ValueError, match=r"b_lengths: expected values in 1\.\.5 .* min 0"):
+        model(a, torch.tensor([3]), b, torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"b: expected ids \(B, T\) with b_lengths \(B,\)"):
+        model(a, torch.tensor([3]), b, torch.tensor([5, 5]))
+
+
 def test_config_errors_name_the_key():
     for kw, named in (
-        ({"similarity": "l2"}, "similarity must be one of"),
+        ({"similarity": "l2"}, "similarity: expected one of ['manhattan', 'cosine'], got 'l2'"),
         ({"threshold": 1.0}, "threshold must be in (0, 1)"),
-        ({"pooling": "attention"}, "pooling must be one of"),
+        ({"pooling": "attention"}, "pooling: expected one of"),
     ):
-        with pytest.raises(ValueError, match=named.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(ValueError, match=re.escape(named)):
             SiameseConfig(vocab_size=5, **kw)
 
 

@@ -104,6 +104,10 @@ def test_RNN_input_size_zero(mode, backend):
     out = MODES[mode](3, 4, backend=backend)(x)[0]
     assert out.shape == (5, 0, 4)
     out.sum().backward()
+    # with (empty) lengths too: nothing to mask, nothing read
+    layer = MODES[mode](3, 4, backend=backend, batch_first=True, bidirectional=True)
+    out, _ = layer(torch.zeros(0, 5, 3), lengths=torch.zeros(0, dtype=torch.long))
+    assert out.shape == (0, 5, 8)
 
 
 def test_error_classes_are_caught_as_torch_nn_and_python_errors():

@@ -64,6 +64,11 @@ def train(
     from rnnkit.tasks import run as runs
 
     out = Path(out)
+    if isinstance(overrides, str):
+        raise TypeError(
+            f"overrides: expected a list of KEY=VALUE strings, got the string {overrides!r}; "
+            f"write overrides=[{overrides!r}]"
+        )
     items = list(overrides)
     if records is not None:
         spec = get_task(task)

@@ -19,6 +19,7 @@ Overrides use dotted keys, ``--set trainer.lr=0.001``; the value is parsed as TO
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tomllib
 import types
 import typing
@@ -127,6 +128,24 @@ def to_dict(obj: Any) -> dict[str, Any]:
 def replace_in(obj: T, overrides: Iterable[str]) -> T:
     """Return ``obj`` with dotted ``key=value`` overrides applied and re-validated."""
     return from_dict(type(obj), apply_overrides(to_dict(obj), overrides))
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def check_types(obj: Any) -> None:
+    """Check every field of the dataclass instance ``obj`` against its annotation, as
+    :func:`from_dict` does for TOML (a ConfigError naming the field: ``bidirectional="false"``
+    from Python is refused, not read as true), and store the normal form (ints of float
+    fields as floats, lists of tuple fields as tuples), also in a frozen dataclass."""
+    hints = _hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        normal = _coerce(hints[f.name], value, f.name)
+        if normal is not value:
+            object.__setattr__(obj, f.name, normal)
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:

@@ -210,7 +210,7 @@ def beam_search(
     model,
     start: Tensor,
     beam_size: int = 5,
-    max_length: int = 50,
+    max_length: int | Sequence[int] = 50,
     eos_id: int | None = None,
     length_penalty: float = 0.0,
     state=None,
@@ -227,13 +227,25 @@ def beam_search(
     with ``model.reorder_state`` or this module's :func:`reorder_state`). ``state`` is the
     initial state of the B rows (None: the model's own). ``no_repeat_ngram`` = n > 0 blocks a
     token that would repeat an n-gram of the hypothesis; ``min_length`` blocks eos until that
-    many tokens are decoded. A row may return fewer than ``n_best`` hypotheses when fewer
-    sequences exist (a tiny vocabulary, blocking)."""
+    many tokens are decoded. ``max_length`` is one limit for every row or a limit per row
+    (B,): a row decodes as it would alone with its own limit. A row may return fewer than
+    ``n_best`` hypotheses when fewer sequences exist (a tiny vocabulary, blocking)."""
     if not isinstance(start, Tensor) or start.dim() != 1:
         shape = tuple(start.shape) if isinstance(start, Tensor) else type(start).__name__
         raise ValueError(f"start: expected a 1-D (B,) tensor of tokens, got {shape}")
     _check_int("beam_size", beam_size, 1)
-    _check_int("max_length", max_length, 1)
+    if isinstance(max_length, int | bool):
+        _check_int("max_length", max_length, 1)
+        limits = [max_length] * start.shape[0]
+    else:
+        limits = list(max_length)
+        if len(limits) != start.shape[0]:
+            raise ValueError(
+                f"max_length: expected an integer or one per row ({start.shape[0]}), got "
+                f"{len(limits)} values"
+            )
+        for limit in limits:
+            _check_int("max_length", limit, 1)
     _check_int("no_repeat_ngram", no_repeat_ngram, 0)
     _check_int("min_length", min_length, 0)
     if n_best is None:
@@ -277,7 +289,8 @@ def beam_search(
     n_cand = min(2 * K if eos_id is not None else K, K * V)  # >= K candidates not ending in eos
     positions = torch.arange(n_cand, device=device)
 
-    for t in range(max_length):  # t tokens decoded so far; choosing y_{t+1}
+    longest = max(limits)
+    for t in range(longest):  # t tokens decoded so far; choosing y_{t+1}
         if t > 0:
             logits, state = model.step(history[:, -1], state)
         logp = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
@@ -317,17 +330,26 @@ def beam_search(
         if eos_id is not None:
             new_token = new_token.masked_fill(~active, eos_id)  # pad the done rows with eos
         history = torch.cat([history.index_select(0, index), new_token.view(-1, 1)], dim=1)
-        if t == max_length - 1:
+        ending = [b for b in range(B) if not done[b] and limits[b] == t + 1]
+        if ending:  # rows at their own limit: their live beams end here (without eos)
+            live, tokens = scores.tolist(), history.tolist()
+            for b in ending:
+                for k in range(K):
+                    if live[b][k] != -math.inf:
+                        h = Hypothesis(tokens[b * K + k], live[b][k], live[b][k] / lp(t + 1))
+                        finished[b].append(h)
+                done[b] = True
+        if t == longest - 1 or all(done):
             break
         state = reorder(state, index) if state is not None else None
 
         # a row is done when no live beam can reach its K kept finished hypotheses: a live beam
-        # with s after t + 1 tokens scores at most s / max(lp(t + 2), lp(max_length)) later
+        # with s after t + 1 tokens scores at most s / max(lp(t + 2), lp(its limit)) later
         # (s only falls, every log p <= 0, and lp is monotone in |Y|), or when none is left
         best_live = scores.max(dim=1).values.tolist()
-        reach = max(lp(t + 2), lp(max_length))
         for b in range(B):
             full = len(finished[b]) >= K
+            reach = max(lp(t + 2), lp(limits[b]))
             done[b] = (
                 done[b]
                 or best_live[b] == -math.inf
@@ -336,14 +358,6 @@ def beam_search(
         if all(done):
             break
 
-    # rows still open at max_length: their live beams end there (without eos)
-    final_scores, final_tokens = scores.tolist(), history.tolist()
-    length = history.shape[1]
-    for b in range(B):
-        if not done[b]:
-            for k in range(K):
-                s = final_scores[b][k]
-                if s != -math.inf:
-                    finished[b].append(Hypothesis(final_tokens[b * K + k], s, s / lp(length)))
+    for b in range(B):  # every row has ended: at eos, by the bound, or at its limit
         finished[b].sort(key=lambda h: h.normalized, reverse=True)
     return [hyps[:n_best] for hyps in finished]

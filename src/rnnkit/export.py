@@ -356,6 +356,13 @@ def to_onnx(
     for graph in graphs:
         if any(p.device.type != "cpu" for p in graph.module.parameters()):
             raise OnnxExportError("the model is not on the CPU: export it from model.cpu()")
+        dtypes = {p.dtype for p in graph.module.parameters() if p.is_floating_point()}
+        if dtypes - {torch.float32}:
+            raise OnnxExportError(
+                f"the model's parameters are {sorted(str(d) for d in dtypes)}: the exported "
+                "recurrent operators run in float32 (onnxruntime has no float64 LSTM or GRU); "
+                "export model.float()"
+            )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     done = []

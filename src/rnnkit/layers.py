@@ -501,6 +501,8 @@ class Recurrent(nn.Module):
             )
         if _graph_capture(lengths) or vmapped(lengths):
             return lengths.to(torch.int64)  # values unknown: a graph captured, or under vmap
+        if batch == 0:
+            return None  # no sequence: nothing to mask
         lo, hi = int(lengths.min()), int(lengths.max())
         if lo < 1 or hi > steps:
             raise ShapeError(f"lengths: expected values in 1..{steps}, got min {lo}, max {hi}")

@@ -135,7 +135,11 @@ class TextCodec:
     def batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (N, T) padded with ``<pad>`` and lengths (N,); an empty text is [<unk>]."""
         seqs = []
-        for text in texts:
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(
+                    f"texts[{i}]: expected a string, got {type(text).__name__} {text!r}"
+                )
             ids = self.encode(text) or [self.vocab.unk_id]
             seqs.append(ids[: self.max_len] if self.max_len else ids)
         t = max((len(s) for s in seqs), default=1)

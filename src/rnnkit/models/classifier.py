@@ -53,7 +53,7 @@ from rnnkit.data.batches import SequenceBatch
 from rnnkit.data.representations import OneHot, ngram_ids
 from rnnkit.kernels.common import vmapped
 from rnnkit.kernels.dense import Linear
-from rnnkit.models.contract import Predicting, require
+from rnnkit.models.contract import Predicting, check_batch_size, require
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
 
 POOLINGS = ("last", "mean", "max", "attention", "flatten")
@@ -215,6 +215,8 @@ class SequenceClassifier(nn.Module):
                 )
         elif ids.dim() != 2 or ids.dtype != torch.int64:
             raise ValueError(f"ids must be (B, T) int64, got {tuple(ids.shape)} {ids.dtype}")
+        if not isinstance(lengths, Tensor):
+            lengths = torch.as_tensor(lengths)
         readable = _readable(lengths)
         if lengths.shape != ids.shape[:1] or (readable and bool((lengths < 1).any())):
             raise ValueError(f"lengths must be (B,) = ({ids.shape[0]},) with values >= 1")
@@ -281,11 +283,16 @@ class SequenceClassifier(nn.Module):
         A sigma of zero (a constant statistic) is read as one."""
         if self.wide_stats is None:
             raise ValueError("set_statistics_scale: the model has no wide_summary part")
+        mean, std = torch.as_tensor(mean), torch.as_tensor(std)
         f = self.stats_mean.numel()
         if tuple(mean.shape) != (f,) or tuple(std.shape) != (f,):
             raise ValueError(
                 f"mean and std must be ({f},), got {tuple(mean.shape)} and {tuple(std.shape)}"
             )
+        if not bool(torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise ValueError("mean and std must be finite numbers, got NaN or infinity")
+        if bool((std < 0).any()):
+            raise ValueError(f"std must be >= 0, got {float(std.min())}")
         self.stats_mean.copy_(mean)
         self.stats_std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
 
@@ -309,6 +316,8 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         """Logits z: (B, K) for softmax, (B, 1) for sigmoid."""
+        if not isinstance(lengths, Tensor):
+            lengths = torch.as_tensor(lengths)
         return self._logits(self.summarise(ids, lengths), ids, lengths)
 
     def probabilities(self, logits: Tensor) -> Tensor:
@@ -392,6 +401,7 @@ class SequenceClassifier(nn.Module):
         """The label and its probability for each text (a list, or one for one string), or
         for each case of a series codec (strings of symbols, arrays (T, D))."""
         require(self, Predicting)
+        check_batch_size(batch_size)
         single = isinstance(texts, str) or (
             self.config.input_features > 0 and getattr(texts, "ndim", 0) in (1, 2)
         )
@@ -432,7 +442,18 @@ def frame_statistics(x: Tensor, lengths: Tensor) -> Tensor:
 
     (B, 6 D + 1); std is the population standard deviation (divided by n_b). Steps past n_b
     are not read, so a padded batch gives each sequence's own statistics."""
+    if x.dim() != 3:
+        raise ValueError(f"x: expected frames (B, T, D), got shape {tuple(x.shape)}")
     b, t, d = x.shape
+    if not isinstance(lengths, Tensor):
+        lengths = torch.as_tensor(lengths)
+    if lengths.shape != (b,):
+        raise ValueError(f"lengths: expected shape ({b},), got {tuple(lengths.shape)}")
+    if _readable(lengths) and b and not 1 <= int(lengths.min()) <= int(lengths.max()) <= t:
+        raise ValueError(
+            f"lengths: expected values in 1..{t}, got min {int(lengths.min())}, "
+            f"max {int(lengths.max())}"
+        )
     mask = lengths_to_mask(lengths, t).unsqueeze(-1)  # (B, T, 1)
     n = lengths.to(x.dtype).unsqueeze(-1)  # (B, 1)
     mean = (x * mask).sum(1) / n  # (B, D)

@@ -41,6 +41,7 @@ __all__ = [
     "Traceable",
     "Trainable",
     "Translating",
+    "check_batch_size",
     "describe",
     "require",
 ]
@@ -141,6 +142,13 @@ _NEEDS = {
     Classifying: "single class per sequence to draw a confusion matrix of",
     Ensembling: "ensemble(others) to combine with other runs (only encoder-decoders have one)",
 }
+
+
+def check_batch_size(batch_size: Any) -> None:
+    """A ValueError naming ``batch_size`` unless it is an integer >= 1 (the chunk size of the
+    models' ``predict``, ``translate`` and the like)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
 
 
 def describe(model: Any) -> str:

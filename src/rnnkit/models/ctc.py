@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from rnnkit.ctc_decoding import best_path, prefix_beam_search
 from rnnkit.data.batches import PairBatch
 from rnnkit.kernels.dense import Linear
-from rnnkit.models.contract import Predicting, require
+from rnnkit.models.contract import Predicting, check_batch_size, require
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
 from rnnkit.models.seq2seq import ImageColumns
 
@@ -141,6 +141,13 @@ class CTCRecognizer(nn.Module):
     def _inputs(self, source: Tensor, source_lengths: Tensor) -> tuple[Tensor, Tensor]:
         """The encoder's input (B, S, D') cut to the longest valid source, and the lengths
         (B,) on the CPU."""
+        if not isinstance(source_lengths, Tensor):
+            source_lengths = torch.as_tensor(source_lengths)
+        if source_lengths.is_floating_point() or source_lengths.dtype == torch.bool:
+            raise ValueError(
+                f"source_lengths: expected integers, got {source_lengths.dtype} (a length of "
+                "2.7 frames has no meaning)"
+            )
         lengths = source_lengths.to("cpu", torch.int64)
         s = int(lengths.max())
         w = self.head.weight
@@ -171,6 +178,13 @@ class CTCRecognizer(nn.Module):
             raise ValueError(
                 f"target: a CTC target holds labels only, but a row holds the blank (id {BLANK}) "
                 "within its target_lengths"
+            )
+        v = self.config.target_vocab_size
+        outside = inside & ((target < 0) | (target >= v))
+        if bool(outside.any()):  # torch's CTC kernel reads out of bounds on these
+            raise ValueError(
+                f"target: labels must be in 1..{v - 1} (target_vocab_size={v}), got "
+                f"{int(target[outside][0])} within a row's target_lengths"
             )
         s = batch.source_lengths.to("cpu", torch.int64)
         return self.ctc(log_y.transpose(0, 1), target, s, u)  # (B,)
@@ -233,6 +247,7 @@ class CTCRecognizer(nn.Module):
         """Transcripts of raw sources through the codec: a list of :class:`Transcript`, or one
         for one array (frames (S, D), or an image (H, W))."""
         require(self, Predicting)
+        check_batch_size(batch_size)
         single = isinstance(inputs, np.ndarray | Tensor) and inputs.ndim == 2
         items = [inputs] if single else list(inputs)
         if not items:

@@ -34,6 +34,7 @@ from torch import nn
 
 from rnnkit.cells_min import MinGRU, MinLSTM
 from rnnkit.cells_regularized import RATES  # fields only some kinds read (None: unset)
+from rnnkit.config import check_types
 from rnnkit.layers import GRU, LSTM, RNN, Recurrent
 from rnnkit.regularized import REGULARIZED_KINDS
 
@@ -85,6 +86,7 @@ class RecurrentConfig:
     zoneout_cell: float | None = None  # lstm-zoneout: the same for c
 
     def __post_init__(self) -> None:
+        check_types(self)  # Python callers get the checks TOML values get
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {self.cell!r}")
         for name in ("hidden_size", "num_layers"):
@@ -122,7 +124,7 @@ def build_encoder(input_size: int, config: RecurrentConfig, **overrides: Any) ->
         "cell": config.cell,
         "hidden_size": config.hidden_size,
         "num_layers": config.num_layers,
-        "bidirectional": bool(getattr(config, "bidirectional", False)),
+        "bidirectional": getattr(config, "bidirectional", False),
         "nonlinearity": config.nonlinearity,
         "dropout": config.dropout,
         "recurrent_scale": config.recurrent_scale,

@@ -47,9 +47,10 @@ from torch import Tensor, nn
 
 from rnnkit.attention import Attention, lengths_to_mask
 from rnnkit.data.batches import PairBatch
+from rnnkit.errors import ShapeError
 from rnnkit.kernels.dense import Linear
 from rnnkit.layers import stepping
-from rnnkit.models.contract import Explanation, ModelContractError
+from rnnkit.models.contract import Explanation, ModelContractError, check_batch_size
 from rnnkit.models.encoder import CELLS, RecurrentConfig, build_encoder
 
 __all__ = ["DecoderState", "Seq2Seq", "Seq2SeqConfig", "Seq2SeqEnsemble", "Translation"]
@@ -273,23 +274,28 @@ class _Decoding(nn.Module):
                 f"length_penalty={length_penalty} ranks the hypotheses of a beam; greedy "
                 "decoding (beam 1) has none to rank: give beam > 1"
             )
-        if max_length is None:
-            max_length = 2 * int(source_lengths.max()) + 10
-        state = self.encode(source, source_lengths)
         b = source.shape[0]
+        if max_length is None:  # each source's own limit, 2 n_b + 10: as if decoded alone
+            limits = [2 * int(n) + 10 for n in torch.as_tensor(source_lengths).tolist()]
+        else:
+            limits = [max_length] * b
+        state = self.encode(source, source_lengths)
         device = self._device()
         if beam == 1 and n_best == 1 and not no_repeat_ngram:
             start = torch.full((b, 1), BOS, dtype=torch.long, device=device)
-            out = generate(self, start, max_length, temperature=0, state=state, eos_id=EOS)
-            rows = out[:, 1:]
-            logp = self._score(state, rows)
-            return [[(_cut(r.tolist()), s)] for r, s in zip(rows, logp.tolist(), strict=True)]
+            out = generate(self, start, max(limits), temperature=0, state=state, eos_id=EOS)
+            rows = out[:, 1:]  # greedy rows are independent: each is cut at its own limit
+            logp = self._score(state, rows, torch.tensor(limits, device=device))
+            return [
+                [(_cut(r.tolist()[:limit]), s)]
+                for r, s, limit in zip(rows, logp.tolist(), limits, strict=True)
+            ]
         start = torch.full((b,), BOS, dtype=torch.long, device=device)
         hyps = beam_search(
             self,
             start,
             beam_size=beam,
-            max_length=max_length,
+            max_length=limits,
             eos_id=EOS,
             length_penalty=length_penalty,
             state=state,
@@ -298,18 +304,20 @@ class _Decoding(nn.Module):
         )
         return [[(_cut(h.tokens), float(h.score)) for h in row] for row in hyps]
 
-    def _score(self, state: DecoderState, rows: Tensor) -> Tensor:
-        """Summed log-probability of each row's tokens up to and with its first ``<eos>``."""
+    def _score(self, state: DecoderState, rows: Tensor, limits: Tensor) -> Tensor:
+        """Summed log-probability of each row's tokens up to and with its first ``<eos>``,
+        and at most its limit's many (B,)."""
         tokens = torch.cat([rows.new_full((rows.shape[0], 1), BOS), rows], 1)
-        total = torch.zeros(rows.shape[0], device=rows.device)
+        total = None
         alive = torch.ones(rows.shape[0], dtype=torch.bool, device=rows.device)
         with stepping(self):
             for t in range(rows.shape[1]):
+                alive &= t < limits
                 logits, state = self.step(tokens[:, t], state)
                 logp = logits.log_softmax(-1).gather(1, rows[:, t : t + 1]).squeeze(1)
-                total += logp * alive
+                total = logp * alive if total is None else total + logp * alive
                 alive &= rows[:, t] != EOS
-        return total
+        return total if total is not None else torch.zeros(rows.shape[0], device=rows.device)
 
     def translate(
         self,
@@ -330,6 +338,7 @@ class _Decoding(nn.Module):
         each :class:`Translation` has the best output and the next ``n_best - 1`` in
         ``alternatives``; with ``attention`` its (U, S) attention matrix too.
         """
+        check_batch_size(batch_size)
         if self.codec is None:
             raise ModelContractError(
                 "the encoder-decoder has no codec to read raw input with (load it with "
@@ -571,6 +580,11 @@ class Seq2Seq(_Decoding):
         self, source: Tensor, source_lengths: Tensor, target: Tensor
     ) -> tuple[Tensor, Tensor | None]:
         """The attentional vectors o_t (B, U, H_d) under teacher forcing, and the attention."""
+        if target.dim() != 2 or target.shape[1] < 1:
+            raise ShapeError(
+                f"target: expected token ids (B, U) with U >= 1 (the outputs, ending in <eos>), "
+                f"got shape {tuple(target.shape)}"
+            )
         state = self.encode(source, source_lengths)
         bos = target.new_full((target.shape[0], 1), BOS)
         inputs = torch.cat([bos, target[:, :-1]], 1)  # (B, U)

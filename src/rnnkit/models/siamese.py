@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from rnnkit.attention import lengths_to_mask
 from rnnkit.data.batches import TwinBatch
-from rnnkit.models.contract import Predicting, require
+from rnnkit.models.contract import Predicting, check_batch_size, require
 from rnnkit.models.encoder import RecurrentConfig, build_encoder
 
 PAIR_SEPARATOR = " ||| "  # how a pair is written on one line (a tab works too)
@@ -153,6 +153,17 @@ class SiameseEncoder(nn.Module):
     @staticmethod
     def _stack(a: Tensor, a_lengths: Tensor, b: Tensor, b_lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Both sides as one (2B, T) batch, T = max(S, U): one recurrent call for the pair."""
+        for name, ids, lengths in (("a", a, a_lengths), ("b", b, b_lengths)):
+            if ids.dim() != 2 or lengths.shape != ids.shape[:1]:
+                raise ValueError(
+                    f"{name}: expected ids (B, T) with {name}_lengths (B,), got "
+                    f"{tuple(ids.shape)} and {tuple(lengths.shape)}"
+                )
+            if len(lengths) and not 1 <= int(lengths.min()) <= int(lengths.max()) <= ids.shape[1]:
+                raise ValueError(
+                    f"{name}_lengths: expected values in 1..{ids.shape[1]} (the columns of "
+                    f"{name}), got min {int(lengths.min())}, max {int(lengths.max())}"
+                )
         t = max(int(a_lengths.max()), int(b_lengths.max()))
         a = nn.functional.pad(a[:, :t], (0, t - min(t, a.shape[1])))  # (B, T)
         b = nn.functional.pad(b[:, :t], (0, t - min(t, b.shape[1])))  # (B, T)
@@ -174,6 +185,7 @@ class SiameseEncoder(nn.Module):
     @torch.no_grad()
     def sentence_vectors(self, ids: Tensor, lengths: Tensor, batch_size: int = 256) -> Tensor:
         """s (N, H') of many sentences in eval mode, in chunks of similar length, in order."""
+        check_batch_size(batch_size)
         was_training = self.training
         self.eval()
         weight = self.embedding.weight
@@ -239,6 +251,7 @@ class SiameseEncoder(nn.Module):
         """The similarity and decision for each pair: ``"a ||| b"``, ``"a<TAB>b"`` or
         ``(a, b)``; a list of them gives a list, one gives one."""
         require(self, Predicting)
+        check_batch_size(batch_size)
         single = isinstance(pairs, str) or (
             isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(p, str) for p in pairs)
         )

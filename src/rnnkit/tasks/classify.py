@@ -144,7 +144,12 @@ def build_codec(cfg: ClassifyConfig, train_texts: list[str], train_labels: list[
 def prepare(cfg: ClassifyConfig, seed: int, codec: TextCodec | None = None) -> TaskData:
     splits = _splits(cfg, seed)
     if not splits["train"][0]:
-        raise ValueError(f"task.data={cfg.data!r}: the training split is empty")
+        distinct = len({t.lower() for part in splits.values() for t in part[0]})
+        raise ValueError(
+            f"task.data={cfg.data!r}: the training split is empty: the {distinct} distinct "
+            "texts (the split keeps copies of a text together, case ignored) are too few to "
+            "fill training, validation and test splits; give more distinct texts"
+        )
     codec = codec or build_codec(cfg, *splits["train"])
     batches = {s: encode_labelled(codec, t, y, s) for s, (t, y) in splits.items()}
     train_y = batches["train"].targets[batches["train"].mask]

@@ -46,7 +46,7 @@ from rnnkit.training.checkpoint import (
     write_atomic,
 )
 from rnnkit.training.config import TrainerConfig
-from rnnkit.training.device import move_batch
+from rnnkit.training.device import move_batch, resolve_device
 from rnnkit.training.distributed import init_distributed, seed_everything
 from rnnkit.training.trainer import Trainer, evaluate_model
 
@@ -279,8 +279,10 @@ def load(run_dir: str | Path, which: str = "best", device: str = "cpu") -> torch
     """The trained model of a run directory with its codec (``model.codec``), in eval mode.
 
     ``rnnkit.load("runs/x").predict(["a witty film"])`` for classifiers and taggers,
-    ``.generate("ROMEO:", 200)`` for language models.
+    ``.generate("ROMEO:", 200)`` for language models. ``device``: "cpu", "cuda", "cuda:N"
+    or "auto" (a ValueError names a device that is not one or is not there).
     """
+    device = str(resolve_device(device))
     path = checkpoint_path(run_dir, which)
     model = load_model(path, map_location=device)
     model.codec = load_codec(path)
