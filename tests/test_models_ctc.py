@@ -317,8 +317,12 @@ def test_codec_reads_npy_and_npz_sources_and_names_the_file_on_bad_input(tmp_pat
     np.save(tmp_path / "objects.npy", np.array([np.ones(2), np.ones(3)], dtype=object))
     np.save(tmp_path / "flat.npy", np.ones(4))
     np.save(tmp_path / "nan.npy", np.array([[np.nan, 1.0]]))
+    np.save(tmp_path / "huge.npy", np.array([[1e39, 1.0]]))  # inf as float32
+    (tmp_path / "lines.jsonl").write_text('{"pixels": [[1]]}\n')
     for name, message in (
         ("missing.npy", "no such file"),
+        ("huge.npy", "holds numbers beyond float32's range"),
+        ("lines.jsonl", r"this run reads frames from NumPy \.npy or \.npz files, not \.jsonl"),
         ("text.npy", "not a NumPy .npy or .npz file"),
         ("objects.npy", "not a NumPy .npy or .npz file"),
         ("flat.npy", r"expected numbers of shape \(S, D\) or \(N, S, D\), got float64 \(4,\)"),

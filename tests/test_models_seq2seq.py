@@ -168,6 +168,10 @@ def test_source_kinds_images_and_frames():
     alone, _ = img(images[1:, ..., :16], widths[1:], tgt[1:])
     torch.testing.assert_close(alone, logits[1:])  # padding columns never leak into valid ones
     assert weights.shape == (2, 3, 24) and (weights[1, :, 16:] == 0).all()
+    with pytest.raises(
+        ValueError, match=r"images: expected \(B, 1, 8, W\), .* got \(2, 1, 5, 24\)"
+    ):
+        img(images[:, :, :5], widths, tgt)
     frames = Seq2Seq(Seq2SeqConfig(source_features=5, target_vocab_size=9, hidden_size=8))
     logits, _ = frames(torch.randn(2, 7, 5), torch.tensor([7, 4]), tgt)
     assert logits.shape == (2, 3, 9)

@@ -140,6 +140,9 @@ def test_unknown_monitored_metric_refused_at_first_validation(tmp_path):
     )
     assert r.exit_code == 2
     _one_error_line(r, "'val_bogus'", "val_loss", "train_loss")
+    # no run was made: the same directory takes the corrected command
+    r = _cli("train", "adding", *_sets(ADDING), "--out", str(tmp_path / "run"))
+    assert r.exit_code == 0, r.output
 
 
 def test_monitoring_a_train_metric_is_fine(tmp_path):
@@ -387,6 +390,36 @@ def test_config_json_naming_an_unknown_task(adding_run, tmp_path):
         r = _cli(command, str(bogus))
         assert r.exit_code == 2, (command, r.output)
         _one_error_line(r, "unknown task 'bogus'")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("{garbage", "invalid JSON"),
+        ("[1, 2]", "a JSON list"),
+        ('{"task": "adding"}', "no 'trainer'"),
+    ],
+)
+def test_a_damaged_config_json_is_named(adding_run, tmp_path, text, needle):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(adding_run, damaged)
+    (damaged / "config.json").write_text(text)
+    for command in ("evaluate", "resume"):
+        r = _cli(command, str(damaged))
+        assert r.exit_code == 2, (command, r.output)
+        _one_error_line(r, "config.json: not a run configuration", needle)
+
+
+def test_evaluate_refuses_what_it_would_ignore(adding_run, tmp_path):
+    r = _cli("evaluate", str(adding_run), "--set", "task.n_test=4")
+    assert r.exit_code == 2
+    _one_error_line(r, "task.n_test is fixed by the trained run", "no [task] setting")
+    r = _cli("evaluate", str(adding_run), "--split", "val", "--data", str(tmp_path / "x.csv"))
+    assert r.exit_code == 2
+    _one_error_line(r, "--split val and --data", "give one")
+    r = _cli("evaluate", str(adding_run), "--confusion", str(tmp_path / "c.txt"))
+    assert r.exit_code == 2
+    _one_error_line(r, "--confusion", "name a .png file")
 
 
 @pytest.fixture

@@ -150,6 +150,10 @@ def test_symbol_codec_and_its_files(tmp_path):
     assert ids.dtype == torch.long and lengths.tolist() == [4, 2]
     assert ids[1, 1] == vocab.unk_id and ids[1, 2] == vocab.pad_id
     assert codec_from_json(codec.to_json()) == codec
+    # lower case reads as the FASTA reader reads it; no known symbol at all is refused
+    torch.testing.assert_close(codec.batch(["acgt"])[0], codec.batch(["ACGT"])[0])
+    with pytest.raises(ValueError, match="none of the symbols of 'HELLO' is among the trained"):
+        codec.batch(["hello"])
     np.save(tmp_path / "x.npy", np.zeros((3, 2)))
     with pytest.raises(ValueError, match="holds frames, but this model reads symbols"):
         codec.read_inputs(tmp_path / "x.npy")
@@ -411,7 +415,11 @@ def test_learns_toy_series_and_reports_through_the_cli(tmp_path):
         assert code == 2 and words in out and "Traceback" not in out, out
     np.save(tmp_path / "wide.npy", np.zeros((4, 5)))
     code, out = _cli("predict", str(run), "--file", str(tmp_path / "wide.npy"))
-    assert code == 2 and "expected 2 features per step, got 5" in out, out
+    assert code == 2 and "wide.npy: frames: expected 2 features per step, got 5" in out, out
+    # a test file with a label the run never saw: the file is named
+    (tmp_path / "new.csv").write_text('sequence,label\n"1,2 3,4",zzz\n')
+    code, out = _cli("evaluate", str(run), "--data", str(tmp_path / "new.csv"))
+    assert code == 2 and "new.csv" in out and "label 'zzz'" in out, out
 
 
 def test_a_dataset_of_another_kind_is_named(monkeypatch, tmp_path):

@@ -143,6 +143,10 @@ def test_evaluate_reports_scores_baseline_and_takes_task_settings(run):
     assert "per" in beam and "bleu" not in beam and beam["loss"] == greedy["loss"]
     code, out = _cli("evaluate", str(run), "--set", "model.hidden_size=4")
     assert code == 2 and "evaluate changes [task] settings only" in out
+    # a key that made the data and codec would change nothing: refused, not ignored
+    code, out = _cli("evaluate", str(run), "--set", "task.lowercase=true")
+    assert code == 2 and "task.lowercase is fixed by the trained run" in out, out
+    assert "task.metrics, task.beam, task.length_penalty" in out
 
 
 def test_evaluate_scores_a_file_of_pairs_with_the_run_settings(run):
@@ -254,6 +258,17 @@ def test_a_bad_captioned_image_is_refused_naming_file_and_line(tmp_path):
     f.write_text(good + "\n" + json.dumps({"pixels": [[0]], "caption": ""}) + "\n")
     with pytest.raises(DataFormatError, match=r"strips\.jsonl:2: field .caption."):
         read_captions(f)
+    f.write_text(good + "\n" + '{"pixels": [[1e39]], "caption": "x"}' + "\n")
+    with pytest.raises(DataFormatError, match=r"strips\.jsonl:2: .* within float32's range"):
+        read_captions(f)
+
+
+def test_dataset_and_files_together_name_each_file_key_once():
+    from rnnkit.config import ConfigError, from_dict
+    from rnnkit.tasks.caption import CaptionConfig
+
+    with pytest.raises(ConfigError, match=r"^task\.train, task\.test name files for dataset"):
+        from_dict(CaptionConfig, {"train": "a.jsonl", "test": "b.jsonl"}, "task")
 
 
 def test_translate_answers_in_input_order_whatever_the_batching(run):

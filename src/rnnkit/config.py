@@ -94,7 +94,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     except (TypeError, ValueError) as e:
         if isinstance(e, ConfigError):
             raise
-        raise ConfigError(f"{prefix}.{e}" if prefix else str(e)) from e
+        named = not prefix or str(e).startswith(f"{prefix}.")  # the message names the key
+        raise ConfigError(str(e) if named else f"{prefix}.{e}") from e
     return obj
 
 

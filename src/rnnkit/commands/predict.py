@@ -116,7 +116,10 @@ def predict(
         _fail(problem, 2)
     if not len(lines):
         _fail("no text or input to predict on (give TEXT, --file or standard input)")
-    results = model.predict(lines)
+    try:
+        results = model.predict(lines)
+    except ValueError as e:  # what the model cannot read: name the file it came from
+        _fail(f"{file}: {e}" if file is not None else str(e))
     shown = [str(r) for r in results]
     typer.echo(("\n\n" if any("\n" in s for s in shown) else "\n").join(shown))
 

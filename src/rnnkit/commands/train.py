@@ -47,7 +47,7 @@ def resume(run_dir: Path = typer.Argument(..., help="run directory to continue")
 
 def evaluate(
     run_dir: Path = typer.Argument(..., help="run directory"),
-    split: str = typer.Option("test", help="train, val or test"),
+    split: str | None = typer.Option(None, help="train, val or test [default: test]"),
     which: str = typer.Option("best", help="best or latest checkpoint"),
     data: Path | None = typer.Option(
         None, "--data", help="a labelled file in the run's format instead of a split"
@@ -70,7 +70,14 @@ def evaluate(
 
     if confusion is not None and confusion.is_dir():
         _fail(f"--confusion {confusion}: is a folder; name a .png file", BAD_INPUT)
-    metrics = run.evaluate(run_dir, split, which, data, overrides, confusion, ensemble)
+    if confusion is not None and confusion.suffix.lower() != ".png":
+        _fail(f"--confusion {confusion}: name a .png file (the plot is a PNG)", BAD_INPUT)
+    if split is not None and data is not None:
+        _fail(
+            f"--split {split} and --data {data}: give one (a split of the run's data, or a file)",
+            BAD_INPUT,
+        )
+    metrics = run.evaluate(run_dir, split or "test", which, data, overrides, confusion, ensemble)
     # valid JSON: a value that is not finite (NaN, inf) is written as null
     shown = {
         k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in metrics.items()

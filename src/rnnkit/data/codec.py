@@ -33,7 +33,7 @@ from rnnkit.data.tokenizers import (
     WordTokenizer,
     tokenizer_from_config,
 )
-from rnnkit.data.vocab import Vocab
+from rnnkit.data.vocab import SPECIALS, Vocab
 
 __all__ = [
     "CODECS",
@@ -470,6 +470,14 @@ class SeriesCodec:
         if self.vocab is not None:
             if not isinstance(item, str) or not item:
                 raise ValueError(f"expected a non-empty string of symbols, got {item!r:.60}")
+            known = self.vocab.tokens[len(SPECIALS) :]
+            if all(t == t.upper() for t in known):  # as the FASTA reader reads: acgt is ACGT
+                item = item.upper()
+            if not any(symbol in self.vocab for symbol in item):
+                raise ValueError(
+                    f"none of the symbols of {item!r:.40} is among the trained ones "
+                    f"({''.join(known)[:40]})"
+                )
             return torch.tensor(self.vocab.encode(list(item)), dtype=torch.long)
         if isinstance(item, str | bytes):
             raise ValueError(f"expected an array of numbers (T, D), got text {item!r:.40}")
@@ -685,6 +693,14 @@ class PairCodec:
             except (OSError, UnicodeDecodeError) as e:
                 raise DataFormatError(path, None, f"cannot read it as UTF-8 text ({e})") from None
             return [line for line in lines if line.strip()]
+        if path.suffix.lower() not in (".npy", ".npz"):
+            what = "frames" if self.source_kind == "frames" else "images"
+            raise DataFormatError(
+                path,
+                None,
+                f"this run reads {what} from NumPy .npy or .npz files, not "
+                f"{path.suffix or 'a file without a suffix'}",
+            )
         try:
             loaded = np.load(path, allow_pickle=False)
         except FileNotFoundError:
@@ -717,6 +733,10 @@ class PairCodec:
                 )
             if not np.isfinite(a).all():
                 raise DataFormatError(path, None, "holds NaN or infinite values")
+            if a.dtype.kind == "f" and float(np.abs(a).max()) > float(np.finfo(np.float32).max):
+                raise DataFormatError(
+                    path, None, "holds numbers beyond float32's range (the model reads float32)"
+                )
             out += list(a) if stacked and a.ndim > 2 else [a]
         return out
 

@@ -217,9 +217,16 @@ class ImageColumns(nn.Module):
         self.pool2 = nn.MaxPool2d((2, 1)) if h >= 2 else nn.Identity()
         h = h // 2 if h >= 2 else h
         self.output_size = conv_channels * h
+        self.channels, self.height = channels, height
 
     def forward(self, images: Tensor, lengths: Tensor) -> Tensor:
         """(B, C, H, W), widths (B,) -> columns (B, W, C' * H')."""
+        if images.dim() != 4 or tuple(images.shape[1:3]) != (self.channels, self.height):
+            raise ValueError(
+                f"images: expected (B, {self.channels}, {self.height}, W), {self.channels} "
+                f"channel(s) of {self.height} rows as the model was trained on, got "
+                f"{tuple(images.shape)}"
+            )
         keep = lengths_to_mask(lengths.to(images.device), images.shape[-1])[:, None, None, :]
         x = images * keep
         x = self.pool1(torch.relu(self.conv1(x)) * keep)

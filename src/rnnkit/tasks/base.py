@@ -18,6 +18,9 @@ trainer, the CLI) calls the hooks and names no task::
 
 The ``[task]`` table is ``config_cls``; the ``[model]`` table is ``model_cls.config_cls`` less
 the fields the data fixes (``fixed``): an unknown or fixed key in it is an error naming it.
+``eval_keys`` are the ``[task]`` keys that ``rnnkit evaluate --set`` may change (how a trained
+run decodes and scores: ``beam``, ``metrics``, ...); the others fixed the run's data and
+codec, so evaluate refuses them rather than ignore them.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class Task:
     score: Callable[[Any, Any, TaskData], dict[str, float]] | None = None
     read_file: Callable[[Any, str, Any], Any] | None = None  # (config, path, codec) -> batch
     store_records: Callable[[list, Any], list[str]] | None = None  # -> [task] overrides
+    eval_keys: tuple[str, ...] = ()  # [task] keys `rnnkit evaluate --set` may change
 
     @property
     def model_config_cls(self) -> type:

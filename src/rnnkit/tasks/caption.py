@@ -23,6 +23,7 @@ epoch (one strip is 0.2 points of exact match).
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ from rnnkit.tasks._pairs import (
     text_scores,
 )
 from rnnkit.tasks.base import Task, TaskData
+
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ def read_captions(path: str | Path) -> tuple[list[list[list[float]]], list[str]]
         )
         if not ok:
             rows.bad(line, "field 'pixels': expected rows of numbers, all of one length")
+        elif not all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for r in pixels for v in r):
+            rows.bad(line, "field 'pixels': expected finite numbers within float32's range")
         images.append(pixels)
         captions.append(caption)
     if not images:
@@ -211,4 +216,5 @@ TASK = Task(
     score=score_pairs,
     read_file=read_file,
     store_records=store_records,
+    eval_keys=("metrics", "beam", "length_penalty"),
 )

@@ -140,4 +140,5 @@ TASK = Task(
     LanguageModel,
     prepare,
     fixed=("vocab_size",),
+    eval_keys=("eval_streams",),
 )

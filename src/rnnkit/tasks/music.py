@@ -186,8 +186,12 @@ def _read(path: Any) -> list[dict]:
 
 
 def read_file(cfg: PianoRollTaskConfig, path: str, codec: PianoRollCodec) -> SequenceBatch:
-    """The pieces of a JSONL file of score records, for ``rnnkit evaluate --data``."""
-    return codec.batch(rolls(_kept(read_score_records(path), cfg), codec))
+    """The pieces of a JSONL file of score records, for ``rnnkit evaluate --data``: every
+    record of the file (the dataset's Riemenschneider filter is for its own records)."""
+    records = read_score_records(path)
+    if not records:
+        raise ValueError(f"{path}: holds no score record")
+    return codec.batch(rolls(records, codec))
 
 
 def init_model(model: PianoRollModel, data: TaskData, cfg: Any, seed: int) -> None:

@@ -377,4 +377,5 @@ TASK = Task(
     check=_check,
     score=score,
     read_file=read_file,
+    eval_keys=("beam",),
 )

@@ -320,4 +320,5 @@ TASK = Task(
     fixed=("num_items",),
     aliases=("gru4rec",),
     score=score,
+    eval_keys=("cutoff", "exclude_seen"),
 )

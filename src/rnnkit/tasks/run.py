@@ -140,13 +140,23 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
         raise FileNotFoundError(f"{run_dir} is not a run directory: it does not exist")
     if not f.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory: no config.json")
-    data = json.loads(f.read_text())
+    try:
+        data = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{f}: not a run configuration (invalid JSON: {e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{f}: not a run configuration (a JSON {type(data).__name__})")
     if not data.get("task"):
         raise ValueError(
             f"{run_dir} was trained from Python without a task, so rnnkit cannot rebuild its "
             "data: predict and generate read it; train with rnnkit.train(TASK, ...) for the rest"
         )
-    return run_config_from_json(data)
+    try:
+        return run_config_from_json(data)
+    except KeyError as e:
+        raise ValueError(f"{f}: not a run configuration (no {e.args[0]!r})") from None
+    except ConfigError as e:
+        raise ConfigError(f"{f}: {e}") from None
 
 
 def build_model(cfg: RunConfig, data: TaskData) -> torch.nn.Module:
@@ -243,7 +253,13 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         config = {**cfg.to_json(), "score_val": score_val}
         write_atomic(run_dir / "config.json", json.dumps(config, indent=1).encode())
-    trainer.fit()
+    try:
+        trainer.fit()
+    except ConfigError:  # a setting found wrong in training (trainer.monitor): no run was made,
+        # so the same directory takes the corrected command (not only `rnnkit resume`)
+        if trainer.dist.is_writer and locate_checkpoint(run_dir, "latest") is None:
+            (run_dir / "config.json").unlink(missing_ok=True)
+        raise
     return _finish(trainer, run_dir)
 
 
@@ -252,7 +268,7 @@ def resume(run_dir: str | Path, callbacks: Sequence[Callback] = ()) -> dict[str,
     codec that checkpoint holds."""
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
-    score_val = bool(json.loads((run_dir / "config.json").read_text()).get("score_val"))
+    score_val = cfg.score_val
     refuse_unverifiable(run_dir)  # every checkpoint corrupt: refuse, do not start afresh
     latest = locate_checkpoint(run_dir, "latest")
     codec = load_codec(latest) if latest is not None else None
@@ -359,13 +375,23 @@ def evaluate(
     if data_file is not None:
         if spec.read_file is None:
             raise ValueError(f"--data: {run_dir} is a {cfg.task!r} run, which reads no files")
-        batch = spec.read_file(cfg.task_config, str(data_file), model.codec)
+        try:
+            batch = spec.read_file(cfg.task_config, str(data_file), model.codec)
+        except ValueError as e:  # readers name the file and line; other checks may not
+            if Path(data_file).name in str(e):
+                raise
+            raise ValueError(f"--data {data_file}: {e}") from None
+        if not batch.size:
+            raise ValueError(f"--data {data_file}: holds no rows to evaluate")
         batches = EpochBatches(batch, batch_size, False, drop_last=False, bucket=True)
-        out = {"n": float(batch.size), **evaluate_model(model, batches)}
-        if spec.score is not None:
-            with torch.no_grad():
-                data = TaskData(None, None, batch, model.codec, config=cfg.task_config)
-                out.update(spec.score(model, batch, data))
+        try:  # what the model cannot read (another image height, say): name the file
+            out = {"n": float(batch.size), **evaluate_model(model, batches)}
+            if spec.score is not None:
+                with torch.no_grad():
+                    data = TaskData(None, None, batch, model.codec, config=cfg.task_config)
+                    out.update(spec.score(model, batch, data))
+        except ValueError as e:
+            raise ValueError(f"--data {data_file}: {e}") from None
         if confusion_plot is not None:
             plot_confusion_of(model, batch, batch_size, confusion_plot, Path(data_file).name)
         return out
@@ -407,10 +433,22 @@ def _device_of(model: Any) -> torch.device:
 def _with_task_overrides(cfg: RunConfig, overrides: Sequence[str]) -> RunConfig:
     """``cfg`` with ``task.KEY=VALUE`` items applied (other sections are refused: a trained
     run's model and trainer are what they were)."""
+    allowed = get_task(cfg.task).eval_keys
     for item in overrides:
         if not item.strip().startswith("task."):
             raise ConfigError(
                 f"--set {item}: evaluate changes [task] settings only (task.beam=5, say)"
+            )
+        key = item.strip()[len("task.") :].split("=", 1)[0].strip()
+        if key not in allowed:
+            may = (
+                f"evaluate may change how a {cfg.task!r} run decodes and scores: "
+                + ", ".join(f"task.{k}" for k in allowed)
+                if allowed
+                else f"a {cfg.task!r} run has no [task] setting evaluate may change"
+            )
+            raise ConfigError(
+                f"--set {item}: task.{key} is fixed by the trained run (its data and codec); {may}"
             )
     data = apply_overrides(
         cfg.to_json(), [i.strip().replace("task.", "task_config.", 1) for i in overrides]

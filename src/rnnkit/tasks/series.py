@@ -283,7 +283,7 @@ def baselines(codec: SeriesCodec, train: LabelledSeries, test: LabelledSeries) -
 def prepare(cfg: SeriesConfig, seed: int, codec: SeriesCodec | None = None) -> TaskData:
     splits = read_splits(cfg, seed)
     codec = codec or build_codec(cfg, splits["train"])
-    batches = {s: encode(codec, part, f"task {s} split") for s, part in splits.items()}
+    batches = {s: encode(codec, part, f"{part.path} ({s} split)") for s, part in splits.items()}
     longest = int(batches["train"].lengths.max())  # "flatten" pooling reads this many steps
     fixed: dict[str, Any] = {"num_classes": len(codec.labels), "positions": longest}
     if codec.input_kind == "frames":

@@ -355,4 +355,5 @@ TASK = Task(
     score=score,
     read_file=read_file,
     store_records=store_records,
+    eval_keys=("candidates", "candidate_seed"),
 )

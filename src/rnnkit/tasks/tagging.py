@@ -385,4 +385,5 @@ TASK = Task(
     score=score,
     read_file=read_file,
     init_model=init_model,
+    eval_keys=("spans",),
 )

@@ -233,6 +233,7 @@ TASK = Task(
     score=score_pairs,
     read_file=read_file,
     store_records=store_records,
+    eval_keys=("metrics", "beam", "length_penalty"),
 )
 
 __all__ = ["TASK", "TranslateConfig", "build_codec", "read_pairs"]

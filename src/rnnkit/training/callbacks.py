@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rnnkit.config import ConfigError
+
 if TYPE_CHECKING:
     from rnnkit.training.trainer import BatchInfo, StepInfo, Trainer
 
@@ -81,7 +83,7 @@ class ScheduleCallback(Callback):
     def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         monitor = trainer.config.monitor
         if monitor not in metrics:  # the best checkpoint, plateau and early stopping need it
-            raise ValueError(
+            raise ConfigError(
                 f"trainer.monitor={monitor!r} is not a metric of this task; "
                 f"it reports: {', '.join(sorted(metrics))}"
             )
