@@ -271,7 +271,9 @@ class _Decoding(nn.Module):
     ) -> list[list[tuple[list[int], float]]]:
         """Token ids (without ``<eos>``) and summed log-probabilities of the ``n_best`` best
         outputs per source: greedy (``beam`` 1, one output) or beam search (also at beam 1
-        with ``no_repeat_ngram`` > 0: no n-gram twice in an output)."""
+        with ``no_repeat_ngram`` > 0: no n-gram twice in an output). Without ``max_length``
+        each output stops at 2 n + 10 tokens of its own source length n, so a source decodes
+        the same whatever else is in its batch."""
         from rnnkit.decoding import beam_search, generate
 
         if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
