@@ -83,6 +83,7 @@ def test_symbols_from_fasta_csv_and_jsonl(tmp_path):
         ("ragged.jsonl", '{"sequence": [[1, 2], [3]], "label": "a"}\n', 1, "equal-length"),
         ("nan.jsonl", '{"sequence": [1, 1e400], "label": "a"}\n', 1, "finite number"),
         ("widths.csv", 'sequence,label\n1 2,a\n"1,2 3,4",b\n', 3, "different widths"),
+        ("ragged.csv", 'sequence,label\n"1,2 3",a\n"1,2 3,4",b\n', 2, "different counts"),
         ("cols.csv", "seq,label\n1,a\n", 1, "missing ['sequence']"),
         ("dict.jsonl", '{"sequence": {"a": 1}, "label": "a"}\n', 1, "string of symbols"),
     ],

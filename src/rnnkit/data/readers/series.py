@@ -79,11 +79,30 @@ def _checked(path: Path, line: int | None, x: np.ndarray, field: str) -> np.ndar
     return x.astype(np.float32)
 
 
+def _ragged_numbers(text: str) -> list[int] | None:
+    """The sorted distinct widths of a text of comma-separated numbers whose steps differ in
+    width ("1,2 3" -> [1, 2]); None for anything else."""
+    steps = text.split()
+    try:
+        widths = sorted({len([float(v) for v in step.split(",")]) for step in steps})
+    except ValueError:
+        return None
+    return widths if len(widths) > 1 else None
+
+
 def _json_sequence(path: Path, line: int, value: object, field: str) -> np.ndarray | str:
     if isinstance(value, str):
         found = _numbers(value)
         if found is not None:
             return _checked(path, line, found, field)
+        widths = _ragged_numbers(value)
+        if widths is not None:  # numbers, but steps of several widths: not symbols
+            raise DataFormatError(
+                path,
+                line,
+                f"{field}: numbers, but the steps hold different counts of comma-separated "
+                f"values ({', '.join(map(str, widths))}); every step needs the same features",
+            )
         if not value.strip():
             raise DataFormatError(path, line, f"expected a non-empty {field!r}, found ''")
         return value.strip()
