@@ -269,6 +269,9 @@ def test_frame_statistics_are_each_cases_own_and_the_textbook_ones():
             [a.mean(0), a.std(0), a.min(0), a.max(0), a[0], a[-1], [np.log(len(a))]]
         )
         np.testing.assert_allclose(phi[b].numpy(), want, rtol=1e-12, atol=1e-12)
+    big = frame_statistics(x.float() * 1e20, torch.tensor([5, 1, 3]))  # squares beyond float32
+    assert big.dtype == torch.float32 and torch.isfinite(big).all()
+    torch.testing.assert_close(big[:, :-1].double(), phi[:, :-1] * 1e20, rtol=1e-6, atol=1e14)
 
 
 def _wide_model(seed=0, **kw):

@@ -454,6 +454,8 @@ def frame_statistics(x: Tensor, lengths: Tensor) -> Tensor:
             f"lengths: expected values in 1..{t}, got min {int(lengths.min())}, "
             f"max {int(lengths.max())}"
         )
+    dtype = x.dtype
+    x = x.double()  # the squares of large float32 frames would overflow float32
     mask = lengths_to_mask(lengths, t).unsqueeze(-1)  # (B, T, 1)
     n = lengths.to(x.dtype).unsqueeze(-1)  # (B, 1)
     mean = (x * mask).sum(1) / n  # (B, D)
@@ -462,7 +464,7 @@ def frame_statistics(x: Tensor, lengths: Tensor) -> Tensor:
     low = x.masked_fill(~mask, float("inf")).amin(1)
     high = x.masked_fill(~mask, float("-inf")).amax(1)
     last = x.gather(1, (lengths - 1).view(b, 1, 1).expand(b, 1, d)).squeeze(1)  # x_bn
-    return torch.cat([mean, std, low, high, x[:, 0], last, n.log()], dim=-1)
+    return torch.cat([mean, std, low, high, x[:, 0], last, n.log()], dim=-1).to(dtype)
 
 
 @dataclass(frozen=True)
