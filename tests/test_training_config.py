@@ -18,11 +18,11 @@ def test_toml_and_overrides_build_typed_config(tmp_path):
         "seed = 3\n[task]\nseq_len = 30\n[model]\ncell = 'gru'\n"
         "[trainer]\nepochs = 4\nlr = 0.01\n[trainer.optim]\nname = 'sgd'\n"
     )
-    cfg = load_run_config("adding", f, ["trainer.lr=0.001", "trainer.optim.betas=[0.8, 0.9]"])
+    cfg = load_run_config("adding", f, ["trainer.lr=0.001", "trainer.optim.momentum=0.5"])
     assert cfg.seed == 3 and cfg.task_config == AddingConfig(seq_len=30)
     assert cfg.model == {"cell": "gru"}
     assert cfg.trainer.epochs == 4 and cfg.trainer.lr == 0.001
-    assert cfg.trainer.optim == OptimConfig(name="sgd", betas=(0.8, 0.9))
+    assert cfg.trainer.optim == OptimConfig(name="sgd", momentum=0.5)
     copy = load_run_config("copy", None, ["task.delay=7"])
     assert copy.task_config == CopyConfig(delay=7)
 

@@ -74,9 +74,10 @@ class ScheduleCallback(Callback):
 
     def on_step_end(self, trainer: Trainer, info: StepInfo) -> None:
         """Under truncated BPTT a batch holds many optimizer steps (an epoch can be one batch
-        of long streams): each step gets the rate of its own number and time."""
+        of long streams): each step gets the rate of its own number and time (``trainer.lr``,
+        what the logs show, is the rate the last step used: the trainer reads it there)."""
         if trainer.config.tbptt > 0:
-            trainer.lr = trainer.schedule.apply(
+            trainer.schedule.apply(
                 trainer.optimizer, trainer.step, trainer.epoch, trainer.budget_fraction(now=True)
             )
 
@@ -101,6 +102,12 @@ class EarlyStopping(Callback):
         self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
         self.best: float | None = None
         self.bad = 0
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """A resumed run whose patience had run out stops again (the stop may have been
+        saved as a max_steps or budget stop that fell on the same epoch end)."""
+        if self.best is not None and self.bad >= self.patience:
+            trainer.should_stop = True
 
     def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if self.monitor not in metrics:
@@ -193,7 +200,11 @@ class TensorBoardLogger(Callback):
     def on_train_start(self, trainer: Trainer) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(self.dir), purge_step=trainer.step or None)
+        # a resume drops the events a killed process wrote after its checkpoint; the
+        # checkpoint's own step was logged before it was saved, so it stays
+        self.writer = SummaryWriter(
+            str(self.dir), purge_step=trainer.step + 1 if trainer.step else None
+        )
 
     def on_step_end(self, trainer: Trainer, info: StepInfo) -> None:
         if trainer.step % self.every == 0 and math.isfinite(info.loss):
@@ -238,6 +249,7 @@ class ProgressBar(Callback):
 
             self.bar = tqdm(total=total, initial=done, desc=desc, file=sys.stderr, leave=False)
         else:
+            from rich.console import Console
             from rich.progress import Progress, TimeRemainingColumn
 
             self.bar = Progress(
@@ -245,6 +257,7 @@ class ProgressBar(Callback):
                 TimeRemainingColumn(),
                 "{task.fields[info]}",
                 transient=True,
+                console=Console(file=sys.stderr),  # as tqdm: stdout stays the results'
             )
             self.bar.start()
             self.task = self.bar.add_task(desc, total=total, completed=done, info="")

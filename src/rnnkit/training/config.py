@@ -42,6 +42,20 @@ def _number(name: str, value: object, want: str, ok: typing.Callable[[float], bo
     _check(ok(value), name, value, want)  # type: ignore[arg-type]
 
 
+def _read_by(obj: object, rules: dict[str, tuple[str, tuple[str, ...]]]) -> None:
+    """Refuse a field set away from its default where the choice that reads it is not made:
+    ``rules`` maps a field to (the choosing field, the values that read it)."""
+    defaults = {f.name: f.default for f in fields(obj)}  # type: ignore[arg-type]
+    for name, (chooser, readers) in rules.items():
+        value, choice = getattr(obj, name), getattr(obj, chooser)
+        if value != defaults[name] and choice not in readers:
+            these = " or ".join(f"{chooser}={r!r}" for r in readers)
+            raise ValueError(
+                f"{name}={value!r} applies to {these}, not to {chooser}={choice!r}: remove it "
+                "(it would be ignored)"
+            )
+
+
 def _choices(obj: object) -> None:
     """Every ``Literal`` field of dataclass ``obj`` must hold one of its choices."""
     hints = typing.get_type_hints(type(obj))
@@ -78,6 +92,15 @@ class OptimConfig:
         )
         _number("eps", self.eps, "> 0", lambda v: v > 0)
         _number("alpha", self.alpha, "in [0, 1)", lambda v: 0 <= v < 1)
+        _read_by(
+            self,
+            {
+                "momentum": ("name", ("sgd", "rmsprop")),
+                "betas": ("name", ("adam", "adamw")),
+                "eps": ("name", ("adam", "adamw", "rmsprop")),
+                "alpha": ("name", ("rmsprop",)),
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -98,6 +121,16 @@ class ScheduleConfig:
         _number("min_lr", self.min_lr, ">= 0", lambda v: v >= 0)
         _number("factor", self.factor, "in (0, 1]", lambda v: 0 < v <= 1)
         _int("patience", self.patience, 0)
+        _read_by(
+            self,
+            {
+                "step_size": ("name", ("step",)),
+                "gamma": ("name", ("step",)),
+                "min_lr": ("name", ("cosine", "plateau")),
+                "factor": ("name", ("plateau",)),
+                "patience": ("name", ("plateau",)),
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -126,6 +159,13 @@ class LogConfig:
         _check(isinstance(self.tensorboard, bool), "tensorboard", self.tensorboard, "true or false")
         _int("every_steps", self.every_steps, 1)
         _int("print_every", self.print_every, 0)
+        _read_by(
+            self,
+            {
+                "every_steps": ("tensorboard", (True,)),
+                "print_every": ("progress", ("auto", "lines")),  # auto: lines off a terminal
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -136,6 +176,11 @@ class EarlyStoppingConfig:
     def __post_init__(self) -> None:
         _int("patience", self.patience, 0)
         _number("min_delta", self.min_delta, ">= 0", lambda v: v >= 0)
+        if self.min_delta and not self.patience:
+            raise ValueError(
+                f"min_delta={self.min_delta!r} applies to early stopping, which patience=0 "
+                "turns off: set patience > 0 or remove min_delta"
+            )
 
 
 @dataclass(frozen=True)
@@ -183,3 +228,8 @@ class TrainerConfig:
         _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {PRECISIONS}")
         if self.precision == "16-mixed" and self.device == "cpu":
             raise ValueError("precision='16-mixed' needs CUDA, not device='cpu'; use 'bf16'")
+        if self.schedule.name in ("cosine", "plateau") and self.schedule.min_lr >= self.lr:
+            raise ValueError(
+                f"schedule.min_lr={self.schedule.min_lr!r} must be below lr={self.lr!r}: the "
+                f"{self.schedule.name} schedule decays from lr down to min_lr"
+            )

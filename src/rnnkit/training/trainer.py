@@ -165,8 +165,9 @@ class Trainer:
         self.optimizer = build_optimizer(model.parameters(), config.optim, config.lr)
         self.scaler = make_scaler(self.device, config.precision)  # "16-mixed" only
         self._forward_context = autocast_context(self.device, config.precision)
+        total = config.epochs * self._steps_per_epoch()  # S: with max_steps, the smaller
         self.schedule = LRSchedule(
-            config.schedule, config.lr, config.epochs * self._steps_per_epoch(), config.mode
+            config.schedule, config.lr, min(total, config.max_steps or total), config.mode
         )
         self.lr = config.lr
         self.step = 0  # optimizer steps taken
@@ -360,6 +361,7 @@ class Trainer:
         self._emit("on_epoch_end", self.epoch, metrics)
         self.epoch += 1
         self.batch_in_epoch = 0
+        self._tick()  # the checkpoint's seconds include this validation
         self.save_checkpoint(metric=metrics.get(self.config.monitor))
 
     def _after_chunk(self, done: int, total: int, state: Any, result: ChunkResult) -> bool:
@@ -394,11 +396,19 @@ class Trainer:
         return crossed
 
     def _validate_partial(self) -> float | None:
-        """Train metrics of the epoch so far and validation, kept in ``final_metrics``."""
+        """Train metrics of the epoch so far and validation, kept in ``final_metrics``. The
+        schedule and the callbacks see it (task scores join, as at an epoch's end) but keep
+        their state: an uninterrupted run makes no such evaluation, so a plateau decay or an
+        early-stopping count from it would make the resumed run differ."""
         metrics = self._epoch_metrics()
         if self.val_batches is not None:
             metrics.update(self.evaluate(self.val_batches))
-            self._emit("on_evaluation", metrics)  # task scores join, as at an epoch's end
+            kept = self.schedule.state_dict(), [cb.state_dict() for cb in self.callbacks]
+            self._emit("on_evaluation", metrics)
+            self.schedule.load_state_dict(kept[0])
+            for cb, state in zip(self.callbacks, kept[1], strict=True):
+                if state is not None:
+                    cb.load_state_dict(state)
         inside = self.chunk_in_batch / self._chunks  # the part of this batch done
         done = self.epoch + (self.batch_in_epoch + inside) / max(len(self.train_batches), 1)
         self.final_metrics = {"epochs": done, "step": float(self.step), **metrics}
@@ -430,6 +440,7 @@ class Trainer:
             self._skipped += 1  # overflow under loss scaling: the scaler skips this step
         else:  # the weights of this step gave a finite loss, their gradient is not
             self._fail(f"gradient norm is {norm}", finite_loss=True)
+        self.lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (logs)
         self._optimizer_step()
         self.step += 1
         self._emit("on_step_end", StepInfo(value, n_local, norm))
