@@ -249,3 +249,20 @@ def test_ts_write_read_round_trip(tmp_path: Path) -> None:
     assert back.labels == ["a", "b", "a"] and back.header["missing"] == "true"
     for got, want in zip(back.series, series, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_conll_metadata_comments_are_skipped_and_a_hash_token_kept(tmp_path):
+    f = tmp_path / "c.conll"
+    f.write_text("# sent_id = 1\n# text = I saw #\nI O\nsaw O\n# #\n\n# only = comment\n\n")
+    [sentence] = read_conll(f)
+    assert (sentence.tokens, sentence.tags) == (["I", "saw", "#"], ["O", "O", "#"])
+
+
+def test_ts_round_trip_is_exact_in_float32(tmp_path):
+    from rnnkit.data.readers import read_ts, write_ts
+
+    rng = np.random.default_rng(0)
+    series = [rng.standard_normal((50, 2)).astype(np.float32) for _ in range(20)]
+    write_ts(tmp_path / "x.ts", series, ["a"] * 20, problem_name="x")
+    back = read_ts(tmp_path / "x.ts").series
+    assert all(np.array_equal(a, b) for a, b in zip(series, back, strict=True))  # 9 digits

@@ -184,6 +184,10 @@ def test_cli_generate(tmp_path):
     assert r.exit_code == 2 and "is not a run directory: it does not exist" in r.output
     r = runner.invoke(app, ["generate", str(out), "--prime", ""])
     assert r.exit_code == 2 and "holds no token" in r.output
+    # characters the vocabulary lacks are read as <unk>, and said so on stderr
+    r = runner.invoke(app, ["generate", str(out), "--prime", "the 猫", "--length", "3"])
+    assert r.exit_code == 0 and r.stdout.startswith("the 猫")
+    assert "note: --prime holds '猫', not in the vocabulary: read as <unk>" in r.stderr
 
     # a language model continues text; it has nothing to predict for raw input
     r = runner.invoke(app, ["predict", str(out), "the cat"])
@@ -275,3 +279,16 @@ def test_model_keys_are_unknown_in_the_task_table(key, value):
     assert run.load_run_config("lm", overrides=[f"model.{setting}"]).model == {key: value}
     with pytest.raises(ConfigError, match=r"model\.vocab_size: set by the task from its data"):
         run.load_run_config("lm", overrides=["model.vocab_size=12"])
+
+
+def test_lm_settings_that_would_be_ignored_are_refused():
+    from rnnkit.tasks.lm import LMTaskConfig
+
+    files = {"train_files": ("a.txt",), "val_files": ("b.txt",)}
+    with pytest.raises(ValueError, match="dataset='ptb' and train_files: the files replace"):
+        LMTaskConfig(dataset="ptb", **files)
+    with pytest.raises(ValueError, match="lowercase=true: the sentencepiece tokenizer"):
+        LMTaskConfig(tokenizer="sentencepiece", lowercase=True)
+    with pytest.raises(ValueError, match="subword_vocab=50 sizes sentencepiece pieces"):
+        LMTaskConfig(tokenizer="char", subword_vocab=50)
+    LMTaskConfig(tokenizer="sentencepiece", subword_vocab=50)  # read: fine

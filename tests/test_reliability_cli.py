@@ -237,6 +237,18 @@ def test_predict_file_with_binary_content(tmp_path):
     _one_error_line(r, str(nul), "NUL")
 
 
+def test_a_byte_order_mark_is_not_read_as_text(tmp_path, monkeypatch):
+    import io
+
+    from rnnkit.commands.predict import _file_lines, _lines
+
+    f = tmp_path / "bom.txt"
+    f.write_bytes("\ufeff我爱北京\r\nsecond\r\n".encode())
+    assert _file_lines(f) == (["我爱北京", "second"], "")
+    monkeypatch.setattr("sys.stdin", io.StringIO("\ufeffhello\nworld\n"))
+    assert _lines(None, None) == ["hello", "world"]
+
+
 def _write_csv(path, rows) -> None:
     path.write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows))
 

@@ -144,6 +144,45 @@ def test_registry_dataset_files(tmp_path, monkeypatch):
 def test_tokenize():
     codec = TaggingCodec(Vocab.build([]), ("O",))
     assert codec.tokenize("Hi, Bob's dog.") == ["Hi", ",", "Bob", "'", "s", "dog", "."]
+    # white space first, as the CoNLL training files: a training word stays whole; a
+    # byte-order mark is dropped; combining marks stay with their letters
+    trained = TaggingCodec(Vocab.build([["U.S.", "don't", "1,000"]]), ("O",))
+    text = "\ufeffU.S. officials don't pay 1,000 e-mail लिखा Bob."
+    assert trained.tokenize(text) == [
+        "U.S.", "officials", "don't", "pay", "1,000", "e", "-", "mail", "लिखा", "Bob", ".",
+    ]  # fmt: skip
+
+
+def test_tags_unseen_in_training_are_scored_and_refused_in_a_file(tmp_path):
+    """A test entity of a type training never had counts as missed (its gold tag is kept),
+    and a file given to evaluate with such a tag is refused naming it."""
+    from rnnkit.tasks.tagging import read_file, score
+
+    train = _write_conll(tmp_path / "train.txt", _sentences())
+    test = _write_conll(
+        tmp_path / "test.txt", [[("Zed", "B-MISC"), ("ran", "O")], [("Mary", "B-PER")]]
+    )
+    data = prepare(TaggingConfig(train=train, val=train, test=test))
+    assert "B-MISC" not in data.codec.tags
+
+    class Oracle:  # predicts every seen gold tag right (score reads tag_rows only)
+        def tag_rows(self, batch):
+            tags = data.codec.tags
+            return [
+                [tags[int(k)] if m else "O" for k, m in zip(row[:n], keep[:n], strict=True)]
+                for row, keep, n in zip(
+                    batch.targets.tolist(), batch.mask.tolist(), batch.lengths.tolist(), strict=True
+                )
+            ]
+
+    scores = score(Oracle(), data.test, data)
+    assert scores["recall_overall"] == pytest.approx(0.5)  # the MISC entity is missed
+    assert scores["precision_overall"] == 1.0
+    with pytest.raises(ValueError, match=r"test\.txt: sentence 1 holds the tag 'B-MISC'"):
+        read_file(TaggingConfig(train=train, test=test), test, data.codec)
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(ValueError, match=r"empty\.txt: no sentences \(task\.val\)"):
+        prepare(TaggingConfig(train=train, val=str(tmp_path / "empty.txt"), test=test))
 
 
 def test_without_a_validation_file_a_seeded_tenth_of_train_validates(tmp_path):
@@ -352,3 +391,11 @@ def test_pretrained_vectors_lowercase_and_extra_words(tmp_path):
         run.build_model(run.RunConfig(task="tagging", task_config=cfg, model={"word_dim": 5}), data)
     with pytest.raises(ValueError, match="vectors_vocab: words of a vectors file need"):
         TaggingConfig(train=train, test=train, vectors_vocab=3)
+
+
+def test_settings_without_the_features_they_size_are_refused():
+    with pytest.raises(ValueError, match="max_word_len=3 sizes the character features"):
+        TaggingConfig(train="a", test="b", tokens="chars", max_word_len=3)
+    with pytest.raises(ValueError, match="bigram_min_freq=5 applies to pair features"):
+        TaggingConfig(train="a", test="b", bigram_min_freq=5)
+    TaggingConfig(train="a", test="b", bigrams=True, bigram_min_freq=5)  # read: fine

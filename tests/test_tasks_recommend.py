@@ -347,3 +347,13 @@ def test_predict_lists_titles_and_leaves_the_history_out(converted, tmp_path: Pa
     code, err = _cli("predict", str(run), "1", "--items", "2")
     assert code == 2 and "not both" in err
     assert len(model.predict(["1", "2 3"], k=2)) == 2
+
+
+def test_an_item_id_twice_in_the_items_file_is_named(tmp_path) -> None:
+    from rnnkit.data.errors import DataFormatError
+    from rnnkit.tasks.recommend import read_catalogue
+
+    f = tmp_path / "items.tsv"
+    f.write_text("item\ttitle\n1\tA\n2\tB\n1\tC\n")
+    with pytest.raises(DataFormatError, match=r"items\.tsv:4: item '1' is already on line 2"):
+        read_catalogue(f)

@@ -16,7 +16,7 @@ def _fail(message: str, code: int = 2) -> None:
 def _file_lines(file: Path) -> tuple[list[str], str]:
     """The non-blank lines of a text file, or [] and why it is not one."""
     try:
-        lines = file.read_text("utf-8").splitlines()
+        lines = file.read_text("utf-8-sig").splitlines()  # a byte-order mark is no text
     except OSError as e:
         return [], f"cannot read {file}: {e.strerror or e}"
     except UnicodeDecodeError as e:
@@ -44,6 +44,8 @@ def _lines(texts: list[str] | None, file: Path | None) -> list[str]:
             _fail(f"cannot read standard input: {getattr(e, 'strerror', None) or e}", 2)
     if any("\x00" in t for t in lines):
         _fail(f"{file or 'the input'}: holds NUL bytes; give text, not a binary file", 2)
+    if lines:
+        lines[0] = lines[0].removeprefix("\ufeff")  # a byte-order mark is no text
     return [t for t in lines if t.strip()]
 
 
@@ -124,6 +126,19 @@ def predict(
     typer.echo(("\n\n" if any("\n" in s for s in shown) else "\n").join(shown))
 
 
+def _unknown_pieces(codec: object, text: str) -> list[str]:
+    """The distinct tokens of ``text`` that ``codec`` reads as ``<unk>`` (text codecs)."""
+    tokenizer, vocab = getattr(codec, "tokenizer", None), getattr(codec, "vocab", None)
+    tokenize = getattr(tokenizer, "tokenize", None)
+    if not callable(tokenize) or vocab is None:
+        return []
+    try:
+        tokens = tokenize(text)
+    except (ValueError, TypeError):
+        return []
+    return list(dict.fromkeys(t for t in tokens if isinstance(t, str) and t not in vocab))
+
+
 def generate(
     run_dir: Path = typer.Argument(..., help="run directory of a model with a next-token step"),
     prime: str = typer.Option("\n", "--prime", "-p", help="text to start from"),
@@ -172,9 +187,23 @@ def generate(
     encode = getattr(model.codec, "encode", None)
     if callable(encode):  # a prime the codec cannot read: one error, before anything prints
         try:
-            encode(prime)
+            ids = encode(prime)
         except ValueError as e:
             _fail(f"--prime: {e}")
+        text = getattr(model.codec, "kind", "") == "text"  # music codecs start from silence
+        if text and hasattr(ids, "__len__") and not len(ids):
+            default = " (the default, a line break)" if prime == "\n" else ""
+            _fail(
+                f"--prime {prime!r}{default}: holds no token of this model's vocabulary "
+                "(a word-level model starts from words: give --prime 'The')"
+            )
+        unknown = _unknown_pieces(model.codec, prime)
+        if unknown:
+            typer.echo(
+                f"note: --prime holds {', '.join(map(repr, unknown[:5]))}, not in the "
+                "vocabulary: read as <unk>",
+                err=True,
+            )
     typer.echo(prime, nl=False)
     sample = model.generate(
         prime,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,7 +198,19 @@ class TaggingCodec:
 
     def tokenize(self, text: str) -> list[str]:
         """The words of raw ``text``: ``"Hi, Bob."`` -> ``["Hi", ",", "Bob", "."]`` (or its
-        characters, white space dropped: ``"我爱 北京"`` -> ``["我", "爱", "北", "京"]``)."""
+        characters, white space dropped: ``"我爱 北京"`` -> ``["我", "爱", "北", "京"]``).
+
+        Words are split at white space first, as the CoNLL files the tagger was trained on
+        are; a piece that is a training word stays whole (``U.S.``, ``don't``, ``1,000``),
+        others are split by the tokenizer, combining marks kept with their letter
+        (``लिखा`` is one word). A byte-order mark is dropped."""
+        text = text.replace("\ufeff", "")
+        if self.joiner:  # words
+            out: list[str] = []
+            for piece in text.split():
+                known = (piece.lower() if self.lower else piece) in self.words
+                out += [piece] if known else _with_marks(self.tokenizer.tokenize(piece))
+            return out
         return [t for t in self.tokenizer.tokenize(text) if t and not t.isspace()]
 
     def batch(
@@ -265,6 +278,23 @@ class TaggingCodec:
             tuple(data.get("lexicon", ())),
             bool(data.get("lower", False)),  # codecs saved before the option: cased
         )
+
+
+def _with_marks(tokens: list[str]) -> list[str]:
+    """The tokens of one white-space-free piece with adjacent word-like tokens (letters,
+    digits and combining marks, Unicode L*, N*, M*) joined: a regex's ``\\w`` leaves the
+    vowel signs of Devanagari or the points of Hebrew out of words, splitting them."""
+
+    def wordish(token: str) -> bool:
+        return all(unicodedata.category(c)[0] in "LNM" for c in token)
+
+    out: list[str] = []
+    for token in tokens:
+        if out and wordish(token) and wordish(out[-1]):
+            out[-1] += token
+        else:
+            out.append(token)
+    return out
 
 
 def token_bigrams(tokens: Sequence[str]) -> list[str]:

@@ -20,6 +20,7 @@ twice). The model's own settings (embedding size, tied weights, cell) sit in ``[
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,6 +68,22 @@ class LMTaskConfig:
             raise ValueError(f"window must be >= 0, got {self.window}")
         if self.train_files and not self.val_files:
             raise ValueError("train_files needs val_files too")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        if self.train_files and self.dataset != defaults["dataset"]:
+            raise ValueError(
+                f"dataset={self.dataset!r} and train_files: the files replace the dataset; "
+                "give one of them"
+            )
+        if self.lowercase and self.tokenizer == "sentencepiece":
+            raise ValueError(
+                "lowercase=true: the sentencepiece tokenizer reads the text as it is; remove "
+                "it, or lower-case the files"
+            )
+        if self.subword_vocab != defaults["subword_vocab"] and self.tokenizer != "sentencepiece":
+            raise ValueError(
+                f"subword_vocab={self.subword_vocab} sizes sentencepiece pieces, not "
+                f"tokenizer={self.tokenizer!r}: remove it"
+            )
         if not self.train_files and (self.val_files or self.test_files):
             raise ValueError(
                 f"val_files and test_files go with train_files; without them the splits are "
@@ -124,10 +141,24 @@ def prepare(cfg: LMTaskConfig, seed: int, codec: TextCodec | None = None) -> Tas
         vocab = Vocab.build([tokenizer.tokenize(texts["train"])], max_size=cfg.max_vocab)
         codec = TextCodec(tokenizer, vocab)
     ids = {s: codec.encode(t) for s, t in texts.items()}
+    where = {
+        "train": ", ".join(cfg.train_files) or f"dataset {cfg.dataset!r}, train",
+        "val": ", ".join(cfg.val_files) or f"dataset {cfg.dataset!r}, valid",
+        "test": ", ".join(cfg.test_files or cfg.val_files) or f"dataset {cfg.dataset!r}, test",
+    }
+    streams = {"train": cfg.streams, "val": cfg.eval_streams, "test": cfg.eval_streams}
+    batches = {}
+    for split, text_ids in ids.items():
+        try:
+            batches[split] = stream_batch(
+                text_ids, streams[split], cfg.window if split == "train" else 0
+            )
+        except ValueError as e:  # an empty or tiny file: name it and its split
+            raise ValueError(f"{where[split]} ({split} split): {e}") from None
     return TaskData(
-        train=stream_batch(ids["train"], cfg.streams, cfg.window),
-        val=stream_batch(ids["val"], cfg.eval_streams),
-        test=stream_batch(ids["test"], cfg.eval_streams),
+        train=batches["train"],
+        val=batches["val"],
+        test=batches["test"],
         codec=codec,
         fixed={"vocab_size": len(codec.vocab)},
     )

@@ -99,7 +99,14 @@ def _rows(
 
 def read_catalogue(path: Path) -> tuple[list[str], list[str]]:
     """Item ids and titles ("Star Wars (1977)" where a year column holds one) of an items file."""
-    rows = [r for _, r in _rows(path, ["item", "title"], ("year",))]
+    rows, first = [], {}
+    for line, r in _rows(path, ["item", "title"], ("year",)):
+        if r["item"] in first:
+            raise DataFormatError(
+                path, line, f"item {r['item']!r} is already on line {first[r['item']]}"
+            )
+        first[r["item"]] = line
+        rows.append(r)
     titles = [f"{r['title']} ({r['year']})" if r.get("year") else r["title"] for r in rows]
     return [r["item"] for r in rows], titles
 

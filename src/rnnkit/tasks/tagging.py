@@ -37,6 +37,7 @@ of each token otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -104,6 +105,17 @@ class TaggingConfig:
             raise ValueError(
                 "chars: character features of one-character tokens add nothing "
                 "(tokens = 'chars'); leave it out or set it false"
+            )
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        if self.max_word_len != defaults["max_word_len"] and not self.char_features:
+            raise ValueError(
+                f"max_word_len={self.max_word_len} sizes the character features, which "
+                "this config has none of (tokens = 'chars' or chars = false): remove it"
+            )
+        if self.bigram_min_freq != defaults["bigram_min_freq"] and not self.bigrams:
+            raise ValueError(
+                f"bigram_min_freq={self.bigram_min_freq} applies to pair features: set "
+                "task.bigrams = true or remove it"
             )
 
     @property
@@ -226,6 +238,9 @@ def prepare(cfg: TaggingConfig, seed: int, codec: TaggingCodec | None = None) ->
         raise ValueError(f"{files[0]}: no sentences")
     if not files[1]:
         splits[0], splits[1] = held_out(splits[0], seed)
+    for f, part, name in zip(files[1:], splits[1:], ("val", "test"), strict=True):
+        if f and not part:
+            raise ValueError(f"{f}: no sentences (task.{name})")
     codec = codec or build_codec(cfg, splits[0])
     train, val, test = (codec.batch([s for s, _ in p], [t for _, t in p]) for p in splits)
     fixed = {
@@ -236,7 +251,12 @@ def prepare(cfg: TaggingConfig, seed: int, codec: TaggingCodec | None = None) ->
         "tags": codec.tags,
         "scheme": codec.scheme if codec.scheme != "IO" else "",
     }
-    return TaskData(train, val, test, codec, fixed, baselines(codec, splits[0], splits[2]))
+    # the gold tags as written: a tag the training split never had is not learnt (its loss is
+    # masked) but it is scored, so an entity of an unseen type counts as missed
+    gold = {"val": [t for _, t in splits[1]], "test": [t for _, t in splits[2]]}
+    return TaskData(
+        train, val, test, codec, fixed, baselines(codec, splits[0], splits[2]), references=gold
+    )
 
 
 def check(cfg: TaggingConfig, model: dict[str, Any]) -> None:
@@ -270,17 +290,37 @@ def init_model(model: SequenceTagger, data: TaskData, cfg: TaggingConfig, seed: 
 
 # ---- scores and baselines ------------------------------------------------------------------
 def _rows(batch: SequenceBatch, data: TaskData, model: SequenceTagger) -> tuple[list, list, list]:
-    """(token ids, gold tag names, predicted tag names) of every row of ``batch``."""
+    """(token ids, gold tag names, predicted tag names) of every row of ``batch``: the gold
+    tags as the split's file wrote them (``data.references``), also those unseen in training."""
     names = data.codec.tags
-    fill = "S" if data.codec.scheme == "BMES" else "O"  # a tag unseen in training
     pred = model.tag_rows(batch)
     ids = batch.inputs[..., 0] if batch.inputs.dim() == 3 else batch.inputs  # (B, T)
     lengths = batch.lengths.tolist()
-    gold = [
-        [names[int(k)] if m else fill for k, m in zip(row[:n], keep[:n], strict=True)]
-        for row, keep, n in zip(batch.targets.tolist(), batch.mask.tolist(), lengths, strict=True)
-    ]
+    split = next((k for k in ("val", "test") if _same_rows(getattr(data, k), batch)), None)
+    written = data.references.get(split) if split else None
+    if written is not None:
+        gold = [list(tags[:n]) for tags, n in zip(written, lengths, strict=True)]
+    else:  # a file for evaluate (read_file refuses tags unseen in training)
+        fill = "S" if data.codec.scheme == "BMES" else "O"
+        gold = [
+            [names[int(k)] if m else fill for k, m in zip(row[:n], keep[:n], strict=True)]
+            for row, keep, n in zip(
+                batch.targets.tolist(), batch.mask.tolist(), lengths, strict=True
+            )
+        ]
     return [row[:n] for row, n in zip(ids.tolist(), lengths, strict=True)], gold, pred
+
+
+def _same_rows(part: Any, batch: SequenceBatch) -> bool:
+    """Whether ``batch`` is the split ``part`` (perhaps moved to another device)."""
+    if part is None or part is batch:
+        return part is batch
+    return (
+        part.targets.shape == batch.targets.shape
+        and torch.equal(part.lengths, batch.lengths.cpu())
+        and torch.equal(part.targets, batch.targets.cpu())
+        and torch.equal(part.mask, batch.mask.cpu())
+    )
 
 
 def score(model: SequenceTagger, batch: SequenceBatch, data: TaskData) -> dict[str, float]:
@@ -371,6 +411,14 @@ def baselines(codec: TaggingCodec, train: list, test: list) -> dict[str, float]:
 def read_file(cfg: TaggingConfig, path: str, codec: TaggingCodec) -> SequenceBatch:
     """A tagged file in the run's format, encoded with the saved codec."""
     rows = read_tagged(path, cfg)
+    known = set(codec.tags)
+    for i, (_, tags) in enumerate(rows):
+        unseen = [t for t in tags if t not in known]
+        if unseen:
+            raise ValueError(
+                f"{path}: sentence {i + 1} holds the tag {unseen[0]!r}, which the run never "
+                f"learnt (its tags: {', '.join(codec.tags)})"
+            )
     return codec.batch([s for s, _ in rows], [t for _, t in rows])
 
 

@@ -13,6 +13,7 @@ empty nodes (``1.1``) that are kept out of the token sequence.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,9 @@ def _sentences(path: Path, rows: BadRows, comment: str | None) -> Iterator[list[
         yield block
 
 
+_METADATA = re.compile(r"#\s*[\w.-]+\s*=")  # "# sent_id = 12", "# text = ..."
+
+
 def read_conll(
     path: str | Path,
     *,
@@ -71,7 +75,11 @@ def read_conll(
     width = len(column_names) if column_names else None
     sentences: list[TaggedSentence] = []
     for block in _sentences(path, rows, comment=None):
-        block = [(n, t) for n, t in block if not t.startswith("-DOCSTART-")]
+        # "-DOCSTART-" lines, and "# key = value" metadata lines (CoNLL-U style sentence
+        # comments; a "#" token with its tag has no "=" as its third field)
+        block = [
+            (n, t) for n, t in block if not t.startswith("-DOCSTART-") and not _METADATA.match(t)
+        ]
         if not block:
             continue
         split = [(n, t.split()) for n, t in block]

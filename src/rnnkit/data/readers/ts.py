@@ -229,6 +229,6 @@ def write_ts(
         f.write("\n".join(head) + "\n")
         for case, label in zip(series, labels, strict=True):
             dims_text = [
-                ",".join("?" if np.isnan(v) else f"{v:.8g}" for v in case[:, j]) for j in range(d)
+                ",".join("?" if np.isnan(v) else f"{v:.9g}" for v in case[:, j]) for j in range(d)
             ]
             f.write(":".join([*dims_text, label]) + "\n")
