@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import typer
@@ -105,6 +106,8 @@ def diagnose(
 
 
 def _report(summary: dict) -> None:
+    if os.environ.get("RANK", "0") != "0":  # under torchrun the first process reports
+        return
     budget = summary.get("stop_reason") == "max_minutes"
     last = summary["history"][-1] if summary["history"] else {}
     if budget and summary.get("final"):  # the validation at the stop, perhaps mid-epoch

@@ -52,6 +52,7 @@ from typing import Any
 
 import torch
 
+from rnnkit.config import ConfigError
 from rnnkit.data.batches import EpochBatches
 from rnnkit.kernels import dense
 from rnnkit.models.contract import Carrying, Trainable, require
@@ -156,6 +157,11 @@ class Trainer:
         self.train_batches = _served(train_batches, config, True, seed)
         self.val_batches = _served(val_batches, config, False, seed)
         self.dist = dist_ctx or DistContext()
+        if config.batch_size < self.dist.world:
+            raise ConfigError(
+                f"trainer.batch_size={config.batch_size} is smaller than the {self.dist.world} "
+                "processes: each needs at least one sequence per batch"
+            )
         self.device = self._pick_device()
         model.to(self.device)  # before the optimizer, whose state follows the parameters
         self.dist.broadcast_parameters(model)
@@ -536,14 +542,19 @@ class Trainer:
         return bool(self.config.max_steps) and self.step >= self.config.max_steps
 
     def save_checkpoint(self, metric: float | None = None) -> Path | None:
-        """Write a checkpoint of the current position (rank 0 with a run_dir only)."""
+        """Write a checkpoint of the current position (rank 0 with a run_dir only). Every
+        process calls it: the epoch's loss and metric sums saved are those of all of them."""
+        sums = dict(self._sums)
+        if self.dist.world > 1:
+            keys = sorted(self._sums)
+            sums = dict(zip(keys, self.dist.sum([self._sums[k] for k in keys]), strict=True))
         if self.checkpoints is None:
             return None
         path = self.checkpoints.save(
             self.step,
             self.model,
             self.optimizer,
-            self.state_dict(),
+            {**self.state_dict(), "sums": sums},
             metric,
             self.codec,
             self.device,
@@ -582,7 +593,8 @@ class Trainer:
         self.final_metrics = dict(state.get("final_metrics", {}))
         self.seconds = float(state.get("seconds", 0.0))
         self._clock = (self.seconds, time.monotonic())
-        self._sums = {k: float(v) for k, v in state["sums"].items()}
+        # the sums of all processes: one of them carries them on, the others start from zero
+        self._sums = {k: float(v) if self.dist.rank == 0 else 0.0 for k, v in state["sums"].items()}
         self.clip.load_state_dict(state["clip"])
         self._skipped = int(state.get("skipped", 0))
         if self.scaler is not None and state.get("scaler"):
@@ -660,10 +672,16 @@ def evaluate_model(
     model.eval()
     sums: dict[str, float] = {"n": 0.0, "loss": 0.0}
     for batch in batches.epoch(0):
-        local = move_batch(batch.shard(dist_ctx.rank, dist_ctx.world), device)
+        spare = False  # a process with no row of this batch
+        if batch.size < dist_ctx.world:  # a last batch of fewer rows than processes
+            spare = dist_ctx.rank >= batch.size  # it reads row 0 with weight 0, so that every
+            row = 0 if spare else dist_ctx.rank  # process reports the same metric names
+            local = move_batch(batch.rows(slice(row, row + 1)), device)
+        else:
+            local = move_batch(batch.shard(dist_ctx.rank, dist_ctx.world), device)
         with forward_context():
             loss, metrics = model.loss(local)
-        n = local.n_targets
+        n = 0 if spare else local.n_targets
         sums["n"] += n
         sums["loss"] += float(loss) * n
         for k, v in metrics.items():
