@@ -140,3 +140,11 @@ def test_unknown_kind_is_an_error_naming_it(data):
     kind = data.get("kind") if isinstance(data, dict) else None
     assert f"codec kind {kind!r} is unknown" in str(e.value)
     assert "known kinds: [" in str(e.value) and "'tagging'" in str(e.value)
+
+
+def test_word_detokenize_joins_opening_and_closing_marks():
+    from rnnkit.data.tokenizers import WordTokenizer
+
+    tok = WordTokenizer()
+    for text in ("¿Quién es este?", "¡Ay de ti, Corazín!", "Y dijo: ¿Dónde estás (tú)?"):
+        assert tok.detokenize(tok.tokenize(text)) == text

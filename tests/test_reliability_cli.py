@@ -426,6 +426,9 @@ def test_evaluate_refuses_what_it_would_ignore(adding_run, tmp_path):
     r = _cli("evaluate", str(adding_run), "--set", "task.n_test=4")
     assert r.exit_code == 2
     _one_error_line(r, "task.n_test is fixed by the trained run", "no [task] setting")
+    r = _cli("evaluate", str(adding_run), "--set", "task.bem=5")
+    assert r.exit_code == 2
+    _one_error_line(r, "task.bem: unknown key of the 'adding' task")
     r = _cli("evaluate", str(adding_run), "--split", "val", "--data", str(tmp_path / "x.csv"))
     assert r.exit_code == 2
     _one_error_line(r, "--split val and --data", "give one")

@@ -276,3 +276,26 @@ def test_translate_answers_in_input_order_whatever_the_batching(run):
     texts = ["red cat dog bird", "blue", "green dog", "red", "cat bird dog red"]
     together = [t.text for t in model.translate(texts, batch_size=2)]
     assert together == [model.translate(t).text for t in texts]
+
+
+def test_settings_no_side_would_read_are_refused():
+    with pytest.raises(ValueError, match="lowercase=true: the sentencepiece tokenizer"):
+        TranslateConfig(dataset="", train="a", valid="b", tokenizer="sentencepiece", lowercase=True)
+    with pytest.raises(ValueError, match="subword_vocab=50 sizes sentencepiece pieces"):
+        TranslateConfig(dataset="", train="a", valid="b", subword_vocab=50)
+    TranslateConfig(dataset="", train="a", valid="b", tokenizer="sentencepiece", subword_vocab=50)
+
+
+def test_lower_cased_captions_are_scored_against_lower_cased_references(tmp_path):
+    from rnnkit.tasks.caption import CaptionConfig
+    from rnnkit.tasks.caption import prepare as caption_prepare
+
+    rows = [{"pixels": [[k, 1], [2, 3]], "caption": "The Cat" if k else "A Dog"} for k in (0, 1)]
+    for name in ("tr.jsonl", "va.jsonl"):
+        (tmp_path / name).write_text("\n".join(json.dumps(r) for r in rows * 3) + "\n")
+    files = {"train": str(tmp_path / "tr.jsonl"), "valid": str(tmp_path / "va.jsonl")}
+    data = caption_prepare(CaptionConfig(dataset="", **files), 0)
+    assert set(data.references["test"]) == {"the cat", "a dog"}
+    assert data.baseline["frequent_caption_exact"] == pytest.approx(0.5)
+    cased = caption_prepare(CaptionConfig(dataset="", lowercase=False, **files), 0)
+    assert set(cased.references["test"]) == {"The Cat", "A Dog"}

@@ -104,8 +104,10 @@ class WordTokenizer:
         return tokens
 
     def detokenize(self, tokens: list[str]) -> str:
-        """Join with spaces, no space before closing punctuation."""
-        return re.sub(r" ([.,;:!?)\]}])", r"\1", " ".join(tokens))
+        """Join with spaces, no space before closing punctuation nor after opening marks
+        (``¿``, ``¡``, brackets): ``"¿ Quién es ?"`` -> ``"¿Quién es?"``."""
+        text = re.sub(r" ([.,;:!?)\]}»])", r"\1", " ".join(tokens))
+        return re.sub(r"([¿¡(\[{«]) ", r"\1", text)
 
     def to_config(self) -> dict[str, Any]:
         return {

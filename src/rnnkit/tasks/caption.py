@@ -164,8 +164,11 @@ def prepare(cfg: CaptionConfig, seed: int, codec: PairCodec | None = None) -> Ta
     heights = {len(img) for split in splits.values() for img in split[0]}
     if len(heights) != 1:
         raise ValueError(f"images: expected one height in all splits, got {sorted(heights)}")
-    common = Counter(captions).most_common(1)[0][0]
-    test_refs = splits["test"][1]
+    # the model writes lower case with task.lowercase: its references (and the baseline's
+    # caption) are scored in the case it writes, as the tokens of "exact" already were
+    fold = str.lower if cfg.lowercase else str
+    common = fold(Counter(captions).most_common(1)[0][0])
+    test_refs = [fold(r) for r in splits["test"][1]]
     tok = codec.target_tokenizer
     baseline = text_scores(
         [common] * len(test_refs),
@@ -186,7 +189,7 @@ def prepare(cfg: CaptionConfig, seed: int, codec: PairCodec | None = None) -> Ta
         },
         baseline={f"frequent_caption_{k}": v for k, v in baseline.items()},
         config=cfg,
-        references={"val": splits["val"][1], "test": test_refs},
+        references={"val": [fold(r) for r in splits["val"][1]], "test": test_refs},
     )
 
 

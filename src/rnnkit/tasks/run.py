@@ -440,6 +440,12 @@ def _with_task_overrides(cfg: RunConfig, overrides: Sequence[str]) -> RunConfig:
                 f"--set {item}: evaluate changes [task] settings only (task.beam=5, say)"
             )
         key = item.strip()[len("task.") :].split("=", 1)[0].strip()
+        known = {f.name for f in dataclasses.fields(get_task(cfg.task).config_cls)}
+        if key not in known:
+            raise ConfigError(
+                f"--set {item}: task.{key}: unknown key of the {cfg.task!r} task (known: "
+                f"{', '.join(sorted(known))})"
+            )
         if key not in allowed:
             may = (
                 f"evaluate may change how a {cfg.task!r} run decodes and scores: "

@@ -21,6 +21,7 @@ baseline copies the source (BLEU, chrF) or is reported as none when copying mean
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,8 @@ class TranslateConfig:
     max_vocab: int = 16_000  # tokens per vocabulary, specials included
     min_freq: int = 1  # fewest training occurrences a token needs
     subword_vocab: int = 8000  # sentencepiece pieces per model
-    max_length: int = 0  # > 0: training pairs with a longer side (in tokens) are left out
+    # > 0: training pairs whose source has more tokens, or whose target with <eos> has more
+    max_length: int = 0
     metrics: tuple[str, ...] = ()  # bleu, chrf, exact, wer, per (): the dataset's
     beam: int = 1  # beam width of validation and evaluate scores (1: greedy)
     length_penalty: float = 0.0  # GNMT alpha of beam search
@@ -109,6 +111,21 @@ class TranslateConfig:
         if self.length_penalty and self.beam == 1:
             raise ValueError("length_penalty applies to beam search: set beam > 1 too")
         check_metrics(self.metrics)
+        sides = {
+            self.setting("tokenizer"),
+            self.setting("target_tokenizer") or self.setting("tokenizer"),
+        }
+        if self.lowercase and sides == {"sentencepiece"}:
+            raise ValueError(
+                "lowercase=true: the sentencepiece tokenizer reads the text as it is; remove "
+                "it, or lower-case the files"
+            )
+        default = {f.name: f.default for f in dataclasses.fields(self)}["subword_vocab"]
+        if self.subword_vocab != default and "sentencepiece" not in sides:
+            raise ValueError(
+                f"subword_vocab={self.subword_vocab} sizes sentencepiece pieces, and neither "
+                f"side uses them (tokenizers {sorted(sides)}): remove it"
+            )
 
     def setting(self, name: str) -> Any:
         """A setting, or the dataset's (the file defaults') where it is left empty."""
@@ -208,7 +225,10 @@ def prepare(cfg: TranslateConfig, seed: int, codec: PairCodec | None = None) -> 
         fixed=fixed,
         baseline=copy_baseline(cfg, codec, *pairs["test"]),
         config=cfg,
-        references={"val": pairs["val"][1], "test": pairs["test"][1]},
+        references={  # in the case the model writes (task.lowercase lower-cases both sides)
+            s: [t.lower() for t in pairs[s][1]] if cfg.lowercase else pairs[s][1]
+            for s in ("val", "test")
+        },
     )
 
 
