@@ -131,6 +131,13 @@ def replace_in(obj: T, overrides: Iterable[str]) -> T:
     return from_dict(type(obj), apply_overrides(to_dict(obj), overrides))
 
 
+def is_set(obj: Any, name: str) -> bool:
+    """Whether field ``name`` of the dataclass instance ``obj`` differs from its default
+    (a setting the user gave, for checks that refuse one the rest of the config ignores)."""
+    field = next(f for f in dataclasses.fields(obj) if f.name == name)
+    return getattr(obj, name) != field.default
+
+
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)

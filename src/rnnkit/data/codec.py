@@ -714,7 +714,7 @@ class PairCodec:
 
         import numpy as np
 
-        from rnnkit.data.errors import DataFormatError
+        from rnnkit.data.errors import FLOAT32_MAX, DataFormatError
 
         path = Path(path)
         if self.source_kind == "tokens":  # a text source: the file's non-blank lines
@@ -763,7 +763,7 @@ class PairCodec:
                 )
             if not np.isfinite(a).all():
                 raise DataFormatError(path, None, "holds NaN or infinite values")
-            if a.dtype.kind == "f" and float(np.abs(a).max()) > float(np.finfo(np.float32).max):
+            if a.dtype.kind == "f" and float(np.abs(a).max()) > FLOAT32_MAX:
                 raise DataFormatError(
                     path, None, "holds numbers beyond float32's range (the model reads float32)"
                 )

@@ -19,6 +19,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Generic, TypeVar
 
+#: the largest finite float32: a number read beyond it would reach the model as inf
+FLOAT32_MAX = 3.4028234663852886e38
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)

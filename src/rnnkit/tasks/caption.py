@@ -32,7 +32,7 @@ from typing import Any
 
 from rnnkit.data.batches import PairBatch
 from rnnkit.data.codec import PairCodec
-from rnnkit.data.errors import BadRows
+from rnnkit.data.errors import FLOAT32_MAX, BadRows
 from rnnkit.data.readers.table import iter_json_objects
 from rnnkit.data.tokenizers import WordTokenizer
 from rnnkit.data.vocab import Vocab
@@ -47,8 +47,6 @@ from rnnkit.tasks._pairs import (
     text_scores,
 )
 from rnnkit.tasks.base import Task, TaskData
-
-FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ twice). The model's own settings (embedding size, tied weights, cell) sit in ``[
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
+from rnnkit.config import is_set
 from rnnkit.data.batches import SequenceBatch
 from rnnkit.data.batching import batchify_stream
 from rnnkit.data.codec import TextCodec
@@ -68,8 +68,7 @@ class LMTaskConfig:
             raise ValueError(f"window must be >= 0, got {self.window}")
         if self.train_files and not self.val_files:
             raise ValueError("train_files needs val_files too")
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        if self.train_files and self.dataset != defaults["dataset"]:
+        if self.train_files and is_set(self, "dataset"):
             raise ValueError(
                 f"dataset={self.dataset!r} and train_files: the files replace the dataset; "
                 "give one of them"
@@ -79,7 +78,7 @@ class LMTaskConfig:
                 "lowercase=true: the sentencepiece tokenizer reads the text as it is; remove "
                 "it, or lower-case the files"
             )
-        if self.subword_vocab != defaults["subword_vocab"] and self.tokenizer != "sentencepiece":
+        if is_set(self, "subword_vocab") and self.tokenizer != "sentencepiece":
             raise ValueError(
                 f"subword_vocab={self.subword_vocab} sizes sentencepiece pieces, not "
                 f"tokenizer={self.tokenizer!r}: remove it"

@@ -37,7 +37,6 @@ of each token otherwise.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from typing import Any, Literal
 
 import torch
 
-from rnnkit.config import ConfigError
+from rnnkit.config import ConfigError, is_set
 from rnnkit.data.batches import SequenceBatch
 from rnnkit.data.codec import TaggingCodec, token_bigrams
 from rnnkit.data.readers import read_conll, read_conllu
@@ -106,13 +105,12 @@ class TaggingConfig:
                 "chars: character features of one-character tokens add nothing "
                 "(tokens = 'chars'); leave it out or set it false"
             )
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        if self.max_word_len != defaults["max_word_len"] and not self.char_features:
+        if is_set(self, "max_word_len") and not self.char_features:
             raise ValueError(
                 f"max_word_len={self.max_word_len} sizes the character features, which "
                 "this config has none of (tokens = 'chars' or chars = false): remove it"
             )
-        if self.bigram_min_freq != defaults["bigram_min_freq"] and not self.bigrams:
+        if is_set(self, "bigram_min_freq") and not self.bigrams:
             raise ValueError(
                 f"bigram_min_freq={self.bigram_min_freq} applies to pair features: set "
                 "task.bigrams = true or remove it"

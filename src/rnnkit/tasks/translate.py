@@ -21,11 +21,11 @@ baseline copies the source (BLEU, chrF) or is reported as none when copying mean
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rnnkit.config import is_set
 from rnnkit.data.batches import PairBatch
 from rnnkit.data.codec import PairCodec
 from rnnkit.data.readers import read_columns
@@ -120,8 +120,7 @@ class TranslateConfig:
                 "lowercase=true: the sentencepiece tokenizer reads the text as it is; remove "
                 "it, or lower-case the files"
             )
-        default = {f.name: f.default for f in dataclasses.fields(self)}["subword_vocab"]
-        if self.subword_vocab != default and "sentencepiece" not in sides:
+        if is_set(self, "subword_vocab") and "sentencepiece" not in sides:
             raise ValueError(
                 f"subword_vocab={self.subword_vocab} sizes sentencepiece pieces, and neither "
                 f"side uses them (tokenizers {sorted(sides)}): remove it"

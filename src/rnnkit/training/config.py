@@ -13,6 +13,8 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from rnnkit.config import is_set
+
 PRECISIONS = ("32", "bf16", "16-mixed")  # float32, bfloat16 autocast, float16 autocast + scaling
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -45,10 +47,9 @@ def _number(name: str, value: object, want: str, ok: typing.Callable[[float], bo
 def _read_by(obj: object, rules: dict[str, tuple[str, tuple[str, ...]]]) -> None:
     """Refuse a field set away from its default where the choice that reads it is not made:
     ``rules`` maps a field to (the choosing field, the values that read it)."""
-    defaults = {f.name: f.default for f in fields(obj)}  # type: ignore[arg-type]
     for name, (chooser, readers) in rules.items():
         value, choice = getattr(obj, name), getattr(obj, chooser)
-        if value != defaults[name] and choice not in readers:
+        if is_set(obj, name) and choice not in readers:
             these = " or ".join(f"{chooser}={r!r}" for r in readers)
             raise ValueError(
                 f"{name}={value!r} applies to {these}, not to {chooser}={choice!r}: remove it "

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit.data.errors import BadRows, DataFormatError
+from rnnkit.data.errors import FLOAT32_MAX, BadRows, DataFormatError
 from rnnkit.data.readers.fasta import read_fasta
 from rnnkit.data.readers.table import _csv_rows, _delimiter_for, iter_json_objects
 from rnnkit.data.readers.ts import read_ts
@@ -38,7 +38,6 @@ __all__ = ["SERIES_SUFFIXES", "LabelledSeries", "read_series", "series_kind"]
 
 FASTA_SUFFIXES = (".fasta", ".fa", ".fna", ".faa")
 SERIES_SUFFIXES = (".ts", *FASTA_SUFFIXES, ".csv", ".tsv", ".jsonl", ".npy")
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -74,7 +73,7 @@ def _checked(path: Path, line: int | None, x: np.ndarray, field: str) -> np.ndar
         raise DataFormatError(
             path, line, f"{field}: expected (T, D) numbers, found shape {tuple(x.shape)}"
         )
-    if not np.isfinite(x).all() or float(np.abs(x).max()) > _FLOAT32_MAX:
+    if not np.isfinite(x).all() or float(np.abs(x).max()) > FLOAT32_MAX:
         raise DataFormatError(path, line, f"{field}: expected finite numbers, found NaN or inf")
     return x.astype(np.float32)
 

@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit.data.errors import BadRows, DataFormatError, iter_lines
+from rnnkit.data.errors import FLOAT32_MAX, BadRows, DataFormatError, iter_lines
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _BOOL_KEYS = {"timestamps", "missing", "univariate", "equallength"}
 _KEYS = _BOOL_KEYS | {
     "problemname",
@@ -114,7 +113,7 @@ def _parse_case(
                     f"expected a finite number at dimension {d + 1}, value {i + 1}, "
                     f"found {v!r} without '@missing true'"
                 )
-            if math.isinf(x) or (math.isfinite(x) and abs(x) > _FLOAT32_MAX):
+            if math.isinf(x) or (math.isfinite(x) and abs(x) > FLOAT32_MAX):
                 raise ValueError(
                     f"expected a finite number at dimension {d + 1}, value {i + 1}, "
                     f"found {v!r} (infinite, or beyond float32's range)"
